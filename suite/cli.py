@@ -1,0 +1,193 @@
+"""The `peftbench` command line. Heavy imports (torch, ray) wait until a command needs them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from suite.errors import SpecError
+
+app = typer.Typer(
+    help="peftbench: a declarative benchmark suite and leaderboard for parameter-efficient "
+    "fine-tuning. Specs are YAML; results go to a DuckDB file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_MATRIX = "smoke"
+PluginsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugins",
+        help="Extra plugin folder (methods/, tasks/, ... or one method/task folder). "
+        "Repeatable; also PEFTBENCH_PLUGINS (os.pathsep-separated).",
+    ),
+]
+DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
+DEFAULT_DB = Path("results/peftbench.duckdb")
+
+
+def _fail_spec(exc: SpecError) -> None:
+    err_console.print(f"[bold red]spec error[/] ({len(exc.issues)} problem(s)):")
+    for issue in exc.issues:
+        err_console.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _catalog(plugins: list[Path] | None):
+    from suite.registry import Catalog
+
+    return Catalog.discover(plugins or [])
+
+
+@app.command()
+def run(
+    matrix: Annotated[str, typer.Argument(help="Matrix name or YAML path.")] = DEFAULT_MATRIX,
+    db: DbOpt = DEFAULT_DB,
+    rerun: Annotated[bool, typer.Option(help="Run cells again even if stored ok.")] = False,
+    plugins: PluginsOpt = None,
+) -> None:
+    """Run a matrix (default: the embedded smoke matrix) and store every cell's result."""
+    from suite.driver import in_process_executor, plan, run_plan
+    from suite.progress import MatrixProgress
+    from suite.store.store import Store, StoreBusy
+
+    store = Store(db)
+    try:
+        the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
+    except SpecError as exc:
+        _fail_spec(exc)
+    err_console.print(
+        f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells, "
+        f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {db}"
+    )
+    try:
+        with MatrixProgress(len(the_plan.todo), err_console) as progress:
+            summary = run_plan(the_plan, store, in_process_executor(progress), progress)
+    except StoreBusy as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(3) from exc
+    if the_plan.cells and db.exists():
+        _print_table(db, the_plan.matrix)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
+    err_console.print(f"done: {counts}")
+    raise typer.Exit(0 if summary.all_ok else 1)
+
+
+class ListKind(str, Enum):
+    methods = "methods"
+    tasks = "tasks"
+    models = "models"
+    profiles = "profiles"
+    matrices = "matrices"
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[ListKind, typer.Argument(help="What to list.")], plugins: PluginsOpt = None
+) -> None:
+    """List the registered methods, tasks, models, hardware profiles or matrices."""
+    from suite.listing import render_list
+
+    try:
+        catalog = _catalog(plugins)
+    except SpecError as exc:
+        _fail_spec(exc)
+    console.print(render_list(catalog, kind.value))
+
+
+@app.command()
+def validate(
+    paths: Annotated[
+        list[Path], typer.Argument(help="YAML files or folders (searched recursively).")
+    ],
+    plugins: PluginsOpt = None,
+) -> None:
+    """Validate every YAML spec under the given paths; exit code 2 if any is wrong."""
+    from suite.validate import validate_paths
+
+    try:
+        checked = validate_paths(paths, plugins or [])
+    except SpecError as exc:
+        _fail_spec(exc)
+    for path, kind in checked:
+        console.print(f"[green]ok[/] {kind:8} {path}")
+    console.print(f"{len(checked)} spec file(s) valid")
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One SQL statement (read-only connection).")],
+    db: DbOpt = DEFAULT_DB,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Run a read-only SQL query on the results (tables: cell_runs, metrics, baselines; view: results)."""
+    from suite.store.store import Store
+
+    try:
+        frame = Store(db).query(sql)
+    except FileNotFoundError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # noqa: BLE001 - duckdb errors are the user's SQL
+        err_console.print(f"[bold red]query failed:[/] {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    from suite.listing import print_frame
+
+    print_frame(console, frame, fmt.value)
+
+
+@app.command()
+def export(
+    parquet: Annotated[
+        Path, typer.Option("--parquet", help="Folder to write one Parquet file per table.")
+    ],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Export every table of the results database as Parquet."""
+    from suite.store.store import Store
+
+    for path in Store(db).export_parquet(parquet):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def table(
+    matrix: Annotated[str | None, typer.Option(help="Only this matrix's results.")] = None,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Print the results as a leaderboard table in the terminal."""
+    _print_table(db, matrix)
+
+
+def _print_table(db: Path, matrix: str | None) -> None:
+    from suite.listing import results_table
+    from suite.store.store import Store
+
+    # Off a terminal (CI logs, pipes) rich would wrap the table at 80 columns.
+    out = console if console.is_terminal else Console(width=200)
+    out.print(results_table(Store(db), matrix))
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app(prog_name="peftbench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Terminal rendering: plugin lists, query output, the results table."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from suite.registry import Catalog
+
+
+def render_list(catalog: Catalog, kind: str) -> Table:
+    registry = getattr(catalog, kind)
+    renderers = {
+        "methods": (["name", "family", "kind", "mergeable", "citation"], _method_row),
+        "tasks": (["name", "type", "primary metric", "metrics", "description"], _task_row),
+        "models": (["name", "family", "source", "pooling", "target families"], _model_row),
+        "profiles": (["name", "cpus", "gpus", "expected device", "description"], _profile_row),
+        "matrices": (["name", "models", "methods", "tasks", "seeds", "profile"], _matrix_row),
+    }
+    columns, row = renderers[kind]
+    table = Table(title=f"{kind} ({len(registry.names())})")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for entry in registry:
+        table.add_row(*[str(x) for x in row(catalog, entry)])
+    return table
+
+
+def _method_row(catalog, e):
+    from suite.cells import implementation_chain
+
+    chain = implementation_chain(catalog, e)
+    mergeable = next((x.spec.mergeable for x in chain if x.spec.mergeable is not None), None)
+    citation = next((x.spec.citation for x in chain if x.spec.citation), None)
+    kind = e.spec.kind or "-"
+    return [
+        e.name,
+        e.spec.family,
+        kind,
+        {True: "yes", False: "no", None: "?"}[mergeable],
+        citation.short() if citation else "-",
+    ]
+
+
+def _task_row(catalog, e):
+    s = e.spec
+    return [
+        e.name,
+        s.type,
+        s.primary_metric,
+        ", ".join(m.name for m in s.metrics),
+        s.description[:80],
+    ]
+
+
+def _model_row(catalog, e):
+    s = e.spec.source
+    src = s.hub or s.path or f"package {s.package}"
+    return [e.name, e.spec.family, src, e.spec.pooling, ", ".join(e.spec.target_modules)]
+
+
+def _profile_row(catalog, e):
+    r = e.spec.resources
+    exp = e.spec.expected
+    return [e.name, r.num_cpus, r.num_gpus, exp.name or exp.type, e.spec.description[:60]]
+
+
+def _matrix_row(catalog, e):
+    s = e.spec
+    return [
+        e.name,
+        ", ".join(s.models),
+        ", ".join(x.display for x in s.entries()),
+        ", ".join(s.tasks),
+        len(s.seeds),
+        s.profile,
+    ]
+
+
+def print_frame(console: Console, frame, fmt: str) -> None:
+    if fmt == "csv":
+        console.print(frame.to_csv(index=False), end="", markup=False, highlight=False)
+        return
+    if fmt == "json":
+        console.print(
+            json.dumps(json.loads(frame.to_json(orient="records")), indent=2),
+            markup=False,
+            highlight=False,
+        )
+        return
+    table = Table()
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[_fmt(v) for v in row])
+    console.print(table)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _mb(value) -> str:
+    return "-" if _missing(value) else f"{value / 2**20:,.0f} MiB"
+
+
+def _ms(value) -> str:
+    return "-" if _missing(value) else f"{value * 1000:,.0f} ms"
+
+
+def _records(frame) -> list[dict]:
+    """Rows as dicts with None for every missing value (pandas NA, NaN, NaT)."""
+    return [
+        {k: (None if _missing_any(v) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def _missing_any(value) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def results_table(store, matrix: str | None) -> Table:
+    where, params = ("WHERE matrix = ?", [matrix]) if matrix else ("", [])
+    frame = store.query(
+        "SELECT method, task, model, seed, status, primary_metric, test_primary, "
+        "baseline_test_primary, trainable_params, total_params, peak_memory_bytes, train_wall_s, "
+        "latency_unmerged_s, latency_merged_s FROM results "
+        + where
+        + " ORDER BY task, model, test_primary DESC NULLS LAST",
+        params,
+    )
+    table = Table(title="peftbench results" + (f" (matrix {matrix})" if matrix else ""))
+    for col in [
+        "method",
+        "task",
+        "model",
+        "seed",
+        "status",
+        "test metric",
+        "majority baseline",
+        "trainable params",
+        "peak memory",
+        "train time",
+        "latency unmerged",
+        "latency merged",
+    ]:
+        table.add_column(col, overflow="fold")
+    for r in _records(frame):
+        score = (
+            "-" if r["test_primary"] is None else f"{r['primary_metric']} {r['test_primary']:.4f}"
+        )
+        base = "-" if r["baseline_test_primary"] is None else f"{r['baseline_test_primary']:.4f}"
+        params = "-"
+        if r["trainable_params"] is not None and r["total_params"]:
+            pct = 100 * r["trainable_params"] / r["total_params"]
+            params = f"{int(r['trainable_params']):,} ({pct:.2f}%)"
+        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s']:.1f} s"
+        table.add_row(
+            r["method"],
+            r["task"],
+            r["model"],
+            str(r["seed"]),
+            r["status"],
+            score,
+            base,
+            params,
+            _mb(r["peak_memory_bytes"]),
+            wall,
+            _ms(r["latency_unmerged_s"]),
+            _ms(r["latency_merged_s"]),
+        )
+    return table

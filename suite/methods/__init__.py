@@ -1,0 +1,1 @@
+"""The contract every method plugin implements, and helpers shared by many methods."""

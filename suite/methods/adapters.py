@@ -1,0 +1,114 @@
+"""Shared machinery for methods that wrap frozen linear layers.
+
+`AdapterLinear` holds the frozen base layer and adds an update path; subclasses define
+`update(x)` (the unmerged forward contribution) and `delta_weight()` (the same update as
+a d_out x d_in matrix, for merging). Methods whose forward is not additive (DoRA)
+override `forward` and `merged_weight` instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from suite.methods.api import Prepared, StepHooks
+from suite.methods.targets import find_targets, replace_module
+
+
+class AdapterLinear(nn.Module):
+    """A frozen `nn.Linear` plus a trainable update."""
+
+    def __init__(self, base: nn.Linear):
+        super().__init__()
+        self.base = base
+        self.merged = False
+        for p in base.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def delta_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def merged_weight(self) -> torch.Tensor:
+        return self.base.weight + self.delta_weight().to(self.base.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        return out + self.update(x)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self._unmerged_weight = self.base.weight.detach().clone()
+            self.base.weight.copy_(self.merged_weight())
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        # Restoring the saved weight (rather than subtracting) keeps unmerge exact.
+        if self.merged:
+            self.base.weight.copy_(self._unmerged_weight)
+            del self._unmerged_weight
+            self.merged = False
+
+
+def wrap_targets(model: nn.Module, patterns: list[str], factory) -> list[tuple[str, nn.Module]]:
+    """Replace every target linear under `model.backbone` by `factory(name, linear)`."""
+    wrapped = []
+    for name, linear in find_targets(model.backbone, patterns):
+        adapter = factory(name, linear)
+        replace_module(model.backbone, name, adapter)
+        wrapped.append((name, adapter))
+    return wrapped
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every trainable tensor, detached (the default saved adapter)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load adapter tensors, refusing names the model does not have."""
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise KeyError(f"adapter tensors not in the model: {unknown[:5]}")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            own[name].copy_(tensor)
+
+
+def adapter_prepared(
+    model: nn.Module, hooks: StepHooks | None = None, mergeable: bool = True
+) -> Prepared:
+    """A Prepared for a model whose adaptation lives in AdapterLinear modules."""
+    adapters = [m for m in model.modules() if isinstance(m, AdapterLinear)]
+
+    def merge() -> None:
+        for m in adapters:
+            m.merge()
+
+    def unmerge() -> None:
+        for m in adapters:
+            m.unmerge()
+
+    return Prepared(
+        model=model,
+        hooks=hooks or StepHooks(),
+        merge=merge if mergeable else None,
+        unmerge=unmerge if mergeable else None,
+        adapter_state=lambda: trainable_state(model),
+        load_adapter_state=lambda state: load_state_strict(model, state),
+    )

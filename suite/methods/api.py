@@ -1,0 +1,103 @@
+"""The method contract.
+
+A method plugin is a class with a pydantic `Params` model (its hyperparameters, validated
+once) whose `prepare` turns a task model into what the generic training loop needs.
+Methods that change their own structure while training (pruning, regrowth, rank
+allocation, proximal steps, phases) do so through `StepHooks`; the loop never branches on
+a method's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from suite.specs.model import ModelPreset
+
+
+class MethodParams(BaseModel):
+    """Base for a method's hyperparameters: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StepHooks:
+    """Callbacks the generic training loop calls; every one is a no-op by default."""
+
+    def on_train_start(self, total_steps: int) -> None:
+        """Before the first step, once the optimiser exists."""
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """A regulariser added to the task loss (e.g. an orthogonality penalty)."""
+        return None
+
+    def after_backward(self, step: int) -> None:
+        """After gradients exist, before clipping and the optimiser step."""
+
+    def after_optimizer_step(self, step: int) -> None:
+        """After the optimiser step (proximal updates, prune/regrow, rank budget)."""
+
+    def on_train_end(self) -> None:
+        """After the last step, before evaluation (e.g. prune zeroed ranks)."""
+
+
+@dataclass
+class PrepareContext:
+    """What a method may use while preparing a model."""
+
+    preset: ModelPreset
+    seed: int
+    device: torch.device
+    # Yields training batches (dicts of tensors); for gradient-based initialisations.
+    train_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None
+    # Computes the task loss of the model on one batch (for gradient-based masks/inits).
+    loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None
+
+
+@dataclass
+class Prepared:
+    """What `Method.prepare` returns to the training loop."""
+
+    model: nn.Module
+    hooks: StepHooks = field(default_factory=StepHooks)
+    merge: Callable[[], None] | None = None
+    unmerge: Callable[[], None] | None = None
+    # The tensors that make up the saved adapter, and how to load them back.
+    adapter_state: Callable[[], dict[str, torch.Tensor]] | None = None
+    load_adapter_state: Callable[[dict[str, torch.Tensor]], None] | None = None
+    # A method may bring its own optimiser (GaLore, FRUGAL): (named params, lr, wd) -> opt.
+    make_optimizer: Callable[..., torch.optim.Optimizer] | None = None
+
+    @property
+    def mergeable(self) -> bool:
+        return self.merge is not None
+
+
+class Method:
+    """Base class of method plugins (subclassing is optional; the attributes are the contract)."""
+
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(self, params: MethodParams):
+        self.params = params
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
+        """Freeze/adapt `model` (a TaskModel whose head is already trainable)."""
+        raise NotImplementedError
+
+    def expected_trainable_params(self, shapes: list[tuple[int, int]]) -> int:
+        """Trainable parameters the paper's formula predicts for target weights of `shapes`
+        (each (d_out, d_in)), excluding the task head."""
+        raise NotImplementedError
+
+
+def validate_params(cls: type[Method], params: dict[str, Any]) -> MethodParams:
+    """Validate raw hyperparameters against the method's Params model."""
+    return cls.Params.model_validate(params)

@@ -1,0 +1,1 @@
+"""Model presets (YAML beside this file), loading, and the task model wrapper."""

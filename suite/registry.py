@@ -1,0 +1,170 @@
+"""One generic registry of named specs, and the catalogue of every plugin kind.
+
+Built-in plugins live in the repository (`methods/`, `tasks/`, `hardware_profiles/`,
+`suite/matrices/`, `suite/models/`); extra plugin folders come from `--plugins DIR`
+or the `PEFTBENCH_PLUGINS` environment variable (os.pathsep-separated).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from suite.errors import SpecError, SpecIssue, unknown_name_message
+from suite.specs.load import load_with_includes, parse
+from suite.specs.matrix import MatrixSpec
+from suite.specs.method import MethodSpec
+from suite.specs.model import ModelPreset
+from suite.specs.profile import HardwareProfile
+from suite.specs.task import TaskSpec
+from suite.specs.yamlio import line_of
+
+T = TypeVar("T", bound=BaseModel)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered spec with the file it came from and its raw YAML (for error lines)."""
+
+    spec: T
+    path: Path
+    raw: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name  # type: ignore[attr-defined]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def line(self, *loc: str | int) -> int | None:
+        return line_of(self.raw, tuple(loc)) if self.raw is not None else None
+
+
+@dataclass
+class Registry(Generic[T]):
+    """Named specs of one kind; duplicate names are an error, unknown ones get a did-you-mean."""
+
+    kind: str
+    entries: dict[str, Entry[T]] = field(default_factory=dict)
+
+    def add(self, entry: Entry[T]) -> None:
+        if entry.name in self.entries:
+            first = self.entries[entry.name].path
+            raise SpecError.single(
+                str(entry.path),
+                entry.line("name"),
+                "name",
+                f"duplicate {self.kind} name '{entry.name}' (already defined in {first})",
+            )
+        self.entries[entry.name] = entry
+
+    def get(
+        self, name: str, *, file: str = "", line: int | None = None, field: str = ""
+    ) -> Entry[T]:
+        if name not in self.entries:
+            raise SpecError.single(
+                file or "<command line>",
+                line,
+                field,
+                unknown_name_message(self.kind, name, self.entries),
+            )
+        return self.entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def __iter__(self):
+        return iter(self.entries[n] for n in self.names())
+
+
+# (registry attribute, spec model, glob patterns relative to a plugin root)
+_LAYOUT: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
+    ("methods", MethodSpec, ("methods/*/method.yaml", "*/method.yaml", "method.yaml")),
+    ("tasks", TaskSpec, ("tasks/*/task.yaml", "*/task.yaml", "task.yaml")),
+    ("models", ModelPreset, ("suite/models/*.yaml", "models/*.yaml")),
+    ("profiles", HardwareProfile, ("hardware_profiles/*.yaml",)),
+    ("matrices", MatrixSpec, ("suite/matrices/*.yaml", "matrices/*.yaml")),
+)
+
+
+@dataclass
+class Catalog:
+    """Every plugin the run can see."""
+
+    methods: Registry[MethodSpec] = field(default_factory=lambda: Registry("method"))
+    tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task"))
+    models: Registry[ModelPreset] = field(default_factory=lambda: Registry("model"))
+    profiles: Registry[HardwareProfile] = field(default_factory=lambda: Registry("profile"))
+    matrices: Registry[MatrixSpec] = field(default_factory=lambda: Registry("matrix"))
+    roots: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def discover(cls, plugin_dirs: Iterable[Path | str] = (), builtin: bool = True) -> Catalog:
+        """Load every spec under the built-in root and the extra plugin folders."""
+        roots = [REPO_ROOT] if builtin else []
+        roots += [Path(p).resolve() for p in [*plugin_dirs, *env_plugin_dirs()]]
+        catalog = cls(roots=roots)
+        issues: list[SpecIssue] = []
+        seen: set[Path] = set()
+        for root in roots:
+            if not root.is_dir():
+                issues.append(SpecIssue(str(root), None, "", "plugin folder does not exist"))
+                continue
+            for attr, model, patterns in _LAYOUT:
+                for path in _files(root, patterns, seen):
+                    try:
+                        catalog._register(attr, model, path)
+                    except SpecError as exc:
+                        issues.extend(exc.issues)
+        if issues:
+            raise SpecError(issues)
+        return catalog
+
+    def _register(self, attr: str, model: type[BaseModel], path: Path) -> None:
+        raw = load_with_includes(path) if model is TaskSpec else _load_plain(path)
+        spec = parse(path, raw, model)
+        getattr(self, attr).add(Entry(spec, path, raw))
+
+    def matrix_from_path_or_name(self, ref: str) -> Entry[MatrixSpec]:
+        """A matrix by registered name, or from a YAML file path."""
+        path = Path(ref)
+        if path.suffix in (".yaml", ".yml") or path.is_file():
+            if not path.is_file():
+                raise SpecError.single(ref, None, "", "matrix file not found")
+            raw = _load_plain(path)
+            return Entry(parse(path, raw, MatrixSpec), path.resolve(), raw)
+        return self.matrices.get(ref, field="matrix")
+
+
+def _load_plain(path: Path) -> Any:
+    from suite.specs.yamlio import load_yaml
+
+    return load_yaml(path)
+
+
+def _files(root: Path, patterns: tuple[str, ...], seen: set[Path]) -> list[Path]:
+    found = []
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            resolved = path.resolve()
+            if resolved not in seen and ".venv" not in resolved.parts:
+                seen.add(resolved)
+                found.append(resolved)
+    return found
+
+
+def env_plugin_dirs() -> list[Path]:
+    value = os.environ.get("PEFTBENCH_PLUGINS", "")
+    return [Path(p) for p in value.split(os.pathsep) if p.strip()]

@@ -1,0 +1,1 @@
+"""Typed specs parsed once from YAML (see suite.specs.load)."""

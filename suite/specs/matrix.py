@@ -1,0 +1,61 @@
+"""Matrix spec: `suite/matrices/<name>.yaml`, the method x task x model x seed grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from suite.specs.base import Frozen, Name
+
+
+class Budget(Frozen):
+    """The training budget every method in a matrix gets (stored with every row)."""
+
+    epochs: PositiveFloat = 1.0
+    max_steps: PositiveInt | None = None
+    batch_size: PositiveInt = 16
+    warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
+    grad_clip: NonNegativeFloat = 1.0
+    max_train_samples: PositiveInt | None = None
+
+
+class MethodEntry(Frozen):
+    """A method in a matrix, optionally with overridden hyperparameters or learning rate."""
+
+    method: Name
+    label: Name | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    lr: PositiveFloat | None = None
+
+    @property
+    def display(self) -> str:
+        return self.label or self.method
+
+
+class MatrixSpec(Frozen):
+    """A benchmark matrix."""
+
+    name: Name
+    description: str = ""
+    models: list[Name] = Field(min_length=1)
+    methods: list[Name | MethodEntry] = Field(min_length=1)
+    tasks: list[Name] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    profile: Name = "cpu-local"
+    budget: Budget = Budget()
+    timeout_s: PositiveFloat | None = None
+    baseline_method: Name = "lora"
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> MatrixSpec:
+        labels = [e if isinstance(e, str) else e.display for e in self.methods]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"method labels repeat: {dupes}; give each entry a distinct label")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds repeat")
+        return self
+
+    def entries(self) -> list[MethodEntry]:
+        return [MethodEntry(method=e) if isinstance(e, str) else e for e in self.methods]

@@ -1,0 +1,83 @@
+"""Method spec: `methods/<name>/method.yaml`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveFloat, model_validator
+
+from suite.specs.base import Citation, Frozen, Name
+
+# Keys of a search space that tune the optimiser rather than the method itself.
+TRAINING_KEYS = ("lr", "weight_decay")
+
+
+class SearchDim(Frozen):
+    """One dimension of a method's search space: exactly one of the forms below."""
+
+    choices: list[Any] | None = Field(default=None, min_length=1)
+    log_uniform: tuple[PositiveFloat, PositiveFloat] | None = None
+    uniform: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchDim:
+        given = [k for k in ("choices", "log_uniform", "uniform") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choices, log_uniform, uniform")
+        bounds = self.log_uniform or self.uniform
+        if bounds is not None and bounds[0] > bounds[1]:
+            raise ValueError(f"lower bound {bounds[0]} is above upper bound {bounds[1]}")
+        return self
+
+
+class MethodTraining(Frozen):
+    """Optimiser settings the method prefers; a matrix or a tuning trial may override."""
+
+    lr: PositiveFloat = 5e-4
+    weight_decay: float = Field(default=0.0, ge=0.0)
+
+
+class ConformanceSpec(Frozen):
+    """How the method joins the conformance suite (`peftbench validate --conformance`).
+
+    A method that does not claim a property says so here, with a note saying why
+    (e.g. FourierFT's default init is not zero, so the model changes at init).
+    """
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    identity_at_init: bool = True
+    formula: bool = True
+    loss_decreases: bool = True
+    note: str = ""
+
+
+class MethodSpec(Frozen):
+    """A PEFT method: either its own implementation or a built-in `kind` plus hyperparameters."""
+
+    name: Name
+    family: str = "other"
+    description: str = ""
+    kind: Name | None = None
+    implementation: str | None = None
+    citation: Citation | None = None
+    source: str | None = None
+    mergeable: bool | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    training: MethodTraining = MethodTraining()
+    search_space: dict[str, SearchDim] = Field(default_factory=dict)
+    status: Literal["stable", "experimental", "test-only"] = "stable"
+    conformance: ConformanceSpec = ConformanceSpec()
+
+    @model_validator(mode="after")
+    def _kind_or_implementation(self) -> MethodSpec:
+        if (self.kind is None) == (self.implementation is None):
+            raise ValueError(
+                "give exactly one of 'implementation' (module:attr or file.py:attr) "
+                "or 'kind' (the name of a built-in method to reuse)"
+            )
+        if self.implementation is not None and ":" not in self.implementation:
+            raise ValueError(
+                f"implementation {self.implementation!r} must look like 'module:Class' "
+                "or 'file.py:Class'"
+            )
+        return self

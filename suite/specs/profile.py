@@ -1,0 +1,46 @@
+"""Hardware profile: `hardware_profiles/<name>.yaml`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
+
+from suite.specs.base import Frozen, Name
+
+
+class Resources(Frozen):
+    """What a cell asks Ray for."""
+
+    num_cpus: PositiveFloat = 1.0
+    num_gpus: NonNegativeFloat = 0.0
+    memory_gb: PositiveFloat | None = None
+    accelerator_type: str | None = None
+
+
+class ExpectedDevice(Frozen):
+    """The device a cell on this profile should find."""
+
+    type: Literal["cpu", "cuda"] = "cpu"
+    name: str | None = None
+    memory_gb: PositiveFloat | None = None
+
+
+class HardwareProfile(Frozen):
+    """Requested resources plus the device expected; packing several cells per GPU is opt-in."""
+
+    name: Name
+    description: str = ""
+    resources: Resources = Resources()
+    allow_fractional_gpu: bool = False
+    expected: ExpectedDevice = ExpectedDevice()
+    torch_threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _fraction_opt_in(self) -> HardwareProfile:
+        gpus = self.resources.num_gpus
+        if gpus and gpus != int(gpus) and not self.allow_fractional_gpu:
+            raise ValueError(
+                f"num_gpus={gpus} is fractional; set allow_fractional_gpu: true to pack cells"
+            )
+        return self

@@ -1,0 +1,1 @@
+"""The DuckDB results store: schema (one module), writer, read-only queries."""

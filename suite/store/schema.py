@@ -1,0 +1,104 @@
+"""The results schema and views, in one place.
+
+`cell_runs` is append-only (one row per attempt at a cell); the `results` view shows the
+latest attempt of each cell with every metric as a column (`val_accuracy`,
+`test_accuracy`, ...). `metrics` holds the long form; `baselines` the trivial predictor's
+scores per task, so the leaderboard can draw the reference line.
+"""
+
+from __future__ import annotations
+
+from suite.tasks.metrics import METRICS
+
+SCHEMA_VERSION = 1
+
+CELL_RUN_COLUMNS: dict[str, str] = {
+    "result_id": "VARCHAR PRIMARY KEY",
+    "cell_id": "VARCHAR NOT NULL",
+    "run_id": "VARCHAR",
+    "status": "VARCHAR NOT NULL",
+    "error": "VARCHAR",
+    "matrix": "VARCHAR",
+    "method": "VARCHAR",
+    "method_name": "VARCHAR",
+    "method_kind": "VARCHAR",
+    "family": "VARCHAR",
+    "model": "VARCHAR",
+    "task": "VARCHAR",
+    "seed": "INTEGER",
+    "profile": "VARCHAR",
+    "lr": "DOUBLE",
+    "params": "JSON",
+    "budget": "JSON",
+    "method_yaml": "VARCHAR",
+    "task_yaml": "VARCHAR",
+    "model_yaml": "VARCHAR",
+    "task_hash": "VARCHAR",
+    "method_hash": "VARCHAR",
+    "model_hash": "VARCHAR",
+    "primary_metric": "VARCHAR",
+    "higher_is_better": "BOOLEAN",
+    "val_primary": "DOUBLE",
+    "test_primary": "DOUBLE",
+    "baseline_test_primary": "DOUBLE",
+    "trainable_params": "BIGINT",
+    "adapter_params": "BIGINT",
+    "total_params": "BIGINT",
+    "peak_memory_bytes": "BIGINT",
+    "peak_memory_isolated": "BOOLEAN",
+    "train_wall_s": "DOUBLE",
+    "train_steps": "INTEGER",
+    "samples_per_s": "DOUBLE",
+    "step_time_median_s": "DOUBLE",
+    "latency_unmerged_s": "DOUBLE",
+    "latency_merged_s": "DOUBLE",
+    "merge_time_s": "DOUBLE",
+    "merge_max_abs_diff": "DOUBLE",
+    "adapter_bytes": "BIGINT",
+    "final_train_loss": "DOUBLE",
+    "loss_curve": "DOUBLE[]",
+    "cell_wall_s": "DOUBLE",
+    "device": "VARCHAR",
+    "hostname": "VARCHAR",
+    "node_id": "VARCHAR",
+    "worker_pid": "INTEGER",
+    "started_at": "VARCHAR",
+    "finished_at": "TIMESTAMP",
+    "git_sha": "VARCHAR",
+    "git_dirty": "BOOLEAN",
+    "versions": "JSON",
+    "hardware": "JSON",
+}
+
+TABLES = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS cell_runs ("
+    + ", ".join(f"{name} {kind}" for name, kind in CELL_RUN_COLUMNS.items())
+    + ")",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        result_id VARCHAR NOT NULL, split VARCHAR NOT NULL, metric VARCHAR NOT NULL,
+        value DOUBLE, version INTEGER, higher_is_better BOOLEAN)""",
+    """CREATE TABLE IF NOT EXISTS baselines (
+        task VARCHAR NOT NULL, task_hash VARCHAR NOT NULL, kind VARCHAR, split VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL, value DOUBLE,
+        PRIMARY KEY (task_hash, split, metric))""",
+]
+
+_SPLIT_PREFIX = {"validation": "val", "test": "test"}
+
+
+def _metric_pivot() -> str:
+    cols = [
+        f"max(value) FILTER (WHERE split = '{split}' AND metric = '{name}') AS {prefix}_{name}"
+        for split, prefix in _SPLIT_PREFIX.items()
+        for name in METRICS
+    ]
+    return "SELECT result_id, " + ", ".join(cols) + " FROM metrics GROUP BY result_id"
+
+
+VIEWS = [
+    f"""CREATE OR REPLACE VIEW results AS
+    SELECT r.*, m.* EXCLUDE (result_id)
+    FROM cell_runs r LEFT JOIN ({_metric_pivot()}) m USING (result_id)
+    QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.finished_at DESC) = 1""",
+]

@@ -1,0 +1,231 @@
+"""Writing and reading the DuckDB results file.
+
+DuckDB lets one process hold a file, and a read-only open fails while a writer holds it.
+So the writer keeps its windows short (open, one transaction, close) and readers retry;
+a run lock (fcntl) keeps a second `peftbench run` from writing the same file at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from suite.cells import Cell, spec_hash
+from suite.results import CellResult
+from suite.store.schema import CELL_RUN_COLUMNS, SCHEMA_VERSION, TABLES, VIEWS
+
+DEFAULT_DB = Path("results") / "peftbench.duckdb"
+LOCK_WAIT_S = 30.0
+
+
+class StoreBusy(RuntimeError):
+    """Another process holds the database or the run lock."""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "being used" in text
+
+
+class Store:
+    """One DuckDB file of results."""
+
+    def __init__(self, path: Path | str = DEFAULT_DB):
+        self.path = Path(path)
+
+    @contextmanager
+    def connect(self, read_only: bool = False, wait_s: float = LOCK_WAIT_S):
+        """A short-lived connection, retried while another process holds the file."""
+        import duckdb
+
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(
+                f"no results database at {self.path}; run `peftbench run` first"
+            )
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise StoreBusy(f"{self.path} is held by another process: {exc}") from exc
+                time.sleep(0.1)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def init(self) -> None:
+        with self.connect() as con:
+            for ddl in TABLES + VIEWS:
+                con.execute(ddl)
+            con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
+
+    def ok_cell_ids(self, cell_ids: Iterable[str]) -> set[str]:
+        ids = list(cell_ids)
+        if not ids or not self.path.exists():
+            return set()
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT DISTINCT cell_id FROM cell_runs WHERE status = 'ok' AND cell_id IN "
+                "(SELECT unnest(?))",
+                [ids],
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def write(self, cell: Cell, result: CellResult, provenance: dict[str, Any]) -> str:
+        """Store one result in its own transaction; returns its result_id."""
+        row = result_row(cell, result, provenance)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            cols = list(CELL_RUN_COLUMNS)
+            con.execute(
+                f"INSERT INTO cell_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row.get(c) for c in cols],
+            )
+            metrics = metric_rows(cell, result, row["result_id"])
+            if metrics:
+                con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
+            baselines = baseline_rows(cell, result)
+            if baselines:
+                con.executemany(
+                    "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?, ?, ?)", baselines
+                )
+            con.execute("COMMIT")
+        return row["result_id"]
+
+    def query(self, sql: str, params: list | None = None):
+        """Run one statement on a read-only connection; returns a pandas DataFrame."""
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+    def export_parquet(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        with self.connect(read_only=True) as con:
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+                ).fetchall()
+            ]
+            for name in sorted(names):
+                out = folder / f"{name}.parquet"
+                con.execute(
+                    f"COPY (SELECT * FROM \"{name}\") TO '{_sql_path(out)}' (FORMAT parquet)"
+                )
+                written.append(out)
+        return written
+
+
+def _sql_path(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def _yaml(spec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> dict[str, Any]:
+    task = cell.task
+    primary = task.primary_metric
+    row = result.model_dump(
+        exclude={"val_metrics", "test_metrics", "baseline_val", "baseline_test"}
+    )
+    row.update(
+        result_id=uuid.uuid4().hex,
+        matrix=cell.matrix,
+        method=cell.method.label,
+        method_name=cell.method.name,
+        method_kind=cell.method.kind,
+        family=cell.method.family,
+        model=cell.model.name,
+        task=task.name,
+        seed=cell.seed,
+        profile=cell.profile.name,
+        lr=cell.method.lr,
+        params=json.dumps(cell.method.params),
+        budget=cell.budget.model_dump_json(),
+        method_yaml=_yaml(cell.method),
+        task_yaml=_yaml(task),
+        model_yaml=_yaml(cell.model),
+        task_hash=spec_hash(task),
+        method_hash=spec_hash(cell.method),
+        model_hash=spec_hash(cell.model),
+        primary_metric=primary,
+        higher_is_better=task.metric(primary).higher_is_better,
+        val_primary=result.val_metrics.get(primary),
+        test_primary=result.test_metrics.get(primary),
+        baseline_test_primary=result.baseline_test.get(primary),
+        finished_at=datetime.now(UTC).replace(tzinfo=None),
+        versions=json.dumps(provenance.get("versions", {})),
+        hardware=json.dumps(provenance.get("hardware", {})),
+        git_sha=provenance.get("git_sha"),
+        git_dirty=provenance.get("git_dirty"),
+        run_id=provenance.get("run_id"),
+    )
+    return row
+
+
+def metric_rows(cell: Cell, result: CellResult, result_id: str) -> list[tuple]:
+    rows = []
+    for split, values in (("validation", result.val_metrics), ("test", result.test_metrics)):
+        for name, value in values.items():
+            spec = cell.task.metric(name)
+            rows.append((result_id, split, name, value, spec.version, spec.higher_is_better))
+    return rows
+
+
+def baseline_rows(cell: Cell, result: CellResult) -> list[tuple]:
+    task_hash = spec_hash(cell.task)
+    return [
+        (cell.task.name, task_hash, cell.task.baseline, split, name, value)
+        for split, values in (("validation", result.baseline_val), ("test", result.baseline_test))
+        for name, value in values.items()
+    ]
+
+
+class RunLock:
+    """An exclusive lock beside the database for the length of a run."""
+
+    def __init__(self, db_path: Path):
+        self.path = Path(str(db_path) + ".runlock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreBusy(
+                f"another `peftbench run` (pid {holder}) is writing {str(self.path)[:-8]}; "
+                "wait for it to finish, or give this run its own --db"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

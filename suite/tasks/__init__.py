@@ -1,0 +1,1 @@
+"""Task data loading, tokenisation and metrics."""

@@ -1,0 +1,115 @@
+"""From a task spec to clean train/validation/test frames with integer labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from suite.plugins import load_object
+from suite.specs.task import TaskSpec
+from suite.tasks.loaders import BUILTIN_LOADERS, TaskDataError
+from suite.tasks.metrics import compute
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Splits with a `label` column (class id, or float for regression) and the label names."""
+
+    splits: dict[str, pd.DataFrame]
+    labels: list[str] | None
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.labels) if self.labels else 1
+
+
+def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
+    raw = _load_raw(task, task_dir)
+    raw = {task.data.splits.get(name, name): frame for name, frame in raw.items()}
+    needed = [*task.text_fields, task.label_field]
+    for name, frame in raw.items():
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise TaskDataError(f"task '{task.name}' split '{name}' lacks columns {missing}")
+        raw[name] = frame.dropna(subset=needed).reset_index(drop=True)
+    if "train" not in raw or "test" not in raw:
+        raise TaskDataError(f"task '{task.name}' needs train and test splits, has {sorted(raw)}")
+    labels = None if task.type == "regression" else _label_names(task, raw["train"])
+    splits = {name: _encode_labels(task, frame, labels) for name, frame in raw.items()}
+    splits = _carve_validation(task, splits)
+    if task.max_train_samples:
+        splits["train"] = splits["train"].iloc[: task.max_train_samples].reset_index(drop=True)
+    return TaskData({s: splits[s] for s in SPLITS}, labels)
+
+
+def _load_raw(task: TaskSpec, task_dir: Path) -> dict[str, pd.DataFrame]:
+    loader = BUILTIN_LOADERS.get(task.data.loader)
+    if loader is None:
+        loader = load_object(task.data.loader, task_dir)
+    return dict(loader(task.data, task_dir))
+
+
+def _label_names(task: TaskSpec, train: pd.DataFrame) -> list[str]:
+    if task.labels:
+        return list(task.labels)
+    counts = train[task.label_field].astype(str).value_counts()
+    # Most frequent first, ties broken by name, so the label set is deterministic.
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    names = [name for name, _ in ordered]
+    return sorted(names[: task.label_top_k] if task.label_top_k else names)
+
+
+def _encode_labels(task: TaskSpec, frame: pd.DataFrame, labels: list[str] | None) -> pd.DataFrame:
+    frame = frame.copy()
+    if labels is None:
+        frame["label"] = frame[task.label_field].astype(float)
+        return frame
+    index = {name: i for i, name in enumerate(labels)}
+    values = frame[task.label_field].astype(str)
+    frame = frame[values.isin(index)].reset_index(drop=True)
+    frame["label"] = frame[task.label_field].astype(str).map(index).astype(int)
+    return frame
+
+
+def _carve_validation(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    carve = task.data.validation
+    if carve is None:
+        if "validation" not in splits:
+            raise TaskDataError(
+                f"task '{task.name}' has no validation split; add data.validation to carve one"
+            )
+        return splits
+    from sklearn.model_selection import train_test_split
+
+    source = splits[carve.from_split]
+    stratify = source["label"] if carve.stratify and task.type != "regression" else None
+    keep, held = train_test_split(
+        source, test_size=carve.fraction, random_state=carve.seed, stratify=stratify
+    )
+    out = dict(splits)
+    out[carve.from_split] = keep.sort_index().reset_index(drop=True)
+    out["validation"] = held.sort_index().reset_index(drop=True)
+    return out
+
+
+def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, float]]:
+    """Metrics of the trivial predictor (majority class or train mean) on validation and test."""
+    if task.baseline == "none":
+        return {}
+    train = data.splits["train"]["label"].to_numpy()
+    if task.type == "regression":
+        constant = float(np.mean(train))
+    else:
+        values, counts = np.unique(train, return_counts=True)
+        constant = values[np.argmax(counts)]
+    names = [m.name for m in task.metrics]
+    out = {}
+    for split in ("validation", "test"):
+        gold = data.splits[split]["label"].to_numpy()
+        out[split] = compute(names, np.full_like(gold, constant), gold)
+    return out

@@ -1,0 +1,1 @@
+"""The cell runner: load, adapt, train, evaluate, measure."""

@@ -1,0 +1,71 @@
+"""Tokenised splits and deterministic batches (padding to the longest row of each batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from suite.specs.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """Token ids per example (unpadded) and labels."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    texts = [frame[f].astype(str).tolist() for f in task.text_fields]
+    enc = tokenizer(*texts, truncation=True, max_length=task.max_length)
+    types = enc.get("token_type_ids")
+    return EncodedSplit(enc["input_ids"], types, frame["label"].to_numpy())
+
+
+def collate(split: EncodedSplit, idx: np.ndarray, pad_id: int, regression: bool) -> dict:
+    rows = [split.input_ids[i] for i in idx]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = torch.tensor(r)
+        mask[j, : len(r)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if split.token_type_ids is not None:
+        types = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, i in enumerate(idx):
+            types[j, : len(split.token_type_ids[i])] = torch.tensor(split.token_type_ids[i])
+        batch["token_type_ids"] = types
+    labels = split.labels[idx]
+    batch["labels"] = torch.tensor(labels, dtype=torch.float32 if regression else torch.long)
+    return batch
+
+
+def eval_batches(split: EncodedSplit, batch_size: int, pad_id: int, regression: bool) -> list[dict]:
+    """Fixed batches in data order: evaluation batch composition is part of the protocol."""
+    order = np.arange(len(split))
+    return [
+        collate(split, order[i : i + batch_size], pad_id, regression)
+        for i in range(0, len(split), batch_size)
+    ]
+
+
+def train_batches(
+    split: EncodedSplit, batch_size: int, pad_id: int, regression: bool, seed: int
+) -> Iterator[dict]:
+    """An endless stream of shuffled batches, reshuffled each epoch from the cell's seed."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(split))
+        # Drop the last partial batch so every step sees batch_size examples.
+        for i in range(0, max(len(order) - batch_size + 1, 1), batch_size):
+            yield collate(split, order[i : i + batch_size], pad_id, regression)

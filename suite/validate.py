@@ -1,0 +1,131 @@
+"""`peftbench validate`: check every YAML spec under the given paths, recursively.
+
+Each file is parsed as the spec its name or folder says (method.yaml, task.yaml,
+hardware_profiles/, matrices/, models/), falling back to its keys. Matrices are also
+expanded, and methods' code and hyperparameters checked, against the catalogue plus
+the files being validated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from suite.cells import expand, resolve_method
+from suite.checks import check_cells, check_method
+from suite.errors import SpecError, SpecIssue
+from suite.registry import Catalog, Entry
+from suite.specs.load import load_with_includes, parse
+from suite.specs.matrix import MatrixSpec, MethodEntry
+from suite.specs.method import MethodSpec
+from suite.specs.model import ModelPreset
+from suite.specs.profile import HardwareProfile
+from suite.specs.task import TaskSpec
+
+_BY_FOLDER = {"hardware_profiles": HardwareProfile, "matrices": MatrixSpec, "models": ModelPreset}
+_BY_NAME = {"method.yaml": MethodSpec, "task.yaml": TaskSpec}
+_LABEL = {
+    MethodSpec: "method",
+    TaskSpec: "task",
+    HardwareProfile: "profile",
+    MatrixSpec: "matrix",
+    ModelPreset: "model",
+}
+
+
+def spec_kind(path: Path, raw) -> type[BaseModel] | None:
+    if path.name in _BY_NAME:
+        return _BY_NAME[path.name]
+    if path.parent.name in _BY_FOLDER:
+        return _BY_FOLDER[path.parent.name]
+    keys = set(raw) if isinstance(raw, dict) else set()
+    if {"models", "methods", "tasks"} <= keys:
+        return MatrixSpec
+    if keys & {"implementation", "kind"}:
+        return MethodSpec
+    if "text_fields" in keys:
+        return TaskSpec
+    if "target_modules" in keys:
+        return ModelPreset
+    if keys & {"resources", "expected"}:
+        return HardwareProfile
+    return None
+
+
+def yaml_files(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*.y*ml")
+                if p.suffix in (".yaml", ".yml") and ".venv" not in p.parts
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def validate_paths(paths: list[Path], plugins: list[Path]) -> list[tuple[Path, str]]:
+    """Validate; return (path, kind) for each file or raise one SpecError with every problem."""
+    issues: list[SpecIssue] = []
+    parsed: list[tuple[Path, type[BaseModel], Entry]] = []
+    for path in yaml_files(paths):
+        try:
+            raw = load_with_includes(path)
+            kind = spec_kind(path, raw)
+            if kind is None:
+                issues.append(
+                    SpecIssue(
+                        str(path),
+                        1,
+                        "",
+                        "cannot tell which kind of spec this is "
+                        "(name it method.yaml/task.yaml or put it under "
+                        "hardware_profiles/, matrices/ or models/)",
+                    )
+                )
+                continue
+            parsed.append((path, kind, Entry(parse(path, raw, kind), path.resolve(), raw)))
+        except SpecError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise SpecError(issues)
+    catalog = _catalog_with(plugins, parsed)
+    for _, kind, entry in parsed:
+        issues.extend(_cross_check(catalog, kind, entry))
+    if issues:
+        raise SpecError(issues)
+    return [(path, _LABEL[kind]) for path, kind, _ in parsed]
+
+
+def _catalog_with(plugins: list[Path], parsed) -> Catalog:
+    catalog = Catalog.discover(plugins)
+    attr = {
+        MethodSpec: "methods",
+        TaskSpec: "tasks",
+        HardwareProfile: "profiles",
+        MatrixSpec: "matrices",
+        ModelPreset: "models",
+    }
+    for _, kind, entry in parsed:
+        registry = getattr(catalog, attr[kind])
+        known = registry.entries.get(entry.name)
+        if known is None:
+            registry.add(entry)
+        elif known.path != entry.path:
+            registry.add(entry)  # raises the duplicate-name error with both paths
+    return catalog
+
+
+def _cross_check(catalog: Catalog, kind, entry: Entry) -> list[SpecIssue]:
+    try:
+        if kind is MethodSpec:
+            method = resolve_method(catalog, MethodEntry(method=entry.name), str(entry.path))
+            return check_method(catalog, method)
+        if kind is MatrixSpec:
+            check_cells(catalog, expand(entry.spec, catalog, entry))
+    except SpecError as exc:
+        return exc.issues
+    return []

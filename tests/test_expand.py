@@ -1,0 +1,77 @@
+"""Matrix expansion is pure and cell ids are stable hashes of the resolved cell."""
+
+from __future__ import annotations
+
+from suite.cells import expand
+from suite.specs.matrix import MatrixSpec
+from tests.helpers import catalog
+
+
+def matrix(**over) -> MatrixSpec:
+    base = dict(
+        name="m",
+        models=["minilm-l6"],
+        methods=["head", "lora"],
+        tasks=["drug-condition", "drug-sentiment"],
+        seeds=[0, 1],
+    )
+    return MatrixSpec.model_validate({**base, **over})
+
+
+def test_expansion_is_the_full_product_in_stable_order():
+    cells = expand(matrix(), catalog())
+    assert len(cells) == 1 * 2 * 2 * 2
+    assert [c.cell_id for c in cells] == [c.cell_id for c in expand(matrix(), catalog())]
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_method_hyperparameters_are_resolved():
+    lora = next(c for c in expand(matrix(), catalog()) if c.method.name == "lora")
+    assert lora.method.params["r"] == 8 and lora.method.params["targets"] == "qv"
+    assert lora.method.lr == catalog().methods.get("lora").spec.training.lr
+    over = expand(matrix(methods=[{"method": "lora", "params": {"r": 4}, "lr": 1e-3}]), catalog())
+    assert over[0].method.params["r"] == 4 and over[0].method.lr == 1e-3
+
+
+def test_cell_id_ignores_matrix_name_but_not_budget_seed_or_protocol():
+    a = expand(matrix(), catalog())[0]
+    renamed = expand(matrix(name="other"), catalog())[0]
+    assert a.cell_id == renamed.cell_id  # identical cells dedupe across matrices
+    budget = expand(matrix(budget={"epochs": 2}), catalog())[0]
+    assert budget.cell_id != a.cell_id
+    task = a.task.model_copy(update={"max_length": 64})
+    assert a.model_copy(update={"task": task}).cell_id != a.cell_id
+    seeds = {
+        c.seed: c.cell_id
+        for c in expand(matrix(methods=["head"], tasks=["drug-condition"]), catalog())
+    }
+    assert seeds[0] != seeds[1]
+
+
+def test_cell_id_is_stable_across_processes():
+    import subprocess
+    import sys
+
+    code = (
+        "from suite.cells import expand; from suite.registry import Catalog; "
+        "from suite.specs.matrix import MatrixSpec; "
+        "m = MatrixSpec(name='m', models=['minilm-l6'], methods=['lora'], tasks=['drug-condition']); "
+        "print(expand(m, Catalog.discover())[0].cell_id)"
+    )
+    ids = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    here = expand(matrix(methods=["lora"], tasks=["drug-condition"], seeds=[0]), catalog())[
+        0
+    ].cell_id
+    assert ids == {here}
+
+
+def test_duplicate_entries_dedupe():
+    cells = expand(matrix(methods=["lora", {"method": "lora", "label": "lora-again"}]), catalog())
+    labels = {c.method.label for c in cells}
+    # Labels differ, so these are distinct cells; identical resolved entries would collapse.
+    assert labels == {"lora", "lora-again"}
