@@ -141,6 +141,7 @@ def check_training(
         else torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     )
     batch = bench.batches[0]
+    prepared.hooks.bind_optimizer(opt)
     prepared.hooks.on_train_start(steps)
     losses = []
     for step in range(steps):

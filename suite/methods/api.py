@@ -31,6 +31,13 @@ class MethodParams(BaseModel):
 class StepHooks:
     """Callbacks the generic training loop calls; every one is a no-op by default."""
 
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called once with the training optimiser, before `on_train_start`.
+
+        For methods that must edit optimiser state mid-training (SpIEL resets the Adam
+        moments of regrown entries; LT-SFT clears state between its two phases).
+        """
+
     def on_train_start(self, total_steps: int) -> None:
         """Before the first step, once the optimiser exists."""
 

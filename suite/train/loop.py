@@ -95,6 +95,7 @@ def train(
     scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * cfg.steps), cfg.steps)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     stats = TrainStats()
+    hooks.bind_optimizer(optimizer)
     hooks.on_train_start(cfg.steps)
     start = time.perf_counter()
     for step in range(cfg.steps):
