@@ -1,0 +1,92 @@
+"""DoRA, faithful to Hugging Face PEFT 0.21's LoRA with `use_dora=True` (DoraLinearLayer)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from torch import nn
+
+from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
+from suite.methods.api import Method, MethodParams, Prepared
+
+
+class DoRAParams(MethodParams):
+    r: PositiveInt = 8
+    alpha: PositiveFloat = 16
+    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
+    targets: str | list[str] = "qv"
+    rslora: bool = False
+
+
+@torch.no_grad()
+def row_norm(weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float):
+    """||W0 + s B A|| over each output row, without forming a d_out x d_in matrix.
+
+    PEFT forms B A (through an identity matrix) and W0 + s B A; expanding the square,
+    ||w_i + s (BA)_i||^2 = ||w_i||^2 + 2 s <b_i, (W0 A^T)_i> + s^2 b_i (A A^T) b_i^T,
+    costs the same matmul FLOPs but only d_out x r extra memory. Detached, as in PEFT
+    (DoRA section 4.3): the norm is treated as a constant for the gradient.
+    """
+    base_sq = torch.linalg.vector_norm(weight, dim=1).square()
+    cross = (b * (weight @ a.T)).sum(dim=1)
+    lora_sq = ((b @ (a @ a.T)) * b).sum(dim=1)
+    return (base_sq + 2 * scaling * cross + scaling**2 * lora_sq).clamp_min(0).sqrt()
+
+
+class DoRALinear(AdapterLinear):
+    """y = (m / ||W0 + s B A||_row) (W0 x + s B A x) + bias, with the norm detached."""
+
+    def __init__(self, base: nn.Linear, p: DoRAParams):
+        super().__init__(base)
+        self.scaling = p.alpha / math.sqrt(p.r) if p.rslora else p.alpha / p.r
+        self.dropout = nn.Dropout(p.dropout) if p.dropout > 0 else nn.Identity()
+        dtype, device = base.weight.dtype, base.weight.device
+        self.lora_A = nn.Linear(base.in_features, p.r, bias=False, dtype=dtype, device=device)
+        self.lora_B = nn.Linear(p.r, base.out_features, bias=False, dtype=dtype, device=device)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        # PEFT's DoraLinearLayer.update_layer: m = ||W0 + s B A||_row = ||W0||_row (B = 0).
+        with torch.no_grad():
+            norm = torch.linalg.norm(base.weight, dim=1).to(dtype)
+        self.magnitude = nn.Parameter(norm)
+
+    def weight_norm(self) -> torch.Tensor:
+        return row_norm(self.base.weight, self.lora_A.weight, self.lora_B.weight, self.scaling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        scale = (self.magnitude / self.weight_norm()).view(1, -1)
+        # As PEFT's DoraLinearVariant.forward: reuse the base output unless dropout is live.
+        if isinstance(self.dropout, nn.Identity) or not self.training:
+            xd = x
+            base_out = out if self.base.bias is None else out - self.base.bias
+        else:
+            xd = self.dropout(x)
+            base_out = F.linear(xd, self.base.weight)
+        lora_out = self.lora_B(self.lora_A(xd)) * self.scaling
+        return out + (scale - 1) * base_out + scale * lora_out
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
+
+    def merged_weight(self) -> torch.Tensor:
+        # PEFT merge: (m / ||W0 + dW||) (W0 + dW), the norm taken on the unmerged weight.
+        factor = (self.magnitude / self.weight_norm()).view(-1, 1)
+        return (factor * (self.base.weight + self.delta_weight())).to(self.base.weight.dtype)
+
+
+class DoRA(Method):
+    Params = DoRAParams
+
+    def prepare(self, model, ctx) -> Prepared:
+        patterns = ctx.preset.resolve_targets(self.params.targets)
+        wrap_targets(model, patterns, lambda name, linear: DoRALinear(linear, self.params))
+        return adapter_prepared(model)
+
+    def expected_trainable_params(self, shapes) -> int:
+        return sum(self.params.r * (d_in + d_out) + d_out for d_out, d_in in shapes)
