@@ -153,7 +153,7 @@ def check_training(
         prepared.hooks.after_backward(step)
         opt.step()
         prepared.hooks.after_optimizer_step(step)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     prepared.hooks.on_train_end()
     return losses[0], losses[-1]
 
