@@ -1,0 +1,263 @@
+"""Shared machinery for sparse fine-tuning: a linear layer whose update is stored as
+flat indices + values, and mask selection (random, weight magnitude, gradient, SNIP).
+
+Why a custom autograd function: the trainable tensor is the value vector (k entries),
+so the optimiser state is k-sized, never d_out x d_in. The dense weight W0 + scatter(v)
+exists only transiently inside forward and backward (as in SpIEL's `linear_sd` kernel),
+and the dense weight gradient is formed only to gather its k entries (or, while a
+method asks for it through `grad_hook`, to score regrowth candidates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.methods.adapters import AdapterLinear, wrap_targets
+from suite.methods.api import PrepareContext
+
+MaskKind = Literal["random", "magnitude", "gradient", "snip"]
+GradHook = Callable[[torch.Tensor], None]
+
+
+def index_dtype(numel: int) -> torch.dtype:
+    """int32 indices halve the saved adapter where the matrix allows it (SpIEL does this)."""
+    return torch.int32 if numel < 2**31 else torch.int64
+
+
+def budget(d_out: int, d_in: int, r: int | None, density: float | None) -> int:
+    """Nonzeros per layer: `density` of the matrix if given, else LoRA's r(d_in + d_out)."""
+    k = int(density * d_out * d_in) if density is not None else int(r or 0) * (d_in + d_out)
+    if not 0 < k <= d_out * d_in:
+        raise ValueError(f"sparse budget {k} does not fit a {d_out}x{d_in} matrix")
+    return k
+
+
+class _SparseDeltaLinearFn(torch.autograd.Function):
+    """y = x (W0 + scatter(idx, v))^T + b, saving only x (not the dense weight)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, values, indices, hook):
+        ctx.save_for_backward(x, weight, values, indices)
+        ctx.hook = hook
+        return F.linear(x, _densify(weight, values, indices), bias)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, values, indices = ctx.saved_tensors
+        grad_x = grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_out @ _densify(weight, values, indices).to(grad_out.dtype)
+        if ctx.needs_input_grad[3] or ctx.hook is not None:
+            g2d = grad_out.reshape(-1, grad_out.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            if ctx.hook is not None:
+                ctx.hook(g2d)
+            grad_values = g2d.reshape(-1)[indices.long()].to(values.dtype)
+        return grad_x, None, None, grad_values, None, None
+
+
+@torch.no_grad()
+def _densify(weight: torch.Tensor, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    dense = weight.detach().clone()
+    dense.view(-1).index_add_(0, indices.long(), values.detach().to(dense.dtype))
+    return dense
+
+
+class SparseDeltaLinear(AdapterLinear):
+    """A frozen linear plus a sparse update: W = W0 + scatter(indices, values).
+
+    `values` (k) is the only trainable tensor; `indices` (k, flat row-major positions) is
+    a buffer so it travels with the saved adapter and may change during training (SpIEL).
+    `grad_hook`, when set, receives the dense weight gradient of each backward pass.
+    """
+
+    def __init__(self, base: nn.Linear, indices: torch.Tensor):
+        super().__init__(base)
+        numel = base.weight.numel()
+        idx = torch.sort(indices.reshape(-1).long()).values.to(index_dtype(numel))
+        self.register_buffer("indices", idx.to(base.weight.device))
+        self.values = nn.Parameter(
+            torch.zeros(len(idx), dtype=base.weight.dtype, device=base.weight.device)
+        )
+        self.grad_hook: GradHook | None = None
+
+    @property
+    def k(self) -> int:
+        return int(self.values.numel())
+
+    def delta_weight(self) -> torch.Tensor:
+        delta = torch.zeros_like(self.base.weight).view(-1)
+        return delta.index_add(0, self.indices.long(), self.values).view_as(self.base.weight)
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.delta_weight().to(x.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base(x)
+        return _SparseDeltaLinearFn.apply(
+            x, self.base.weight, self.base.bias, self.values, self.indices, self.grad_hook
+        )
+
+    @torch.no_grad()
+    def set_entries(self, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """Replace the support and values in place (the Parameter object is kept, so the
+        optimiser still holds it; callers reset its state)."""
+        self.indices = indices.to(self.indices.device, index_dtype(self.base.weight.numel()))
+        self.values.data = values.to(self.values.device, self.values.dtype).clone()
+
+
+def sparse_adapters(model: nn.Module) -> list[tuple[str, SparseDeltaLinear]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SparseDeltaLinear)]
+
+
+def sparse_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The saved adapter: every trainable tensor plus each sparse layer's indices."""
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for name, layer in sparse_adapters(model):
+        state[f"{name}.indices"] = layer.indices.detach().clone()
+    return state
+
+
+def load_sparse_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load values + indices (whose sizes may differ from a fresh model's), then the rest."""
+    own = dict(model.named_parameters()) | dict(model.named_buffers())
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise KeyError(f"adapter tensors not in the model: {unknown[:5]}")
+    rest = dict(state)
+    for name, layer in sparse_adapters(model):
+        if f"{name}.values" in rest:
+            layer.set_entries(rest.pop(f"{name}.indices"), rest.pop(f"{name}.values"))
+    with torch.no_grad():
+        for name, tensor in rest.items():
+            own[name].copy_(tensor)
+
+
+def wrap_sparse(
+    model: nn.Module, patterns: list[str], pick: Callable[[str, nn.Linear], torch.Tensor]
+) -> list[tuple[str, SparseDeltaLinear]]:
+    """Replace each target linear by a SparseDeltaLinear on the indices `pick` returns."""
+    return wrap_targets(model, patterns, lambda n, lin: SparseDeltaLinear(lin, pick(n, lin)))
+
+
+# ---- mask selection -------------------------------------------------------------------
+
+
+def top_k_indices(score: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.topk(score.reshape(-1).float(), k, sorted=False).indices
+
+
+def random_indices(numel: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """PEFT's SHiRA `random_mask`: the first k of a seeded random permutation."""
+    return torch.randperm(numel, generator=generator)[:k]
+
+
+def accumulate_target_grads(
+    model: nn.Module, targets: list[tuple[str, nn.Linear]], ctx: PrepareContext, n_batches: int
+) -> dict[str, torch.Tensor]:
+    """Sum of the task-loss gradients of each target weight over `n_batches` batches.
+
+    The weights are made trainable only for this pass and frozen again; every gradient
+    the pass leaves behind (head included) is cleared so training starts clean.
+    """
+    if ctx.train_batches is None or ctx.loss_fn is None:
+        raise ValueError("gradient-based masks need ctx.train_batches and ctx.loss_fn")
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    for _, linear in targets:
+        linear.weight.requires_grad_(True)
+    sums = {name: torch.zeros_like(lin.weight) for name, lin in targets}
+    batches: Iterator[dict] = ctx.train_batches()
+    for _ in range(n_batches):
+        batch = next(batches)
+        model.zero_grad(set_to_none=True)
+        ctx.loss_fn(model, batch).backward()
+        for name, linear in targets:
+            sums[name] += linear.weight.grad
+    for p in model.parameters():
+        p.grad = None
+        p.requires_grad_(flags[id(p)])
+    return sums
+
+
+def select_masks(
+    model: nn.Module,
+    targets: list[tuple[str, nn.Linear]],
+    ks: dict[str, int],
+    kind: MaskKind,
+    ctx: PrepareContext,
+    n_batches: int = 4,
+) -> dict[str, torch.Tensor]:
+    """Flat indices per target: random, top |W0|, top |sum grad| or top |W0 * sum grad|
+    (SNIP's connection sensitivity)."""
+    if kind == "random":
+        gen = torch.Generator().manual_seed(ctx.seed)
+        return {n: random_indices(lin.weight.numel(), ks[n], gen) for n, lin in targets}
+    if kind == "magnitude":
+        return {n: top_k_indices(lin.weight.detach().abs(), ks[n]) for n, lin in targets}
+    grads = accumulate_target_grads(model, targets, ctx, n_batches)
+    if kind == "gradient":
+        return {n: top_k_indices(grads[n].abs(), ks[n]) for n, _ in targets}
+    return {n: top_k_indices((grads[n] * lin.weight.detach()).abs(), ks[n]) for n, lin in targets}
+
+
+# ---- RigL-style prune and regrow (SpIEL) ----------------------------------------------
+
+
+def _flags(numel: int, positions: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros(numel, dtype=torch.bool, device=positions.device)
+    mask[positions] = True
+    return mask
+
+
+@torch.no_grad()
+def prune_and_regrow(
+    layer: SparseDeltaLinear,
+    candidates: torch.Tensor,
+    scores: torch.Tensor,
+    rate: float,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> torch.Tensor:
+    """Drop the `rate` share of smallest-|value| entries, grow the best-scoring candidates.
+
+    A line-by-line port of SpIEL's `SftSelector.select_rigl`: candidates already active
+    (and not dropped) are skipped; a position both dropped and regrown keeps its value;
+    regrown values start at zero and their optimiser moments are reset. The support size
+    never changes. Returns the slots (positions in `values`) that changed.
+    """
+    idx = layer.indices.long()
+    n = int(layer.k * rate)
+    if n == 0 or len(candidates) == 0:
+        return idx.new_zeros(0)
+    numel = layer.base.weight.numel()
+    changing = torch.topk(layer.values.abs(), n, largest=False, sorted=True).indices
+    outgoing = idx[changing]
+    is_out = _flags(numel, outgoing)
+    is_remaining = _flags(numel, idx) & ~is_out
+    valid = ~is_remaining[candidates.long()]
+    candidates, scores = candidates.long()[valid], scores[valid]
+    best = torch.topk(scores.abs(), min(n, len(scores)), largest=True, sorted=True).indices
+    incoming = candidates[best]
+    is_in = _flags(numel, incoming)
+    changing = changing[~is_in[outgoing]]
+    incoming = incoming[~is_out[incoming]]
+    changing = changing[: len(incoming)]
+    layer.indices[changing] = incoming.to(layer.indices.dtype)
+    layer.values[changing] = 0.0
+    reset_optimizer_entries(optimizer, layer.values, changing)
+    return changing
+
+
+def reset_optimizer_entries(
+    optimizer: torch.optim.Optimizer | None, param: torch.Tensor, slots: torch.Tensor
+) -> None:
+    """Zero the per-entry optimiser state (Adam moments) of `param` at `slots`."""
+    if optimizer is None or len(slots) == 0:
+        return
+    for value in optimizer.state.get(param, {}).values():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            value[slots] = 0

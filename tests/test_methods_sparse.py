@@ -1,0 +1,153 @@
+"""Sparse methods beyond the conformance suite: SHiRA masks, SpIEL prune/regrow,
+adapter size on disk, SoRA gate pruning, LT-SFT phases, S2FT and SNELL structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from suite import conformance as C
+from suite.cells import resolve_method
+from suite.methods.sparse import (
+    SparseDeltaLinear,
+    prune_and_regrow,
+    sparse_adapters,
+)
+from suite.specs.matrix import MethodEntry
+from suite.train.measure import safetensors_bytes
+from tests.helpers import catalog, minilm_bench, tiny_bench
+
+
+def method(name: str, **params):
+    return C.instantiate(resolve_method(catalog(), MethodEntry(method=name, params=params)))
+
+
+def train_steps(prepared, bench, steps: int, lr: float = 1e-2):
+    """The generic loop's order of calls, on the bench's batches (hooks see the optimiser)."""
+    model = prepared.model
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    prepared.hooks.bind_optimizer(opt)
+    prepared.hooks.on_train_start(steps)
+    for step in range(steps):
+        batch = bench.batches[step % len(bench.batches)]
+        loss = C.loss_fn(model, batch)
+        extra = prepared.hooks.extra_loss()
+        opt.zero_grad(set_to_none=True)
+        (loss + extra if extra is not None else loss).backward()
+        prepared.hooks.after_backward(step)
+        opt.step()
+        prepared.hooks.after_optimizer_step(step)
+    prepared.hooks.on_train_end()
+    return opt
+
+
+def backbone_trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.backbone.named_parameters() if p.requires_grad}
+
+
+# ---- SHiRA ----------------------------------------------------------------------------
+
+
+def test_shira_random_mask_has_lora_budget_and_only_value_vectors_train():
+    prepared = C.prepare(method("shira", r=4, targets="attention"), tiny_bench())
+    layers = sparse_adapters(prepared.model)
+    assert len(layers) == 2 * 4
+    for _, layer in layers:
+        assert layer.k == 4 * (32 + 32)
+        assert len(torch.unique(layer.indices)) == layer.k
+    trainable = backbone_trainable(prepared.model)
+    assert all(p.ndim == 1 for p in trainable.values())
+    assert sum(p.numel() for p in trainable.values()) == 8 * 4 * 64
+
+
+@pytest.mark.parametrize("mask", ["magnitude", "gradient", "snip"])
+def test_shira_scored_masks_pick_the_top_scores(mask):
+    bench = tiny_bench()
+    prepared = C.prepare(method("shira", density=0.1, mask=mask, mask_batches=2), bench)
+    model = prepared.model
+    assert not any(p.grad is not None for p in model.parameters()), "mask pass left grads"
+    reference = bench.build(0)
+    base = reference.backbone.encoder.layer[0].attention.self.query
+    if mask != "magnitude":
+        base.weight.requires_grad_(True)
+        for batch in bench.batches[:2]:
+            C.loss_fn(reference, batch).backward()
+    score = {
+        "magnitude": lambda: base.weight.abs(),
+        "gradient": lambda: base.weight.grad.abs(),
+        "snip": lambda: (base.weight.grad * base.weight).abs(),
+    }[mask]().detach()
+    layer = model.backbone.encoder.layer[0].attention.self.query
+    chosen = score.reshape(-1)[layer.indices.long()]
+    assert chosen.min() >= torch.topk(score.reshape(-1), layer.k).values.min() - 1e-7
+    assert not layer.base.weight.requires_grad
+
+
+# ---- SpIEL ----------------------------------------------------------------------------
+
+
+def test_spiel_support_stays_at_density_across_prune_regrow_rounds():
+    bench = tiny_bench()
+    spiel = method("spiel", density=0.05, reselection_steps=5, accumulation_steps=2)
+    prepared = C.prepare(spiel, bench)
+    ks = {n: layer.k for n, layer in sparse_adapters(prepared.model)}
+    assert all(
+        k == int(0.05 * layer.base.weight.numel())
+        for (_, layer), k in zip(sparse_adapters(prepared.model), ks.values(), strict=True)
+    )
+    before = {n: layer.indices.clone() for n, layer in sparse_adapters(prepared.model)}
+    train_steps(prepared, bench, steps=20)
+    hooks = prepared.hooks
+    assert len(hooks.swapped) == 4 and all(s > 0 for s in hooks.swapped)
+    moved = 0
+    for name, layer in sparse_adapters(prepared.model):
+        assert layer.k == ks[name] and len(layer.indices) == ks[name]
+        assert len(torch.unique(layer.indices)) == ks[name]
+        assert int(torch.count_nonzero(layer.values)) == ks[name]
+        moved += len(set(layer.indices.tolist()) - set(before[name].tolist()))
+    assert moved > 0
+    assert all(layer.grad_hook is None for _, layer in sparse_adapters(prepared.model))
+
+
+def test_spiel_regrowth_picks_the_largest_accumulated_gradients_and_resets_adam():
+    torch.manual_seed(0)
+    layer = SparseDeltaLinear(nn.Linear(10, 10), torch.arange(0, 20))
+    with torch.no_grad():
+        layer.values.copy_(torch.arange(1, 21, dtype=torch.float32))  # |v| grows with slot
+    opt = torch.optim.AdamW([layer.values], lr=0.1)
+    layer.values.grad = torch.ones(20)
+    opt.step()
+    candidates = torch.tensor([5, 50, 60, 70, 80, 90, 99, 1])
+    scores = torch.tensor([100.0, -9.0, 1.0, 8.0, -7.0, 0.5, 6.0, 50.0])
+    slots = prune_and_regrow(layer, candidates, scores, rate=0.25, optimizer=opt)
+    # The 5 smallest |v| (positions 0..4) are dropped. Candidate 5 is still active and is
+    # skipped; candidate 1 was dropped and is regrown, so it keeps its slot and value. The
+    # other four slots take the best remaining candidates by |score|, smallest |v| first.
+    assert set(layer.indices.tolist()) == {1, 50, 70, 80, 99} | set(range(5, 20))
+    assert torch.equal(torch.sort(slots).values, torch.tensor([0, 2, 3, 4]))
+    assert layer.indices[[0, 2, 3, 4]].tolist() == [50, 70, 80, 99]
+    assert float(layer.values[1].detach()) != 0.0
+    assert len(layer.indices) == 20
+    assert torch.all(layer.values[slots] == 0)
+    state = opt.state[layer.values]
+    assert torch.all(state["exp_avg"][slots] == 0) and torch.all(state["exp_avg_sq"][slots] == 0)
+    kept = torch.ones(20, dtype=torch.bool)
+    kept[slots] = False
+    assert torch.all(state["exp_avg"][kept] != 0)
+
+
+# ---- adapter size on disk -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["shira", "spiel"])
+def test_adapter_at_1_percent_is_at_most_3_percent_of_dense_target_bytes(name):
+    bench = minilm_bench()
+    prepared = C.prepare(method(name, density=0.01, targets="all-linear"), bench)
+    layers = sparse_adapters(prepared.model)
+    assert len(layers) == 6 * 6
+    dense = sum(layer.base.weight.numel() * layer.base.weight.element_size() for _, layer in layers)
+    state = {k: v for k, v in prepared.adapter_state().items() if not k.startswith("head.")}
+    assert set(state) == {f"{n}.{t}" for n, _ in layers for t in ("values", "indices")}
+    assert safetensors_bytes(state) <= 0.03 * dense
