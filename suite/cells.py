@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from suite.errors import SpecError
 from suite.registry import Catalog, Entry
 from suite.specs.base import Frozen
-from suite.specs.matrix import Budget, MatrixSpec, MethodEntry
+from suite.specs.matrix import Budget, MatrixSpec, MethodEntry, ReferenceSpec, TuningSpec
 from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
 from suite.specs.profile import HardwareProfile
@@ -51,13 +51,26 @@ class Cell(Frozen):
     budget: Budget
     profile: HardwareProfile
     timeout_s: float | None = Field(default=None, exclude=True)
+    # 'trial' cells tune (validation only); 'final' cells run the selected configuration.
+    phase: Literal["single", "trial", "final"] = "single"
+    reference: ReferenceSpec | None = None
+    # Stored with the row, not hashed: they describe how the cell was chosen.
+    baseline_method: str = Field(default="lora", exclude=True)
+    tuning: TuningSpec | None = Field(default=None, exclude=True)
+    trial_index: int | None = Field(default=None, exclude=True)
+    selection: dict[str, Any] | None = Field(default=None, exclude=True)
 
     @property
     def cell_id(self) -> str:
         # Not cached: model_copy(update=...) would carry a cached id over to a changed cell.
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()[
-            :16
-        ]
+        data = self.model_dump(mode="json")
+        # A final cell is the same computation as an untuned cell of that configuration;
+        # only trials hash apart. Unset options stay out so older ids do not change.
+        if data["phase"] != "trial":
+            del data["phase"]
+        if data["reference"] is None:
+            del data["reference"]
+        return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
     def title(self) -> str:
         return f"{self.method.label} x {self.task.name} x {self.model.name} (seed {self.seed})"
@@ -155,6 +168,8 @@ def expand(
                         budget=matrix.budget,
                         profile=profile,
                         timeout_s=matrix.timeout_s,
+                        reference=matrix.reference if model.architecture == "causal-lm" else None,
+                        baseline_method=matrix.baseline_method,
                     )
                     cells.setdefault(cell.cell_id, cell)
     return list(cells.values())

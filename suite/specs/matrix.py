@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
@@ -18,6 +18,25 @@ class Budget(Frozen):
     warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
     grad_clip: NonNegativeFloat = 1.0
     max_train_samples: PositiveInt | None = None
+
+
+class TuningSpec(Frozen):
+    """An equal tuning budget: every method draws `trials` configurations from its own
+    search space (suite/tuning.py), selected on the validation split only; the selected
+    configuration then runs with the matrix's seeds for the reported test numbers."""
+
+    trials: PositiveInt = 4
+    sampler: Literal["grid", "random"] = "random"
+    seed: int = 0
+
+
+class ReferenceSpec(Frozen):
+    """Reference texts for forgetting: a causal LM's loss on them before and after."""
+
+    data_files: str | list[str]
+    text_field: str = "text"
+    max_texts: PositiveInt = 64
+    max_length: PositiveInt = 128
 
 
 class MethodEntry(Frozen):
@@ -41,11 +60,14 @@ class MatrixSpec(Frozen):
     models: list[Name] = Field(min_length=1)
     methods: list[Name | MethodEntry] = Field(min_length=1)
     tasks: list[Name] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # The reported numbers are over these seeds (3 unless the matrix says otherwise).
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     profile: Name = "cpu-local"
     budget: Budget = Budget()
     timeout_s: PositiveFloat | None = None
     baseline_method: Name = "lora"
+    tuning: TuningSpec | None = None
+    reference: ReferenceSpec | None = None
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:

@@ -33,6 +33,9 @@ class ModelPreset(Frozen):
     family: str
     description: str = ""
     source: ModelSource
+    # What the backbone is: a text encoder, a causal LM (scores choices and generates), or
+    # an image encoder. Task heads are chosen by (task type, architecture).
+    architecture: Literal["encoder", "causal-lm", "vision"] = "encoder"
     pooling: Literal["mean", "cls", "last"] = "mean"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     target_modules: dict[str, list[str]] = Field(min_length=1)

@@ -8,6 +8,7 @@ scores per task, so the leaderboard can draw the reference line.
 
 from __future__ import annotations
 
+from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
 SCHEMA_VERSION = 1
@@ -68,6 +69,21 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "git_dirty": "BOOLEAN",
     "versions": "JSON",
     "hardware": "JSON",
+    # Fairness protocol (suite/tuning.py, suite/store/views.py): the matrix's baseline
+    # method, the phase of the cell ('single', 'trial' or 'final'), its tuning budget and
+    # the selection (made on validation only) that produced a final cell's configuration.
+    "baseline_method": "VARCHAR",
+    "task_type": "VARCHAR",
+    "phase": "VARCHAR",
+    "trial_index": "INTEGER",
+    "tuning": "JSON",
+    "selection": "JSON",
+    # Forgetting: the model's loss on the matrix's reference texts before and after.
+    "reference_loss_before": "DOUBLE",
+    "reference_loss_after": "DOUBLE",
+    "forgetting_delta_loss": "DOUBLE",
+    # Why a score should not be read as a quality signal (e.g. a random tiny model).
+    "note": "VARCHAR",
 }
 
 TABLES = [
@@ -82,6 +98,7 @@ TABLES = [
         task VARCHAR NOT NULL, task_hash VARCHAR NOT NULL, kind VARCHAR, split VARCHAR NOT NULL,
         metric VARCHAR NOT NULL, value DOUBLE,
         PRIMARY KEY (task_hash, split, metric))""",
+    *ANALYSIS_TABLES,
 ]
 
 _SPLIT_PREFIX = {"validation": "val", "test": "test"}
@@ -101,4 +118,6 @@ VIEWS = [
     SELECT r.*, m.* EXCLUDE (result_id)
     FROM cell_runs r LEFT JOIN ({_metric_pivot()}) m USING (result_id)
     QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.finished_at DESC) = 1""",
+    # leaderboard, pareto, trials, rank_sweep, aggregate: built on `results`.
+    *ANALYSIS_VIEWS,
 ]

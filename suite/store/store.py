@@ -22,6 +22,7 @@ import yaml
 
 from suite.cells import Cell, spec_hash
 from suite.results import CellResult
+from suite.stats import refresh_comparisons
 from suite.store.schema import CELL_RUN_COLUMNS, SCHEMA_VERSION, TABLES, VIEWS
 
 DEFAULT_DB = Path("results") / "peftbench.duckdb"
@@ -69,9 +70,16 @@ class Store:
             con.close()
 
     def init(self) -> None:
+        from suite.stats import fill_sweep_params, fill_t_table
+
         with self.connect() as con:
-            for ddl in TABLES + VIEWS:
+            for ddl in TABLES:
                 con.execute(ddl)
+            _add_missing_columns(con)
+            for ddl in VIEWS:
+                con.execute(ddl)
+            fill_t_table(con)
+            fill_sweep_params(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
@@ -106,6 +114,7 @@ class Store:
                 con.executemany(
                     "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?, ?, ?)", baselines
                 )
+            refresh_comparisons(con)
             con.execute("COMMIT")
         return row["result_id"]
 
@@ -131,6 +140,20 @@ class Store:
                 )
                 written.append(out)
         return written
+
+
+def _add_missing_columns(con) -> None:
+    """Bring a database made by an older schema up to CELL_RUN_COLUMNS (new columns are NULL)."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'cell_runs'"
+        ).fetchall()
+    }
+    for name, kind in CELL_RUN_COLUMNS.items():
+        if name not in have:
+            # Names and types come from the schema module, never from user input.
+            con.execute(f"ALTER TABLE cell_runs ADD COLUMN {name} {kind.split(' PRIMARY')[0]}")
 
 
 def _sql_path(path: Path) -> str:
@@ -178,6 +201,12 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
         git_sha=provenance.get("git_sha"),
         git_dirty=provenance.get("git_dirty"),
         run_id=provenance.get("run_id"),
+        baseline_method=cell.baseline_method,
+        task_type=task.type,
+        phase=cell.phase,
+        trial_index=cell.trial_index,
+        tuning=cell.tuning.model_dump_json() if cell.tuning else None,
+        selection=json.dumps(cell.selection) if cell.selection else None,
     )
     return row
 

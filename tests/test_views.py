@@ -1,0 +1,218 @@
+"""The analysis views on hand-made result rows, checked against scipy and by hand."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from suite.stats import refresh_comparisons
+from suite.store.store import Store
+
+BUDGET = json.dumps({"epochs": 1.0, "batch_size": 16})
+
+
+def _row(con, method: str, seed: int, test: float | None, **over) -> None:
+    """Insert one cell_runs row plus its primary metric (version `metric_version`)."""
+    version = over.pop("metric_version", 1)
+    val = over.pop("val", test)
+    row = {
+        "result_id": uuid.uuid4().hex,
+        "cell_id": over.pop("cell_id", f"{method}-{seed}-{uuid.uuid4().hex[:6]}"),
+        "status": "ok",
+        "matrix": "m",
+        "method": method,
+        "method_kind": method,
+        "family": "low-rank" if method.startswith("lora") else "baseline",
+        "model": "tiny",
+        "task": "t",
+        "task_hash": "h1",
+        "method_hash": f"mh-{method}",
+        "seed": seed,
+        "profile": "cpu-local",
+        "budget": BUDGET,
+        "primary_metric": "accuracy",
+        "higher_is_better": True,
+        "test_primary": test,
+        "val_primary": val,
+        "baseline_test_primary": 0.4,
+        "baseline_method": "lora",
+        "phase": "final",
+        "params": json.dumps({}),
+        "lr": 1e-3,
+        "trainable_params": 100,
+        "total_params": 1000,
+        "finished_at": datetime(2026, 1, 1, 0, 0, seed),
+        **over,
+    }
+    cols = list(row)
+    con.execute(
+        f"INSERT INTO cell_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        list(row.values()),
+    )
+    if test is not None:
+        con.execute(
+            "INSERT INTO metrics VALUES (?, 'test', ?, ?, ?, ?)",
+            [row["result_id"], row["primary_metric"], test, version, row["higher_is_better"]],
+        )
+
+
+SCORES = {
+    "lora": [0.80, 0.82, 0.81],
+    "full": [0.90, 0.91, 0.93],
+    "head": [0.79, 0.83, 0.80],
+}
+
+
+@pytest.fixture()
+def db(tmp_path):
+    store = Store(tmp_path / "v.duckdb")
+    store.init()
+    with store.connect() as con:
+        for method, values in SCORES.items():
+            for seed, value in enumerate(values):
+                _row(
+                    con,
+                    method,
+                    seed,
+                    value,
+                    trainable_params={"head": 10, "full": 1000}.get(method, 100),
+                )
+        _row(con, "head", 3, None, status="failed", error="boom")
+        refresh_comparisons(con)
+    return store
+
+
+def _board(store: Store) -> dict[str, dict]:
+    frame = store.query("SELECT * FROM leaderboard")
+    return {r["method"]: r for r in frame.to_dict("records")}
+
+
+def test_mean_std_ci_match_scipy(db):
+    board = _board(db)
+    for method, values in SCORES.items():
+        row = board[method]
+        mean, sem = sum(values) / 3, sps.sem(values)
+        low, high = sps.t.interval(0.95, 2, loc=mean, scale=sem)
+        assert row["n_seeds"] == 3
+        assert row["mean"] == pytest.approx(mean)
+        assert row["std"] == pytest.approx(sps.tstd(values))
+        assert row["ci_low"] == pytest.approx(low) and row["ci_high"] == pytest.approx(high)
+        assert row["baseline_value"] == pytest.approx(0.4)
+        assert row["trainable_pct"] == pytest.approx(100 * row["trainable_params"] / 1000)
+        assert list(row["cell_ids"]) and len(row["cell_ids"]) == 3
+    assert board["head"]["n_failed"] == 1 and board["full"]["n_failed"] == 0
+
+
+def test_paired_comparison_against_lora(db):
+    board = _board(db)
+    full = sps.ttest_rel(SCORES["full"], SCORES["lora"])
+    assert board["full"]["p_value"] == pytest.approx(full.pvalue)
+    assert board["full"]["vs_baseline"] == "better"  # p ~ 0.006
+    head = sps.ttest_rel(SCORES["head"], SCORES["lora"])
+    assert board["head"]["p_value"] == pytest.approx(head.pvalue)
+    assert board["head"]["vs_baseline"] == "tie"  # p ~ 0.8: not significant
+    assert pd.isna(board["lora"]["vs_baseline"]) and board["lora"]["baseline_method"] == "lora"
+    assert [board[m]["rank"] for m in ("full", "lora", "head")] == [1, 2, 3]
+
+
+def test_lower_is_better_flips_the_verdict(tmp_path):
+    store = Store(tmp_path / "l.duckdb")
+    store.init()
+    with store.connect() as con:
+        for seed, (a, b) in enumerate([(1.0, 2.0), (1.1, 2.3), (0.9, 2.1)]):
+            _row(con, "lora", seed, a, higher_is_better=False, primary_metric="mse")
+            _row(con, "full", seed, b, higher_is_better=False, primary_metric="mse")
+        refresh_comparisons(con)
+    board = _board(store)
+    assert board["full"]["vs_baseline"] == "worse" and board["full"]["rank"] == 2
+    assert board["lora"]["rank"] == 1
+
+
+def test_single_seed_has_no_interval_and_no_verdict(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.init()
+    with store.connect() as con:
+        _row(con, "lora", 0, 0.5)
+        _row(con, "full", 0, 0.9)
+        refresh_comparisons(con)
+    board = _board(store)
+    assert pd.isna(board["full"]["ci_low"]) and pd.isna(board["full"]["vs_baseline"])
+
+
+def test_trials_are_kept_out_of_the_leaderboard(tmp_path):
+    store = Store(tmp_path / "t.duckdb")
+    store.init()
+    tuning = json.dumps({"trials": 2, "sampler": "grid", "seed": 0})
+    with store.connect() as con:
+        for i, val in enumerate([0.6, 0.7]):
+            _row(con, "lora", 0, None, val=val, phase="trial", trial_index=i, tuning=tuning,
+                 method_hash=f"trial-{i}")  # fmt: skip
+        selection = json.dumps({"selected_trial": 1, "n_trials": 2})
+        for seed in range(2):
+            _row(con, "lora", seed, 0.7, tuning=tuning, selection=selection)
+        refresh_comparisons(con)
+    board = store.query("SELECT method, n_seeds FROM leaderboard").to_dict("records")
+    assert board == [{"method": "lora", "n_seeds": 2}]
+    trials = store.query("SELECT trial_index, val_score, selected FROM trials ORDER BY 1")
+    assert trials.to_dict("records") == [
+        {"trial_index": 0, "val_score": 0.6, "selected": False},
+        {"trial_index": 1, "val_score": 0.7, "selected": True},
+    ]
+
+
+def test_stale_when_a_newer_metric_version_exists(tmp_path):
+    store = Store(tmp_path / "st.duckdb")
+    store.init()
+    with store.connect() as con:
+        _row(con, "lora", 0, 0.5, metric_version=1, task_hash="old")
+        _row(con, "lora", 0, 0.6, metric_version=2, task_hash="new")
+    rows = store.query("SELECT task_hash, stale FROM leaderboard ORDER BY 1").to_dict("records")
+    assert rows == [{"task_hash": "new", "stale": False}, {"task_hash": "old", "stale": True}]
+
+
+def test_pareto_front_and_rank_sweep(tmp_path):
+    store = Store(tmp_path / "p.duckdb")
+    store.init()
+    points = {  # method: (score, trainable params, lora rank)
+        "head": (0.70, 10, None),
+        "lora-r4": (0.80, 100, 4),
+        "lora-r8": (0.78, 200, 8),  # more parameters and worse than r4: dominated
+        "full": (0.90, 1000, None),
+    }
+    with store.connect() as con:
+        for method, (score, n, r) in points.items():
+            params = json.dumps({"r": r} if r else {})
+            for seed in range(2):
+                _row(con, method, seed, score + 0.01 * seed, trainable_params=n, params=params)
+        refresh_comparisons(con)
+    front = store.query(
+        "SELECT method, on_front FROM pareto WHERE cost_axis = 'trainable_params' ORDER BY 1"
+    ).to_dict("records")
+    assert {r["method"]: r["on_front"] for r in front} == {
+        "full": True,
+        "head": True,
+        "lora-r4": True,
+        "lora-r8": False,
+    }
+    sweep = store.query("SELECT method, sweep_param, sweep_value, mean FROM rank_sweep ORDER BY 3")
+    assert sweep["method"].tolist() == ["lora-r4", "lora-r8"]
+    assert sweep["sweep_param"].tolist() == ["r", "r"]
+    assert sweep["mean"].tolist() == pytest.approx([0.805, 0.785])
+    agg = store.query("SELECT method, n_tasks, mean_rank FROM aggregate ORDER BY mean_rank")
+    assert agg["method"].tolist()[0] == "full" and agg["n_tasks"].tolist()[0] == 1
+
+
+def test_views_work_on_a_plain_read_only_connection(db):
+    con = duckdb.connect(str(db.path), read_only=True)
+    try:
+        for view in ("results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate"):
+            con.execute(f"SELECT * FROM {view}").fetchall()
+        assert con.execute("SELECT count(*) FROM leaderboard").fetchone()[0] == 3
+    finally:
+        con.close()
