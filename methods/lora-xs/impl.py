@@ -1,0 +1,45 @@
+"""LoRA-XS: a trainable r x r matrix between W0's frozen truncated-SVD factors.
+
+Follows MohammadrezaBanaei/LoRA-XS utils/initialization_utils.py (find_and_initialize
+with reconstr_mode 'separated', r_squared True) and utils/latent_utils.py
+(forward_latent, get_delta_weight): B = U_r, A = Sigma_r V_r^T, R ~ N(0, 1e-5^2),
+y = W0 x + s B R A x with s = alpha / r; W0 itself is left unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+
+from suite.methods.adapters import adapter_prepared, wrap_targets
+from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.lowrank_common import FrozenFactorLinear, top_svd
+
+
+class LoRAXSParams(MethodParams):
+    r: PositiveInt = 8
+    alpha: PositiveFloat = 16
+    init_std: NonNegativeFloat = 1e-5
+    targets: str | list[str] = "qv"
+
+
+def lora_xs_layer(base, p: LoRAXSParams, generator: torch.Generator) -> FrozenFactorLinear:
+    """Wrap one linear: B, A from W0's top-r SVD, R Gaussian with std `init_std`."""
+    u, s, vh = top_svd(base.weight, p.r)
+    r_mat = torch.randn(p.r, p.r, generator=generator) * p.init_std
+    layer = FrozenFactorLinear(base, u, r_mat, s[:, None] * vh)
+    layer.scaling = p.alpha / p.r
+    return layer
+
+
+class LoRAXS(Method):
+    Params = LoRAXSParams
+
+    def prepare(self, model, ctx) -> Prepared:
+        patterns = ctx.preset.resolve_targets(self.params.targets)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        wrap_targets(model, patterns, lambda name, lin: lora_xs_layer(lin, self.params, gen))
+        return adapter_prepared(model)
+
+    def expected_trainable_params(self, shapes) -> int:
+        return len(shapes) * self.params.r**2
