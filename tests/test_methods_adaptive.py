@@ -121,3 +121,76 @@ def test_adalora_training_ends_at_target_budget():
     assert nonzero == kept
     # Ranks are allocated unevenly where importance differs (not simply 2 per module).
     assert C.check_merge(prepared, bench) < C.MERGE_TOL
+
+
+# ---------------------------------------------------------------- mixtures
+
+
+def first_gated(prepared):
+    from suite.methods.gated_lora import GatedLoRALinear
+
+    return next(m for m in prepared.model.modules() if isinstance(m, GatedLoRALinear))
+
+
+def test_mole_routes_each_token_to_the_argmax_expert():
+    module = first_gated(C.prepare(method_with("mole", experts=4), tiny_bench()))
+    d_in = module.in_features
+    with torch.no_grad():
+        module.router.weight.zero_()
+        for e in range(4):
+            module.router.weight[e, e] = 5.0  # expert e answers coordinate e
+    x = torch.zeros(4, d_in)
+    x[torch.arange(4), torch.tensor([2, 0, 3, 1])] = 1.0
+    gates = module.gates(x)
+    assert gates.argmax(-1).tolist() == [2, 0, 3, 1]
+    assert (gates > 0).sum(-1).tolist() == [1, 1, 1, 1]  # top-1: one expert per token
+    probs = torch.softmax(module.router(x), -1)
+    assert torch.allclose(gates.max(-1).values, probs.max(-1).values)
+
+
+def test_mole_output_is_the_chosen_experts_lora():
+    module = first_gated(C.prepare(method_with("mole", experts=3, r=2), tiny_bench()))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        module.lora_B.weight.normal_()
+    x = torch.randn(5, module.in_features)
+    gates = module.gates(x)
+    expected = []
+    for i in range(5):
+        e = int(gates[i].argmax())
+        rows = slice(2 * e, 2 * e + 2)
+        a, b = module.lora_A.weight[rows], module.lora_B.weight[:, rows]
+        expected.append(gates[i, e] * (b @ (a @ x[i])) * module.scaling)
+    assert torch.allclose(module.update(x), torch.stack(expected), atol=1e-5)
+
+
+def test_smora_activates_the_top_k_ranks_and_bias_rebalances():
+    prepared = C.prepare(method_with("smora", r=8, top_k=3, bias_update_rate=0.5), tiny_bench())
+    module = first_gated(prepared)
+    x = torch.randn(16, module.in_features, generator=torch.Generator().manual_seed(1))
+    logits = module.router(x)
+    top = torch.topk(logits, 3, dim=-1).indices.sort(-1).values
+    active = torch.nonzero(module.gates(x)).view(16, 3, 2)[..., 1]
+    assert torch.equal(active, top)
+    # Loss-free balancing: after a step, overloaded ranks get a lower routing bias.
+    module.train()
+    module.gates(x)
+    load = module.last_load.clone()
+    prepared.hooks.after_optimizer_step(0)
+    assert torch.equal(torch.sign(module.route_bias), torch.sign(load.mean() - load))
+
+
+# ---------------------------------------------------------------- Comp-LoRA
+
+
+def test_comp_lora_update_is_orthogonal_to_w0_top_k_left_subspace():
+    bench = tiny_bench()
+    prepared = C.prepare(method_with("comp-lora", r=4, k=8), bench)
+    C._perturb(prepared.model)  # B leaves zero, so the update is not trivially zero
+    adapters = [m for m in prepared.model.modules() if hasattr(m, "u_k")]
+    assert adapters
+    for m in adapters:
+        u = torch.linalg.svd(m.base.weight.detach(), full_matrices=False).U
+        delta = m.delta_weight().detach()
+        assert delta.abs().max() > 1e-3
+        assert (u[:, :8].T @ delta).abs().max() < 1e-5
