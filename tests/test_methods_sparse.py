@@ -23,7 +23,7 @@ def method(name: str, **params):
     return C.instantiate(resolve_method(catalog(), MethodEntry(method=name, params=params)))
 
 
-def train_steps(prepared, bench, steps: int, lr: float = 1e-2):
+def train_steps(prepared, bench, steps: int, lr: float = 1e-2, end: bool = True):
     """The generic loop's order of calls, on the bench's batches (hooks see the optimiser)."""
     model = prepared.model
     model.train()
@@ -39,7 +39,8 @@ def train_steps(prepared, bench, steps: int, lr: float = 1e-2):
         prepared.hooks.after_backward(step)
         opt.step()
         prepared.hooks.after_optimizer_step(step)
-    prepared.hooks.on_train_end()
+    if end:
+        prepared.hooks.on_train_end()
     return opt
 
 
@@ -151,3 +152,38 @@ def test_adapter_at_1_percent_is_at_most_3_percent_of_dense_target_bytes(name):
     state = {k: v for k, v in prepared.adapter_state().items() if not k.startswith("head.")}
     assert set(state) == {f"{n}.{t}" for n, _ in layers for t in ("values", "indices")}
     assert safetensors_bytes(state) <= 0.03 * dense
+
+
+# ---- SoRA -----------------------------------------------------------------------------
+
+
+def test_sora_gates_reach_zero_and_the_pruned_lora_matches_the_gated_model():
+    bench = tiny_bench()
+    sora = method("sora", r=8, sparse_lambda_2=0.3, targets="attention")
+    prepared = C.prepare(sora, bench)
+    train_steps(prepared, bench, steps=5, lr=1e-2, end=False)
+    model = prepared.model.eval()
+    layers = [m for m in model.modules() if type(m).__name__ == "SoRALinear"]
+    zeros = sum(int((m.gate == 0).sum()) for m in layers)
+    assert 0 < zeros < 8 * len(layers), "the threshold should zero some ranks, not all"
+    gated = C.outputs(model, bench)
+    prepared.hooks.on_train_end()
+    assert all(m.gate is None for m in layers)
+    assert sum(m.rank for m in layers) == 8 * len(layers) - zeros
+    assert not any(n.endswith("gate") for n, _ in model.named_parameters())
+    pruned = C.outputs(model, bench)
+    assert float((pruned - gated).abs().max()) < 1e-5
+    fresh = C.prepare(sora, bench)
+    fresh.load_adapter_state(prepared.adapter_state())
+    assert float((C.outputs(fresh.model, bench) - pruned).abs().max()) < 1e-5
+    prepared.merge()
+    assert float((C.outputs(model, bench) - pruned).abs().max()) < 1e-5
+
+
+def test_sora_threshold_schedule_steps_through_the_lambdas():
+    sora = method("sora", schedule="linear", sparse_lambda_2=1e-3, max_lambda=4e-3, lambda_num=4)
+    prepared = C.prepare(sora, tiny_bench())
+    hooks = prepared.hooks
+    hooks.on_train_start(8)
+    seen = [hooks.threshold(step) for step in range(8)]
+    assert seen == pytest.approx([1e-3, 1e-3, 2e-3, 2e-3, 3e-3, 3e-3, 4e-3, 4e-3])
