@@ -194,3 +194,66 @@ def test_comp_lora_update_is_orthogonal_to_w0_top_k_left_subspace():
         delta = m.delta_weight().detach()
         assert delta.abs().max() > 1e-3
         assert (u[:, :8].T @ delta).abs().max() < 1e-5
+
+
+# ---------------------------------------------------------------- IncreLoRA
+
+
+def test_increlora_adds_rank_to_the_most_important_modules():
+    bench = tiny_bench()
+    prepared = C.prepare(
+        method_with("increlora", r=1, target_rank=4, top_h=2, incre_rank_num=1), bench
+    )
+    inc = prepared.hooks
+    inc.bind_optimizer(
+        torch.optim.AdamW([p for p in prepared.model.parameters() if p.requires_grad])
+    )
+    inc._add_reserves(inc.modules)
+    importance = [0.3, 2.0, 0.1, 1.5]  # modules 1 and 3 matter most
+    for m, value in zip(inc.modules, importance, strict=True):
+        inc.ema.ipt[m], inc.ema.unc[m] = value, 1.0
+    groups_before = len(inc.optimizer.param_groups)
+    assert inc.increase() == [1, 3]
+    assert [int(m.ranknum) for m in inc.modules] == [1, 2, 1, 2]
+    assert [len(m.lora_E) for m in inc.modules] == [2, 3, 2, 3]  # a new reserve where rank grew
+    assert all(m.lora_E[1].requires_grad for m in (inc.modules[1], inc.modules[3]))
+    assert not inc.modules[0].lora_E[1].requires_grad
+    assert len(inc.optimizer.param_groups) == groups_before + 2  # activated lambdas, new reserves
+
+
+def test_increlora_grows_to_target_in_the_generic_loop_and_reloads():
+    from suite.train.loop import LoopConfig, train
+
+    bench = tiny_bench()
+    method = method_with(
+        "increlora", r=1, target_rank=3, top_h=2, incre_rank_num=1, init_warmup=2, incre_interval=2
+    )
+    prepared = C.prepare(method, bench)
+    inc = prepared.hooks
+    chosen_log = []
+    original = inc.increase
+
+    def logged():
+        scores = [float(inc.ema.score(m)) for m in inc.modules]
+        chosen = original()
+        top = sorted(range(len(scores)), key=lambda i: -scores[i])[: len(chosen)]
+        chosen_log.append((sorted(chosen), sorted(top)))
+        return chosen
+
+    inc.increase = logged
+    cfg = LoopConfig(steps=20, lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, grad_clip=1.0)
+    stats = train(prepared, iter(bench.batches * 20), C.loss_fn, cfg)
+    assert stats.steps == 20 and all(torch.isfinite(torch.tensor(stats.losses)))
+    assert inc.total_rank == inc.target == 3 * len(inc.modules)
+    assert sum(int(m.ranknum) for m in inc.modules) == inc.target
+    assert chosen_log and all(chosen == top for chosen, top in chosen_log)
+    assert not any(m.tracking for m in inc.modules)
+    # Groups added mid-run follow the loop's schedule (linear decay to 0 at the end).
+    groups = inc.optimizer.param_groups
+    assert len(groups) > 2 and all(g["lr"] == groups[0]["lr"] for g in groups)
+    prepared.model.eval()
+    state = prepared.adapter_state()
+    fresh = C.prepare(method, bench)
+    fresh.load_adapter_state(state)
+    assert torch.equal(C.outputs(prepared.model, bench), C.outputs(fresh.model, bench))
+    assert C.check_merge(prepared, bench) < C.MERGE_TOL

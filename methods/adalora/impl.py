@@ -13,12 +13,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from suite.methods.adapters import adapter_prepared, wrap_targets
 from suite.methods.api import Method, MethodParams, Prepared, StepHooks
-from suite.methods.svd_adapters import SensitivityEMA, SVDLinear, orthogonality_penalty
-
-
-def to_steps(value: float, total: int) -> int:
-    """A schedule length given in steps (>= 1) or as a fraction of the run (< 1)."""
-    return int(value) if value >= 1 else int(round(value * total))
+from suite.methods.svd_adapters import SensitivityEMA, SVDLinear, orthogonality_penalty, to_steps
 
 
 class AdaLoRAParams(MethodParams):

@@ -18,6 +18,11 @@ from suite.methods.adapters import AdapterLinear, load_state_strict
 RANKNUM_EPS = 1e-5  # PEFT and the IncreLoRA code divide by ranknum + 1e-5
 
 
+def to_steps(value: float, total: int) -> int:
+    """A schedule length given in steps (>= 1) or as a fraction of the run (< 1)."""
+    return int(value) if value >= 1 else int(round(value * total))
+
+
 def _cat(chunks: nn.ParameterList, dim: int) -> torch.Tensor:
     return chunks[0] if len(chunks) == 1 else torch.cat(list(chunks), dim=dim)
 

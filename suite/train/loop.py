@@ -63,13 +63,28 @@ def make_optimizer(prepared: Prepared, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
 
 
+class _GroupAdoptingLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR that also schedules param groups a hook adds mid-training.
+
+    Methods that grow (IncreLoRA adds rank) register new tensors with
+    `optimizer.add_param_group` from a hook; plain LambdaLR would fail on the extra group.
+    A new group follows the same schedule from its own initial lr.
+    """
+
+    def get_lr(self):
+        for group in self.optimizer.param_groups[len(self.base_lrs) :]:
+            self.base_lrs.append(group.setdefault("initial_lr", group["lr"]))
+            self.lr_lambdas.append(self.lr_lambdas[0])
+        return super().get_lr()
+
+
 def linear_schedule(optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return max(0.0, (total - step) / max(1, total - warmup))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return _GroupAdoptingLambdaLR(optimizer, factor)
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,6 @@ def train(
     model.train()
     optimizer = make_optimizer(prepared, cfg.lr, cfg.weight_decay)
     scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * cfg.steps), cfg.steps)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
     stats = TrainStats()
     hooks.bind_optimizer(optimizer)
     hooks.on_train_start(cfg.steps)
@@ -110,6 +124,8 @@ def train(
         total.backward()
         hooks.after_backward(step)
         if cfg.grad_clip:
+            # Read the groups each step: a hook may have added parameters.
+            params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         scheduler.step()
