@@ -23,6 +23,9 @@ class Plan:
     matrix: str
     cells: list[Cell]
     todo: list[Cell]
+    # Later phases, run after `todo` in the same run: each builds its cells from what the
+    # earlier ones stored (tuned finals are selected from the trials' validation scores).
+    phases: list[Callable[[Store], list[Cell]]] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -50,6 +53,14 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
     entry = catalog.matrix_from_path_or_name(matrix_ref)
     cells = expand(entry.spec, catalog, entry)
     check_cells(catalog, cells)
+    if entry.spec.tuning is not None:
+        from suite.tuning import finals_phase, trial_cells
+
+        trials = trial_cells(catalog, entry.spec, cells)
+        check_cells(catalog, trials)
+        done = set() if rerun else store.ok_cell_ids(c.cell_id for c in trials)
+        todo = [c for c in trials if c.cell_id not in done]
+        return Plan(entry.spec.name, trials, todo, [finals_phase(cells, trials, rerun)])
     done = set() if rerun else store.ok_cell_ids(c.cell_id for c in cells)
     return Plan(entry.spec.name, cells, [c for c in cells if c.cell_id not in done])
 
@@ -87,6 +98,8 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
                 progress.finish_cell(cell, result)
 
         executor(the_plan.todo, on_result)
+        for phase in the_plan.phases:
+            executor(phase(store), on_result)
     return summary
 
 

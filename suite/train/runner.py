@@ -132,7 +132,8 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
         for s in ("validation", "test")
     }
     val = evaluate(model, eval_sets["validation"], cell.task)
-    test = evaluate(model, eval_sets["test"], cell.task)
+    # Tuning trials are never scored on test, so test metrics cannot steer selection.
+    test = {} if cell.phase == "trial" else evaluate(model, eval_sets["test"], cell.task)
     latency_batches = eval_sets["test"][:LATENCY_BATCHES]
     latency_unmerged = median_latency(lambda b: model(**b), latency_batches, device)
     merged = _measure_merge(prepared, model, latency_batches, device)

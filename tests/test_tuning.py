@@ -1,0 +1,135 @@
+"""Equal tuning budgets: sampling, selection on validation only, trials -> finals end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from suite.cells import ResolvedMethod
+from suite.registry import Catalog
+from suite.specs.matrix import TuningSpec
+from suite.specs.method import SearchDim
+from suite.tuning import apply_config, sample_configs, select
+
+SPACE = {
+    "lr": SearchDim(log_uniform=(1e-4, 1e-2)),
+    "r": SearchDim(choices=[4, 8, 16]),
+}
+
+
+def test_random_draws_are_seeded_and_in_bounds():
+    tuning = TuningSpec(trials=5, sampler="random", seed=3)
+    first = sample_configs(SPACE, tuning, "lora")
+    assert first == sample_configs(SPACE, tuning, "lora")
+    assert first != sample_configs(SPACE, TuningSpec(trials=5, sampler="random", seed=4), "lora")
+    assert len(first) == 5
+    assert all(1e-4 <= c["lr"] <= 1e-2 and c["r"] in (4, 8, 16) for c in first)
+
+
+def test_grid_is_a_subsample_of_the_product():
+    one_dim = sample_configs({"lr": SPACE["lr"]}, TuningSpec(trials=3, sampler="grid"), "m")
+    assert [c["lr"] for c in one_dim] == pytest.approx([1e-4, 1e-3, 1e-2])
+    both = sample_configs(SPACE, TuningSpec(trials=4, sampler="grid"), "m")
+    assert len(both) == 4 and len({json.dumps(c, sort_keys=True) for c in both}) == 4
+    assert sample_configs({}, TuningSpec(trials=4), "m") == [{}]  # nothing to tune
+
+
+def test_apply_config_routes_training_keys():
+    method = ResolvedMethod(
+        label="lora", name="lora", kind="lora", family="low-rank", implementation="x:y",
+        params={"r": 8, "alpha": 16}, lr=3e-3, weight_decay=0.0,
+    )  # fmt: skip
+    tuned = apply_config(method, {"lr": 1e-4, "r": 4})
+    assert tuned.lr == 1e-4 and tuned.params == {"r": 4, "alpha": 16}
+
+
+def test_select_is_on_validation_with_direction_and_ties():
+    assert select([0.5, 0.7, 0.7, None], higher_is_better=True) == 1  # tie: earlier trial
+    assert select([0.5, 0.7, math.nan], higher_is_better=False) == 0
+    assert select([None, math.nan], higher_is_better=True) is None
+
+
+def _write_matrix(folder: Path) -> Path:
+    path = folder / "tuned.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+        name: tuned
+        models: [tiny-bert]
+        methods: [head, lora]
+        tasks: [drug-condition]
+        seeds: [0, 1]
+        tuning: {trials: 3, sampler: random, seed: 0}
+        budget: {max_steps: 2, batch_size: 8}
+        """)
+    )
+    return path
+
+
+def _in_process(cells, on_result):
+    from suite.train.runner import run_cell
+
+    for cell in cells:
+        on_result(cell, run_cell(cell))
+
+
+def test_trials_then_finals_and_test_never_steers_selection(tiny_plugins: Path, tmp_path: Path):
+    from suite.driver import plan, run_plan
+    from suite.store.store import Store
+
+    store = Store(tmp_path / "t.duckdb")
+    catalog = Catalog.discover([tiny_plugins])
+    the_plan = plan(catalog, str(_write_matrix(tmp_path)), store)
+    assert len(the_plan.todo) == 6 and {c.phase for c in the_plan.todo} == {"trial"}
+    summary = run_plan(the_plan, store, _in_process)
+    assert summary.all_ok and len(summary.results) == 6 + 4
+
+    con = duckdb.connect(str(store.path), read_only=True)
+    try:
+        # Trials are never scored on test: nothing for selection to peek at.
+        assert con.execute(
+            "SELECT count(*) FROM metrics JOIN cell_runs USING (result_id) "
+            "WHERE phase = 'trial' AND split = 'test'"
+        ).fetchone() == (0,)
+        trials = con.execute(
+            "SELECT method, trial_index, val_score, lr, selected FROM trials ORDER BY 1, 2"
+        ).fetchall()
+        finals = con.execute(
+            "SELECT method, seed, lr, selection, tuning FROM results WHERE phase = 'final'"
+        ).fetchall()
+        board = con.execute("SELECT method, n_seeds, mean, ci_low FROM leaderboard").fetchall()
+    finally:
+        con.close()
+    assert len(trials) == 6 and len(finals) == 4
+    for method in ("head", "lora"):
+        mine = [t for t in trials if t[0] == method]
+        best = max(mine, key=lambda t: (t[2], -t[1]))
+        assert [t[4] for t in mine] == [t is best for t in mine]
+        for _, _, lr, selection, tuning in (f for f in finals if f[0] == method):
+            sel = json.loads(selection)
+            assert sel["selected_trial"] == best[1] and sel["selected_on"] == "validation"
+            assert lr == pytest.approx(best[3]) and json.loads(tuning)["trials"] == 3
+    assert sorted((m, n) for m, n, *_ in board) == [("head", 2), ("lora", 2)]
+
+
+def test_selection_ignores_test_scores(tmp_path: Path):
+    """Trial rows whose test scores invert their validation ranking: selection follows val."""
+    from suite.store.store import Store
+    from suite.tuning import validation_scores
+
+    store = Store(tmp_path / "s.duckdb")
+    store.init()
+    with store.connect() as con:
+        for i, (val, test) in enumerate([(0.9, 0.1), (0.5, 0.99), (0.7, 0.5)]):
+            con.execute(
+                "INSERT INTO cell_runs (result_id, cell_id, status, phase, val_primary, "
+                "test_primary, finished_at) VALUES (?, ?, 'ok', 'trial', ?, ?, now())",
+                [f"r{i}", f"c{i}", val, test],
+            )
+    scores = validation_scores(store, ["c0", "c1", "c2"])
+    assert scores == {"c0": 0.9, "c1": 0.5, "c2": 0.7}
+    assert select([scores[f"c{i}"] for i in range(3)], higher_is_better=True) == 0
