@@ -160,3 +160,66 @@ def test_trainable_counts_equal_peft(name, bench_name):
     assert ours == theirs
     shapes = C.target_shapes(bench.build(0), bench, TARGETS)
     assert ours == method.expected_trainable_params(shapes)
+
+
+# --- kind: peft (PEFT's own tuners as peftbench methods) -------------------------------
+
+
+def peft_kind(name: str = "peft", **params):
+    return native(name, **params)
+
+
+def test_peft_kind_lora_matches_native_lora():
+    bench = tiny_bench()
+    ours = C.prepare(native("lora", r=4, alpha=8, targets="attention"), bench).model
+    cfg = {"r": 4, "lora_alpha": 8}
+    theirs = C.prepare(peft_kind(config=cfg, targets="attention"), bench).model
+    C._perturb(ours)
+    other = adapter_tensors(theirs, peft_key)
+    with torch.no_grad():
+        for key, tensor in adapter_tensors(ours).items():
+            other[key].copy_(tensor)
+    assert (C.outputs(ours, bench) - C.outputs(theirs, bench)).abs().max() < TOL
+
+
+def test_peft_kind_rejects_unknown_type_and_config_keys():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown PEFT type"):
+        peft_kind(peft_type="LORA2")
+    with pytest.raises(ValidationError, match="no field"):
+        peft_kind(config={"rank": 4})
+    with pytest.raises(ValidationError, match="use `targets`"):
+        peft_kind(config={"target_modules": ["query"]})
+
+
+def test_peft_ia3_feedforward_modules_resolve_to_targets():
+    prepared = C.prepare(peft_kind("peft-ia3"), tiny_bench())
+    layer = prepared.model.backbone.encoder.layer[0]
+    assert layer.output.dense.is_feedforward
+    assert not layer.attention.self.key.is_feedforward
+    assert layer.output.dense.ia3_l["default"].shape == (1, 64)  # scales the 64-wide input
+
+
+def test_peft_adalora_allocates_ranks_and_adds_orthogonality_penalty():
+    config = {"init_r": 6, "target_r": 2, "tinit": 2, "tfinal": 2, "deltaT": 1}
+    prepared = C.prepare(peft_kind("peft-adalora", config=config), tiny_bench())
+    hooks = prepared.hooks
+    penalty = hooks.extra_loss()
+    assert penalty is not None and penalty.requires_grad and float(penalty.detach()) > 0
+    model = prepared.model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    steps = 12
+    hooks.on_train_start(steps)
+    assert hooks.config.total_step == steps
+    batch = tiny_bench().batches[0]
+    for step in range(steps):
+        opt.zero_grad()
+        (C.loss_fn(model, batch) + hooks.extra_loss()).backward()
+        opt.step()
+        hooks.after_optimizer_step(step)
+    kept = sum(
+        int(torch.count_nonzero(p)) for n, p in model.backbone.named_parameters() if "lora_E" in n
+    )
+    modules = 2 * 2  # query and value in two layers
+    assert kept == 2 * modules  # the budget fell from init_r=6 to target_r=2 per module
