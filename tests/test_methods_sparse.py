@@ -187,3 +187,37 @@ def test_sora_threshold_schedule_steps_through_the_lambdas():
     hooks.on_train_start(8)
     seen = [hooks.threshold(step) for step in range(8)]
     assert seen == pytest.approx([1e-3, 1e-3, 2e-3, 2e-3, 3e-3, 3e-3, 4e-3, 4e-3])
+
+
+# ---- LT-SFT ---------------------------------------------------------------------------
+
+
+def test_lt_sft_keeps_the_most_moved_weights_resets_to_theta0_and_trains_only_them():
+    bench = tiny_bench()
+    prepared = C.prepare(method("lt-sft", density=0.05, full_ft_fraction=0.5), bench)
+    model, hooks = prepared.model, prepared.hooks
+    layers = [m for m in model.modules() if type(m).__name__ == "LTSFTLinear"]
+    head0 = model.head.weight.detach().clone()
+    seen = {}
+    switch = hooks.switch
+
+    def spy():  # observe the phase switch the hook triggers after step 5 of 10
+        seen["moved"] = torch.cat([m.delta.detach().abs() for m in layers])
+        switch()
+        seen["kept"] = torch.cat([m.mask() for m in layers])
+        seen["zero"] = all(float(m.delta.abs().max()) == 0.0 for m in layers)
+        seen["head_reset"] = torch.equal(model.head.weight, head0)
+
+    hooks.switch = spy
+    train_steps(prepared, bench, steps=10, lr=1e-2)
+    k = int(0.05 * seen["moved"].numel())
+    threshold = torch.topk(seen["moved"], k).values.min()
+    assert torch.equal(seen["kept"], seen["moved"] >= threshold) and int(seen["kept"].sum()) == k
+    assert seen["zero"] and seen["head_reset"]
+    assert torch.equal(torch.cat([m.mask() for m in layers]), seen["kept"])
+    for m in layers:
+        assert float(m.delta.detach()[~m.mask()].abs().max()) == 0.0
+    assert int(sum(torch.count_nonzero(m.delta) for m in layers)) == k
+    state = prepared.adapter_state()
+    assert not any(name.endswith(".delta") for name in state)
+    assert sum(v.numel() for n, v in state.items() if n.endswith(".values")) == k
