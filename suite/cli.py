@@ -132,15 +132,29 @@ class Format(str, Enum):
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="One SQL statement (read-only connection).")],
+    sql: Annotated[
+        str | None, typer.Argument(help="One SQL statement (read-only connection).")
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    view: Annotated[
+        str | None,
+        typer.Option(
+            "--view",
+            help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate "
+            "(a terminal table shows its main columns; csv/json every column).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a read-only SQL query on the results (tables: cell_runs, metrics, baselines; view: results)."""
+    """Run a read-only SQL query on the results, or print one of the views (--view)."""
     from suite.store.store import Store
+    from suite.store.views import view_query
 
+    if (sql is None) == (view is None):
+        err_console.print("[bold red]error:[/] give either SQL or --view NAME")
+        raise typer.Exit(2)
     try:
-        frame = Store(db).query(sql)
+        frame = Store(db).query(sql or view_query(view, all_columns=fmt != Format.table))
     except FileNotFoundError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -149,7 +163,8 @@ def query(
         raise typer.Exit(1) from exc
     from suite.listing import print_frame
 
-    print_frame(console, frame, fmt.value)
+    # Off a terminal (pipes, CI logs) rich would squeeze a wide table into 80 columns.
+    print_frame(console if console.is_terminal else Console(width=240), frame, fmt.value)
 
 
 @app.command()

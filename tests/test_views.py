@@ -216,3 +216,27 @@ def test_views_work_on_a_plain_read_only_connection(db):
         assert con.execute("SELECT count(*) FROM leaderboard").fetchone()[0] == 3
     finally:
         con.close()
+
+
+def test_query_view_command(db):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "suite.cli", "query", *args, "--db", str(db.path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    out = run("--view", "leaderboard", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["method"] for r in rows] == ["full", "lora", "head"]  # by rank
+    assert {"ci_low", "ci_high", "vs_baseline", "p_value", "cell_ids"} <= set(rows[0])
+    table = run("--view", "leaderboard")
+    assert table.returncode == 0 and "better" in table.stdout
+    bad = run("--view", "leaderboard; drop table cell_runs")
+    assert bad.returncode == 1 and "unknown view" in bad.stderr
+    assert run().returncode == 2

@@ -164,3 +164,33 @@ GROUP BY model, method, budget, profile"""
 ANALYSIS_VIEWS = [LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE]
 
 VIEW_NAMES = ("results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate")
+
+# `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
+# terminal table shows (csv and json show every column).
+VIEW_ORDER = {
+    "results": "task, model, method, seed",
+    "leaderboard": 'task, model, budget, profile, "rank", method',
+    "pareto": "task, model, cost_axis, cost",
+    "trials": "task, model, method, trial_index",
+    "rank_sweep": "task, model, method_kind, sweep_param, sweep_value",
+    "aggregate": "model, mean_rank",
+}
+VIEW_COLUMNS = {
+    "results": "task, model, method, seed, phase, status, primary_metric, val_primary, "
+    "test_primary, trainable_params",
+    "leaderboard": 'task, model, method, "rank", primary_metric, n_seeds, n_failed, mean, '
+    "ci_low, ci_high, baseline_value, vs_baseline, p_value, trainable_pct, lr, stale",
+    "pareto": "task, model, method, cost_axis, cost, mean, on_front",
+    "trials": "task, model, method, trial_index, lr, params, status, val_score, selected",
+    "rank_sweep": "task, model, method, sweep_param, sweep_value, n_seeds, mean, ci_low, "
+    "ci_high, trainable_params",
+    "aggregate": "model, method, n_tasks, mean_score, mean_rank, n_better, n_worse",
+}
+
+
+def view_query(name: str, all_columns: bool) -> str:
+    """The SELECT for a named view; `name` must be one of VIEW_NAMES (never user SQL)."""
+    if name not in VIEW_NAMES:
+        raise ValueError(f"unknown view {name!r}; choose one of {', '.join(VIEW_NAMES)}")
+    columns = "*" if all_columns else VIEW_COLUMNS[name]
+    return f"SELECT {columns} FROM {name} ORDER BY {VIEW_ORDER[name]}"
