@@ -257,3 +257,29 @@ def test_increlora_grows_to_target_in_the_generic_loop_and_reloads():
     fresh.load_adapter_state(state)
     assert torch.equal(C.outputs(prepared.model, bench), C.outputs(fresh.model, bench))
     assert C.check_merge(prepared, bench) < C.MERGE_TOL
+
+
+# ---------------------------------------------------------------- MoS
+
+
+def test_mos_layers_share_pools_with_private_and_dissociated_shards():
+    bench = minilm_bench()  # 6 layers: room for the default r=6, valid_r=2, private_r=1
+    method = method_with("mos", r=6, valid_r=2, private_r=1, shards=2)
+    prepared = C.prepare(method, bench)
+    layers = [m for m in prepared.model.modules() if hasattr(m, "shard_idx_a")]
+    queries = [m for m in layers if m.base.weight.shape == layers[0].base.weight.shape][::2]
+    assert len({id(m.pool) for m in layers}) == 2  # one pool for query, one for value
+    assert all(m.pool is queries[0].pool for m in queries)
+    private_start = (2 - 1) * 6 * 2
+    privates = [set(m.shard_idx_a[m.shard_idx_a >= private_start].tolist()) for m in queries]
+    assert all(len(s) == 2 for s in privates)  # private_r * shards
+    assert all(a.isdisjoint(b) for i, a in enumerate(privates) for b in privates[i + 1 :])
+    assert any(not torch.equal(m.shard_idx_a, m.shard_idx_b) for m in layers)  # pair dissociation
+    m = queries[0]
+    a, _ = m.factors()
+    r = 6
+    expected_row = torch.cat([m.pool.a[m.shard_idx_a[2]], m.pool.a[m.shard_idx_a[3]]])  # vector 1
+    assert a.shape == (r, m.in_features) and torch.equal(a[1], expected_row)
+    # LoRA's count at rank valid_r, while each layer works at rank r.
+    lora_valid_r = sum(2 * (x.in_features + x.out_features) for x in layers)
+    assert C.adapter_param_count(prepared) == lora_valid_r
