@@ -221,3 +221,19 @@ def test_lt_sft_keeps_the_most_moved_weights_resets_to_theta0_and_trains_only_th
     state = prepared.adapter_state()
     assert not any(name.endswith(".delta") for name in state)
     assert sum(v.numel() for n, v in state.items() if n.endswith(".values")) == k
+
+
+# ---- SNELL ----------------------------------------------------------------------------
+
+
+def test_snell_update_is_a_sparsified_high_rank_kernel_of_two_factors():
+    prepared = C.prepare(method("snell", q=4, sparsity=0.5), minilm_bench())
+    layer = prepared.model.backbone.encoder.layer[0].attention.self.query
+    k = layer.kernel().detach()
+    delta = layer.delta_weight().detach().T
+    kept = delta != 0
+    assert abs(kept.float().mean().item() - 0.5) < 0.01
+    assert torch.allclose(delta[kept], (k * k.abs())[kept])
+    assert float(k.abs()[kept].min()) >= float(k.abs()[~kept].max())
+    assert torch.linalg.matrix_rank(delta) > 4 * 2  # beyond a rank-q product
+    assert sum(p.numel() for p in (layer.in_qs, layer.out_qs)) == 4 * (384 + 384)
