@@ -8,6 +8,7 @@ scaled by 1/sqrt(#bases), and only the coefficient vectors train (both start at 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -84,7 +85,7 @@ class NOLA(Method):
 
     def prepare(self, model, ctx) -> Prepared:
         patterns = ctx.preset.resolve_targets(self.params.targets)
-        counter = iter(range(10**9))
+        counter = itertools.count()
         wrap_targets(
             model,
             patterns,
