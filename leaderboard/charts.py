@@ -1,0 +1,110 @@
+"""Altair charts shared by the app and the static report (`peftbench report --html`)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from leaderboard.pagedata import COST_AXES, Metric
+
+_HEIGHT = 380
+
+
+def _baseline_rule(value: float | None, axis: str = "y") -> alt.Chart | None:
+    if value is None or pd.isna(value):
+        return None
+    frame = pd.DataFrame({"baseline": [float(value)], "label": ["baseline"]})
+    enc = {axis: alt.X("baseline:Q") if axis == "x" else alt.Y("baseline:Q")}
+    rule = alt.Chart(frame).mark_rule(color="#888", strokeDash=[6, 4]).encode(**enc)
+    return rule.encode(tooltip=[alt.Tooltip("baseline:Q", title="Majority/mean baseline")])
+
+
+def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
+    """Each method's mean with its 95% CI, the task's baseline as a dashed reference line."""
+    data = rows.assign(
+        label=rows["method"] + " (" + rows["profile"] + ")",
+        seeds=rows["n_seeds"].astype(int),
+    )[["label", "method", "profile", "mean", "ci_low", "ci_high", "seeds", "baseline_value"]]
+    order = data.sort_values("mean", ascending=not metric.higher_is_better)["label"].tolist()
+    y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
+    x_scale = alt.Scale(zero=False)
+    bars = (
+        alt.Chart(data)
+        .mark_point(filled=True, size=70)
+        .encode(
+            x=alt.X("mean:Q", title=metric.label, scale=x_scale),
+            y=y,
+            color=alt.Color("profile:N", title="Profile"),
+            tooltip=["method", "profile", "mean", "ci_low", "ci_high", "seeds"],
+        )
+    )
+    whiskers = alt.Chart(data).mark_rule().encode(x="ci_low:Q", x2="ci_high:Q", y=y)
+    layers = [whiskers, bars]
+    rule = _baseline_rule(data["baseline_value"].dropna().max(), axis="x")
+    if rule is not None:
+        layers.append(rule)
+    return alt.layer(*layers).properties(
+        height=alt.Step(24), title="Mean and 95% CI over seeds (dashed: baseline)"
+    )
+
+
+def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
+    """Quality against one cost: error bars from seeds, the Pareto front joined and marked."""
+    label, _, unit, log = COST_AXES[axis]
+    x_title = f"{label} ({unit})" if unit else label
+    data = points.assign(
+        front=points["on_front"].map({True: "Pareto-optimal", False: "dominated"}),
+    )[
+        [
+            "method",
+            "family",
+            "profile",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "n_seeds",
+            "cost_display",
+            "front",
+            "on_front",
+            "lr",
+            "params",
+            "cell_ids_text",
+        ]
+    ]
+    x = alt.X("cost_display:Q", title=x_title, scale=alt.Scale(type="log" if log else "linear"))
+    y = alt.Y("mean:Q", title=metric.label, scale=alt.Scale(zero=False))
+    tooltip = [
+        alt.Tooltip("method:N"),
+        alt.Tooltip("profile:N"),
+        alt.Tooltip("mean:Q", format=".4f"),
+        alt.Tooltip("ci_low:Q", format=".4f", title="95% CI low"),
+        alt.Tooltip("ci_high:Q", format=".4f", title="95% CI high"),
+        alt.Tooltip("n_seeds:Q", title="seeds"),
+        alt.Tooltip("cost_display:Q", format=",.4g", title=x_title),
+        alt.Tooltip("lr:Q", format=".2e", title="learning rate"),
+        alt.Tooltip("params:N", title="hyperparameters"),
+        alt.Tooltip("cell_ids_text:N", title="cell ids"),
+    ]
+    base = alt.Chart(data)
+    errors = base.mark_rule(opacity=0.6).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
+    front = (
+        base.transform_filter("datum.on_front")
+        .mark_line(color="#d62728", strokeWidth=2)
+        .encode(x=x, y=y, detail="profile:N", order="cost_display:Q")
+    )
+    dots = base.mark_point(filled=True).encode(
+        x=x,
+        y=y,
+        color=alt.Color("family:N", title="Family"),
+        shape=alt.Shape("front:N", title="Pareto", scale=alt.Scale(range=["diamond", "circle"])),
+        size=alt.condition("datum.on_front", alt.value(160), alt.value(60)),
+        tooltip=tooltip,
+    )
+    names = base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(x=x, y=y, text="method:N")
+    layers = [errors, front, dots, names]
+    rule = _baseline_rule(points["baseline_value"].dropna().max())
+    if rule is not None:
+        layers.append(rule)
+    return alt.layer(*layers).properties(
+        height=_HEIGHT, title=f"{metric.display} against {label.lower()}"
+    )

@@ -1,0 +1,143 @@
+"""A small results database built by the store's own code, for tests, demos and benchmarks.
+
+Every row goes through `Store.write` with real `Cell`s expanded from a matrix, so the
+fixture exercises the same columns, metrics and baselines a real run writes. It covers
+what the pages must handle: multi-seed and single-seed methods, failed cells, a rank
+sweep, a learning-rate sweep, two tasks and two hardware profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from suite.cells import Cell, expand
+from suite.registry import Catalog
+from suite.results import CellResult
+from suite.specs.matrix import MatrixSpec, MethodEntry
+from suite.specs.profile import ExpectedDevice, HardwareProfile, Resources
+from suite.store.store import Store
+
+# (label, method, params, lr, seeds); lora-r8 is the default LoRA.
+_ENTRIES: list[tuple[str, str, dict, float | None, list[int]]] = [
+    ("head", "head", {}, None, [0, 1, 2]),
+    ("bitfit", "bitfit", {}, None, [0, 1, 2]),
+    ("full", "full", {}, None, [0]),
+    ("lora-r4", "lora", {"r": 4}, None, [0, 1, 2]),
+    ("lora", "lora", {}, None, [0, 1, 2]),
+    ("lora-r16", "lora", {"r": 16}, None, [0, 1, 2]),
+    ("lora-lr1e-4", "lora", {}, 1e-4, [0, 1]),
+    ("lora-lr1e-3", "lora", {}, 1e-3, [0, 1]),
+]
+# Base quality per label on drug-condition (accuracy); drug-sentiment sits near its baseline.
+_QUALITY = {
+    "head": 0.62,
+    "bitfit": 0.70,
+    "full": 0.84,
+    "lora-r4": 0.74,
+    "lora": 0.77,
+    "lora-r16": 0.78,
+    "lora-lr1e-4": 0.55,
+    "lora-lr1e-3": 0.72,
+}
+_TRAINABLE = {"head": 3_850, "bitfit": 30_000, "full": 22_700_000, "lora-r4": 40_000}
+GPU_PROFILE = HardwareProfile(
+    name="gpu-a100",
+    description="One A100 (demo profile for tests)",
+    resources=Resources(num_cpus=4, num_gpus=1),
+    expected=ExpectedDevice(type="cuda", name="A100"),
+)
+FAILED = {("bitfit", "drug-sentiment", 2), ("lora-r16", "drug-condition", 2)}
+
+
+def _noise(*key: object) -> float:
+    """A deterministic value in [-1, 1) from a key, so the fixture is reproducible."""
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**31 - 1.0
+
+
+def demo_cells(catalog: Catalog | None = None) -> list[Cell]:
+    """The fixture's cells: two tasks, eight method entries, seeds per entry, two profiles."""
+    catalog = catalog or Catalog.discover()
+    cells: list[Cell] = []
+    for label, method, params, lr, seeds in _ENTRIES:
+        matrix = MatrixSpec(
+            name="demo",
+            models=["minilm-l6"],
+            methods=[MethodEntry(method=method, label=label, params=params, lr=lr)],
+            tasks=["drug-condition", "drug-sentiment"],
+            seeds=seeds,
+            budget={"max_steps": 200, "batch_size": 16},
+        )
+        cells.extend(expand(matrix, catalog))
+    # The best three methods also ran on a second profile, one seed each.
+    for cell in list(cells):
+        if cell.method.label in ("lora", "full", "head") and cell.seed == 0:
+            cells.append(cell.model_copy(update={"profile": GPU_PROFILE, "matrix": "demo-gpu"}))
+    return cells
+
+
+def demo_result(cell: Cell) -> CellResult:
+    """A plausible result for a demo cell: quality, costs and a loss curve."""
+    label, task, seed = cell.method.label, cell.task.name, cell.seed
+    gpu = cell.profile.name == GPU_PROFILE.name
+    if (label, task, seed) in FAILED:
+        return CellResult(cell_id=cell.cell_id, status="failed", error="RuntimeError: demo failure")
+    base = {"drug-condition": 0.402, "drug-sentiment": 0.654}[task]
+    quality = _QUALITY[label] if task == "drug-condition" else base + (_QUALITY[label] - 0.6) / 4
+    acc = quality + 0.015 * _noise(label, task, seed, gpu)
+    r = int(cell.method.params.get("r", 8))
+    trainable = _TRAINABLE.get(label, 3_850 + 12 * 384 * 2 * r)
+    latency = (0.004 if gpu else 0.040) * (1.0 + 0.1 * (cell.method.kind == "lora"))
+    return CellResult(
+        cell_id=cell.cell_id,
+        status="ok",
+        val_metrics={"accuracy": acc + 0.01, "macro_f1": acc - 0.2},
+        test_metrics={"accuracy": acc, "macro_f1": acc - 0.22},
+        baseline_val={"accuracy": base, "macro_f1": base / 8},
+        baseline_test={"accuracy": base, "macro_f1": base / 8},
+        trainable_params=trainable,
+        adapter_params=trainable,
+        total_params=22_713_216 + 3_850,
+        peak_memory_bytes=int((600 + trainable / 2e4) * 2**20),
+        peak_memory_isolated=True,
+        train_wall_s=(8.0 if gpu else 60.0) * (1 + trainable / 3e7),
+        train_steps=200,
+        latency_unmerged_s=latency,
+        latency_merged_s=latency / 1.1 if cell.method.kind == "lora" else None,
+        merge_time_s=0.01 if cell.method.kind == "lora" else None,
+        adapter_bytes=4 * trainable,
+        final_train_loss=1.0 - acc / 2,
+        loss_curve=[2.3 * (0.98**i) + 0.1 * abs(_noise(label, i)) for i in range(0, 200, 10)],
+        device="cuda" if gpu else "cpu",
+        hostname="gpu-node" if gpu else "laptop",
+    )
+
+
+def build_demo_db(path: Path | str, catalog: Catalog | None = None) -> Path:
+    """Write the fixture's results into a fresh database at `path` through the store."""
+    store = Store(path)
+    store.init()
+    provenance = {"versions": {"torch": "demo"}, "git_sha": "demo", "git_dirty": False}
+    for cell in demo_cells(catalog):
+        gpu = cell.profile.name == GPU_PROFILE.name
+        hardware = {"device": "cuda", "gpu": "A100"} if gpu else {"device": "cpu", "cpus": 2}
+        store.write(cell, demo_result(cell), {**provenance, "hardware": hardware, "run_id": "demo"})
+    return store.path
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def demo_db_copy(dest: Path | str) -> Path:
+    """A copy of the fixture database at `dest`; built once per process, then copied."""
+    import shutil
+    import tempfile
+
+    if "db" not in _BUILT:
+        folder = Path(tempfile.mkdtemp(prefix="peftbench-demo-"))
+        _BUILT["db"] = build_demo_db(folder / "demo.duckdb")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_BUILT["db"], dest)
+    return dest

@@ -1,0 +1,178 @@
+"""The data each page shows, built from the store's views with bound parameters only.
+
+One function per page returns plain DataFrames (no Streamlit), so the static report and
+`bench/leaderboard_speed.py` build exactly what the app shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pandas as pd
+import yaml
+
+from leaderboard.data import Reader
+from suite.specs.task import MetricSpec
+
+ALL_TASKS = "(all tasks)"
+ALL_PROFILES = "(all profiles)"
+
+# Cost axes of the Pareto page: view column -> (label, unit factor, unit, log scale).
+COST_AXES: dict[str, tuple[str, float, str, bool]] = {
+    "trainable_params": ("Trainable parameters", 1.0, "", True),
+    "peak_memory_bytes": ("Peak training memory", 2.0**-20, "MiB", False),
+    "train_wall_s": ("Training time", 1.0, "s", False),
+    "latency_unmerged_s": ("Inference latency (unmerged)", 1000.0, "ms", False),
+    "adapter_bytes": ("Adapter size", 2.0**-10, "KiB", True),
+}
+_KEY = ["task", "task_hash", "model", "method", "method_hash", "budget", "profile"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the sidebar selected; every value reaches SQL as a bound parameter."""
+
+    task: str
+    model: str
+    profile: str = ALL_PROFILES
+
+
+def choices(reader: Reader) -> pd.DataFrame:
+    """(task, model, profile) of the leaderboard with their row counts, for the selectors."""
+    return reader.frame(
+        "SELECT task, model, profile, count(*) AS n FROM leaderboard "
+        "GROUP BY task, model, profile ORDER BY task, model, profile"
+    )
+
+
+def _profile_clause(filters: Filters) -> tuple[str, list]:
+    if filters.profile == ALL_PROFILES:
+        return "", []
+    return " AND profile = ?", [filters.profile]
+
+
+def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
+    """Leaderboard rows for one task and model (optionally one profile), best first."""
+    clause, extra = _profile_clause(filters)
+    return reader.frame(
+        "SELECT * FROM leaderboard WHERE task = ? AND model = ?"
+        + clause
+        + ' ORDER BY profile, budget, "rank", method',
+        [filters.task, filters.model, *extra],
+    )
+
+
+def all_tasks_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
+    """The aggregate over tasks: mean score and mean rank per method (stale rows excluded)."""
+    clause, extra = _profile_clause(filters)
+    return reader.frame(
+        "SELECT * FROM aggregate WHERE model = ?" + clause + " ORDER BY mean_rank, method",
+        [filters.model, *extra],
+    )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The primary metric as the task YAML declares it."""
+
+    name: str
+    display: str
+    unit: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        arrow = "higher is better" if self.higher_is_better else "lower is better"
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"{self.display}{unit}, {arrow}"
+
+
+def primary_metric(reader: Reader, task: str) -> Metric:
+    """Display name, unit and direction of a task's primary metric, from its stored YAML."""
+    frame = reader.frame(
+        "SELECT task_yaml, primary_metric FROM cell_runs WHERE task = ? "
+        "AND task_yaml IS NOT NULL ORDER BY finished_at DESC LIMIT 1",
+        [task],
+    )
+    if frame.empty:
+        return Metric("score", "Score", "", True)
+    return _metric_from_yaml(frame["task_yaml"].iloc[0], frame["primary_metric"].iloc[0])
+
+
+@lru_cache(maxsize=64)
+def _metric_from_yaml(task_yaml: str, name: str) -> Metric:
+    spec = yaml.safe_load(task_yaml) or {}
+    for raw in spec.get("metrics", []):
+        m = MetricSpec.model_validate(raw)
+        if m.name == name:
+            return Metric(m.name, m.display or m.name, m.unit or "", m.higher_is_better)
+    return Metric(name, name, "", True)
+
+
+def overview_data(reader: Reader, filters: Filters) -> pd.DataFrame:
+    """Overview: the leaderboard rows, or the aggregate when all tasks are chosen."""
+    if filters.task == ALL_TASKS:
+        return all_tasks_rows(reader, filters)
+    return leaderboard_rows(reader, filters)
+
+
+def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
+    """Pareto points on one cost axis, with the hover's hyperparameters and cell ids."""
+    if axis not in COST_AXES:
+        raise ValueError(f"unknown cost axis {axis!r}; choose one of {sorted(COST_AXES)}")
+    clause, extra = _profile_clause(filters)
+    points = reader.frame(
+        "SELECT * FROM pareto WHERE task = ? AND model = ? AND cost_axis = ?"
+        + clause
+        + " ORDER BY profile, cost",
+        [filters.task, filters.model, axis, *extra],
+    )
+    rows = leaderboard_rows(reader, filters)
+    wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value"]
+    detail = rows[_KEY + [c for c in wanted if c not in points.columns]]
+    merged = points.merge(detail, on=_KEY, how="left")
+    label, factor, unit, _ = COST_AXES[axis]
+    merged["cost_display"] = merged["cost"] * factor
+    merged["cell_ids_text"] = merged["cell_ids"].map(_join_ids)
+    return merged
+
+
+def _join_ids(ids) -> str:
+    return "" if ids is None or not len(ids) else ", ".join(str(i) for i in ids)
+
+
+def method_data(reader: Reader, method: str) -> dict[str, pd.DataFrame]:
+    """Method page: its stored YAML, its leaderboard rows everywhere, and its loss curves."""
+    spec = reader.frame(
+        "SELECT method_name, method_kind, family, method_yaml FROM cell_runs "
+        "WHERE method = ? ORDER BY finished_at DESC LIMIT 1",
+        [method],
+    )
+    rows = reader.frame(
+        'SELECT * FROM leaderboard WHERE method = ? ORDER BY task, model, profile, "rank"',
+        [method],
+    )
+    curves = reader.frame(
+        "SELECT cell_id, task, model, profile, seed, loss_curve FROM results "
+        "WHERE method = ? AND status = 'ok' AND len(loss_curve) > 0 "
+        "ORDER BY task, model, profile, seed",
+        [method],
+    )
+    return {"spec": spec, "rows": rows, "curves": curves}
+
+
+def methods(reader: Reader) -> list[str]:
+    return reader.frame("SELECT DISTINCT method FROM leaderboard ORDER BY method")[
+        "method"
+    ].tolist()
+
+
+def long_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, logged step) for a line chart of the loss."""
+    rows = [
+        {"cell": f"{r.task} / {r.profile} / seed {r.seed}", "point": i, "loss": float(v)}
+        for r in curves.itertuples()
+        for i, v in enumerate(r.loss_curve)
+    ]
+    return pd.DataFrame(rows, columns=["cell", "point", "loss"])

@@ -1,0 +1,23 @@
+"""Hardware: recorded profiles, which results ran on each, results filtered by profile."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leaderboard import ui
+from leaderboard.hardware import profiles, results_on
+
+reader, _ = ui.page_setup(with_filters=False)
+st.title("Hardware profiles")
+table = ui.guarded(profiles, reader)
+if table.empty:
+    st.info("No results yet.")
+    st.stop()
+st.caption(
+    "Each profile names the resources a cell asked for; `hardware` is what the worker "
+    "recorded. Costs (memory, time, latency) compare only within one profile."
+)
+st.dataframe(table, hide_index=True, width="stretch")
+profile = st.selectbox("Results measured on", table["profile"].tolist(), key="hw_profile")
+rows = ui.guarded(results_on, reader, profile)
+st.dataframe(rows, hide_index=True, width="stretch")

@@ -1,0 +1,69 @@
+"""Overview: one row per method for a task and model, or the aggregate over all tasks."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leaderboard import charts, tables, ui
+from leaderboard.pagedata import (
+    ALL_TASKS,
+    Filters,
+    all_tasks_rows,
+    leaderboard_rows,
+    primary_metric,
+)
+
+
+def _download(frame, name: str) -> None:
+    st.download_button(
+        "Download CSV", frame.to_csv(index=False).encode(), file_name=name, mime="text/csv"
+    )
+
+
+def _all_tasks(r, filters: Filters) -> None:
+    st.title("Overview: all tasks")
+    rows = ui.guarded(all_tasks_rows, r, filters)
+    st.caption(
+        "Mean of each method's primary score over the tasks it ran, and its mean rank "
+        "(1 = best within a task). Tasks use different metrics: compare ranks first."
+    )
+    table = tables.aggregate_table(rows)
+    st.dataframe(table, hide_index=True, width="stretch")
+    _download(table, f"peftbench-all-tasks-{filters.model}.csv")
+
+
+def _one_task(r, filters: Filters) -> None:
+    metric = ui.guarded(primary_metric, r, filters.task)
+    rows = ui.guarded(leaderboard_rows, r, filters)
+    st.title(f"Overview: {filters.task} on {filters.model}")
+    if rows.empty:
+        st.info("No successful results for this selection.")
+        return
+    baseline = rows["baseline_value"].dropna()
+    note = f"Primary metric: **{metric.label}**; mean and 95% t-interval over seeds."
+    if len(baseline):
+        note += f" Majority/mean baseline on test: **{baseline.max():.4f}** (dashed line)."
+    st.markdown(note)
+    if rows["stale"].fillna(False).any():
+        st.warning("Some rows use an older metric version (Stale = true); do not compare them.")
+    st.altair_chart(charts.overview_chart(rows, metric), width="stretch")
+    table = tables.overview_table(rows, metric)
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Trainable params": st.column_config.NumberColumn(format="%d"),
+            "Trainable %": st.column_config.NumberColumn(format="%.3f %%"),
+        },
+    )
+    _download(table, f"peftbench-{filters.task}-{filters.model}.csv")
+
+
+reader, filters = ui.page_setup()
+if filters is None:
+    st.stop()
+if filters.task == ALL_TASKS:
+    _all_tasks(reader, filters)
+else:
+    _one_task(reader, filters)

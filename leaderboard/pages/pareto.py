@@ -1,0 +1,40 @@
+"""Pareto: quality against a chosen cost, the Pareto-optimal methods joined and marked."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leaderboard import charts, tables, ui
+from leaderboard.pagedata import COST_AXES, choices, pareto_data, primary_metric
+
+reader, filters = ui.page_setup()
+if filters is None:
+    st.stop()
+available = ui.guarded(choices, reader)
+filters = ui.need_single_task(filters, sorted(available["task"].unique()))
+filters = ui.need_single_profile(filters, available)
+st.title(f"Pareto: {filters.task} on {filters.model} ({filters.profile})")
+axis = st.radio(
+    "Cost axis",
+    list(COST_AXES),
+    format_func=lambda a: COST_AXES[a][0],
+    horizontal=True,
+    key="cost_axis",
+)
+metric = ui.guarded(primary_metric, reader, filters.task)
+points = ui.guarded(pareto_data, reader, filters, axis)
+if points.empty:
+    st.info("No successful results with this cost measured for this selection.")
+    st.stop()
+st.caption(
+    "Diamonds joined by the red line are Pareto-optimal (no other method is at least as good "
+    "and at most as costly). Bars: 95% CI over seeds. Dashed line: the majority/mean baseline. "
+    "Hover a point for its hyperparameters and cell ids."
+)
+st.altair_chart(charts.pareto_chart(points, axis, metric), width="stretch")
+label, _, unit, _ = COST_AXES[axis]
+st.dataframe(
+    tables.pareto_table(points, f"{label} ({unit})" if unit else label),
+    hide_index=True,
+    width="stretch",
+)

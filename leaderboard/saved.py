@@ -1,0 +1,68 @@
+"""The Ablations page's saved queries: named SELECTs over the store's views.
+
+They are trusted, fixed text (the SQL box shows them for copying); the only inputs are
+the sidebar's task and model, passed as bound parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from leaderboard.data import Reader
+
+
+@dataclass(frozen=True)
+class SavedQuery:
+    """A named ablation: its SQL (`?` = task, model) and how to chart it."""
+
+    title: str
+    description: str
+    sql: str
+    x: str
+    y: str
+    color: str
+    x_log: bool = False
+
+
+SAVED: dict[str, SavedQuery] = {
+    "rank": SavedQuery(
+        "Quality against rank, per method",
+        "Each method's mean test score (95% CI over seeds) at each value of its size "
+        "hyperparameter (rank r, density, ...), from the `rank_sweep` view.",
+        "SELECT method_kind, method, profile, sweep_param, sweep_value, mean, ci_low, "
+        "ci_high, n_seeds, trainable_params FROM rank_sweep WHERE task = ? AND model = ? "
+        "ORDER BY method_kind, profile, sweep_value",
+        x="sweep_value",
+        y="mean",
+        color="method_kind",
+    ),
+    "lr": SavedQuery(
+        "Learning-rate sensitivity",
+        "Mean test score against learning rate for every configuration of a method kind "
+        "(leaderboard rows), so a method that only works at one rate shows it.",
+        "SELECT method_kind, method, profile, lr, mean, ci_low, ci_high, n_seeds "
+        "FROM leaderboard WHERE task = ? AND model = ? ORDER BY method_kind, lr",
+        x="lr",
+        y="mean",
+        color="method_kind",
+        x_log=True,
+    ),
+    "seeds": SavedQuery(
+        "Seed variance",
+        "Standard deviation over seeds and the 95% interval's width, widest first; "
+        "single-seed rows have no interval and are listed last.",
+        "SELECT method, profile, n_seeds, n_failed, mean, std, ci_high - ci_low AS ci_width "
+        "FROM leaderboard WHERE task = ? AND model = ? ORDER BY ci_width DESC NULLS LAST",
+        x="method",
+        y="std",
+        color="profile",
+    ),
+}
+
+
+def run_saved(reader: Reader, name: str, task: str, model: str) -> pd.DataFrame:
+    """Run a saved query by its whitelisted name with the task and model bound."""
+    query = SAVED[name]
+    return reader.frame(query.sql, [task, model])

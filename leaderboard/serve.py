@@ -1,0 +1,56 @@
+"""Start the Streamlit app for `peftbench leaderboard` (imported only by that command)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from leaderboard.data import DB_ENV
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def command(host: str, port: int) -> list[str]:
+    """The `streamlit run` command line: headless, no telemetry, no file watcher."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
+
+
+def run(db: Path, host: str, port: int, echo: Callable[[str], None] = print) -> int:
+    """Serve the leaderboard of `db` until interrupted; returns Streamlit's exit code."""
+    db = Path(db).resolve()
+    if not db.exists():
+        echo(f"warning: no results database at {db} yet; the app will say so until one exists")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    echo(f"peftbench leaderboard: http://{shown}:{port}  (database {db}; Ctrl-C stops it)")
+    if host in ("0.0.0.0", "::"):
+        echo("bound to every interface: anyone who can reach this machine can read the results")
+    env = {**os.environ, DB_ENV: str(db)}
+    proc = subprocess.Popen(command(host, port), env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait()

@@ -1,0 +1,98 @@
+"""Streamlit pieces every page shares: the reader, the sidebar's filters, the freshness note."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leaderboard.data import Reader, db_path, freshness
+from leaderboard.pagedata import ALL_PROFILES, ALL_TASKS, Filters, choices
+from suite.store.store import StoreBusy
+
+FILTER_KEYS = ("task", "model", "profile")
+
+
+def reader() -> Reader:
+    """A reader of the app's database; stops the page with a hint when there is none."""
+    r = Reader(db_path())
+    if not r.exists():
+        st.error(f"No results database at `{r.path}`. Run `peftbench run` first, or pass --db.")
+        st.stop()
+    return r
+
+
+def guarded(fn, *args, **kwargs):
+    """Call a data function; if a matrix holds the database and nothing is cached yet, say so."""
+    try:
+        return fn(*args, **kwargs)
+    except StoreBusy:
+        st.warning("A matrix is writing the database right now; this page will load in a moment.")
+        if st.button("Retry"):
+            st.rerun()
+        st.stop()
+
+
+def _select(label: str, options: list[str], key: str, default: int = 0) -> str:
+    """A sidebar selectbox whose choice survives page switches (kept under `_keep_<key>`)."""
+    kept = st.session_state.get(f"_keep_{key}")
+    index = options.index(kept) if kept in options else default
+    value = st.sidebar.selectbox(label, options, index=index, key=key)
+    st.session_state[f"_keep_{key}"] = value
+    return value
+
+
+def sidebar_filters(r: Reader) -> Filters | None:
+    """Task (or all tasks), model and profile selectors, kept across pages."""
+    frame = guarded(choices, r)
+    if frame.empty:
+        st.sidebar.info("No successful results yet.")
+        return None
+    tasks = [ALL_TASKS, *sorted(frame["task"].unique())]
+    task = _select("Task", tasks, "task", default=1 if len(tasks) > 1 else 0)
+    models = sorted(frame["model"].unique())
+    model = _select("Model", models, "model")
+    scoped = frame[frame["model"] == model]
+    profiles = [ALL_PROFILES, *sorted(scoped["profile"].unique())]
+    profile = _select("Hardware profile", profiles, "profile")
+    return Filters(task=task, model=model, profile=profile)
+
+
+def freshness_note(r: Reader) -> None:
+    """Say how fresh the data is, and warn while a matrix is still writing."""
+    info = guarded(freshness, r)
+    text = info.describe()
+    if info.busy:
+        st.sidebar.warning(text)
+    else:
+        st.sidebar.caption(text)
+    st.sidebar.caption(f"Database: `{r.path}`")
+    if st.sidebar.button("Reload data"):
+        st.rerun()
+
+
+def need_single_task(filters: Filters, tasks: list[str]) -> Filters:
+    """Pages that chart one task fall back to the first one when 'all tasks' is chosen."""
+    if filters.task != ALL_TASKS or not tasks:
+        return filters
+    st.info(f"This page shows one task at a time; showing **{tasks[0]}**.")
+    return Filters(task=tasks[0], model=filters.model, profile=filters.profile)
+
+
+def need_single_profile(filters: Filters, frame) -> Filters:
+    """Costs compare only on one hardware profile: pick the one with the most results."""
+    if filters.profile != ALL_PROFILES:
+        return filters
+    scoped = frame[(frame["task"] == filters.task) & (frame["model"] == filters.model)]
+    if scoped.empty:
+        return filters
+    profile = scoped.sort_values("n", ascending=False, kind="stable")["profile"].iloc[0]
+    st.info(f"Costs are compared within one hardware profile; showing **{profile}**.")
+    return Filters(task=filters.task, model=filters.model, profile=profile)
+
+
+def page_setup(with_filters: bool = True) -> tuple[Reader, Filters | None]:
+    """The sidebar every page shares: title, filters (optional) and the freshness note."""
+    st.sidebar.title("peftbench")
+    r = reader()
+    filters = sidebar_filters(r) if with_filters else None
+    freshness_note(r)
+    return r, filters

@@ -1,0 +1,105 @@
+"""`peftbench report --html FILE`: the leaderboard's Overview and Pareto charts as one file.
+
+The file embeds every chart's Vega-Lite spec with its data, so it needs no server and no
+database to share; the charts are drawn by vega-embed loaded from a CDN, and every number
+is also written as a plain HTML table, so the file still reads without network access.
+The charts and tables are the app's own (`leaderboard.charts`, `leaderboard.tables`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from suite.registry import REPO_ROOT
+
+_SCRIPTS = "".join(
+    f'<script src="https://cdn.jsdelivr.net/npm/{lib}"></script>'
+    for lib in ("vega@6", "vega-lite@6", "vega-embed@7")
+)
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f4f4f4}h2{margin-top:2em;border-bottom:1px solid #ccc}"""
+
+
+def leaderboard_module(name: str):
+    """A module of the app (the repository's `leaderboard/` folder, beside `methods/`)."""
+    import importlib
+
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module(f"leaderboard.{name}")
+
+
+def _leaderboard_modules():
+    return tuple(leaderboard_module(n) for n in ("charts", "data", "pagedata", "tables"))
+
+
+class _Page:
+    """Accumulates HTML sections and the chart specs to embed."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.specs: dict[str, dict] = {}
+
+    def chart(self, chart) -> None:
+        key = f"chart{len(self.specs)}"
+        self.specs[key] = chart.properties(width=900).to_dict()
+        self.parts.append(f'<div id="{key}"></div>')
+
+    def table(self, frame) -> None:
+        self.parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+
+    def text(self, tag: str, value: str) -> None:
+        self.parts.append(f"<{tag}>{html.escape(value)}</{tag}>")
+
+    def render(self, title: str) -> str:
+        embeds = "".join(
+            f"vegaEmbed('#{k}', {json.dumps(v, default=str)}, {{actions: false}});"
+            for k, v in self.specs.items()
+        )
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{_STYLE}</style>{_SCRIPTS}</head><body>{''.join(self.parts)}"
+            f"<script>{embeds}</script></body></html>"
+        )
+
+
+def build_report(db: Path) -> str:
+    """The HTML of the report for every (task, model) with successful results."""
+    charts, data, pagedata, tables = _leaderboard_modules()
+    reader = data.Reader(db)
+    fresh = data.freshness(reader)
+    page = _Page()
+    page.text("h1", "peftbench leaderboard")
+    page.text(
+        "p",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {db}. {fresh.describe()} "
+        "Scores: mean and 95% t-interval over seeds; dashed line: majority/mean baseline; "
+        "red line: the Pareto front.",
+    )
+    pairs = pagedata.choices(reader)[["task", "model"]].drop_duplicates()
+    for task, model in pairs.itertuples(index=False):
+        filters = pagedata.Filters(task=task, model=model)
+        metric = pagedata.primary_metric(reader, task)
+        rows = pagedata.leaderboard_rows(reader, filters)
+        page.text("h2", f"{task} on {model}")
+        page.chart(charts.overview_chart(rows, metric))
+        page.table(tables.overview_table(rows, metric))
+        for axis, (label, *_rest) in pagedata.COST_AXES.items():
+            points = pagedata.pareto_data(reader, filters, axis).dropna(subset=["cost"])
+            if not points.empty:
+                page.text("h3", f"Pareto: {metric.display} against {label.lower()}")
+                page.chart(charts.pareto_chart(points, axis, metric))
+    return page.render("peftbench leaderboard")
+
+
+def write_report(db: Path, out: Path) -> Path:
+    """Write the report to `out` (folders created); returns the path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(db), encoding="utf-8")
+    return out

@@ -1,0 +1,131 @@
+"""AppTest (streamlit.testing) of every leaderboard page against a fixture database built
+by the store's own code: failed cells, single- and multi-seed methods, two profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from leaderboard.demo import demo_db_copy  # noqa: E402
+from leaderboard.pagedata import ALL_PROFILES, ALL_TASKS  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return demo_db_copy(tmp_path_factory.mktemp("lb") / "demo.duckdb")
+
+
+@pytest.fixture
+def app(db, monkeypatch) -> AppTest:
+    monkeypatch.setenv("PEFTBENCH_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.main.title]
+
+
+def test_overview_one_task(app):
+    assert _titles(app) == ["Overview: drug-condition on minilm-l6"]
+    table = app.dataframe[0].value
+    # 8 method entries on cpu-local, 3 on the second profile.
+    assert len(table) == 11
+    assert set(table["Profile"]) == {"cpu-local", "gpu-a100"}
+    assert "Accuracy" in table.columns  # display name from the task YAML
+    full = table[(table["Method"] == "full") & (table["Profile"] == "cpu-local")].iloc[0]
+    assert full["Seeds"] == 1 and full["CI low (95%)"] != full["CI low (95%)"]  # NaN: no CI
+    lora16 = table[(table["Method"] == "lora-r16") & (table["Profile"] == "cpu-local")].iloc[0]
+    assert lora16["Seeds"] == 2 and lora16["Failed"] == 1
+    assert lora16["CI low (95%)"] < lora16["Accuracy"] < lora16["CI high (95%)"]
+    assert "0.4020" in " ".join(m.value for m in app.main.markdown)  # the baseline
+    assert len(app.get("vega_lite_chart")) == 1
+    assert app.get("download_button")
+
+
+def test_overview_filters_and_all_tasks(app):
+    app.sidebar.selectbox(key="profile").select("gpu-a100").run()
+    assert not app.exception
+    assert set(app.dataframe[0].value["Profile"]) == {"gpu-a100"}
+    app.sidebar.selectbox(key="profile").select(ALL_PROFILES)
+    app.sidebar.selectbox(key="task").select(ALL_TASKS).run()
+    assert not app.exception
+    assert _titles(app) == ["Overview: all tasks"]
+    agg = app.dataframe[0].value
+    assert {"Mean score", "Mean rank", "Tasks"} <= set(agg.columns)
+    assert agg.iloc[0]["Mean rank"] <= agg["Mean rank"].max()
+
+
+def test_pareto_every_axis(app):
+    at = _page(app, "pareto")
+    assert _titles(at)[0].startswith("Pareto: drug-condition on minilm-l6 (cpu-local)")
+    assert len(at.radio(key="cost_axis").options) == 5
+    for axis in (
+        "trainable_params",
+        "peak_memory_bytes",
+        "train_wall_s",
+        "latency_unmerged_s",
+        "adapter_bytes",
+    ):
+        at.radio(key="cost_axis").set_value(axis).run()
+        assert not at.exception, at.exception
+        assert len(at.get("vega_lite_chart")) == 1
+        table = at.dataframe[0].value
+        front = set(table[table["Pareto-optimal"]]["Method"])
+        assert "full" in front  # the best score is always on the front
+        if axis != "train_wall_s":  # same params/memory/latency/size as lora, worse score
+            assert "lora-lr1e-4" not in front
+
+
+def test_method_page(app):
+    at = _page(app, "method")
+    at.selectbox(key="method").select("lora").run()
+    assert not at.exception
+    assert _titles(at) == ["Method: lora"]
+    assert "r: 8" in at.code[0].value
+    text = " ".join(m.value for m in at.markdown)
+    assert "2106.09685" in text  # citation from the plugin
+    assert "PEFT" in text  # the source it follows
+    checks = at.dataframe[0].value
+    assert "claimed" in set(checks["status"])
+    results = at.dataframe[1].value
+    assert {"drug-condition", "drug-sentiment"} <= set(results["task"])
+    assert len(at.get("vega_lite_chart")) == 1  # loss curves
+
+
+def test_ablations_saved_queries_and_sql_box(app):
+    at = _page(app, "ablations")
+    for name in ("rank", "lr", "seeds"):
+        at.radio(key="saved").set_value(name).run()
+        assert not at.exception, at.exception
+        assert not at.dataframe[0].value.empty
+    at.text_area(key="sql").input("SELECT method, mean FROM leaderboard ORDER BY mean").run()
+    at.button(key="run_sql").click().run()
+    assert not at.error
+    assert "mean" in at.dataframe[-1].value.columns
+    at.text_area(key="sql").input("DROP TABLE cell_runs").run()
+    at.button(key="run_sql").click().run()
+    assert at.error and "Refused" in at.error[0].value
+
+
+def test_hardware_page(app):
+    at = _page(app, "hardware")
+    profiles = at.dataframe[0].value
+    assert set(profiles["profile"]) == {"cpu-local", "gpu-a100"}
+    assert profiles.set_index("profile").loc["gpu-a100", "ok"] == 6
+    at.selectbox(key="hw_profile").select("gpu-a100").run()
+    rows = at.dataframe[1].value
+    assert set(rows["method"]) == {"full", "lora", "head"}
