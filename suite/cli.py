@@ -199,6 +199,35 @@ def _print_table(db: Path, matrix: str | None) -> None:
     out.print(results_table(Store(db), matrix))
 
 
+@app.command()
+def leaderboard(
+    db: DbOpt = DEFAULT_DB,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 shares it with the network.")
+    ] = "127.0.0.1",
+) -> None:
+    """Start the Streamlit leaderboard (reads the database read-only) and print its URL."""
+    from suite.report import leaderboard_module
+
+    serve = leaderboard_module("serve")  # streamlit is imported by the child process only
+    raise typer.Exit(serve.run(db, host, port, echo=console.print))
+
+
+@app.command()
+def report(
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Write the Overview and Pareto charts as one static HTML file (no server needed)."""
+    from suite.report import write_report
+
+    if not db.exists():
+        err_console.print(f"[bold red]error:[/] no results database at {db}")
+        raise typer.Exit(1)
+    console.print(f"wrote {write_report(db, html)}")
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app(prog_name="peftbench")
