@@ -237,3 +237,23 @@ def test_snell_update_is_a_sparsified_high_rank_kernel_of_two_factors():
     assert float(k.abs()[kept].min()) >= float(k.abs()[~kept].max())
     assert torch.linalg.matrix_rank(delta) > 4 * 2  # beyond a rank-q product
     assert sum(p.numel() for p in (layer.in_qs, layer.out_qs)) == 4 * (384 + 384)
+
+
+# ---- S2FT -----------------------------------------------------------------------------
+
+
+def test_s2ft_trains_dense_slices_of_selected_heads_and_channels_on_minilm():
+    bench = minilm_bench()
+    assert C.check_identity(method("s2ft"), bench) < 1e-5
+    prepared = C.prepare(method("s2ft"), bench)
+    model = prepared.model
+    slices = {n: m for n, m in model.named_modules() if type(m).__name__ == "S2SliceLinear"}
+    heads = sum(m.n // 32 for n, m in slices.items() if "attention" in n)
+    channels = sum(m.n for n, m in slices.items() if "attention" not in n)
+    assert (heads, channels) == (int(72 * 0.052), int(6 * 1536 * 0.02)) == (3, 184)
+    assert C.adapter_param_count(prepared) == heads * 32 * 384 + channels * 384 == 107_520
+    C._perturb(model)
+    unmerged = C.outputs(model, bench)
+    prepared.merge()
+    assert all(m.merged for m in slices.values())  # the slices now live in the weights
+    assert float((C.outputs(model, bench) - unmerged).abs().max()) < 1e-5
