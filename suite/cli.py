@@ -108,13 +108,26 @@ def list_(
 @app.command()
 def validate(
     paths: Annotated[
-        list[Path], typer.Argument(help="YAML files or folders (searched recursively).")
-    ],
+        list[Path] | None, typer.Argument(help="YAML files or folders (searched recursively).")
+    ] = None,
     plugins: PluginsOpt = None,
+    conformance: Annotated[
+        Path | None,
+        typer.Option(
+            "--conformance",
+            metavar="DIR",
+            help="Also run the conformance checks on the tiny BERT for every method folder "
+            "under DIR and print a pass/fail table; exit code 1 if any check fails.",
+        ),
+    ] = None,
 ) -> None:
     """Validate every YAML spec under the given paths; exit code 2 if any is wrong."""
     from suite.validate import validate_paths
 
+    paths = paths or ([conformance] if conformance is not None else [])
+    if not paths:
+        err_console.print("give YAML paths to validate, or --conformance DIR")
+        raise typer.Exit(2)
     try:
         checked = validate_paths(paths, plugins or [])
     except SpecError as exc:
@@ -122,6 +135,14 @@ def validate(
     for path, kind in checked:
         console.print(f"[green]ok[/] {kind:8} {path}")
     console.print(f"{len(checked)} spec file(s) valid")
+    if conformance is not None:
+        from suite.conformance_bench import conformance_command
+
+        try:
+            code = conformance_command(conformance, plugins or [], console)
+        except SpecError as exc:
+            _fail_spec(exc)
+        raise typer.Exit(code)
 
 
 class Format(str, Enum):
