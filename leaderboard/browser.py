@@ -9,6 +9,7 @@ for on a fixed clock, because a cold server can take a while to first paint.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -93,7 +94,8 @@ class Browser:
         )
         port = self._devtools_port(Path(profile) / "DevToolsActivePort")
         self._ids = itertools.count(1)
-        self.ws = self._connect_page(port)
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(self._connect_page(port))
         self.call("Page.enable")
         self.call(
             "Emulation.setDeviceMetricsOverride",
@@ -156,7 +158,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._stack.close()
         finally:
             self.proc.terminate()
             try:

@@ -16,7 +16,17 @@ def _baseline_rule(value: float | None, axis: str = "y") -> alt.Chart | None:
     frame = pd.DataFrame({"baseline": [float(value)], "label": ["baseline"]})
     enc = {axis: alt.X("baseline:Q") if axis == "x" else alt.Y("baseline:Q")}
     rule = alt.Chart(frame).mark_rule(color="#888", strokeDash=[6, 4]).encode(**enc)
-    return rule.encode(tooltip=[alt.Tooltip("baseline:Q", title="Majority/mean baseline")])
+    rule = rule.encode(tooltip=[alt.Tooltip("baseline:Q", title="Majority/mean baseline")])
+    text = alt.Chart(frame.assign(text=f"baseline {value:.3f}"))
+    if axis == "x":
+        text = text.mark_text(align="left", dx=4, y=0, dy=-6, color="#666").encode(
+            x="baseline:Q", text="text:N"
+        )
+    else:
+        text = text.mark_text(align="left", x=4, dy=-6, color="#666").encode(
+            y="baseline:Q", text="text:N"
+        )
+    return alt.layer(rule, text)
 
 
 def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
@@ -71,7 +81,12 @@ def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
             "cell_ids_text",
         ]
     ]
-    x = alt.X("cost_display:Q", title=x_title, scale=alt.Scale(type="log" if log else "linear"))
+    x = alt.X(
+        "cost_display:Q",
+        title=x_title,
+        scale=alt.Scale(type="log" if log else "linear", zero=False),
+        axis=alt.Axis(grid=not log),  # a log axis's minor grid drowns the points
+    )
     y = alt.Y("mean:Q", title=metric.label, scale=alt.Scale(zero=False))
     tooltip = [
         alt.Tooltip("method:N"),

@@ -43,6 +43,12 @@ def _one_task(r, filters: Filters) -> None:
     note = f"Primary metric: **{metric.label}**; mean and 95% t-interval over seeds."
     if len(baseline):
         note += f" Majority/mean baseline on test: **{baseline.max():.4f}** (dashed line)."
+    base_methods = sorted(rows["baseline_method"].dropna().unique())
+    if base_methods:
+        note += (
+            f" *vs baseline method*: paired t-test over common seeds against "
+            f"**{', '.join(base_methods)}** (p < 0.05; blank with fewer than 2 pairs)."
+        )
     st.markdown(note)
     if rows["stale"].fillna(False).any():
         st.warning("Some rows use an older metric version (Stale = true); do not compare them.")

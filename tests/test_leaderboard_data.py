@@ -1,0 +1,134 @@
+"""The app keeps working while a matrix writes (and says so); the CLI's leaderboard and
+report commands; page data on the fixture database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leaderboard import data, pagedata
+from leaderboard.demo import demo_db_copy
+from suite.cli import app as cli_app
+
+APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
+
+# A second process that writes one row and keeps the database open, as a matrix run does
+# between (and, on a slow disk, during) its write windows.
+WRITER = textwrap.dedent("""
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1])
+    con.execute(
+        "INSERT INTO cell_runs SELECT * REPLACE (uuid()::VARCHAR AS result_id, "
+        "'busy-cell' AS cell_id) FROM cell_runs LIMIT 1"
+    )
+    print("ready", flush=True)
+    sys.stdin.read()
+    con.close()
+""")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return demo_db_copy(tmp_path_factory.mktemp("data") / "demo.duckdb")
+
+
+def test_app_keeps_working_while_a_matrix_writes(db, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PEFTBENCH_DB", str(db))
+    monkeypatch.setattr(data, "WAIT_S", 0.5)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    runs_before = data.freshness(data.Reader(db)).n_runs
+    assert any(f"{runs_before:,} cell runs" in c.value for c in at.sidebar.caption)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        at.run()
+        assert not at.exception, at.exception
+        assert len(at.dataframe[0].value) == 11  # the last complete read
+        assert any("A matrix is writing" in w.value for w in at.sidebar.warning)
+    finally:
+        writer.communicate("", timeout=60)
+    data._BUSY_UNTIL.clear()
+    at.run()
+    assert not at.exception and not at.sidebar.warning
+    assert any(f"{runs_before + 1:,} cell runs" in c.value for c in at.sidebar.caption)
+
+
+def test_reader_serves_last_read_when_busy_and_fails_cold(db, tmp_path):
+    reader = data.Reader(db, wait_s=0.2)
+    first = reader.read("SELECT count(*) AS n FROM leaderboard")
+    assert not first.busy
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout.readline().strip() == b"ready"
+        stale = reader.read("SELECT count(*) AS n FROM leaderboard")
+        assert stale.busy and stale.read_at == first.read_at
+        data._BUSY_UNTIL.clear()
+        with pytest.raises(data.StoreBusy):
+            reader.read("SELECT 42 AS never_read_before")
+    finally:
+        writer.communicate(b"", timeout=60)
+    data._BUSY_UNTIL.clear()
+
+
+def test_page_data_uses_task_yaml_metric_and_whitelisted_axes(db):
+    reader = data.Reader(db)
+    metric = pagedata.primary_metric(reader, "drug-condition")
+    assert (metric.display, metric.higher_is_better) == ("Accuracy", True)
+    filters = pagedata.Filters("drug-condition", "minilm-l6", "cpu-local")
+    points = pagedata.pareto_data(reader, filters, "trainable_params")
+    assert {"lr", "params", "cell_ids_text", "on_front"} <= set(points.columns)
+    with pytest.raises(ValueError, match="unknown cost axis"):
+        pagedata.pareto_data(reader, filters, "trainable_params; DROP TABLE cell_runs")
+    evil = pagedata.Filters("x' OR '1'='1", "minilm-l6")
+    assert pagedata.leaderboard_rows(reader, evil).empty  # bound, not spliced
+
+
+def test_report_command_writes_one_html_file(db, tmp_path):
+    out = tmp_path / "share" / "report.html"
+    result = CliRunner().invoke(cli_app, ["report", "--html", str(out), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.count("vegaEmbed(") == 2 * 6  # per task: overview + five Pareto axes
+    assert "drug-condition on minilm-l6" in text and "drug-sentiment on minilm-l6" in text
+    assert "lora-r16" in text and "<table" in text
+
+
+def test_leaderboard_command_binds_loopback_and_prints_url(db, monkeypatch):
+    from leaderboard import serve
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env):
+            seen["cmd"], seen["env"] = cmd, env
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+    result = CliRunner().invoke(cli_app, ["leaderboard", "--db", str(db), "--port", "8765"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8765" in result.output
+    cmd = seen["cmd"]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert seen["env"]["PEFTBENCH_DB"] == str(db.resolve())
+
+
+def test_cli_start_up_does_not_import_streamlit():
+    code = "import sys, suite.cli; print('streamlit' in sys.modules, 'altair' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
