@@ -35,6 +35,7 @@ def results_on(reader: Reader, profile: str) -> pd.DataFrame:
         'peak_memory_bytes, train_wall_s, latency_unmerged_s, "rank" FROM leaderboard '
         'WHERE profile = ? ORDER BY task, model, "rank"',
         [profile],
+        views=["leaderboard"],
     )
 
 

@@ -42,7 +42,8 @@ def choices(reader: Reader) -> pd.DataFrame:
     """(task, model, profile) of the leaderboard with their row counts, for the selectors."""
     return reader.frame(
         "SELECT task, model, profile, count(*) AS n FROM leaderboard "
-        "GROUP BY task, model, profile ORDER BY task, model, profile"
+        "GROUP BY task, model, profile ORDER BY task, model, profile",
+        views=["leaderboard"],
     )
 
 
@@ -60,6 +61,7 @@ def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
         + clause
         + ' ORDER BY profile, budget, "rank", method',
         [filters.task, filters.model, *extra],
+        views=["leaderboard"],
     )
 
 
@@ -69,6 +71,7 @@ def all_tasks_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     return reader.frame(
         "SELECT * FROM aggregate WHERE model = ?" + clause + " ORDER BY mean_rank, method",
         [filters.model, *extra],
+        views=["aggregate"],
     )
 
 
@@ -127,6 +130,7 @@ def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
         + clause
         + " ORDER BY profile, cost",
         [filters.task, filters.model, axis, *extra],
+        views=["pareto"],
     )
     rows = leaderboard_rows(reader, filters)
     wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value"]
@@ -152,20 +156,35 @@ def method_data(reader: Reader, method: str) -> dict[str, pd.DataFrame]:
     rows = reader.frame(
         'SELECT * FROM leaderboard WHERE method = ? ORDER BY task, model, profile, "rank"',
         [method],
+        views=["leaderboard"],
     )
-    curves = reader.frame(
-        "SELECT cell_id, task, model, profile, seed, loss_curve FROM results "
-        "WHERE method = ? AND status = 'ok' AND len(loss_curve) > 0 "
-        "ORDER BY task, model, profile, seed",
-        [method],
+    return {"spec": spec, "rows": rows, "curves": loss_curves(reader, rows)}
+
+
+def loss_curves(reader: Reader, rows: pd.DataFrame) -> pd.DataFrame:
+    """Loss curves of the cells behind leaderboard rows (their latest ok attempt).
+
+    The leaderboard's `cell_ids` already name the reported cells, so the curves come from
+    `cell_runs` by id instead of re-evaluating the `results` view over every row.
+    """
+    ids = sorted({str(i) for ids in rows.get("cell_ids", []) for i in ids})
+    if not ids:
+        return pd.DataFrame(columns=["cell_id", "task", "model", "profile", "seed", "loss_curve"])
+    frame = reader.frame(
+        "SELECT cell_id, task, model, profile, seed, loss_curve FROM cell_runs "
+        "WHERE status = 'ok' AND len(loss_curve) > 0 AND cell_id IN (SELECT unnest(?)) "
+        "ORDER BY finished_at",
+        [ids],
     )
-    return {"spec": spec, "rows": rows, "curves": curves}
+    latest = frame.drop_duplicates("cell_id", keep="last")
+    return latest.sort_values(["task", "model", "profile", "seed"]).reset_index(drop=True)
 
 
 def methods(reader: Reader) -> list[str]:
-    return reader.frame("SELECT DISTINCT method FROM leaderboard ORDER BY method")[
-        "method"
-    ].tolist()
+    frame = reader.frame(
+        "SELECT DISTINCT method FROM leaderboard ORDER BY method", views=["leaderboard"]
+    )
+    return frame["method"].tolist()
 
 
 def long_curves(curves: pd.DataFrame) -> pd.DataFrame:

@@ -24,6 +24,7 @@ class SavedQuery:
     y: str
     color: str
     x_log: bool = False
+    views: tuple[str, ...] = ("leaderboard",)
 
 
 SAVED: dict[str, SavedQuery] = {
@@ -37,6 +38,7 @@ SAVED: dict[str, SavedQuery] = {
         x="sweep_value",
         y="mean",
         color="method_kind",
+        views=("rank_sweep",),
     ),
     "lr": SavedQuery(
         "Learning-rate sensitivity",
@@ -65,4 +67,4 @@ SAVED: dict[str, SavedQuery] = {
 def run_saved(reader: Reader, name: str, task: str, model: str) -> pd.DataFrame:
     """Run a saved query by its whitelisted name with the task and model bound."""
     query = SAVED[name]
-    return reader.frame(query.sql, [task, model])
+    return reader.frame(query.sql, [task, model], views=query.views)
