@@ -31,7 +31,11 @@ def peft_config(name: str, method, names: list[str]):
     p = method.params
     if name in ("lora", "dora"):
         return peft.LoraConfig(
-            r=p.r, lora_alpha=p.alpha, target_modules=names, use_dora=name == "dora"
+            r=p.r,
+            lora_alpha=p.alpha,
+            lora_dropout=p.dropout,
+            target_modules=names,
+            use_dora=name == "dora",
         )
     if name == "vera":
         return peft.VeraConfig(
@@ -88,9 +92,9 @@ def adapter_tensors(module, rename=lambda n: n) -> dict[str, torch.nn.Parameter]
     return {rename(n): p for n, p in named if p.requires_grad and not n.startswith("tuner.")}
 
 
-def twins(name: str):
+def twins(name: str, **extra):
     bench = tiny_bench()
-    method = native(name, targets=TARGETS, **CASES[name])
+    method = native(name, targets=TARGETS, **{**CASES[name], **extra})
     ours = C.prepare(method, bench).model
     theirs = peft_twin(name, method, bench)
     C._perturb(ours)
@@ -119,6 +123,23 @@ def test_gradients_match_peft(name):
     for key, tensor in mine.items():
         diff = (tensor.grad - other[key].grad).abs().max()
         assert diff < TOL, f"{name}: gradient of {key} differs from PEFT's by {float(diff)}"
+
+
+@pytest.mark.parametrize("name", ["lora", "dora"])
+def test_training_with_dropout_matches_peft(name):
+    """Same seed, same dropout masks: DoRA's dropout path (W0 on the dropped input) too."""
+    bench, ours, theirs = twins(name, dropout=0.3)
+    outs = []
+    for model in (ours, theirs):
+        model.train()
+        torch.manual_seed(7)
+        out = model(**bench.batches[0])
+        torch.nn.functional.cross_entropy(out, bench.batches[0]["labels"]).backward()
+        outs.append(out.detach())
+    assert (outs[0] - outs[1]).abs().max() < TOL
+    mine, other = adapter_tensors(ours), adapter_tensors(theirs, peft_key)
+    for key, tensor in mine.items():
+        assert (tensor.grad - other[key].grad).abs().max() < TOL, key
 
 
 @pytest.mark.parametrize("name", ["vera", "randlora"])

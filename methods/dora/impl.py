@@ -57,19 +57,19 @@ class DoRALinear(AdapterLinear):
         return row_norm(self.base.weight, self.lora_A.weight, self.lora_B.weight, self.scaling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
         if self.merged:
-            return out
+            return self.base(x)
         scale = (self.magnitude / self.weight_norm()).view(1, -1)
-        # As PEFT's DoraLinearVariant.forward: reuse the base output unless dropout is live.
         if isinstance(self.dropout, nn.Identity) or not self.training:
-            xd = x
-            base_out = out if self.base.bias is None else out - self.base.bias
-        else:
-            xd = self.dropout(x)
-            base_out = F.linear(xd, self.base.weight)
+            # scale (W0 x + s B A x) + bias: PEFT's W0x + b + (scale - 1) W0x + scale sBAx
+            # regrouped, so autograd keeps one activation-sized tensor per layer, not two.
+            z = F.linear(x, self.base.weight) + self.lora_B(self.lora_A(x)) * self.scaling
+            out = scale * z
+            return out if self.base.bias is None else out + self.base.bias
+        # With live dropout PEFT applies the DoRA term to the dropped-out input only.
+        xd = self.dropout(x)
         lora_out = self.lora_B(self.lora_A(xd)) * self.scaling
-        return out + (scale - 1) * base_out + scale * lora_out
+        return self.base(x) + (scale - 1) * F.linear(xd, self.base.weight) + scale * lora_out
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling

@@ -1,0 +1,167 @@
+"""Native LoRA and DoRA against Hugging Face PEFT's on minilm-l6: time, memory, latency.
+
+Prints native/PEFT ratios (below 1 means peftbench's implementation is cheaper):
+
+- training step: median seconds of forward + backward + AdamW step, batch 16 x 128
+  random tokens, after warm-up; the two implementations alternate step by step (and
+  swap order every round) so drift in the machine's load hits both alike;
+- peak memory: each implementation trains a few steps in its own subprocess; the
+  resident high-water mark (VmHWM) is reset through /proc/self/clear_refs once the
+  model is built (as suite/train/measure.py does), so the number is training's peak;
+- inference latency: median per batch, unmerged and merged, alternating likewise.
+
+    .venv/bin/python bench/methods_vs_peft.py [--steps 10] [--methods lora dora]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BATCH, LENGTH, R, ALPHA = 16, 128, 8, 16
+
+
+def build(method: str, impl: str):
+    """(task model, merge, unmerge) for LoRA or DoRA, native or PEFT, on q and v."""
+    from suite import conformance as C
+    from suite.cells import resolve_method
+    from suite.conformance_bench import bench_from_backbone
+    from suite.methods.api import PrepareContext
+    from suite.models.loading import load_backbone
+    from suite.registry import Catalog
+    from suite.specs.matrix import MethodEntry
+
+    catalog = Catalog.discover()
+    preset = catalog.models.get("minilm-l6").spec
+    model = bench_from_backbone(load_backbone(preset), preset, vocab=30522).build(0)
+    params = {"r": R, "alpha": ALPHA, "targets": "qv"}
+    if impl == "native":
+        spec = C.instantiate(resolve_method(catalog, MethodEntry(method=method, params=params)))
+    else:
+        config = {"r": R, "lora_alpha": ALPHA, "use_dora": method == "dora"}
+        entry = MethodEntry(method="peft", params={"config": config, "targets": "qv"})
+        spec = C.instantiate(resolve_method(catalog, entry))
+    prepared = spec.prepare(model, PrepareContext(preset, 0, torch.device("cpu")))
+    return prepared.model, prepared.merge, prepared.unmerge
+
+
+def batch(seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(1000, 30000, (BATCH, LENGTH), generator=gen),
+        "attention_mask": torch.ones(BATCH, LENGTH, dtype=torch.long),
+        "labels": torch.randint(0, 3, (BATCH,), generator=gen),
+    }
+
+
+def train_step(model, opt, data) -> None:
+    loss = torch.nn.functional.cross_entropy(model(**data), data["labels"])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def optimizer(model) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+
+def alternate(fns: dict, rounds: int, warmup: int) -> dict[str, float]:
+    """Median seconds of each fn, called in alternation (order swapped every round)."""
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(warmup + rounds):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            fns[name]()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def timings(method: str, steps: int) -> dict[str, float]:
+    """Training-step and inference ratios native/PEFT for one method."""
+    built = {impl: build(method, impl) for impl in ("native", "peft")}
+    data = batch()
+    opts = {impl: optimizer(m) for impl, (m, _, _) in built.items()}
+    for model, _, _ in built.values():
+        model.train()
+    step = alternate(
+        {i: (lambda i=i: train_step(built[i][0], opts[i], data)) for i in built}, steps, 2
+    )
+    out = {"train step": step["native"] / step["peft"]}
+    for model, _, _ in built.values():
+        model.eval()
+
+    def infer(i):
+        with torch.inference_mode():
+            built[i][0](**data)
+
+    for mode in ("unmerged", "merged"):
+        if mode == "merged":
+            for _, merge, _ in built.values():
+                merge()
+        lat = alternate({i: (lambda i=i: infer(i)) for i in built}, steps, 2)
+        out[f"inference {mode}"] = lat["native"] / lat["peft"]
+    return out
+
+
+def peak_memory_child(method: str, impl: str, steps: int) -> None:
+    """Run in a subprocess: print the training peak (bytes) after a reset."""
+    from suite.train.measure import PeakMemory
+
+    model, _, _ = build(method, impl)
+    model.train()
+    opt, data = optimizer(model), batch()
+    meter = PeakMemory(torch.device("cpu"))
+    meter.reset()
+    for _ in range(steps):
+        train_step(model, opt, data)
+    print(json.dumps({"peak": meter.peak_bytes(), "isolated": meter.isolated}))
+
+
+def peak_memory(method: str, impl: str, steps: int) -> int:
+    cmd = [sys.executable, __file__, "--child", method, impl, "--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not result["isolated"]:
+        print(f"warning: {method}/{impl} peak memory not isolated", file=sys.stderr)
+    return int(result["peak"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--methods", nargs="+", default=["lora", "dora"])
+    parser.add_argument("--child", nargs=2, metavar=("METHOD", "IMPL"))
+    args = parser.parse_args()
+    if args.child:
+        peak_memory_child(*args.child, steps=3)
+        return
+    print(f"minilm-l6, q+v, r={R}, batch {BATCH} x {LENGTH} tokens, CPU, {args.steps} steps")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        "| method | train step time | peak memory (training) | inference unmerged | inference merged |"
+    )
+    print("|---|---|---|---|---|")
+    for method in args.methods:
+        ratios = timings(method, args.steps)
+        mem = {impl: peak_memory(method, impl, 3) for impl in ("native", "peft")}
+        print(
+            f"| {method} | {ratios['train step']:.3f} | {mem['native'] / mem['peft']:.3f} "
+            f"({mem['native'] / 2**20:.0f} / {mem['peft'] / 2**20:.0f} MiB) "
+            f"| {ratios['inference unmerged']:.3f} | {ratios['inference merged']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
