@@ -55,10 +55,24 @@ def run(
     db: DbOpt = DEFAULT_DB,
     rerun: Annotated[bool, typer.Option(help="Run cells again even if stored ok.")] = False,
     plugins: PluginsOpt = None,
+    executor: Annotated[
+        str, typer.Option(help="ray (embedded Ray, or --address) or local (this process).")
+    ] = "ray",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Join a Ray cluster: auto or HOST:PORT (default: RAY_ADDRESS)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="At most this many Ray workers per profile.")
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option(min=0, help="Retries of a cell whose worker process died.")
+    ] = 2,
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result."""
-    from suite.driver import in_process_executor, plan, run_plan
+    from suite.driver import make_executor, plan, run_plan
     from suite.progress import MatrixProgress
+    from suite.scheduler.resources import SchedulingError
     from suite.store.store import Store, StoreBusy
 
     store = Store(db)
@@ -71,11 +85,22 @@ def run(
         f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {db}"
     )
     try:
-        with MatrixProgress(len(the_plan.todo), err_console) as progress:
-            summary = run_plan(the_plan, store, in_process_executor(progress), progress)
+        with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
+            chosen = make_executor(
+                executor,
+                progress,
+                db.parent,
+                address=address,
+                workers=workers,
+                max_retries=max_retries,
+            )
+            summary = run_plan(the_plan, store, chosen, progress)
     except StoreBusy as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(3) from exc
+    except SchedulingError as exc:
+        err_console.print(f"[bold red]cannot schedule:[/] {exc}", markup=False)
+        raise typer.Exit(4) from exc
     if the_plan.cells and db.exists():
         _print_table(db, the_plan.matrix)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"

@@ -1,7 +1,9 @@
 """The driver: plan a matrix (expand, check, skip finished cells), run it, store each result.
 
-The driver is the only process that writes the database. Execution is in this process
-for now; the executor is a parameter so a distributed one can take its place.
+The driver is the only process that writes the database: each result in its own short
+transaction as it arrives, so a killed driver loses only the cells in flight and the next
+run of the matrix picks up the rest. Executors (suite/scheduler/: Ray actors, or this
+process) run the cells and call back with each result.
 """
 
 from __future__ import annotations
@@ -65,21 +67,40 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
     return Plan(entry.spec.name, cells, [c for c in cells if c.cell_id not in done])
 
 
-# An executor runs cells and calls back with each result as it arrives.
+# An executor runs cells and calls back with each result as it arrives. It may also have
+# `prepare(cells)` (connect, check resources: called before anything is written) and
+# `close()` (release workers); run_plan calls both when present.
 Executor = Callable[[list[Cell], Callable[[Cell, CellResult], None]], None]
 
 
-def in_process_executor(progress=None) -> Executor:
-    from suite.train.runner import run_cell
+def in_process_executor(progress=None, results_dir: Path | None = None) -> Executor:
+    """Run cells in this process (`--executor local`), through the Ray workers' code path."""
+    from suite.scheduler.local import LocalExecutor
 
-    def execute(cells: list[Cell], on_result: Callable[[Cell, CellResult], None]) -> None:
-        for cell in cells:
-            if progress:
-                progress.start_cell(cell)
-            on_step = progress.step if progress else None
-            on_result(cell, run_cell(cell, on_step=on_step))
+    return LocalExecutor(progress, results_dir)
 
-    return execute
+
+def make_executor(
+    kind: str, progress=None, results_dir: Path = Path("results"), **options
+) -> Executor:
+    """The executor `peftbench run --executor KIND` asks for (ray by default)."""
+    if kind == "local":
+        return in_process_executor(progress, results_dir)
+    from suite.scheduler.cluster import resolve_address
+    from suite.scheduler.resources import SchedulingError
+
+    if kind != "ray":
+        raise SchedulingError(f"unknown executor {kind!r}; use 'ray' or 'local'")
+
+    options["address"] = resolve_address(options.get("address"))
+    return ray_executor(progress, results_dir, **options)
+
+
+def ray_executor(progress=None, results_dir: Path = Path("results"), **options) -> Executor:
+    """Run cells on Ray actors: an embedded Ray, or the cluster at options['address']."""
+    from suite.scheduler.ray_executor import RayExecutor
+
+    return RayExecutor(progress=progress, results_dir=results_dir, **options)
 
 
 def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) -> RunSummary:
@@ -88,19 +109,40 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
 
     summary = RunSummary(run_id=uuid.uuid4().hex[:12])
     prov = provenance(summary.run_id)
+    logs = store.path.parent / "logs" / summary.run_id
     with RunLock(store.path):
-        store.init()
+        try:
+            prepare = getattr(executor, "prepare", None)
+            if prepare is not None:
+                prepare(the_plan.todo)
+            store.init()
 
-        def on_result(cell: Cell, result: CellResult) -> None:
-            store.write(cell, result, prov)
-            summary.results.append(result)
-            if progress:
-                progress.finish_cell(cell, result)
+            def on_result(cell: Cell, result: CellResult) -> None:
+                result.cell_id = cell.cell_id  # the driver's id is the one resume looks up
+                result.log_path = str(write_cell_log(logs, cell, result))
+                store.write(cell, result, prov)
+                summary.results.append(result)
+                if progress:
+                    progress.finish_cell(cell, result)
 
-        executor(the_plan.todo, on_result)
-        for phase in the_plan.phases:
-            executor(phase(store), on_result)
+            executor(the_plan.todo, on_result)
+            for phase in the_plan.phases:
+                executor(phase(store), on_result)
+        finally:
+            close = getattr(executor, "close", None)
+            if close is not None:
+                close()
     return summary
+
+
+def write_cell_log(folder: Path, cell: Cell, result: CellResult) -> Path:
+    """The cell's log (steps, losses, errors, as its worker recorded them) under results/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cell.cell_id}.log"
+    text = result.log or f"{cell.title()}\nstatus {result.status}\n{result.error or ''}\n"
+    with open(path, "a") as f:  # a retried cell appends to its earlier attempts
+        f.write(text)
+    return path
 
 
 def default_db() -> Path:

@@ -1,8 +1,16 @@
-"""Rich progress for a matrix: one bar for the matrix, one for the steps of the running cell."""
+"""Rich progress for a matrix: one bar with done/ok/failed/running and an ETA.
+
+With the in-process executor a second bar follows the running cell's steps; with Ray,
+cells run in other processes, so each cell's steps go to its log file instead
+(results/logs/<run_id>/<cell_id>.log), and the bar counts cells.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,7 +24,7 @@ from rich.progress import (
 class MatrixProgress:
     """Context manager; the driver and executors call start_cell / step / finish_cell."""
 
-    def __init__(self, total: int, console: Console | None = None):
+    def __init__(self, total: int, console: Console | None = None, log_dir: Path | None = None):
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -24,13 +32,15 @@ class MatrixProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
         self.total = total
+        self.log_dir = log_dir
         self.counts = {"ok": 0, "failed": 0}
-        self.running: set[str] = set()
+        self.running: dict[str, str] = {}
 
     def __enter__(self) -> MatrixProgress:
         self.progress.start()
@@ -40,6 +50,8 @@ class MatrixProgress:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+        if self.log_dir is not None and self.total:
+            self.console.print(f"per-cell logs under {self.log_dir}/")
 
     def _info(self) -> str:
         return (
@@ -47,28 +59,34 @@ class MatrixProgress:
         )
 
     def start_cell(self, cell) -> None:
-        self.running.add(cell.cell_id)
-        self.progress.update(
-            self.cell_task,
-            description=f"  {cell.title()}",
-            completed=0,
-            total=1,
-            visible=True,
-            info="loading",
-        )
+        self.running[cell.cell_id] = cell.title()
         self.progress.update(self.matrix_task, info=self._info())
 
     def step(self, step: int, total: int, loss: float) -> None:
-        self.progress.update(self.cell_task, completed=step, total=total, info=f"loss {loss:.4f}")
+        """Steps of the running cell (in-process executor only)."""
+        title = next(iter(self.running.values()), "cell")
+        self.progress.update(
+            self.cell_task,
+            description=f"  {title}",
+            completed=step,
+            total=total,
+            visible=True,
+            info=f"loss {loss:.4f}",
+        )
 
     def finish_cell(self, cell, result) -> None:
-        self.running.discard(cell.cell_id)
+        self.running.pop(cell.cell_id, None)
         key = "ok" if result.status == "ok" else "failed"
         self.counts[key] += 1
+        self.progress.update(self.cell_task, visible=False)
         self.progress.advance(self.matrix_task)
         self.progress.update(self.matrix_task, info=self._info())
         style = "green" if result.status == "ok" else "red"
         metric = cell.task.primary_metric
         score = result.test_metrics.get(metric)
         shown = f"test {metric} {score:.4f}" if score is not None else (result.error or "")[-200:]
-        self.console.print(f"[{style}]{result.status:>7}[/] {cell.title()}  {shown}")
+        where = f" [{result.hostname}]" if result.hostname else ""
+        self.console.print(
+            f"[{style}]{result.status:>7}[/] {escape(cell.title() + where + '  ' + shown)}",
+            highlight=False,
+        )

@@ -41,3 +41,17 @@ class CellResult(BaseModel):
     node_id: str | None = None
     worker_pid: int | None = None
     started_at: str | None = None
+    # Scheduling and hardware (suite/scheduler/): the recorded profile this cell ran on,
+    # how much of its calibrated matmul peak training achieved, and how it was placed.
+    hardware_profile_id: str | None = None
+    hardware_profile: dict | None = Field(default=None, exclude=True)
+    device_mismatch: bool | None = None
+    device_mismatch_detail: str | None = None
+    train_tokens: int | None = None
+    train_flops: float | None = None
+    achieved_flops_per_s: float | None = None
+    flops_fraction_of_peak: float | None = None
+    gpu_fraction: float | None = None
+    attempts: int = 1
+    log: str = Field(default="", exclude=True)
+    log_path: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from suite.specs.model import ModelPreset
+from suite.specs.model import ImageSpec, ModelPreset
 
 
 class ModelSourceError(RuntimeError):
@@ -50,17 +50,41 @@ def _from_pretrained(loader, name: str, local: bool, revision: str | None):
 
 
 def load_tokenizer(preset: ModelPreset):
+    """The preset's tokenizer, or for a vision preset its pixel processor."""
+    if preset.architecture == "vision":
+        from suite.models.pixels import PixelProcessor
+
+        return PixelProcessor(preset.image or ImageSpec())
     from transformers import AutoTokenizer
 
-    name, local = resolve_source(preset)
-    return _from_pretrained(AutoTokenizer, name, local, preset.source.revision)
+    source = preset.tokenizer or preset.source
+    if source.config is not None:
+        raise ModelSourceError(
+            f"model '{preset.name}' is built from a config; give its preset a tokenizer: source"
+        )
+    name, local = resolve_source(preset.model_copy(update={"source": source}))
+    tok = _from_pretrained(AutoTokenizer, name, local, source.revision)
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token  # causal LMs (GPT-2, Llama) ship without a pad token
+    return tok
+
+
+# Which transformers auto class loads each architecture (the causal LM keeps its LM head).
+_AUTO_CLASS = {"encoder": "AutoModel", "vision": "AutoModel", "causal-lm": "AutoModelForCausalLM"}
 
 
 def load_backbone(preset: ModelPreset):
-    """A fresh backbone (no task head) in the preset's dtype."""
+    """A fresh backbone (no task head) in the preset's dtype; a causal LM keeps its LM head."""
     import torch
-    from transformers import AutoModel
+    import transformers
 
-    name, local = resolve_source(preset)
-    model = _from_pretrained(AutoModel, name, local, preset.source.revision)
+    auto = getattr(transformers, _AUTO_CLASS[preset.architecture])
+    if preset.source.config is not None:
+        config = dict(preset.source.config)
+        config_obj = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+        torch.manual_seed(0)  # a config-built model is the same random model every time
+        model = auto.from_config(config_obj)
+    else:
+        name, local = resolve_source(preset)
+        model = _from_pretrained(auto, name, local, preset.source.revision)
     return model.to(getattr(torch, preset.dtype))

@@ -1,15 +1,29 @@
-"""The model a cell trains: a backbone, a pooling rule and a task head."""
+"""The model a cell trains: a backbone plus the head its architecture needs.
+
+Heads are looked up by the backbone's architecture (`HEADS`), never by a model's name:
+
+- encoder: pooling over token states, then a linear head (classes, or 1 for regression);
+- vision: the same on patch states from `pixel_values` (ViT-style backbones);
+- causal-lm: no new parameters; the backbone's own LM head scores the target tokens of
+  each sequence (summed log-likelihood), which multiple-choice tasks compare across
+  choices and generation tasks train on and decode from.
+
+Methods adapt `model.backbone`; `model.head` holds whatever the head adds (may be empty).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+def pool(hidden: torch.Tensor, mask: torch.Tensor | None, how: str) -> torch.Tensor:
     """Sentence representation from token states (mean over real tokens, first, or last)."""
     if how == "cls":
         return hidden[:, 0]
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
     if how == "last":
         last = mask.sum(dim=1).clamp(min=1) - 1
         return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
@@ -17,25 +31,76 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
+def architecture_of(backbone: nn.Module) -> str:
+    """encoder | vision | causal-lm, from what the transformers model declares about itself."""
+    if getattr(backbone, "main_input_name", "input_ids") == "pixel_values":
+        return "vision"
+    can_generate = getattr(backbone, "can_generate", None)
+    if callable(can_generate) and can_generate():
+        return "causal-lm"
+    return "encoder"
+
+
+def _linear_head(backbone: nn.Module, num_outputs: int, seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(backbone.config.hidden_size, num_outputs)
+    with torch.no_grad():
+        # Seeded so the head, like everything else, is a function of the cell's seed.
+        head.weight.normal_(0.0, 0.02, generator=generator)
+        head.bias.zero_()
+    return head.to(next(backbone.parameters()).dtype)
+
+
+def _encoder_forward(model: TaskModel, batch: dict) -> torch.Tensor:
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if batch.get("token_type_ids") is not None:
+        kwargs["token_type_ids"] = batch["token_type_ids"]
+    hidden = model.backbone(**kwargs).last_hidden_state
+    return model.head(pool(hidden, batch["attention_mask"], model.pooling))
+
+
+def _vision_forward(model: TaskModel, batch: dict) -> torch.Tensor:
+    pixels = batch["pixel_values"].to(next(model.backbone.parameters()).dtype)
+    hidden = model.backbone(pixel_values=pixels).last_hidden_state
+    return model.head(pool(hidden, None, model.pooling))
+
+
+def target_log_likelihood(model: TaskModel, batch: dict) -> torch.Tensor:
+    """Summed log-probability of each sequence's target tokens (target_mask == 1)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    logits = model.backbone(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    logp = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return (logp * batch["target_mask"][:, 1:].to(logp.dtype)).sum(dim=-1)
+
+
+def _lm_forward(model: TaskModel, batch: dict) -> torch.Tensor:
+    scores = target_log_likelihood(model, batch)
+    if batch.get("num_choices") is not None:
+        # (examples, choices): compared like class logits by the classification loss.
+        return scores.view(-1, int(batch["num_choices"]))
+    return scores
+
+
+# architecture -> (build the head, forward)
+HEADS = {
+    "encoder": (_linear_head, _encoder_forward),
+    "vision": (_linear_head, _vision_forward),
+    "causal-lm": (lambda backbone, n, seed: nn.Identity(), _lm_forward),
+}
+
+
 class TaskModel(nn.Module):
-    """backbone -> pooling -> linear head; `num_outputs` is the class count (1 for regression)."""
+    """backbone + head; `num_outputs` is the class count (1 for regression; unused by LMs)."""
 
     def __init__(self, backbone: nn.Module, num_outputs: int, pooling: str, seed: int):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        hidden = backbone.config.hidden_size
-        generator = torch.Generator().manual_seed(seed)
-        self.head = nn.Linear(hidden, num_outputs)
-        with torch.no_grad():
-            # Seeded so the head, like everything else, is a function of the cell's seed.
-            self.head.weight.normal_(0.0, 0.02, generator=generator)
-            self.head.bias.zero_()
-        self.head.to(next(backbone.parameters()).dtype)
+        self.architecture = architecture_of(backbone)
+        build, self._forward = HEADS[self.architecture]
+        self.head = build(backbone, num_outputs, seed)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, **_) -> torch.Tensor:
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**kwargs).last_hidden_state
-        return self.head(pool(hidden, attention_mask, self.pooling))
+    def forward(self, input_ids=None, attention_mask=None, **batch) -> torch.Tensor:
+        return self._forward(
+            self, {"input_ids": input_ids, "attention_mask": attention_mask, **batch}
+        )

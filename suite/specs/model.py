@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
 
 
 class ModelSource(Frozen):
-    """Exactly one of: a hub id, a local folder, or an installed Python package's folder."""
+    """Exactly one of: a hub id, a local folder, an installed Python package's folder, or a
+    transformers config (`config: {model_type: llama, ...}`) for a randomly initialised
+    model (seeded; tests and plumbing checks, whose scores mean nothing)."""
 
     hub: str | None = None
     revision: str | None = None
     path: str | None = None
     package: str | None = None
     subdir: str = ""
+    config: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
-        given = [k for k in ("hub", "path", "package") if getattr(self, k)]
+        given = [k for k in ("hub", "path", "package", "config") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("give exactly one of hub, path, package")
+            raise ValueError("give exactly one of hub, path, package, config")
         return self
+
+
+class ImageSpec(Frozen):
+    """How images become a vision model's pixel_values: resized square, then normalised."""
+
+    size: PositiveInt = 224
+    channels: Literal[1, 3] = 3
+    mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
 
 
 class ModelPreset(Frozen):
@@ -39,6 +51,11 @@ class ModelPreset(Frozen):
     pooling: Literal["mean", "cls", "last"] = "mean"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     target_modules: dict[str, list[str]] = Field(min_length=1)
+    # Where the tokenizer comes from when it is not beside the weights (config sources).
+    tokenizer: ModelSource | None = None
+    image: ImageSpec | None = None
+    # Stored with every row (e.g. "random weights: the score is meaningless").
+    note: str = ""
 
     def resolve_targets(self, targets: str | list[str]) -> list[str]:
         """Turn a family name ('attention') or explicit names into module-name patterns."""

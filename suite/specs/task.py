@@ -8,7 +8,16 @@ from pydantic import Field, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
 
-TaskType = Literal["classification", "pair-classification", "regression"]
+TaskType = Literal[
+    "classification",
+    "pair-classification",
+    "regression",
+    "multiple-choice",
+    "generation",
+    "image-classification",
+]
+# Task types a causal LM answers by scoring or generating text (no classification head).
+LM_TASK_TYPES = ("multiple-choice", "generation")
 
 
 class MetricSpec(Frozen):
@@ -49,14 +58,30 @@ class DataSpec(Frozen):
 
 
 class TaskSpec(Frozen):
-    """A benchmark task: data, input fields, protocol and metrics."""
+    """A benchmark task: data, input fields, protocol and metrics.
+
+    Per type: classification / pair-classification / regression read one or two
+    `text_fields`; multiple-choice joins the `text_fields` into a context and scores each
+    choice (`choices_field`: a list column, or `choice_fields`: one column per choice) by
+    its log-likelihood under a causal LM, `label_field` holding the correct choice's index;
+    generation prompts with the `text_fields` (`prompt_template` may format them) and
+    scores the greedy continuation (up to `max_new_tokens`) by exact match against
+    `label_field` (after `answer_pattern`, a regex whose first group is the answer);
+    image-classification reads `image_field`.
+    """
 
     name: Name
     description: str = ""
     type: TaskType = "classification"
     data: DataSpec
-    text_fields: list[str] = Field(min_length=1, max_length=2)
+    text_fields: list[str] = Field(default_factory=list, max_length=4)
     label_field: str
+    choices_field: str | None = None
+    choice_fields: list[str] = Field(default_factory=list)
+    image_field: str | None = None
+    prompt_template: str | None = None
+    answer_pattern: str | None = None
+    max_new_tokens: PositiveInt = 16
     labels: list[str] | None = None
     label_top_k: PositiveInt | None = None
     max_length: PositiveInt = 128
@@ -74,6 +99,27 @@ class TaskSpec(Frozen):
                 f"primary_metric {self.primary_metric!r} is not among the declared metrics {names}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _fields_fit_the_type(self) -> TaskSpec:
+        if self.type == "image-classification":
+            if not self.image_field:
+                raise ValueError("an image-classification task needs image_field")
+            return self
+        if not self.text_fields:
+            raise ValueError(f"a {self.type} task needs text_fields")
+        if self.type in ("classification", "pair-classification", "regression"):
+            if len(self.text_fields) > 2:
+                raise ValueError(f"a {self.type} task takes one or two text_fields")
+        if self.type == "multiple-choice" and bool(self.choices_field) == bool(self.choice_fields):
+            raise ValueError("a multiple-choice task needs choices_field or choice_fields")
+        return self
+
+    @property
+    def input_fields(self) -> list[str]:
+        """Every column the task reads besides the label."""
+        fields = [*self.text_fields, *self.choice_fields]
+        return fields + [f for f in (self.choices_field, self.image_field) if f]
 
     def metric(self, name: str) -> MetricSpec:
         return next(m for m in self.metrics if m.name == name)

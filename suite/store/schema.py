@@ -11,7 +11,7 @@ from __future__ import annotations
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CELL_RUN_COLUMNS: dict[str, str] = {
     "result_id": "VARCHAR PRIMARY KEY",
@@ -84,6 +84,43 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "forgetting_delta_loss": "DOUBLE",
     # Why a score should not be read as a quality signal (e.g. a random tiny model).
     "note": "VARCHAR",
+    # Scheduling (suite/scheduler/): the recorded hardware profile the cell ran on, its
+    # estimated training FLOP/s and that as a fraction of the profile's calibrated matmul
+    # peak, a declared-vs-actual device mismatch, GPU packing, attempts, the cell's log.
+    "hardware_profile_id": "VARCHAR",
+    "device_mismatch": "BOOLEAN",
+    "device_mismatch_detail": "VARCHAR",
+    "train_tokens": "BIGINT",
+    "train_flops": "DOUBLE",
+    "achieved_flops_per_s": "DOUBLE",
+    "flops_fraction_of_peak": "DOUBLE",
+    "gpu_fraction": "DOUBLE",
+    "attempts": "INTEGER",
+    "log_path": "VARCHAR",
+}
+
+# What a worker actually had, recorded once per worker and dtype (suite/scheduler/hardware.py).
+HARDWARE_PROFILE_COLUMNS: dict[str, str] = {
+    "profile_id": "VARCHAR PRIMARY KEY",
+    "node_id": "VARCHAR",
+    "hostname": "VARCHAR",
+    "device_type": "VARCHAR",
+    "device_name": "VARCHAR",
+    "device_count": "INTEGER",
+    "device_memory_bytes": "BIGINT",
+    "driver_version": "VARCHAR",
+    "cuda_version": "VARCHAR",
+    "cudnn_version": "VARCHAR",
+    "cpu_model": "VARCHAR",
+    "cpu_cores": "INTEGER",
+    "ram_bytes": "BIGINT",
+    "os": "VARCHAR",
+    "torch_threads": "INTEGER",
+    "versions": "JSON",
+    "dtype": "VARCHAR",
+    "matmul_flops": "DOUBLE",
+    "memory_bandwidth_bytes_s": "DOUBLE",
+    "recorded_at": "VARCHAR",
 }
 
 TABLES = [
@@ -98,6 +135,9 @@ TABLES = [
         task VARCHAR NOT NULL, task_hash VARCHAR NOT NULL, kind VARCHAR, split VARCHAR NOT NULL,
         metric VARCHAR NOT NULL, value DOUBLE,
         PRIMARY KEY (task_hash, split, metric))""",
+    "CREATE TABLE IF NOT EXISTS hardware_profiles ("
+    + ", ".join(f"{name} {kind}" for name, kind in HARDWARE_PROFILE_COLUMNS.items())
+    + ")",
     *ANALYSIS_TABLES,
 ]
 

@@ -203,6 +203,7 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
         run_id=provenance.get("run_id"),
         baseline_method=cell.baseline_method,
         task_type=task.type,
+        note=cell.model.note or None,
         phase=cell.phase,
         trial_index=cell.trial_index,
         tuning=cell.tuning.model_dump_json() if cell.tuning else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +30,31 @@ class TaskData:
         return len(self.labels) if self.labels else 1
 
 
+# What a task type's label column holds: a class name, a number, the index of the correct
+# choice, or the answer text.
+LABEL_KINDS = {
+    "classification": "class",
+    "pair-classification": "class",
+    "image-classification": "class",
+    "regression": "float",
+    "multiple-choice": "index",
+    "generation": "text",
+}
+
+
 def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
     raw = _load_raw(task, task_dir)
     raw = {task.data.splits.get(name, name): frame for name, frame in raw.items()}
-    needed = [*task.text_fields, task.label_field]
+    needed = [*task.input_fields, task.label_field]
     for name, frame in raw.items():
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise TaskDataError(f"task '{task.name}' split '{name}' lacks columns {missing}")
-        raw[name] = frame.dropna(subset=needed).reset_index(drop=True)
+        raw[name] = _with_choices(task, frame.dropna(subset=needed).reset_index(drop=True))
     if "train" not in raw or "test" not in raw:
         raise TaskDataError(f"task '{task.name}' needs train and test splits, has {sorted(raw)}")
-    labels = None if task.type == "regression" else _label_names(task, raw["train"])
+    kind = LABEL_KINDS[task.type]
+    labels = _label_names(task, raw["train"]) if kind == "class" else None
     splits = {name: _encode_labels(task, frame, labels) for name, frame in raw.items()}
     splits = _carve_validation(task, splits)
     if task.max_train_samples:
@@ -64,10 +79,46 @@ def _label_names(task: TaskSpec, train: pd.DataFrame) -> list[str]:
     return sorted(names[: task.label_top_k] if task.label_top_k else names)
 
 
+def _with_choices(task: TaskSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """A `choices` list column for multiple-choice tasks (from a list column, a JSON list
+    string, or one column per choice)."""
+    if task.type != "multiple-choice":
+        return frame
+    frame = frame.copy()
+    if task.choice_fields:
+        frame["choices"] = frame[task.choice_fields].astype(str).values.tolist()
+    else:
+        frame["choices"] = [
+            json.loads(v) if isinstance(v, str) else list(v) for v in frame[task.choices_field]
+        ]
+    return frame
+
+
+def _answer(task: TaskSpec, value) -> str:
+    text = str(value)
+    if task.answer_pattern:
+        found = re.search(task.answer_pattern, text)
+        text = (found.group(1) if found.groups() else found.group(0)) if found else ""
+    return text.strip()
+
+
+def _choice_index(task: TaskSpec, value) -> int:
+    if task.labels:  # e.g. labels: [A, B, C, D] for letter answers
+        return task.labels.index(str(value).strip())
+    return int(value)
+
+
 def _encode_labels(task: TaskSpec, frame: pd.DataFrame, labels: list[str] | None) -> pd.DataFrame:
     frame = frame.copy()
-    if labels is None:
+    kind = LABEL_KINDS[task.type]
+    if kind == "float":
         frame["label"] = frame[task.label_field].astype(float)
+        return frame
+    if kind == "text":
+        frame["label"] = [_answer(task, v) for v in frame[task.label_field]]
+        return frame
+    if kind == "index":
+        frame["label"] = [_choice_index(task, v) for v in frame[task.label_field]]
         return frame
     index = {name: i for i, name in enumerate(labels)}
     values = frame[task.label_field].astype(str)
@@ -87,7 +138,7 @@ def _carve_validation(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[s
     from sklearn.model_selection import train_test_split
 
     source = splits[carve.from_split]
-    stratify = source["label"] if carve.stratify and task.type != "regression" else None
+    stratify = source["label"] if carve.stratify and LABEL_KINDS[task.type] == "class" else None
     keep, held = train_test_split(
         source, test_size=carve.fraction, random_state=carve.seed, stratify=stratify
     )
@@ -104,12 +155,16 @@ def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, floa
     train = data.splits["train"]["label"].to_numpy()
     if task.type == "regression":
         constant = float(np.mean(train))
-    else:
-        values, counts = np.unique(train, return_counts=True)
+    else:  # the most frequent class, choice index, or answer
+        values, counts = np.unique(train.astype(str) if train.dtype == object else train,
+                                   return_counts=True)  # fmt: skip
         constant = values[np.argmax(counts)]
     names = [m.name for m in task.metrics]
     out = {}
     for split in ("validation", "test"):
         gold = data.splits[split]["label"].to_numpy()
-        out[split] = compute(names, np.full_like(gold, constant), gold)
+        pred = np.empty(len(gold), dtype=object) if gold.dtype == object else None
+        if pred is not None:
+            pred[:] = [constant] * len(gold)
+        out[split] = compute(names, np.full_like(gold, constant) if pred is None else pred, gold)
     return out

@@ -1,7 +1,7 @@
 """Task metrics, by name. Each takes predictions and gold values as numpy arrays.
 
 Classification metrics take predicted class ids; regression metrics take float
-predictions. Versions live in the task YAML so a metric change marks old rows stale.
+predictions; exact match takes strings or token-id sequences (object arrays). Versions live in the task YAML so a metric change marks old rows stale.
 """
 
 from __future__ import annotations
@@ -64,6 +64,23 @@ def mse(pred: np.ndarray, gold: np.ndarray) -> float:
     return float(np.mean((pred.astype(float) - gold.astype(float)) ** 2))
 
 
+def _normalise(value) -> object:
+    """Strings compare stripped; token sequences compare as tuples."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(int(v) for v in value)
+    return value
+
+
+def exact_match(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Share of predictions equal to the gold answer (strings stripped; token ids as tuples)."""
+    if not len(gold):
+        return float("nan")
+    hits = [_normalise(p) == _normalise(g) for p, g in zip(pred, gold, strict=True)]
+    return float(np.mean(hits))
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy,
     "macro_f1": macro_f1,
@@ -72,6 +89,7 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "pearson": pearson,
     "spearman": spearman,
     "mse": mse,
+    "exact_match": exact_match,
 }
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,17 +15,30 @@ from suite.specs.task import TaskSpec
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    """Token ids per example (unpadded) and labels."""
+    """Token ids per example (unpadded) and labels.
+
+    `kind` names the collator (suite.tasks.encoding.COLLATORS) that turns examples into a
+    batch; `extra` holds what that kind needs (choice sequences, target masks, pixels).
+    """
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
     labels: np.ndarray
+    kind: str = "text"
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.labels)
 
 
 def encode(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    """Encode a split the way its task type needs (suite.tasks.encoding.ENCODERS)."""
+    from suite.tasks.encoding import ENCODERS
+
+    return ENCODERS[task.type](task, frame, tokenizer)
+
+
+def encode_text(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
     texts = [frame[f].astype(str).tolist() for f in task.text_fields]
     enc = tokenizer(*texts, truncation=True, max_length=task.max_length)
     types = enc.get("token_type_ids")
@@ -32,6 +46,10 @@ def encode(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
 
 
 def collate(split: EncodedSplit, idx: np.ndarray, pad_id: int, regression: bool) -> dict:
+    if split.kind != "text":
+        from suite.tasks.encoding import COLLATORS
+
+        return COLLATORS[split.kind](split, idx, pad_id)
     rows = [split.input_ids[i] for i in idx]
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)

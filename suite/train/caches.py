@@ -7,6 +7,9 @@ spec hashes (specs hold dicts, so they are not hashable themselves).
 from __future__ import annotations
 
 import copy
+import fcntl
+import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,9 @@ from suite.specs.task import TaskSpec
 from suite.tasks.data import TaskData, baseline_metrics, load_task_data
 from suite.train.batches import EncodedSplit, encode
 
-COUNTS = {"model_loads": 0, "tokenizations": 0}
+COUNTS = {"model_loads": 0, "tokenizations": 0, "tokenized_loads": 0}
+# The disk cache of tokenised datasets; the driver points workers at results/cache.
+_DISK: dict[str, Path | None] = {"dir": None}
 _CACHE: dict[tuple[str, ...], Any] = {}
 
 
@@ -47,14 +52,49 @@ def tokenizer(preset: ModelPreset):
     return _cached(("tokenizer", spec_hash(preset)), lambda: loading.load_tokenizer(preset))
 
 
+def set_disk_dir(path: Path | str | None) -> None:
+    """Where tokenised datasets are kept across processes (None: memory only)."""
+    _DISK["dir"] = Path(path) if path else None
+
+
+def tokenizer_key(preset: ModelPreset) -> str:
+    """The tokenizer's identity: its source (presets sharing a source share a tokenizer)."""
+    return spec_hash(preset.source)
+
+
 def encoded(task: TaskSpec, task_dir: str, preset: ModelPreset) -> dict[str, EncodedSplit]:
-    def build():
+    """Tokenised splits, from memory, else from the disk cache, else tokenised (once)."""
+
+    def tokenize():
         COUNTS["tokenizations"] += 1
         tok = tokenizer(preset)
         data = task_data(task, task_dir)
         return {name: encode(task, frame, tok) for name, frame in data.splits.items()}
 
-    return _cached(("encoded", spec_hash(task), spec_hash(preset)), build)
+    name = f"tokenized-{spec_hash(task)}-{tokenizer_key(preset)}"
+    return _cached(("encoded", name), lambda: _on_disk(name, tokenize))
+
+
+def _on_disk(name: str, build: Callable[[], Any]) -> Any:
+    """Load `name` from the disk cache, or build and store it; a file lock makes concurrent
+    workers wait for the first one instead of tokenising the same data again."""
+    folder = _DISK["dir"]
+    if folder is None:
+        return build()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.pkl"
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            COUNTS["tokenized_loads"] += 1
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        value = build()
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        return value
 
 
 def _backbone(preset: ModelPreset):
@@ -65,6 +105,11 @@ def _backbone(preset: ModelPreset):
         return model
 
     return _cached(("backbone", spec_hash(preset)), build)
+
+
+def warm(preset: ModelPreset) -> None:
+    """Load the preset's backbone into the cache now (outside any seeded section)."""
+    _backbone(preset)
 
 
 def task_model(preset: ModelPreset, num_outputs: int, seed: int) -> TaskModel:

@@ -81,7 +81,7 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
     seed_everything(cell.seed)
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     method = instantiate(cell)
-    loss_fn = task_loss(regression)
+    loss_fn = task_loss(cell.task)
 
     def batches_for_init():
         return _to_device(

@@ -1,0 +1,120 @@
+"""Connecting to Ray: an embedded single-machine Ray by default, or an existing cluster.
+
+The embedded Ray is sized to this machine, keeps its session files under the results
+folder (or a short /tmp path where that folder's path is too long for Ray's sockets),
+starts no dashboard, and keeps Ray's default token authentication (the token lives in
+~/.ray/auth_token) without its warning on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+# Unix socket paths are limited to 107 bytes; Ray appends about 60 to its temp dir.
+MAX_TEMP_DIR_LEN = 40
+OBJECT_STORE_BYTES = 256 * 2**20
+
+
+def temp_dir_for(results_dir: Path) -> Path:
+    """Ray's temp dir: under the results folder if its path is short enough, else /tmp."""
+    wanted = results_dir.resolve() / "ray"
+    if len(str(wanted)) <= MAX_TEMP_DIR_LEN:
+        return wanted
+    digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"peftbench-ray-{digest}"
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster to join: --address, else RAY_ADDRESS, else None (embedded)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def connect(address: str | None, results_dir: Path, num_cpus: int | None = None) -> bool:
+    """Join `address` or start an embedded Ray; returns whether this process started it.
+
+    Already connected (a test's cluster, a notebook): reuses that connection.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    common = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
+    if address:
+        ray.init(address=address, **common)
+        return True
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # "Token authentication is enabled ..." on every start is noise, not news.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
+    temp = temp_dir_for(results_dir)
+    temp.mkdir(parents=True, exist_ok=True)
+    reap_stale_sessions(temp)
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count() or 1,
+        object_store_memory=OBJECT_STORE_BYTES,
+        include_dashboard=False,
+        _temp_dir=str(temp),
+        **common,
+    )
+    return True
+
+
+def disconnect(owned: bool) -> None:
+    """Shut the embedded Ray down (or leave the joined cluster) if we connected."""
+    if owned:
+        import ray
+
+        ray.shutdown()
+
+
+def reap_stale_sessions(temp: Path) -> list[int]:
+    """Kill what a killed driver's embedded Ray left behind; returns the pids killed.
+
+    Ray's head processes share the driver's fate, but its dashboard and runtime-env
+    agents can outlive a SIGKILLed driver. A session folder is named after its driver's
+    pid; for each one whose driver is gone, every process still holding a file in it is
+    stopped (by pid) and the folder is removed.
+    """
+    import shutil
+    import signal
+
+    killed: list[int] = []
+    for session in temp.glob("session_2*"):
+        driver_pid = session.name.rsplit("_", 1)[-1]
+        if not driver_pid.isdigit() or _alive(int(driver_pid)):
+            continue
+        for pid in _holders(session):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+        shutil.rmtree(session, ignore_errors=True)
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holders(folder: Path) -> list[int]:
+    """Pids of this user's processes with a file open under `folder` (Linux /proc)."""
+    prefix = str(folder.resolve()) + "/"
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir()):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]

@@ -1,0 +1,218 @@
+"""The Ray executor: a pool of Ray actors per hardware profile, one cell at a time each.
+
+Actors (not tasks) because a worker keeps its loaded models and tokenised datasets
+across cells. Each actor asks Ray for its profile's resources, so Ray places it on a
+node that has them. The driver loop hands a cell to an idle, started actor, waits for
+results, and stands in for cells that cannot answer: a cell past its timeout has its
+actor killed and gets a `timeout` row; a cell whose worker process (or node) died is
+retried on a fresh actor up to `max_retries` times, then gets a `crashed` row. Every
+cell gets exactly one row per run: results of killed actors are never read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from suite.cells import Cell
+from suite.results import CellResult
+from suite.scheduler import cluster, resources
+from suite.scheduler.faults import crashed_result, timeout_result
+from suite.specs.profile import HardwareProfile
+
+
+@dataclass
+class _Slot:
+    """One actor of the pool, and the cell it is running (if any)."""
+
+    profile: HardwareProfile
+    actor: Any
+    ready_ref: Any
+    info: dict[str, Any] | None = None
+    cell: Cell | None = None
+    ref: Any = None
+    started: float = 0.0
+    started_at: str = ""
+
+
+@dataclass
+class RayExecutor:
+    """Runs cells on Ray actors; see the module docstring for the fault rules."""
+
+    address: str | None = None
+    results_dir: Path = Path("results")
+    workers: int | None = None
+    max_retries: int = 2
+    progress: Any = None
+    poll_s: float = 0.2
+    worker_stats: list[dict[str, Any]] = field(default_factory=list)
+    _owned: bool = False
+    _slots: list[_Slot] = field(default_factory=list)
+    _attempts: dict[str, int] = field(default_factory=dict)
+    _actor_cls: Any = None
+
+    # -- set-up ------------------------------------------------------------------------
+    def prepare(self, cells: list[Cell]) -> None:
+        """Connect to Ray and check every profile fits some node, before any cell runs."""
+        if not cells:
+            return
+        self._owned = cluster.connect(self.address, self.results_dir)
+        nodes = resources.cluster_nodes()
+        profiles = {c.profile.name: c.profile for c in cells}
+        resources.check_feasible(profiles.values(), nodes)
+        for name, profile in profiles.items():
+            n_cells = sum(1 for c in cells if c.profile.name == name)
+            size = min(n_cells, max(resources.slots(profile, nodes), 1))
+            if self.workers:
+                size = min(size, self.workers)
+            self._slots += [self._spawn(profile) for _ in range(size)]
+
+    def _spawn(self, profile: HardwareProfile) -> _Slot:
+        if self._actor_cls is None:
+            self._actor_cls = _actor_class()
+        actor_cls = self._actor_cls
+        threads = max(1, int(profile.resources.num_cpus))
+        actor = actor_cls.options(**resources.ray_options(profile)).remote(
+            str((self.results_dir / "cache").resolve()), threads
+        )
+        return _Slot(profile, actor, actor.info.remote())
+
+    # -- the loop ----------------------------------------------------------------------
+    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellResult], None]) -> None:
+        if not cells:
+            return
+        if not self._slots:
+            self.prepare(cells)
+        queue = deque(cells)
+        while queue or any(s.cell for s in self._slots):
+            self._dispatch(queue)
+            self._collect(queue, on_result)
+            self._expire(on_result)
+        self._gather_stats()
+
+    def _dispatch(self, queue: deque[Cell]) -> None:
+        for slot in self._slots:
+            if slot.info is None or slot.cell is not None:
+                continue
+            cell = next((c for c in queue if c.profile.name == slot.profile.name), None)
+            if cell is None:
+                continue
+            queue.remove(cell)
+            slot.cell, slot.started = cell, time.monotonic()
+            slot.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+            slot.ref = slot.actor.run.remote(cell)
+            if self.progress:
+                self.progress.start_cell(cell)
+
+    def _collect(self, queue: deque[Cell], on_result) -> None:
+        import ray
+
+        waiting = {s.ready_ref: s for s in self._slots if s.info is None}
+        waiting |= {s.ref: s for s in self._slots if s.cell is not None}
+        if not waiting:
+            time.sleep(self.poll_s)
+            return
+        done, _ = ray.wait(list(waiting), num_returns=1, timeout=self.poll_s)
+        if done:
+            done, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=0)
+        for ref in done:
+            slot = waiting[ref]
+            if ref is slot.ready_ref and slot.info is None:
+                self._started(slot)
+            else:
+                self._finished(slot, queue, on_result)
+
+    def _started(self, slot: _Slot) -> None:
+        import ray
+
+        try:
+            slot.info = ray.get(slot.ready_ref)
+        except ray.exceptions.RayError:
+            self._replace(slot)  # died before it started (its node went away): try again
+
+    def _finished(self, slot: _Slot, queue: deque[Cell], on_result) -> None:
+        import ray
+
+        cell = slot.cell
+        assert cell is not None
+        try:
+            result = ray.get(slot.ref)
+        except ray.exceptions.RayTaskError as exc:  # the worker code itself raised
+            result = CellResult(cell_id=cell.cell_id, status="failed", error=str(exc)[-4000:])
+        except ray.exceptions.RayError as exc:  # the process or its node died
+            self._replace(slot)
+            attempts = self._attempts.get(cell.cell_id, 1)
+            if attempts <= self.max_retries:
+                self._attempts[cell.cell_id] = attempts + 1
+                queue.appendleft(cell)
+                return
+            result = crashed_result(
+                cell, f"{type(exc).__name__}: {exc}", attempts, **self._where(slot)
+            )
+            on_result(cell, result)
+            return
+        slot.cell = slot.ref = None
+        result.attempts = self._attempts.get(cell.cell_id, 1)
+        on_result(cell, result)
+
+    def _expire(self, on_result) -> None:
+        import ray
+
+        now = time.monotonic()
+        for slot in list(self._slots):
+            cell = slot.cell
+            if cell is None or not cell.timeout_s or now - slot.started <= cell.timeout_s:
+                continue
+            ray.kill(slot.actor, no_restart=True)
+            result = timeout_result(cell, now - slot.started, **self._where(slot))
+            result.attempts = self._attempts.get(cell.cell_id, 1)
+            self._replace(slot)
+            on_result(cell, result)
+
+    def _where(self, slot: _Slot) -> dict[str, Any]:
+        info = slot.info or {}
+        return {
+            "node_id": info.get("node_id"),
+            "hostname": info.get("hostname"),
+            "worker_pid": info.get("pid"),
+            "started_at": slot.started_at or None,
+        }
+
+    def _replace(self, slot: _Slot) -> None:
+        """Swap a dead or killed actor for a fresh one with the same profile."""
+        index = self._slots.index(slot)
+        self._slots[index] = self._spawn(slot.profile)
+
+    # -- tear-down ---------------------------------------------------------------------
+    def _gather_stats(self) -> None:
+        import ray
+
+        live = [s for s in self._slots if s.info is not None]
+        refs = [s.actor.counts.remote() for s in live]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=30)
+        self.worker_stats = [ray.get(r) for r in ready]
+
+    def close(self) -> None:
+        """Kill every actor and leave Ray (shutting it down if it is embedded)."""
+        if self._slots:
+            import ray
+
+            for slot in self._slots:
+                ray.kill(slot.actor, no_restart=True)
+        self._slots = []
+        cluster.disconnect(self._owned)
+        self._owned = False
+
+
+def _actor_class():
+    """The Ray actor class, made only when Ray is needed (Ray stays out of CLI start-up)."""
+    import ray
+
+    from suite.scheduler.worker import CellWorker
+
+    return ray.remote(max_restarts=0, max_task_retries=0)(CellWorker)

@@ -1,0 +1,95 @@
+"""Running cells in one worker process; both executors use this, so rows look the same.
+
+A worker records its actual hardware profile once per (device, dtype), keeps models and
+tokenised datasets in its caches across cells, and adds to each result what only the
+worker knows: where it ran, the profile it ran on, achieved FLOP/s as a fraction of the
+calibrated matmul peak, whether the device matches the declared one, and its log.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+from suite.cells import Cell
+from suite.results import CellResult
+
+
+class CellWorker:
+    """One process's cell runner. Heavy imports happen here, not at module import."""
+
+    def __init__(self, cache_dir: str | None = None, threads: int | None = None):
+        from suite.train import caches
+
+        if cache_dir:
+            caches.set_disk_dir(cache_dir)
+        self.threads = threads
+        self.profiles: dict[tuple[str, str], dict[str, Any]] = {}
+        self.node_id = _ray_node_id()
+
+    def info(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "hostname": platform.node(), "pid": os.getpid()}
+
+    def counts(self) -> dict[str, Any]:
+        from suite.train import caches
+
+        return {**self.info(), **caches.COUNTS}
+
+    def profile_for(self, cell: Cell) -> dict[str, Any]:
+        """This worker's recorded profile for the cell's device and dtype (recorded once)."""
+        from suite.scheduler import hardware
+        from suite.train.runner import pick_device
+
+        device = pick_device(cell)
+        key = (str(device), cell.model.dtype)
+        if key not in self.profiles:
+            self.profiles[key] = hardware.record(device, cell.model.dtype, self.node_id)
+        return self.profiles[key]
+
+    def run(self, cell: Cell, on_step=None) -> CellResult:
+        """Run a cell; never raises for the cell's own errors (the runner catches them)."""
+        import torch
+
+        from suite.scheduler import hardware
+        from suite.train.runner import run_cell
+
+        threads = cell.profile.torch_threads or self.threads
+        if threads:
+            torch.set_num_threads(threads)
+        log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
+        started = time.perf_counter()
+        profile = self.profile_for(cell)
+
+        def step(i: int, total: int, loss: float) -> None:
+            log.append(f"step {i}/{total} loss {loss:.6f}")
+            if on_step:
+                on_step(i, total, loss)
+
+        result = run_cell(cell, on_step=step)
+        result.node_id = self.node_id
+        result.hardware_profile_id = profile["profile_id"]
+        result.hardware_profile = profile
+        result.device_mismatch_detail = hardware.mismatch(cell.profile, profile)
+        result.device_mismatch = result.device_mismatch_detail is not None
+        result.gpu_fraction = cell.profile.resources.num_gpus or None
+        if result.train_flops and result.train_wall_s:
+            result.achieved_flops_per_s = result.train_flops / result.train_wall_s
+            result.flops_fraction_of_peak = result.achieved_flops_per_s / profile["matmul_flops"]
+        log.append(f"status {result.status} after {time.perf_counter() - started:.2f} s")
+        if result.error:
+            log.append(result.error)
+        result.log = "\n".join(log) + "\n"
+        return result
+
+
+def _ray_node_id() -> str | None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray there is simply no node id
+        pass
+    return None

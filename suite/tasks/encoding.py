@@ -1,0 +1,154 @@
+"""Per task type: examples -> an EncodedSplit, and examples of a split -> one batch.
+
+Text classification and regression use `suite.train.batches.encode_text`. The others:
+
+- image-classification: pixel arrays from the preset's PixelProcessor;
+- multiple-choice: one sequence per (example, choice) = context + " " + choice, with a
+  target mask on the choice's tokens; the causal LM's summed log-likelihood of those
+  tokens is the choice's score (lm-evaluation-harness's `acc`);
+- generation: prompt + " " + answer + EOS for teacher-forced training (loss on the
+  answer and EOS only, the prompt masked out), and the left-padded prompt plus the
+  gold answer ids for greedy decoding and exact match.
+
+Every batch keeps `labels` (one entry per example) so the loop can count examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from suite.specs.task import TaskSpec
+from suite.train.batches import EncodedSplit, encode_text
+
+
+def contexts(task: TaskSpec, frame: pd.DataFrame) -> list[str]:
+    """The prompt of each example: `prompt_template` formatted with the row, or its
+    text fields joined by newlines."""
+    if task.prompt_template:
+        return [task.prompt_template.format(**row) for row in frame.to_dict("records")]
+    return ["\n".join(str(row[f]) for f in task.text_fields) for row in frame.to_dict("records")]
+
+
+def encode_images(task: TaskSpec, frame: pd.DataFrame, processor) -> EncodedSplit:
+    pixels = processor(list(frame[task.image_field]))
+    return EncodedSplit([], None, frame["label"].to_numpy(), kind="image", extra={"pixels": pixels})
+
+
+def _eos(tokenizer) -> int:
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has neither an EOS nor a SEP token to end answers with")
+    return int(eos)
+
+
+def _join(context: list[int], target: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """context + target, cut from the left to max_length; mask 1 on the target tokens kept."""
+    ids = (context + target)[-max_length:]
+    n = min(len(target), len(ids) - 1)  # keep at least one token to predict from
+    return ids, [0] * (len(ids) - n) + [1] * n
+
+
+def encode_choices(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    seqs, masks = [], []
+    counts = {len(c) for c in frame["choices"]}
+    if len(counts) > 1:
+        raise ValueError(f"task '{task.name}': examples have different numbers of choices")
+    for context, choices in zip(contexts(task, frame), frame["choices"], strict=True):
+        ctx = tokenizer(context)["input_ids"]
+        for choice in choices:
+            cont = tokenizer(" " + str(choice), add_special_tokens=False)["input_ids"]
+            ids, mask = _join(ctx, cont, task.max_length)
+            seqs.append(ids)
+            masks.append(mask)
+    extra = {"target_mask": masks, "num_choices": counts.pop() if counts else 1}
+    return EncodedSplit(seqs, None, frame["label"].to_numpy(), kind="choices", extra=extra)
+
+
+def encode_generation(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    eos = _eos(tokenizer)
+    seqs, masks, prompts, answers = [], [], [], []
+    for context, answer in zip(contexts(task, frame), frame["label"], strict=True):
+        prompt = tokenizer(context)["input_ids"][-task.max_length :]
+        gold = tokenizer(" " + str(answer), add_special_tokens=False)["input_ids"]
+        ids, mask = _join(prompt, [*gold, eos], task.max_length)
+        seqs.append(ids)
+        masks.append(mask)
+        prompts.append(prompt)
+        answers.append(gold)
+    extra = {"target_mask": masks, "prompts": prompts, "answers": answers, "eos": eos}
+    labels = np.arange(len(frame))  # examples are told apart by index; the gold is `answers`
+    return EncodedSplit(seqs, None, labels, kind="lm", extra=extra)
+
+
+ENCODERS: dict[str, Callable[[TaskSpec, pd.DataFrame, object], EncodedSplit]] = {
+    "classification": encode_text,
+    "pair-classification": encode_text,
+    "regression": encode_text,
+    "image-classification": encode_images,
+    "multiple-choice": encode_choices,
+    "generation": encode_generation,
+}
+
+
+def pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=0)
+    out = torch.full((len(rows), max(width, 1)), value, dtype=torch.long)
+    for j, r in enumerate(rows):
+        if not r:
+            continue
+        if left:
+            out[j, width - len(r) :] = torch.tensor(r)
+        else:
+            out[j, : len(r)] = torch.tensor(r)
+    return out
+
+
+def _sequences(rows: list[list[int]], masks: list[list[int]], pad_id: int) -> dict:
+    return {
+        "input_ids": pad(rows, pad_id),
+        "attention_mask": pad([[1] * len(r) for r in rows], 0),
+        "target_mask": pad(masks, 0),
+    }
+
+
+def collate_images(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
+    return {
+        "pixel_values": torch.from_numpy(split.extra["pixels"][idx]),
+        "labels": torch.tensor(split.labels[idx], dtype=torch.long),
+    }
+
+
+def collate_choices(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
+    n = split.extra["num_choices"]
+    seq = [int(i) * n + c for i in idx for c in range(n)]
+    batch = _sequences(
+        [split.input_ids[s] for s in seq], [split.extra["target_mask"][s] for s in seq], pad_id
+    )
+    batch["num_choices"] = torch.tensor(n)
+    batch["labels"] = torch.tensor(split.labels[idx], dtype=torch.long)
+    return batch
+
+
+def collate_lm(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
+    extra = split.extra
+    batch = _sequences(
+        [split.input_ids[i] for i in idx], [extra["target_mask"][i] for i in idx], pad_id
+    )
+    prompts = [extra["prompts"][i] for i in idx]
+    batch["prompt_ids"] = pad(prompts, pad_id, left=True)
+    batch["prompt_mask"] = pad([[1] * len(p) for p in prompts], 0, left=True)
+    batch["answer_ids"] = pad([extra["answers"][i] for i in idx], -100)
+    batch["eos_id"] = torch.tensor(extra["eos"])
+    batch["labels"] = torch.tensor(split.labels[idx], dtype=torch.long)
+    return batch
+
+
+COLLATORS: dict[str, Callable[[EncodedSplit, np.ndarray, int], dict]] = {
+    "image": collate_images,
+    "choices": collate_choices,
+    "lm": collate_lm,
+}

@@ -1,0 +1,91 @@
+"""Small, Ray-free checks of the scheduler's pieces: resources, mismatch, disk cache, locks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.scheduler import hardware, resources
+from suite.specs.profile import HardwareProfile
+from tests.helpers import catalog
+
+
+def _profile(name: str) -> HardwareProfile:
+    return catalog().profiles.get(name).spec
+
+
+def test_every_required_profile_is_shipped():
+    for name in ("cpu-local", "a100-80gb", "h100-80gb", "h200-141gb", "l40s-48gb", "rtx4090-24gb"):
+        assert _profile(name).name == name
+
+
+def test_ray_options_and_feasibility():
+    h100 = _profile("h100-80gb")
+    opts = resources.ray_options(h100)
+    assert opts["num_gpus"] == 1 and opts["accelerator_type"] == "H100"
+    assert opts["memory"] == int(32e9)
+    laptop = resources.NodeInfo("a", "10.0.0.1", {"CPU": 8.0, "memory": 16e9})
+    gpu_node = resources.NodeInfo(
+        "b", "10.0.0.2", {"CPU": 32.0, "GPU": 4.0, "memory": 500e9, "accelerator_type:H100": 1}
+    )
+    with pytest.raises(resources.SchedulingError, match="h100-80gb"):
+        resources.check_feasible([h100], [laptop])
+    resources.check_feasible([h100], [laptop, gpu_node])
+    assert resources.slots(h100, [laptop, gpu_node]) == 4
+    quarter = _profile("h100-80gb-quarter")
+    assert resources.slots(quarter, [gpu_node]) == 16
+    assert resources.slots(_profile("cpu-local"), [laptop]) == 8
+
+
+def test_fractional_gpu_needs_opt_in():
+    with pytest.raises(ValueError, match="allow_fractional_gpu"):
+        HardwareProfile(name="x", resources={"num_gpus": 0.5})
+
+
+def test_mismatch_between_declared_and_actual_device():
+    actual_cpu = {"device_type": "cpu", "device_name": "cpu", "device_memory_bytes": None}
+    assert hardware.mismatch(_profile("cpu-local"), actual_cpu) is None
+    assert "declared cuda" in hardware.mismatch(_profile("h100-80gb"), actual_cpu)
+    a100 = {"device_type": "cuda", "device_name": "NVIDIA A100-SXM4-80GB"}
+    assert "H100" in hardware.mismatch(_profile("h100-80gb"), {**a100, "device_memory_bytes": 85e9})
+    assert hardware.mismatch(_profile("a100-80gb"), {**a100, "device_memory_bytes": 85e9}) is None
+
+
+def test_calibration_records_positive_peaks():
+    import torch
+
+    prof = hardware.record(torch.device("cpu"), "float32")
+    assert prof["matmul_flops"] > 1e8 and prof["memory_bandwidth_bytes_s"] > 1e8
+    assert prof["cpu_cores"] >= 1 and prof["versions"]["torch"]
+    assert len(prof["profile_id"]) == 16
+
+
+def test_tokenised_datasets_are_cached_on_disk(tmp_path: Path):
+    from suite.train import caches
+
+    task = catalog().tasks.get("drug-condition")
+    preset = catalog().models.get("minilm-l6").spec
+    caches.set_disk_dir(tmp_path)
+    try:
+        before = dict(caches.COUNTS)
+        caches.clear()
+        first = caches.encoded(task.spec, str(task.folder), preset)
+        caches.clear()  # a new worker process: memory empty, disk warm
+        second = caches.encoded(task.spec, str(task.folder), preset)
+    finally:
+        caches.set_disk_dir(None)
+        caches.clear()
+    assert caches.COUNTS["tokenizations"] - before["tokenizations"] == 1
+    assert caches.COUNTS["tokenized_loads"] - before["tokenized_loads"] == 1
+    assert first["test"].input_ids == second["test"].input_ids
+    assert len(list(tmp_path.glob("tokenized-*.pkl"))) == 1
+
+
+def test_second_run_on_the_same_database_stops_with_a_message(tmp_path: Path):
+    from suite.driver import Plan, run_plan
+    from suite.store.store import RunLock, Store, StoreBusy
+
+    store = Store(tmp_path / "r.duckdb")
+    with RunLock(store.path), pytest.raises(StoreBusy, match="another `peftbench run`"):
+        run_plan(Plan("m", [], []), store, lambda cells, on_result: None)
