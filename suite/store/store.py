@@ -23,7 +23,13 @@ import yaml
 from suite.cells import Cell, spec_hash
 from suite.results import CellResult
 from suite.stats import refresh_comparisons
-from suite.store.schema import CELL_RUN_COLUMNS, SCHEMA_VERSION, TABLES, VIEWS
+from suite.store.schema import (
+    CELL_RUN_COLUMNS,
+    HARDWARE_PROFILE_COLUMNS,
+    SCHEMA_VERSION,
+    TABLES,
+    VIEWS,
+)
 
 DEFAULT_DB = Path("results") / "peftbench.duckdb"
 LOCK_WAIT_S = 30.0
@@ -114,6 +120,7 @@ class Store:
                 con.executemany(
                     "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?, ?, ?)", baselines
                 )
+            _insert_profile(con, result.hardware_profile)
             refresh_comparisons(con)
             con.execute("COMMIT")
         return row["result_id"]
@@ -219,6 +226,19 @@ def metric_rows(cell: Cell, result: CellResult, result_id: str) -> list[tuple]:
             spec = cell.task.metric(name)
             rows.append((result_id, split, name, value, spec.version, spec.higher_is_better))
     return rows
+
+
+def _insert_profile(con, profile: dict[str, Any] | None) -> None:
+    """Store a worker's recorded hardware profile once (rows link to it by profile_id)."""
+    if not profile:
+        return
+    cols = list(HARDWARE_PROFILE_COLUMNS)
+    values = [json.dumps(profile.get(c)) if c == "versions" else profile.get(c) for c in cols]
+    con.execute(
+        f"INSERT OR IGNORE INTO hardware_profiles ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))})",
+        values,
+    )
 
 
 def baseline_rows(cell: Cell, result: CellResult) -> list[tuple]:

@@ -17,6 +17,7 @@ from suite.cells import Cell
 from suite.methods.api import Method, PrepareContext
 from suite.plugins import load_object
 from suite.results import CellResult
+from suite.scheduler.flops import train_flops
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
 from suite.train.evaluate import evaluate, task_loss
@@ -59,8 +60,10 @@ def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = Non
         result = _run(cell, on_step, base)
     except NonFiniteLoss as exc:
         result = CellResult(**base, status="nan", error=str(exc))
-    except torch.OutOfMemoryError as exc:
-        result = CellResult(**base, status="oom", error=str(exc)[:2000])
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # so the worker's next cell starts with a clean device
+        result = CellResult(**base, status="oom", error=f"{type(exc).__name__}: {exc}"[:2000])
     except Exception as exc:  # noqa: BLE001 - a failing cell must never stop the matrix
         text = "".join(traceback.format_exception(exc))[-4000:]
         result = CellResult(**base, status="failed", error=text)
@@ -78,6 +81,10 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
     regression = cell.task.type == "regression"
     pad = tokenizer.pad_token_id or 0
 
+    # Load (or find cached) the backbone before seeding: loading draws random numbers for
+    # weights it then overwrites, so the first cell of a worker would otherwise start
+    # from a different random state than the same cell run later on that worker.
+    caches.warm(cell.model)
     seed_everything(cell.seed)
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     method = instantiate(cell)
@@ -115,6 +122,8 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
     stream = _to_device(
         train_batches(encoded["train"], cell.budget.batch_size, pad, regression, cell.seed), device
     )
+    tokens = [0]  # padded tokens trained on, for the FLOP estimate
+    stream = _counted(stream, tokens)
     memory = PeakMemory(device)
     memory.reset()
     stats = train(
@@ -158,6 +167,8 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
         latency_unmerged_s=latency_unmerged,
         adapter_bytes=safetensors_bytes(state) if state else None,
         final_train_loss=stats.final_loss,
+        train_tokens=tokens[0],
+        train_flops=train_flops(model, tokens[0]),
         loss_curve=stats.losses,
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         **merged,
@@ -182,6 +193,13 @@ def _measure_merge(prepared, model, batches, device) -> dict:
     if prepared.unmerge is not None:
         prepared.unmerge()
     return {"merge_time_s": merge_time, "latency_merged_s": latency, "merge_max_abs_diff": diff}
+
+
+def _counted(stream, tokens: list[int]):
+    for batch in stream:
+        # Image batches have no input_ids (their tokens are patches); count text tokens only.
+        tokens[0] += int(batch["input_ids"].numel()) if "input_ids" in batch else 0
+        yield batch
 
 
 def _to_device(stream, device):
