@@ -48,6 +48,29 @@ GPU_PROFILE = HardwareProfile(
     expected=ExpectedDevice(type="cuda", name="A100"),
 )
 FAILED = {("bitfit", "drug-sentiment", 2), ("lora-r16", "drug-condition", 2)}
+# What the workers recorded (the scheduler's `hardware_profiles` rows), one per profile.
+RECORDED = {
+    "cpu-local": {
+        "profile_id": "demo-cpu-2core",
+        "hostname": "laptop",
+        "device_type": "cpu",
+        "device_name": "cpu",
+        "cpu_model": "Demo CPU",
+        "cpu_cores": 2,
+        "ram_bytes": 24 * 2**30,
+        "matmul_flops": 5.0e10,
+    },
+    "gpu-a100": {
+        "profile_id": "demo-a100-40gb",
+        "hostname": "gpu-node",
+        "device_type": "cuda",
+        "device_name": "NVIDIA A100-SXM4-40GB",
+        "device_count": 1,
+        "device_memory_bytes": 40 * 2**30,
+        "cuda_version": "12.4",
+        "matmul_flops": 1.5e14,
+    },
+}
 
 
 def _noise(*key: object) -> float:
@@ -83,6 +106,7 @@ def demo_result(cell: Cell) -> CellResult:
     gpu = cell.profile.name == GPU_PROFILE.name
     if (label, task, seed) in FAILED:
         return CellResult(cell_id=cell.cell_id, status="failed", error="RuntimeError: demo failure")
+    recorded = _recorded(cell.profile.name)
     base = {"drug-condition": 0.402, "drug-sentiment": 0.654}[task]
     quality = _QUALITY[label] if task == "drug-condition" else base + (_QUALITY[label] - 0.6) / 4
     acc = quality + 0.015 * _noise(label, task, seed, gpu)
@@ -111,7 +135,16 @@ def demo_result(cell: Cell) -> CellResult:
         loss_curve=[2.3 * (0.98**i) + 0.1 * abs(_noise(label, i)) for i in range(0, 200, 10)],
         device="cuda" if gpu else "cpu",
         hostname="gpu-node" if gpu else "laptop",
+        **recorded,
     )
+
+
+def _recorded(profile: str) -> dict:
+    """The recorded-hardware fields, where this version of CellResult has them."""
+    if "hardware_profile_id" not in CellResult.model_fields:
+        return {}
+    row = RECORDED[profile]
+    return {"hardware_profile_id": row["profile_id"], "hardware_profile": row}
 
 
 def build_demo_db(path: Path | str, catalog: Catalog | None = None) -> Path:

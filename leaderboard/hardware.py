@@ -1,8 +1,9 @@
 """The Hardware page's data: recorded profiles and which results ran on each.
 
-`hardware_profiles` (table) and `cell_runs.profile_id` come from the distributed
-scheduler; where a database predates them, the profile name and the hardware JSON each
-row recorded (`cell_runs.profile`, `cell_runs.hardware`) stand in.
+A cell declares a hardware profile by name (`cell_runs.profile`, the YAML in
+hardware_profiles/); the scheduler's workers record what they actually had in the
+`hardware_profiles` table, linked by `cell_runs.hardware_profile_id`. Where a database
+predates that table, the hardware JSON each row recorded (`cell_runs.hardware`) stands in.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ def profiles(reader: Reader) -> pd.DataFrame:
         "string_agg(DISTINCT device, ', ') AS devices, any_value(hardware) AS hardware, "
         "max(finished_at) AS newest FROM cell_runs GROUP BY profile ORDER BY profile"
     )
-    if reader.has_table("hardware_profiles"):
-        recorded = reader.frame("SELECT * FROM hardware_profiles")
-        key = "name" if "name" in recorded.columns else recorded.columns[0]
-        recorded = recorded.rename(columns={key: "profile"})
-        counts = counts.merge(recorded, on="profile", how="outer", suffixes=("", "_recorded"))
     return counts
+
+
+def recorded(reader: Reader) -> pd.DataFrame:
+    """The workers' recorded hardware, with the declared profiles and results that used it."""
+    if not (
+        reader.has_table("hardware_profiles")
+        and reader.has_column("cell_runs", "hardware_profile_id")
+    ):
+        return pd.DataFrame()
+    return reader.frame(
+        "SELECT h.*, count(c.result_id) AS cell_runs, "
+        "count(c.result_id) FILTER (WHERE c.status = 'ok') AS ok, "
+        "string_agg(DISTINCT c.profile, ', ') AS declared_profiles "
+        "FROM hardware_profiles h LEFT JOIN cell_runs c ON c.hardware_profile_id = h.profile_id "
+        "GROUP BY ALL ORDER BY h.profile_id"
+    )
 
 
 def results_on(reader: Reader, profile: str) -> pd.DataFrame:
@@ -44,4 +56,4 @@ def hardware_data(reader: Reader, profile: str | None = None) -> dict[str, pd.Da
     table = profiles(reader)
     chosen = profile or (table["profile"].iloc[0] if len(table) else None)
     rows = results_on(reader, chosen) if chosen is not None else pd.DataFrame()
-    return {"profiles": table, "rows": rows}
+    return {"profiles": table, "recorded": recorded(reader), "rows": rows}

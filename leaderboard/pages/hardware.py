@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import ui
-from leaderboard.hardware import profiles, results_on
+from leaderboard.hardware import profiles, recorded, results_on
 
 reader, _ = ui.page_setup(with_filters=False)
 st.title("Hardware profiles")
@@ -18,6 +18,12 @@ st.caption(
     "recorded. Costs (memory, time, latency) compare only within one profile."
 )
 st.dataframe(table, hide_index=True, width="stretch")
+machines = ui.guarded(recorded, reader)
+if not machines.empty:
+    st.subheader("Recorded hardware")
+    st.caption("What the workers measured (device, memory, calibrated matmul FLOP/s).")
+    st.dataframe(machines, hide_index=True, width="stretch")
+st.subheader("Results by profile")
 profile = st.selectbox("Results measured on", table["profile"].tolist(), key="hw_profile")
 rows = ui.guarded(results_on, reader, profile)
 st.dataframe(rows, hide_index=True, width="stretch")
