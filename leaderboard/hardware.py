@@ -17,8 +17,7 @@ def profiles(reader: Reader) -> pd.DataFrame:
     """One row per profile: how many results ran on it, and what hardware they recorded."""
     counts = reader.frame(
         "SELECT profile, count(*) AS cell_runs, count(*) FILTER (WHERE status = 'ok') AS ok, "
-        "count(DISTINCT task) AS tasks, count(DISTINCT method) AS methods, "
-        "string_agg(DISTINCT device, ', ') AS devices, any_value(hardware) AS hardware, "
+        "any_value(device) AS device, any_value(hardware) AS hardware, "
         "max(finished_at) AS newest FROM cell_runs GROUP BY profile ORDER BY profile"
     )
     return counts
