@@ -99,8 +99,11 @@ def test_spiel_support_stays_at_density_across_prune_regrow_rounds():
         for (_, layer), k in zip(sparse_adapters(prepared.model), ks.values(), strict=True)
     )
     before = {n: layer.indices.clone() for n, layer in sparse_adapters(prepared.model)}
-    train_steps(prepared, bench, steps=20)
+    opt = train_steps(prepared, bench, steps=20)
     hooks = prepared.hooks
+    for _, layer in sparse_adapters(prepared.model):  # value-sized Adam moments only
+        state = opt.state[layer.values]
+        assert state["exp_avg"].shape == state["exp_avg_sq"].shape == (layer.k,)
     assert len(hooks.swapped) == 4 and all(s > 0 for s in hooks.swapped)
     moved = 0
     for name, layer in sparse_adapters(prepared.model):
@@ -257,3 +260,37 @@ def test_s2ft_trains_dense_slices_of_selected_heads_and_channels_on_minilm():
     prepared.merge()
     assert all(m.merged for m in slices.values())  # the slices now live in the weights
     assert float((C.outputs(model, bench) - unmerged).abs().max()) < 1e-5
+
+
+# ---- through the runner ---------------------------------------------------------------
+
+
+def test_every_sparse_method_runs_a_cell_end_to_end(tiny_plugins, tmp_path):
+    """The generic runner drives all six (hooks, phase switch, pruning, merge, bytes)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "matrices").mkdir()
+    (tmp_path / "matrices" / "sparse-tiny.yaml").write_text(
+        "name: sparse-tiny\nmodels: [tiny-bert]\n"
+        "methods: [shira, {method: spiel, params: {targets: attention}},\n"
+        "  {method: lt-sft, params: {targets: attention}}, s2ft, sora, snell]\n"
+        "tasks: [drug-condition]\nseeds: [0]\nbudget: {max_steps: 24, batch_size: 8}\n"
+    )
+    db = tmp_path / "r.duckdb"
+    repo = Path(__file__).resolve().parents[1]
+    plugins = ["--plugins", str(tiny_plugins), "--plugins", str(tmp_path)]
+    run = [sys.executable, "-m", "suite.cli", "run", "sparse-tiny", *plugins, "--db", str(db)]
+    done = subprocess.run(run, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    sql = "select method, status, merge_max_abs_diff, adapter_bytes from results"
+    query = [sys.executable, "-m", "suite.cli", "query", sql, "--db", str(db), "--format", "json"]
+    out = subprocess.run(query, cwd=repo, capture_output=True, text=True, timeout=300)
+    rows = {r["method"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"shira", "spiel", "lt-sft", "s2ft", "sora", "snell"}
+    for name, row in rows.items():
+        assert row["status"] == "ok", name
+        assert row["merge_max_abs_diff"] < 1e-4, name
+        assert row["adapter_bytes"] > 0, name
