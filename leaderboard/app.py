@@ -16,7 +16,8 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only this folder on the pa
 
 import streamlit as st  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not `pages/`: Streamlit would also auto-discover that folder as a legacy multipage app.
+PAGES = Path(__file__).resolve().parent / "app_pages"
 
 st.set_page_config(page_title="peftbench leaderboard", layout="wide")
 navigation = st.navigation(

@@ -47,6 +47,7 @@ PAGE_STATE = """(() => {
     running: !!document.querySelector('[data-testid="stStatusWidget"]'),
     exceptions: document.querySelectorAll('[data-testid="stException"]').length,
     title: (document.querySelector('[data-testid="stMain"] h1') || {}).innerText || '',
+    nav: (document.querySelector('[data-testid="stSidebarNav"]') || {}).innerText || '',
   };
 })()"""
 

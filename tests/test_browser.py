@@ -46,9 +46,16 @@ def server(tmp_path):
         proc.wait(timeout=30)
 
 
+NAV = ["Overview", "Pareto", "Method", "Ablations", "Hardware"]
+
+
 def test_pareto_and_table_render_in_chromium(server):
     chrome = browser.Browser(CHROMIUM)
     try:
+        chrome.navigate(server + "/method")  # a page's own URL first, on a fresh session
+        state = chrome.wait_for(lambda s: s["title"].startswith("Method"), timeout_s=120)
+        assert state["nav"].split() == NAV  # st.navigation's pages, not a folder listing
+
         chrome.navigate(server + "/")
         state = chrome.wait_for(browser.chart_and_table_ready, timeout_s=120)
         assert state["title"].startswith("Overview: drug-condition")
@@ -61,6 +68,7 @@ def test_pareto_and_table_render_in_chromium(server):
             timeout_s=120,
         )
         assert state["drawn"] == 1 and state["tables"] == 1 and state["exceptions"] == 0
+        assert state["nav"].split() == NAV
         shot = chrome.screenshot(ARTIFACTS / "leaderboard.png")
         assert shot.stat().st_size > 20_000  # a drawn page, not a blank one
     finally:

@@ -31,7 +31,7 @@ def app(db, monkeypatch) -> AppTest:
 
 
 def _page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"pages/{name}.py").run()
+    at.switch_page(f"app_pages/{name}.py").run()
     assert not at.exception, at.exception
     return at
 
