@@ -43,7 +43,15 @@ def connect(address: str | None, results_dir: Path, num_cpus: int | None = None)
         return False
     common = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            from suite.scheduler.resources import SchedulingError
+
+            raise SchedulingError(
+                f"cannot join the Ray cluster at {address!r}: {exc} "
+                "(start one with `ray start --head`, or drop --address for an embedded Ray)"
+            ) from exc
         return True
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # "Token authentication is enabled ..." on every start is noise, not news.
