@@ -45,7 +45,8 @@ def _regression(rng):
 
 def _choice(rng):
     word = rng.choice(WORDS)
-    options = rng.sample([w for w in WORDS if w != word], 3) + [word]
+    # 3 or 4 choices: examples with different numbers of choices share batches.
+    options = rng.sample([w for w in WORDS if w != word], rng.choice([2, 3])) + [word]
     rng.shuffle(options)
     return {"question": f"which word is {word}?", "options": json.dumps(options),
             "answer": options.index(word)}  # fmt: skip

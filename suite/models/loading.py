@@ -87,4 +87,25 @@ def load_backbone(preset: ModelPreset):
     else:
         name, local = resolve_source(preset)
         model = _from_pretrained(auto, name, local, preset.source.revision)
+    conv1d_to_linear(model)
     return model.to(getattr(torch, preset.dtype))
+
+
+def conv1d_to_linear(model) -> int:
+    """Replace transformers' Conv1D (GPT-2: y = x W + b, W stored in x out) by the same
+    nn.Linear (weight transposed), so methods adapt GPT-2 like any linear layer.
+    Returns how many were replaced; outputs are unchanged."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    from suite.methods.targets import replace_module
+
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, Conv1D)]
+    for name, conv in found:
+        d_in, d_out = conv.weight.shape
+        linear = torch.nn.Linear(d_in, d_out, dtype=conv.weight.dtype, device=conv.weight.device)
+        with torch.no_grad():
+            linear.weight.copy_(conv.weight.t())
+            linear.bias.copy_(conv.bias)
+        replace_module(model, name, linear)
+    return len(found)

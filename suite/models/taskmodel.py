@@ -75,10 +75,16 @@ def target_log_likelihood(model: TaskModel, batch: dict) -> torch.Tensor:
 
 def _lm_forward(model: TaskModel, batch: dict) -> torch.Tensor:
     scores = target_log_likelihood(model, batch)
-    if batch.get("num_choices") is not None:
-        # (examples, choices): compared like class logits by the classification loss.
-        return scores.view(-1, int(batch["num_choices"]))
-    return scores
+    counts = batch.get("choice_counts")
+    if counts is None:
+        return scores
+    # (examples, most choices), -1e9 where an example has fewer (never chosen, and finite
+    # so merged-vs-unmerged differences stay defined): compared like class logits.
+    out = scores.new_full((len(counts), int(counts.max())), -1e9)
+    example = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    out[example, torch.arange(len(scores), device=scores.device) - starts[example]] = scores
+    return out
 
 
 # architecture -> (build the head, forward)

@@ -35,6 +35,8 @@ class ValidationCarve(Frozen):
 
     from_split: str = "train"
     fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    # An absolute count instead of a fraction (VTAB-1k's 200 validation images).
+    size: PositiveInt | None = None
     seed: int = 0
     stratify: bool = True
 
@@ -53,6 +55,7 @@ class DataSpec(Frozen):
     revision: str | None = None
     data_files: dict[str, str | list[str]] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    # Rename the source's splits ({validation: test}); '-' drops one (hidden test labels).
     splits: dict[str, str] = Field(default_factory=dict)
     validation: ValidationCarve | None = None
 

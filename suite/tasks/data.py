@@ -44,7 +44,8 @@ LABEL_KINDS = {
 
 def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
     raw = _load_raw(task, task_dir)
-    raw = {task.data.splits.get(name, name): frame for name, frame in raw.items()}
+    renamed = {name: task.data.splits.get(name, name) for name in raw}
+    raw = {renamed[name]: frame for name, frame in raw.items() if renamed[name] != "-"}
     needed = [*task.input_fields, task.label_field]
     for name, frame in raw.items():
         missing = [c for c in needed if c not in frame.columns]
@@ -87,10 +88,12 @@ def _with_choices(task: TaskSpec, frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     if task.choice_fields:
         frame["choices"] = frame[task.choice_fields].astype(str).values.tolist()
-    else:
-        frame["choices"] = [
-            json.loads(v) if isinstance(v, str) else list(v) for v in frame[task.choices_field]
-        ]
+        return frame
+    values = [json.loads(v) if isinstance(v, str) else v for v in frame[task.choices_field]]
+    if values and isinstance(values[0], dict):  # {"text": [...], "label": [...]} (ARC)
+        frame["choice_labels"] = [[str(x) for x in v["label"]] for v in values]
+        values = [v["text"] for v in values]
+    frame["choices"] = [[str(x) for x in v] for v in values]
     return frame
 
 
@@ -118,7 +121,11 @@ def _encode_labels(task: TaskSpec, frame: pd.DataFrame, labels: list[str] | None
         frame["label"] = [_answer(task, v) for v in frame[task.label_field]]
         return frame
     if kind == "index":
-        frame["label"] = [_choice_index(task, v) for v in frame[task.label_field]]
+        per_row = frame["choice_labels"] if "choice_labels" in frame else [None] * len(frame)
+        frame["label"] = [
+            names.index(str(v).strip()) if names else _choice_index(task, v)
+            for v, names in zip(frame[task.label_field], per_row, strict=True)
+        ]
         return frame
     index = {name: i for i, name in enumerate(labels)}
     values = frame[task.label_field].astype(str)
@@ -140,7 +147,7 @@ def _carve_validation(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[s
     source = splits[carve.from_split]
     stratify = source["label"] if carve.stratify and LABEL_KINDS[task.type] == "class" else None
     keep, held = train_test_split(
-        source, test_size=carve.fraction, random_state=carve.seed, stratify=stratify
+        source, test_size=carve.size or carve.fraction, random_state=carve.seed, stratify=stratify
     )
     out = dict(splits)
     out[carve.from_split] = keep.sort_index().reset_index(drop=True)

@@ -53,10 +53,8 @@ def _join(context: list[int], target: list[int], max_length: int) -> tuple[list[
 
 
 def encode_choices(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    """One sequence per (example, choice); examples may have different numbers of choices."""
     seqs, masks = [], []
-    counts = {len(c) for c in frame["choices"]}
-    if len(counts) > 1:
-        raise ValueError(f"task '{task.name}': examples have different numbers of choices")
     for context, choices in zip(contexts(task, frame), frame["choices"], strict=True):
         ctx = tokenizer(context)["input_ids"]
         for choice in choices:
@@ -64,7 +62,8 @@ def encode_choices(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSpl
             ids, mask = _join(ctx, cont, task.max_length)
             seqs.append(ids)
             masks.append(mask)
-    extra = {"target_mask": masks, "num_choices": counts.pop() if counts else 1}
+    counts = [len(c) for c in frame["choices"]]
+    extra = {"target_mask": masks, "counts": counts, "offsets": np.cumsum([0, *counts])[:-1]}
     return EncodedSplit(seqs, None, frame["label"].to_numpy(), kind="choices", extra=extra)
 
 
@@ -123,12 +122,12 @@ def collate_images(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
 
 
 def collate_choices(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
-    n = split.extra["num_choices"]
-    seq = [int(i) * n + c for i in idx for c in range(n)]
+    counts, offsets = split.extra["counts"], split.extra["offsets"]
+    seq = [int(offsets[i]) + c for i in idx for c in range(counts[i])]
     batch = _sequences(
         [split.input_ids[s] for s in seq], [split.extra["target_mask"][s] for s in seq], pad_id
     )
-    batch["num_choices"] = torch.tensor(n)
+    batch["choice_counts"] = torch.tensor([counts[i] for i in idx])
     batch["labels"] = torch.tensor(split.labels[idx], dtype=torch.long)
     return batch
 
