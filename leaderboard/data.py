@@ -145,21 +145,6 @@ class Reader:
         self.last_busy = self.last_busy or read.busy
         return read.frame
 
-    def has_table(self, name: str) -> bool:
-        """Whether a table or view exists (optional tables come from other subsystems)."""
-        found = self.frame(
-            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [name]
-        )
-        return bool(found["n"].iloc[0])
-
-    def has_column(self, table: str, column: str) -> bool:
-        found = self.frame(
-            "SELECT count(*) AS n FROM information_schema.columns "
-            "WHERE table_name = ? AND column_name = ?",
-            [table, column],
-        )
-        return bool(found["n"].iloc[0])
-
 
 @dataclass(frozen=True)
 class Freshness:

@@ -4,6 +4,7 @@ A cell declares a hardware profile by name (`cell_runs.profile`, the YAML in
 hardware_profiles/); the scheduler's workers record what they actually had in the
 `hardware_profiles` table, linked by `cell_runs.hardware_profile_id`. Where a database
 predates that table, the hardware JSON each row recorded (`cell_runs.hardware`) stands in.
+One scan of `cell_runs` feeds both summaries.
 """
 
 from __future__ import annotations
@@ -13,30 +14,54 @@ import pandas as pd
 from leaderboard.data import Reader
 
 
-def profiles(reader: Reader) -> pd.DataFrame:
-    """One row per profile: how many results ran on it, and what hardware they recorded."""
-    counts = reader.frame(
-        "SELECT profile, count(*) AS cell_runs, count(*) FILTER (WHERE status = 'ok') AS ok, "
-        "any_value(device) AS device, any_value(hardware) AS hardware, "
-        "max(finished_at) AS newest FROM cell_runs GROUP BY profile ORDER BY profile"
+def _has_recorded(reader: Reader) -> bool:
+    """Whether this database has the scheduler's table and link column."""
+    found = reader.frame(
+        "SELECT count(*) AS n FROM information_schema.columns WHERE "
+        "(table_name = 'hardware_profiles' AND column_name = 'profile_id') OR "
+        "(table_name = 'cell_runs' AND column_name = 'hardware_profile_id')"
     )
-    return counts
+    return int(found["n"].iloc[0]) == 2
 
 
-def recorded(reader: Reader) -> pd.DataFrame:
-    """The workers' recorded hardware, with the declared profiles and results that used it."""
-    if not (
-        reader.has_table("hardware_profiles")
-        and reader.has_column("cell_runs", "hardware_profile_id")
-    ):
-        return pd.DataFrame()
+def _scan(reader: Reader, linked: bool) -> pd.DataFrame:
+    link = "hardware_profile_id" if linked else "NULL::VARCHAR AS hardware_profile_id"
     return reader.frame(
-        "SELECT h.*, count(c.result_id) AS cell_runs, "
-        "count(c.result_id) FILTER (WHERE c.status = 'ok') AS ok, "
-        "string_agg(DISTINCT c.profile, ', ') AS declared_profiles "
-        "FROM hardware_profiles h LEFT JOIN cell_runs c ON c.hardware_profile_id = h.profile_id "
-        "GROUP BY ALL ORDER BY h.profile_id"
+        f"SELECT profile, {link}, count(*) AS cell_runs, "
+        "count(*) FILTER (WHERE status = 'ok') AS ok, any_value(device) AS device, "
+        "any_value(hardware) AS hardware, max(finished_at) AS newest "
+        "FROM cell_runs GROUP BY ALL"
     )
+
+
+def profiles(reader: Reader, scan: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per declared profile: how many results ran on it, and what they recorded."""
+    scan = _scan(reader, _has_recorded(reader)) if scan is None else scan
+    if scan.empty:
+        return scan
+    grouped = scan.groupby("profile", sort=True).agg(
+        cell_runs=("cell_runs", "sum"),
+        ok=("ok", "sum"),
+        device=("device", "first"),
+        hardware=("hardware", "first"),
+        newest=("newest", "max"),
+    )
+    return grouped.reset_index()
+
+
+def recorded(reader: Reader, scan: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The workers' recorded hardware, with the declared profiles and results that used it."""
+    if not _has_recorded(reader):
+        return pd.DataFrame()
+    scan = _scan(reader, True) if scan is None else scan
+    machines = reader.frame("SELECT * FROM hardware_profiles ORDER BY profile_id")
+    used = scan.dropna(subset=["hardware_profile_id"]).groupby("hardware_profile_id")
+    counts = used.agg(
+        cell_runs=("cell_runs", "sum"),
+        ok=("ok", "sum"),
+        declared_profiles=("profile", lambda p: ", ".join(sorted(set(p)))),
+    )
+    return machines.merge(counts, left_on="profile_id", right_index=True, how="left")
 
 
 def results_on(reader: Reader, profile: str) -> pd.DataFrame:
@@ -52,7 +77,8 @@ def results_on(reader: Reader, profile: str) -> pd.DataFrame:
 
 def hardware_data(reader: Reader, profile: str | None = None) -> dict[str, pd.DataFrame]:
     """Everything the Hardware page shows, for one profile (the first one by default)."""
-    table = profiles(reader)
+    scan = _scan(reader, _has_recorded(reader))
+    table = profiles(reader, scan)
     chosen = profile or (table["profile"].iloc[0] if len(table) else None)
     rows = results_on(reader, chosen) if chosen is not None else pd.DataFrame()
-    return {"profiles": table, "recorded": recorded(reader), "rows": rows}
+    return {"profiles": table, "recorded": recorded(reader, scan), "rows": rows}
