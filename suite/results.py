@@ -55,3 +55,7 @@ class CellResult(BaseModel):
     attempts: int = 1
     log: str = Field(default="", exclude=True)
     log_path: str | None = None
+    # Forgetting (suite/tasks/forgetting.py): loss on the matrix's reference texts.
+    reference_loss_before: float | None = None
+    reference_loss_after: float | None = None
+    forgetting_delta_loss: float | None = None

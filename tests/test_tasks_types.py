@@ -155,7 +155,7 @@ def generated(tmp_path_factory) -> Path:
     return root
 
 
-def _run(plugins: list[Path], tmp_path: Path, models, methods, tasks) -> list[dict]:
+def _run(plugins: list[Path], tmp_path: Path, models, methods, tasks, extra="") -> list[dict]:
     from suite.driver import plan, run_plan
     from suite.store.store import Store
     from suite.train.runner import run_cell
@@ -163,7 +163,7 @@ def _run(plugins: list[Path], tmp_path: Path, models, methods, tasks) -> list[di
     matrix = tmp_path / "m.yaml"
     matrix.write_text(
         f"name: types\nmodels: {models}\nmethods: {methods}\ntasks: {tasks}\nseeds: [0]\n"
-        "budget: {max_steps: 2, batch_size: 4}\n"
+        "budget: {max_steps: 2, batch_size: 4}\n" + extra
     )
     store = Store(tmp_path / "r.duckdb")
     the_plan = plan(Catalog.discover(plugins), str(matrix), store)
@@ -219,3 +219,23 @@ def test_digits_with_a_tiny_vit(tmp_path):
         assert row["task_type"] == "image-classification"
         assert 0.0 <= row["test_accuracy"] <= 1.0
         assert row["baseline_test_primary"] == pytest.approx(0.0954, abs=1e-3)
+
+
+def test_forgetting_is_measured_for_causal_lms(generated, tiny_plugins, tmp_path):
+    texts = tmp_path / "reference.jsonl"
+    pd.DataFrame({"text": [f"{w} is a greek letter" for w in WORDS]}).to_json(
+        texts, orient="records", lines=True
+    )
+    extra = f"reference: {{data_files: {texts}, max_texts: 6}}\n"
+    rows = _run(
+        [generated, tiny_plugins], tmp_path, "[tiny-llama, tiny-bert]", "[lora]",
+        "[gen-generation, gen-single]", extra,
+    )  # fmt: skip
+    cells = {(r["model"], r["task"]): r for r in rows}
+    llm, bert = cells["tiny-llama", "gen-generation"], cells["tiny-bert", "gen-single"]
+    assert llm["status"] == "ok" and bert["status"] == "ok"
+    assert llm["reference_loss_before"] > 0 and llm["reference_loss_after"] > 0
+    assert llm["forgetting_delta_loss"] == pytest.approx(
+        llm["reference_loss_after"] - llm["reference_loss_before"]
+    )
+    assert pd.isna(bert["forgetting_delta_loss"])  # encoders: no LM loss

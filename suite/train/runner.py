@@ -18,6 +18,7 @@ from suite.methods.api import Method, PrepareContext
 from suite.plugins import load_object
 from suite.results import CellResult
 from suite.scheduler.flops import train_flops
+from suite.tasks.forgetting import ReferenceProbe
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
 from suite.train.evaluate import evaluate, task_loss
@@ -87,6 +88,9 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
     caches.warm(cell.model)
     seed_everything(cell.seed)
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
+    # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
+    reference = ReferenceProbe.for_cell(cell, tokenizer, device)
+    reference_before = reference.loss(model) if reference else None
     method = instantiate(cell)
     loss_fn = task_loss(cell.task)
 
@@ -172,6 +176,7 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
         loss_curve=stats.losses,
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         **merged,
+        **(reference.fields(reference_before, model) if reference else {}),
     )
 
 
