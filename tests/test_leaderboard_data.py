@@ -132,3 +132,27 @@ def test_cli_start_up_does_not_import_streamlit():
     code = "import sys, suite.cli; print('streamlit' in sys.modules, 'altair' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_snapshot_views_match_the_store_views(db):
+    """Views evaluated in memory over the copied leaderboard equal the file's views."""
+    import duckdb
+
+    from leaderboard.snapshot import SNAPSHOT_VIEWS, Snapshot
+
+    reader = data.Reader(db)
+    snap = Snapshot(version=("test",))
+    snap.ensure(sorted(SNAPSHOT_VIEWS), reader._connect)
+    assert snap.has(sorted(SNAPSHOT_VIEWS))
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        for name in sorted(SNAPSHOT_VIEWS):
+            from_file = con.execute(f'SELECT * FROM "{name}"').df()
+            copied = snap.query(f'SELECT * FROM "{name}"', [])
+            assert list(copied.columns) == list(from_file.columns), name
+            keys = [c for c in from_file.columns if from_file[c].map(type).eq(str).all()]
+            a = from_file.sort_values(keys).reset_index(drop=True).astype(str)
+            b = copied.sort_values(keys).reset_index(drop=True).astype(str)
+            assert a.equals(b), name
+    finally:
+        con.close()
