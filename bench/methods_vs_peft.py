@@ -41,7 +41,10 @@ def build(method: str, impl: str):
     from suite.registry import Catalog
     from suite.specs.matrix import MethodEntry
 
-    catalog = Catalog.discover()
+    # Only what this needs (the preset and three methods): other plugins being edited
+    # in the same tree must not stop a long benchmark.
+    roots = [REPO / "suite", *(REPO / "methods" / m for m in ("lora", "dora", "peft"))]
+    catalog = Catalog.discover(roots, builtin=False)
     preset = catalog.models.get("minilm-l6").spec
     model = bench_from_backbone(load_backbone(preset), preset, vocab=30522).build(0)
     params = {"r": R, "alpha": ALPHA, "targets": "qv"}
