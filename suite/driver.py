@@ -109,7 +109,7 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
 
     summary = RunSummary(run_id=uuid.uuid4().hex[:12])
     prov = provenance(summary.run_id)
-    logs = store.path.parent / "logs" / summary.run_id
+    logs = store.path.parent.resolve() / "logs" / summary.run_id
     with RunLock(store.path):
         try:
             prepare = getattr(executor, "prepare", None)

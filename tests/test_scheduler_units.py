@@ -89,3 +89,16 @@ def test_second_run_on_the_same_database_stops_with_a_message(tmp_path: Path):
     store = Store(tmp_path / "r.duckdb")
     with RunLock(store.path), pytest.raises(StoreBusy, match="another `peftbench run`"):
         run_plan(Plan("m", [], []), store, lambda cells, on_result: None)
+
+
+def test_in_process_timeout_interrupts_the_cell():
+    import time
+
+    from suite.scheduler.faults import CellTimeout, alarm
+
+    start = time.monotonic()
+    with pytest.raises(CellTimeout), alarm(0.2):
+        time.sleep(10)
+    assert time.monotonic() - start < 5
+    with alarm(None):  # no timeout: a no-op
+        pass
