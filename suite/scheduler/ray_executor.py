@@ -25,6 +25,9 @@ from suite.scheduler import cluster, resources
 from suite.scheduler.faults import crashed_result, timeout_result
 from suite.specs.profile import HardwareProfile
 
+# Consecutive worker start failures (beyond one per slot) before the run gives up.
+MAX_FAILED_STARTS = 3
+
 
 @dataclass
 class _Slot:
@@ -55,6 +58,7 @@ class RayExecutor:
     _slots: list[_Slot] = field(default_factory=list)
     _attempts: dict[str, int] = field(default_factory=dict)
     _actor_cls: Any = None
+    _failed_starts: int = 0
 
     # -- set-up ------------------------------------------------------------------------
     def prepare(self, cells: list[Cell]) -> None:
@@ -132,8 +136,16 @@ class RayExecutor:
 
         try:
             slot.info = ray.get(slot.ready_ref)
-        except ray.exceptions.RayError:
-            self._replace(slot)  # died before it started (its node went away): try again
+            self._failed_starts = 0
+        except ray.exceptions.RayError as exc:
+            # Died before it started (its node went away): try again, but not forever;
+            # a worker that cannot even start (e.g. peftbench missing on a node) never will.
+            self._failed_starts += 1
+            if self._failed_starts > MAX_FAILED_STARTS + len(self._slots):
+                raise resources.SchedulingError(
+                    f"Ray workers keep failing to start; last error: {exc}"[:3000]
+                ) from exc
+            self._replace(slot)
 
     def _finished(self, slot: _Slot, queue: deque[Cell], on_result) -> None:
         import ray
