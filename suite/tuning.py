@@ -99,11 +99,14 @@ def _group_key(cell: Cell) -> tuple[str, str, str]:
 def trial_cells(catalog: Catalog, matrix: MatrixSpec, cells: list[Cell]) -> list[Cell]:
     """K trial cells per (model, method, task), trained on the matrix's first seed."""
     assert matrix.tuning is not None
+    # What a matrix entry pins (params, lr) is not tuned: `lora-r4` stays rank 4.
+    pinned = {e.display: {*e.params, *(["lr"] if e.lr else [])} for e in matrix.entries()}
     out = []
     for cell in cells:
         if cell.seed != matrix.seeds[0]:
             continue
-        space = search_space(catalog, cell.method)
+        fixed = pinned.get(cell.method.label, set())
+        space = {k: v for k, v in search_space(catalog, cell.method).items() if k not in fixed}
         for i, config in enumerate(sample_configs(space, matrix.tuning, cell.method.label)):
             out.append(
                 cell.model_copy(

@@ -133,3 +133,22 @@ def test_selection_ignores_test_scores(tmp_path: Path):
     scores = validation_scores(store, ["c0", "c1", "c2"])
     assert scores == {"c0": 0.9, "c1": 0.5, "c2": 0.7}
     assert select([scores[f"c{i}"] for i in range(3)], higher_is_better=True) == 0
+
+
+def test_pinned_entry_params_are_not_tuned():
+    from suite.cells import expand
+    from suite.specs.matrix import MatrixSpec
+    from suite.tuning import trial_cells
+
+    catalog = Catalog.discover()
+    matrix = MatrixSpec(
+        name="m", models=["minilm-l6"], tasks=["drug-condition"], seeds=[0, 1],
+        methods=["lora", {"method": "lora", "label": "lora-r4", "params": {"r": 4}}],
+        tuning=TuningSpec(trials=3, sampler="random"),
+    )  # fmt: skip
+    trials = trial_cells(catalog, matrix, expand(matrix, catalog))
+    assert len(trials) == 6 and {t.phase for t in trials} == {"trial"}
+    pinned = [t for t in trials if t.method.label == "lora-r4"]
+    assert {t.method.params["r"] for t in pinned} == {4}
+    assert len({t.method.lr for t in pinned}) == 3  # lr is still tuned
+    assert {t.seed for t in trials} == {0}
