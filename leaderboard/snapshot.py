@@ -77,6 +77,7 @@ class Snapshot:
         if not todo:
             return
         with connect() as src:
+            src.execute("SET enable_progress_bar = false")  # not on the server's terminal
             for name in todo:
                 assert name in _COPYABLE  # whitelisted names only, never user input
                 table = src.sql(f'SELECT * FROM "{name}"').to_arrow_table()

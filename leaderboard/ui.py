@@ -21,9 +21,14 @@ def reader() -> Reader:
 
 
 def guarded(fn, *args, **kwargs):
-    """Call a data function; if a matrix holds the database and nothing is cached yet, say so."""
+    """Call a data function; if a matrix holds the database and nothing is cached yet, say so.
+
+    The first read after the file changes evaluates the store's views, which can take a
+    while on a large database, so a spinner says what is happening.
+    """
     try:
-        return fn(*args, **kwargs)
+        with st.spinner("Reading the results (the first read after a change evaluates the views)"):
+            return fn(*args, **kwargs)
     except StoreBusy:
         st.warning("A matrix is writing the database right now; this page will load in a moment.")
         if st.button("Retry"):
