@@ -63,6 +63,31 @@ def test_adalora_count_equals_peft(bench_fn, init_r):
     assert ours == peft_adalora_count(bench.build(0).backbone, init_r, patterns)
 
 
+def test_adalora_forward_matches_peft_with_the_same_weights():
+    from peft import AdaLoraConfig, get_peft_model
+
+    bench = tiny_bench()
+    prepared = C.prepare(method_with("adalora", init_r=6, target_r=4, alpha=8), bench)
+    C._perturb(prepared.model)  # lambda leaves zero so the update is not trivially zero
+    targets = bench.preset.resolve_targets("qv")
+    config = AdaLoraConfig(
+        init_r=6, target_r=4, lora_alpha=8, target_modules=targets, total_step=100
+    )
+    peft_model = get_peft_model(bench.build(0).backbone, config).eval()
+    ours = dict(prepared.model.backbone.named_modules())
+    with torch.no_grad():
+        for name, module in peft_model.base_model.model.named_modules():
+            if hasattr(module, "lora_E") and "default" in module.lora_E:
+                for kind in ("lora_A", "lora_E", "lora_B"):
+                    getattr(module, kind)["default"].copy_(getattr(ours[name], kind)[0])
+        batch = {k: v for k, v in bench.batches[0].items() if k != "labels"}
+        expected = peft_model(**batch).last_hidden_state
+        got = prepared.model.backbone(**batch).last_hidden_state
+        base = bench.build(0).backbone(**batch).last_hidden_state
+    assert (got - base).abs().max() > 1e-4  # the update is visible at this tolerance
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
 def test_adalora_llama_3b_reference_count():
     method = method_with("adalora", init_r=64, target_r=32)
     assert method.expected_trainable_params(LLAMA_3B_QV) == 18_353_664
