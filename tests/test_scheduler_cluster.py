@@ -33,13 +33,15 @@ def two_nodes():
 
 
 class _RemoveWorkerNode:
-    """Progress hooks that remove the worker node after a cell finishes on the head node
-    while the worker node's actor is busy with another cell (so that cell must move)."""
+    """Progress hooks that remove the worker node once it has finished a cell, when a cell
+    finishes on the head node while the worker node's actor is busy with another one (so
+    that cell must move)."""
 
     def __init__(self, cluster, worker):
         self.cluster, self.worker, self.removed = cluster, worker, False
         self.head_id = cluster.head_node.node_id
         self.executor = None
+        self.worker_finished = False
 
     def start_cell(self, cell) -> None:
         pass
@@ -49,7 +51,9 @@ class _RemoveWorkerNode:
             s.cell is not None and s.info and s.info["node_id"] == self.worker.node_id
             for s in self.executor._slots
         )
-        if not self.removed and result.node_id == self.head_id and busy_on_worker:
+        self.worker_finished |= result.node_id == self.worker.node_id
+        ready = self.worker_finished and not self.removed and busy_on_worker
+        if ready and result.node_id == self.head_id:
             self.cluster.remove_node(self.worker)
             self.removed = True
 
@@ -60,18 +64,25 @@ def test_matrix_spreads_over_two_nodes_and_survives_losing_one(
     from suite.scheduler.ray_executor import RayExecutor
 
     cluster, worker = two_nodes
-    matrix = write_matrix(tmp_path, "spread", ["head", "lora", "bitfit"], seeds=[0, 1, 2])
+    matrix = write_matrix(tmp_path, "spread", ["head", "lora", "bitfit"], seeds=[0, 1, 2, 3])
     store = Store(tmp_path / "results" / "r.duckdb")
     the_plan = plan(Catalog.discover([tiny_plugins]), str(matrix), store)
     hooks = _RemoveWorkerNode(cluster, worker)
     executor = RayExecutor(results_dir=store.path.parent, progress=hooks, max_retries=2)
     hooks.executor = executor
+    # Start the pool first and wait until both actors are up (on a loaded machine one node's
+    # actor could otherwise start after the other node had run every cell).
+    import ray
+
+    executor.prepare(the_plan.todo)
+    assert len(executor._slots) == 2  # one worker per node (one CPU each)
+    ray.get([slot.ready_ref for slot in executor._slots], timeout=300)
     summary = run_plan(the_plan, store, executor, hooks)
 
     assert hooks.removed
-    assert summary.all_ok and len(summary.results) == 9
+    assert summary.all_ok and len(summary.results) == 12
     got = rows(store.path, "select cell_id, status, node_id, attempts from cell_runs")
-    assert len(got) == 9 and len({r[0] for r in got}) == 9  # nothing lost, no duplicates
+    assert len(got) == 12 and len({r[0] for r in got}) == 12  # nothing lost, no duplicates
     assert all(r[1] == "ok" for r in got)
     nodes = {r[2] for r in got}
     assert nodes == {cluster.head_node.node_id, worker.node_id}  # both nodes ran cells

@@ -62,8 +62,11 @@ class RayExecutor:
 
     # -- set-up ------------------------------------------------------------------------
     def prepare(self, cells: list[Cell]) -> None:
-        """Connect to Ray and check every profile fits some node, before any cell runs."""
-        if not cells:
+        """Connect to Ray and check every profile fits some node, before any cell runs.
+
+        Idempotent: a caller may prepare (and wait for the pool) before run_plan does.
+        """
+        if not cells or self._slots:
             return
         self._owned = cluster.connect(self.address, self.results_dir)
         nodes = resources.cluster_nodes()
