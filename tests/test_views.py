@@ -152,8 +152,10 @@ def test_trials_are_kept_out_of_the_leaderboard(tmp_path):
     with store.connect() as con:
         for i, val in enumerate([0.6, 0.7]):
             _row(con, "lora", 0, None, val=val, phase="trial", trial_index=i, tuning=tuning,
-                 method_hash=f"trial-{i}")  # fmt: skip
-        selection = json.dumps({"selected_trial": 1, "n_trials": 2})
+                 method_hash=f"trial-{i}", cell_id=f"trial-{i}")  # fmt: skip
+        selection = json.dumps(
+            {"selected_trial": 1, "n_trials": 2, "trial_cell_ids": ["trial-0", "trial-1"]}
+        )
         for seed in range(2):
             _row(con, "lora", seed, 0.7, tuning=tuning, selection=selection)
         refresh_comparisons(con)

@@ -135,11 +135,13 @@ SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method
     r.seed, r.lr, r.params, r.status, r.error, r.primary_metric, r.higher_is_better,
     r.val_primary AS val_score, r.trainable_params, r.train_wall_s, r.cell_id,
     EXISTS (
+        -- A final row names the trial cells it chose among and the index it selected.
         SELECT 1 FROM results f
         WHERE f.phase = 'final' AND f.task_hash = r.task_hash AND f.model = r.model
-          AND f.method = r.method AND CAST(f.budget AS VARCHAR) = CAST(r.budget AS VARCHAR)
-          AND f.profile = r.profile AND CAST(f.tuning AS VARCHAR) = CAST(r.tuning AS VARCHAR)
-          AND CAST(json_extract(f.selection, '$.selected_trial') AS INTEGER) = r.trial_index
+          AND f.method = r.method
+          AND CAST(json_extract(f.selection, '$.trial_cell_ids') AS VARCHAR[])[
+                CAST(json_extract(f.selection, '$.selected_trial') AS INTEGER) + 1
+              ] = r.cell_id
     ) AS selected
 FROM results r WHERE r.phase = 'trial'"""
 
