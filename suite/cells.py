@@ -68,9 +68,7 @@ class Cell(Frozen):
         # only trials hash apart. Unset options stay out so older ids do not change.
         if data["phase"] != "trial":
             del data["phase"]
-        if data["reference"] is None:
-            del data["reference"]
-        return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical_json(semantic(data)).encode()).hexdigest()[:16]
 
     def title(self) -> str:
         return f"{self.method.label} x {self.task.name} x {self.model.name} (seed {self.seed})"
@@ -80,8 +78,28 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Prose and display fields never change a result, so they stay out of every hash.
+NON_SEMANTIC_KEYS = frozenset({"description", "display", "unit"})
+
+
+def semantic(value: Any) -> Any:
+    """The part of a dumped spec that can change a result: no prose, no unset (None) options.
+
+    Dropping None values means adding an optional field to a spec does not move the ids
+    of cells that don't use it.
+    """
+    if isinstance(value, dict):
+        return {
+            k: semantic(v) for k, v in value.items() if k not in NON_SEMANTIC_KEYS and v is not None
+        }
+    if isinstance(value, list):
+        return [semantic(v) for v in value]
+    return value
+
+
 def spec_hash(spec: Frozen) -> str:
-    return hashlib.sha256(canonical_json(spec.model_dump(mode="json")).encode()).hexdigest()[:16]
+    data = semantic(spec.model_dump(mode="json"))
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 
 def implementation_chain(catalog: Catalog, entry: Entry[MethodSpec]) -> list[Entry[MethodSpec]]:

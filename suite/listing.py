@@ -134,7 +134,11 @@ def _missing_any(value) -> bool:
 
 
 def results_table(store, matrix: str | None) -> Table:
-    where, params = ("WHERE matrix = ?", [matrix]) if matrix else ("", [])
+    # Tuning trials are scored on validation only; the table shows reported cells.
+    where = "WHERE coalesce(phase, 'single') <> 'trial'"
+    params: list = []
+    if matrix:
+        where, params = where + " AND matrix = ?", [matrix]
     frame = store.query(
         "SELECT method, task, model, seed, status, primary_metric, test_primary, "
         "baseline_test_primary, trainable_params, total_params, peak_memory_bytes, train_wall_s, "

@@ -75,3 +75,11 @@ def test_duplicate_entries_dedupe():
     labels = {c.method.label for c in cells}
     # Labels differ, so these are distinct cells; identical resolved entries would collapse.
     assert labels == {"lora", "lora-again"}
+
+
+def test_prose_and_unset_options_do_not_move_cell_ids():
+    cell = expand(matrix(), catalog())[0]
+    reworded = cell.task.model_copy(update={"description": "reworded"})
+    assert cell.model_copy(update={"task": reworded}).cell_id == cell.cell_id
+    model = cell.model.model_copy(update={"description": "another description"})
+    assert cell.model_copy(update={"model": model}).cell_id == cell.cell_id
