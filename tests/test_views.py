@@ -242,3 +242,76 @@ def test_query_view_command(db):
     bad = run("--view", "leaderboard; drop table cell_runs")
     assert bad.returncode == 1 and "unknown view" in bad.stderr
     assert run().returncode == 2
+
+
+def _brute_force_front(rows: list[dict]) -> dict[tuple, bool]:
+    """on_front by definition: no other point of the partition is at least as good in
+    quality and cost and strictly better in one."""
+    from suite.store.views import COST_AXES
+
+    points = []
+    for r in rows:
+        if r["mean"] is None:
+            continue
+        quality = r["mean"] if r["higher_is_better"] else -r["mean"]
+        for axis in COST_AXES:
+            if r[axis] is not None:
+                part = (r["task"], r["task_hash"], r["model"], r["budget"], r["profile"], axis)
+                points.append((part, r["method"], float(r[axis]), quality))
+    front = {}
+    for part, method, cost, quality in points:
+        front[(*part, method)] = not any(
+            o_part == part
+            and o_method != method
+            and o_q >= quality
+            and o_c <= cost
+            and (o_q > quality or o_c < cost)
+            for o_part, o_method, o_c, o_q in points
+        )
+    return front
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pareto_window_matches_brute_force_front(seed):
+    """The pareto view's window formulation equals the pairwise definition, on random
+    points with many ties in cost and quality, both metric directions, missing costs and
+    missing means."""
+    import random
+
+    from suite.store.views import COST_AXES, PARETO
+
+    rng = random.Random(seed)
+    rows = []
+    for task in ("t1", "t2"):
+        higher = {"t1": True, "t2": False}[task]
+        for model in ("a", "b"):
+            for budget in ("b1", "b2"):
+                for i in range(rng.randint(1, 25)):
+                    row = {
+                        "task": task, "task_hash": f"h-{task}", "model": model,
+                        "method": f"m{i}", "method_hash": f"mh{i}", "budget": budget,
+                        "profile": "p", "family": "f", "method_kind": "k", "matrix": "x",
+                        "primary_metric": "acc", "higher_is_better": higher,
+                        "mean": None if rng.random() < 0.05 else rng.choice([0.1, 0.2, 0.3, 0.4]),
+                        "ci_low": None, "ci_high": None, "stale": False,
+                    }  # fmt: skip
+                    for axis in COST_AXES:
+                        row[axis] = None if rng.random() < 0.1 else rng.choice([1, 2, 3, 5, 8])
+                    rows.append(row)
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("incoming", pd.DataFrame(rows))
+        con.execute("CREATE TABLE leaderboard AS SELECT * FROM incoming")
+        con.execute(PARETO)
+        got = {
+            (*r[:6], r[6]): r[7]
+            for r in con.execute(
+                "SELECT task, task_hash, model, budget, profile, cost_axis, method, on_front "
+                "FROM pareto"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    expected = _brute_force_front(rows)
+    assert got == expected
+    assert any(expected.values()) and not all(expected.values())

@@ -31,12 +31,18 @@ ANALYSIS_TABLES = [
     "CREATE TABLE IF NOT EXISTS sweep_params (name VARCHAR PRIMARY KEY)",
 ]
 
-# Cells that count for the leaderboard: everything but tuning trials.
+# Cells that count for the leaderboard: everything but tuning trials. A row's
+# metric_version is the newest version stored for its primary metric (any split): one
+# grouped pass over `metrics` joined on (result_id, metric), which is unique per group,
+# instead of a correlated subquery per row.
 _REPORTED = """
-    SELECT r.*, CAST(r.budget AS VARCHAR) AS budget_key,
-        (SELECT max(m.version) FROM metrics m
-         WHERE m.result_id = r.result_id AND m.metric = r.primary_metric) AS metric_version
-    FROM results r WHERE coalesce(r.phase, 'single') <> 'trial'"""
+    SELECT r.*, CAST(r.budget AS VARCHAR) AS budget_key, mv.metric_version
+    FROM results r
+    LEFT JOIN (
+        SELECT result_id, metric, max(version) AS metric_version
+        FROM metrics GROUP BY result_id, metric
+    ) mv ON mv.result_id = r.result_id AND mv.metric = r.primary_metric
+    WHERE coalesce(r.phase, 'single') <> 'trial'"""
 
 _GROUP = "task, task_hash, model, method, method_hash, budget_key, profile"
 
@@ -108,6 +114,15 @@ COST_AXES = (
     "adapter_bytes",
 )
 
+# A point is on the front when no other point of its (task, task_hash, model, budget,
+# profile, cost_axis) is at least as good in quality and cost and strictly better in one.
+# Each method appears once per partition (the leaderboard groups by it), and a point
+# never dominates itself, so that is: its quality is strictly better than every point of
+# strictly lower cost (`best_cheaper`: the frame is the rows ordered before it, minus its
+# cost peers) and no point of the same cost has better quality (`best_same_cost`). Two
+# windows, O(n log n), instead of a self-join; tests/test_views.py checks it against a
+# brute-force front on random points with ties.
+_FRONT = "PARTITION BY task, task_hash, model, budget, profile, cost_axis"
 PARETO = f"""CREATE OR REPLACE VIEW pareto AS
 WITH points AS (
     SELECT {_KEY}, family, method_kind, matrix, primary_metric, higher_is_better, mean,
@@ -117,17 +132,16 @@ WITH points AS (
         SELECT {_KEY}, family, method_kind, matrix, primary_metric, higher_is_better, mean,
             ci_low, ci_high, stale, {", ".join(f"CAST({a} AS DOUBLE) AS {a}" for a in COST_AXES)}
         FROM leaderboard WHERE mean IS NOT NULL)
-    UNPIVOT (cost FOR cost_axis IN ({", ".join(COST_AXES)})))
-SELECT p.* EXCLUDE (quality),
-    NOT EXISTS (
-        SELECT 1 FROM points o
-        WHERE o.task = p.task AND o.task_hash = p.task_hash AND o.model = p.model
-          AND o.budget = p.budget AND o.profile = p.profile AND o.cost_axis = p.cost_axis
-          AND NOT (o.method = p.method AND o.method_hash = p.method_hash)
-          AND o.quality >= p.quality AND o.cost <= p.cost
-          AND (o.quality > p.quality OR o.cost < p.cost)
-    ) AS on_front
-FROM points p"""
+    UNPIVOT (cost FOR cost_axis IN ({", ".join(COST_AXES)}))),
+bests AS (
+    SELECT *,
+        max(quality) OVER ({_FRONT} ORDER BY cost
+            RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP) AS best_cheaper,
+        max(quality) OVER ({_FRONT}, cost) AS best_same_cost
+    FROM points)
+SELECT * EXCLUDE (quality, best_cheaper, best_same_cost),
+    (best_cheaper IS NULL OR quality > best_cheaper) AND quality >= best_same_cost AS on_front
+FROM bests"""
 
 TRIALS = """CREATE OR REPLACE VIEW trials AS
 SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method_hash,
