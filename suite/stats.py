@@ -103,17 +103,21 @@ FROM results
 WHERE status = 'ok' AND coalesce(phase, 'single') <> 'trial' AND test_primary IS NOT NULL"""
 
 
-def refresh_comparisons(con) -> int:
-    """Recompute every method's paired test against its baseline; returns the row count.
+def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
+    """Recompute methods' paired tests against their baseline; returns the row count.
 
     Groups are (task protocol, model, budget, profile); within one, the baseline is the
     group whose label is the row's `baseline_method` (the one with most seeds if several
-    configurations share the label).
+    configurations share the label). `scope` = (task_hash, model, profile) limits the
+    refresh to what one new result can change, so a write costs one group, not the table.
     """
     groups: dict[tuple, dict[tuple, dict[int, float]]] = defaultdict(dict)
     meta: dict[tuple, tuple[str | None, bool]] = {}
+    where, params = (
+        (" AND task_hash = ? AND model = ? AND profile = ?", list(scope)) if scope else ("", [])
+    )
     for task_hash, model, method, mhash, budget, profile, base, seed, value, hib in con.execute(
-        _ROWS
+        _ROWS + where, params
     ).fetchall():
         key = (task_hash, model, budget, profile)
         groups[key].setdefault((method, mhash), {})[seed] = value
@@ -123,7 +127,7 @@ def refresh_comparisons(con) -> int:
         for (method, mhash), scores in methods.items():
             base_label, hib = meta[(*key, method, mhash)]
             rows.append(_comparison_row(key, method, mhash, scores, methods, base_label, hib))
-    con.execute("DELETE FROM comparisons")
+    con.execute("DELETE FROM comparisons WHERE true" + where, params)
     if rows:
         con.executemany(f"INSERT INTO comparisons VALUES ({', '.join('?' * 13)})", rows)
     return len(rows)

@@ -57,3 +57,21 @@ def test_degenerate_cases():
     assert same.p_value == 1.0 and same.verdict(True) == "tie"
     shifted = paired_test({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.6})
     assert shifted.p_value == 0.0 and shifted.verdict(True) == "better"
+
+
+def test_scoped_refresh_after_each_write_equals_a_full_refresh(tmp_path):
+    """Store.write refreshes only the written cell's group; the sum must equal a full pass."""
+    import duckdb
+
+    from leaderboard.demo import build_demo_db
+    from suite.stats import refresh_comparisons
+
+    db = build_demo_db(tmp_path / "demo.duckdb")
+    con = duckdb.connect(str(db))
+    query = "SELECT * FROM comparisons ORDER BY ALL"
+    scoped = con.execute(query).fetchall()
+    refresh_comparisons(con)
+    full = con.execute(query).fetchall()
+    con.close()
+    assert scoped == full
+    assert len({(r[0], r[1], r[5]) for r in full}) > 1  # several groups were written

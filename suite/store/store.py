@@ -121,7 +121,7 @@ class Store:
                     "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?, ?, ?)", baselines
                 )
             _insert_profile(con, result.hardware_profile)
-            refresh_comparisons(con)
+            refresh_comparisons(con, (row["task_hash"], row["model"], row["profile"]))
             con.execute("COMMIT")
         return row["result_id"]
 
