@@ -30,28 +30,10 @@ def tiny_plugin(root: Path) -> Path:
     import sys
 
     sys.path.insert(0, str(REPO))
-    from transformers import AutoTokenizer
-
-    from suite.models.loading import resolve_source
+    from suite.conformance_bench import write_tiny_bert_plugin
     from suite.registry import Catalog
-    from tests.helpers import tiny_bert_backbone
 
-    weights = root / "tiny-bert-weights"
-    minilm, _ = resolve_source(Catalog.discover().models.get("minilm-l6").spec)
-    tokenizer = AutoTokenizer.from_pretrained(minilm, local_files_only=True)
-    tiny_bert_backbone(vocab=tokenizer.vocab_size).save_pretrained(weights)
-    tokenizer.save_pretrained(weights)
-    (root / "models").mkdir()
-    (root / "models" / "tiny-bert.yaml").write_text(
-        textwrap.dedent(f"""\
-        name: tiny-bert
-        family: bert
-        source: {{path: {weights}}}
-        pooling: mean
-        target_modules: {{qv: [query, value], attention: [query, key, value]}}
-        """)
-    )
-    return root
+    return write_tiny_bert_plugin(root, Catalog.discover())
 
 
 def matrix(folder: Path, cells: int, steps: int) -> Path:

@@ -65,6 +65,41 @@ def bench_from_backbone(backbone, preset: ModelPreset, vocab: int) -> C.Bench:
     return C.Bench(preset=preset, build=build, batches=random_batches(vocab=vocab))
 
 
+def write_tiny_bert_plugin(root, catalog: Catalog):
+    """Save a 2-layer random BERT with MiniLM's tokenizer under `root` as a plugin model
+    preset (`models/tiny-bert.yaml`), so end-to-end runs through the CLI take seconds.
+
+    Returns `root`, ready for `--plugins`.
+    """
+    import textwrap
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from suite.models.loading import resolve_source
+
+    root = Path(root)
+    weights = root / "tiny-bert-weights"
+    minilm, _ = resolve_source(catalog.models.get("minilm-l6").spec)
+    tokenizer = AutoTokenizer.from_pretrained(minilm, local_files_only=True)
+    tiny_bert_backbone(vocab=tokenizer.vocab_size).save_pretrained(weights)
+    tokenizer.save_pretrained(weights)
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "models" / "tiny-bert.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: tiny-bert
+        family: bert
+        description: 2-layer BERT, hidden 32, random weights (tests and benchmarks only)
+        source: {{path: {weights}}}
+        pooling: mean
+        target_modules:
+          qv: [query, value]
+          attention: [query, key, value, attention.output.dense]
+        """)
+    )
+    return root
+
+
 def tiny_preset(catalog: Catalog) -> ModelPreset:
     """minilm-l6's target-module map (BERT naming) under the name tiny-bert."""
     minilm = catalog.models.get("minilm-l6").spec

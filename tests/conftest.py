@@ -17,30 +17,10 @@ os.environ.pop("PEFTBENCH_PLUGINS", None)
 @pytest.fixture(scope="session")
 def tiny_plugins(tmp_path_factory) -> Path:
     """A plugin folder with models/tiny-bert.yaml and matrices/tiny.yaml."""
-    from transformers import AutoTokenizer
+    from suite.conformance_bench import write_tiny_bert_plugin
+    from tests.helpers import catalog
 
-    from suite.models.loading import resolve_source
-    from tests.helpers import catalog, tiny_bert_backbone
-
-    root = tmp_path_factory.mktemp("plugins")
-    model_dir = root / "tiny-bert-weights"
-    minilm_dir, _ = resolve_source(catalog().models.get("minilm-l6").spec)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir, local_files_only=True)
-    tiny_bert_backbone(vocab=tokenizer.vocab_size).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    (root / "models").mkdir()
-    (root / "models" / "tiny-bert.yaml").write_text(
-        textwrap.dedent(f"""\
-        name: tiny-bert
-        family: bert
-        description: 2-layer BERT, hidden 32, random weights (tests only)
-        source: {{path: {model_dir}}}
-        pooling: mean
-        target_modules:
-          qv: [query, value]
-          attention: [query, key, value, attention.output.dense]
-        """)
-    )
+    root = write_tiny_bert_plugin(tmp_path_factory.mktemp("plugins"), catalog())
     (root / "matrices").mkdir()
     (root / "matrices" / "tiny.yaml").write_text(
         textwrap.dedent("""\
