@@ -15,11 +15,12 @@ Security does not rest on string filtering. Four independent layers:
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from suite.store.store import Store
 
 ROW_CAP = 1000
 TIMEOUT_S = 15.0
@@ -62,29 +63,15 @@ def check(sql: str) -> str:
     return statement.query
 
 
-def locked_connection(path: Path | str, wait_s: float = CONNECT_WAIT_S):
-    """A read-only connection with external access off and the configuration locked."""
-    import duckdb
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=True, config=dict(_LOCKED_DOWN))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def run(path: Path | str, sql: str, row_cap: int = ROW_CAP, timeout_s: float = TIMEOUT_S):
     """Run the user's one SELECT; returns at most `row_cap` rows and whether more existed."""
     query = check(sql)
-    con = locked_connection(path)
-    timer = threading.Timer(timeout_s, con.interrupt)
-    timer.start()
-    try:
-        frame = con.sql(query).limit(row_cap + 1).df()
-    finally:
-        timer.cancel()
-        con.close()
+    store = Store(path)
+    with store.connect(read_only=True, wait_s=CONNECT_WAIT_S, config=dict(_LOCKED_DOWN)) as con:
+        timer = threading.Timer(timeout_s, con.interrupt)
+        timer.start()
+        try:
+            frame = con.sql(query).limit(row_cap + 1).df()
+        finally:
+            timer.cancel()
     return Answer(frame.head(row_cap), truncated=len(frame) > row_cap)

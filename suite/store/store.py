@@ -51,8 +51,13 @@ class Store:
         self.path = Path(path)
 
     @contextmanager
-    def connect(self, read_only: bool = False, wait_s: float = LOCK_WAIT_S):
-        """A short-lived connection, retried while another process holds the file."""
+    def connect(
+        self, read_only: bool = False, wait_s: float = LOCK_WAIT_S, config: dict | None = None
+    ):
+        """A short-lived connection, retried while another process holds the file.
+
+        `config` is passed to duckdb.connect (the SQL box locks its connection down with it).
+        """
         import duckdb
 
         if read_only and not self.path.exists():
@@ -64,7 +69,7 @@ class Store:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
                 break
             except duckdb.IOException as exc:
                 if not _is_lock_error(exc) or time.monotonic() > deadline:
