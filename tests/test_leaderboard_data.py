@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -151,8 +153,14 @@ def test_snapshot_views_match_the_store_views(db):
             copied = snap.query(f'SELECT * FROM "{name}"', [])
             assert list(copied.columns) == list(from_file.columns), name
             keys = [c for c in from_file.columns if from_file[c].map(type).eq(str).all()]
-            a = from_file.sort_values(keys).reset_index(drop=True).astype(str)
-            b = copied.sort_values(keys).reset_index(drop=True).astype(str)
-            assert a.equals(b), name
+            a = from_file.sort_values(keys).reset_index(drop=True)
+            b = copied.sort_values(keys).reset_index(drop=True)
+            assert len(a) == len(b), name
+            for col in a.columns:
+                if pd.api.types.is_float_dtype(a[col]):
+                    # DuckDB's parallel aggregation may sum in another order: last-ulp noise.
+                    assert np.allclose(a[col], b[col], rtol=1e-12, equal_nan=True), (name, col)
+                else:
+                    assert a[col].astype(str).equals(b[col].astype(str)), (name, col)
     finally:
         con.close()
