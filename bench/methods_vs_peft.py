@@ -10,7 +10,10 @@ Prints native/PEFT ratios (below 1 means peftbench's implementation is cheaper):
   model is built (as suite/train/measure.py does), so the number is training's peak;
 - inference latency: median per batch, unmerged and merged, alternating likewise.
 
-    .venv/bin/python bench/methods_vs_peft.py [--steps 10] [--methods lora dora]
+    .venv/bin/python bench/methods_vs_peft.py [--steps 10] [--methods lora dora] [--device cuda]
+
+On CUDA, peak memory is `max_memory_allocated` after a reset (weights included), and
+every timed call ends with a synchronize.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 BATCH, LENGTH, R, ALPHA = 16, 128, 8, 16
+DEVICE = torch.device("cpu")  # set from --device in main()
 
 
 def build(method: str, impl: str):
@@ -54,17 +58,18 @@ def build(method: str, impl: str):
         config = {"r": R, "lora_alpha": ALPHA, "use_dora": method == "dora"}
         entry = MethodEntry(method="peft", params={"config": config, "targets": "qv"})
         spec = C.instantiate(resolve_method(catalog, entry))
-    prepared = spec.prepare(model, PrepareContext(preset, 0, torch.device("cpu")))
-    return prepared.model, prepared.merge, prepared.unmerge
+    prepared = spec.prepare(model, PrepareContext(preset, 0, DEVICE))
+    return prepared.model.to(DEVICE), prepared.merge, prepared.unmerge
 
 
 def batch(seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    return {
+    data = {
         "input_ids": torch.randint(1000, 30000, (BATCH, LENGTH), generator=gen),
         "attention_mask": torch.ones(BATCH, LENGTH, dtype=torch.long),
         "labels": torch.randint(0, 3, (BATCH,), generator=gen),
     }
+    return {k: v.to(DEVICE) for k, v in data.items()}
 
 
 def train_step(model, opt, data) -> None:
@@ -86,6 +91,8 @@ def alternate(fns: dict, rounds: int, warmup: int) -> dict[str, float]:
         for name in names if i % 2 == 0 else names[::-1]:
             start = time.perf_counter()
             fns[name]()
+            if DEVICE.type == "cuda":
+                torch.cuda.synchronize(DEVICE)
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return {n: statistics.median(t) for n, t in times.items()}
@@ -125,7 +132,7 @@ def peak_memory_child(method: str, impl: str, steps: int) -> None:
     model, _, _ = build(method, impl)
     model.train()
     opt, data = optimizer(model), batch()
-    meter = PeakMemory(torch.device("cpu"))
+    meter = PeakMemory(DEVICE)
     meter.reset()
     for _ in range(steps):
         train_step(model, opt, data)
@@ -134,6 +141,7 @@ def peak_memory_child(method: str, impl: str, steps: int) -> None:
 
 def peak_memory(method: str, impl: str, steps: int) -> int:
     cmd = [sys.executable, __file__, "--child", method, impl, "--steps", str(steps)]
+    cmd += ["--device", DEVICE.type]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if not result["isolated"]:
@@ -145,13 +153,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=["lora", "dora"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "IMPL"))
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.child:
         peak_memory_child(*args.child, steps=3)
         return
-    print(f"minilm-l6, q+v, r={R}, batch {BATCH} x {LENGTH} tokens, CPU, {args.steps} steps")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    import peft
+
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "CPU"
+    print(f"minilm-l6, q+v, r={R}, batch {BATCH} x {LENGTH} tokens, {where}, {args.steps} steps")
+    print(f"torch {torch.__version__}, peft {peft.__version__}, {torch.get_num_threads()} threads")
     print(
         "| method | train step time | peak memory (training) | inference unmerged | inference merged |"
     )
