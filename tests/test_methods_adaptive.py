@@ -308,3 +308,38 @@ def test_mos_layers_share_pools_with_private_and_dissociated_shards():
     # LoRA's count at rank valid_r, while each layer works at rank r.
     lora_valid_r = sum(2 * (x.in_features + x.out_features) for x in layers)
     assert C.adapter_param_count(prepared) == lora_valid_r
+
+
+def _increlora_row(tiny_plugins, tmp_path, steps: int) -> dict:
+    """One IncreLoRA cell through the real runner on tiny-bert; its stored row."""
+    import duckdb
+
+    from suite.driver import plan, run_plan
+    from suite.registry import Catalog
+    from suite.store.store import Store
+    from suite.train.runner import run_cell
+
+    matrix = tmp_path / f"inc{steps}.yaml"
+    matrix.write_text(
+        "name: inc\nmodels: [tiny-bert]\ntasks: [drug-condition]\nseeds: [0]\n"
+        "methods:\n  - {method: increlora, params: {r: 1, target_rank: 4, top_h: 2, "
+        "incre_rank_num: 1, init_warmup: 1, incre_interval: 1}}\n"
+        f"budget: {{max_steps: {steps}, batch_size: 8}}\n"
+    )
+    store = Store(tmp_path / f"inc{steps}.duckdb")
+    the_plan = plan(Catalog.discover([tiny_plugins]), str(matrix), store)
+    run_plan(the_plan, store, lambda cells, done: [done(c, run_cell(c)) for c in cells])
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        return con.execute("SELECT * FROM results").df().to_dict("records")[0]
+
+
+def test_the_stored_trainable_count_includes_rank_increlora_grew(tiny_plugins, tmp_path):
+    # One step cannot grow (the first increase comes after init_warmup = 1 step), so that
+    # row holds the count at preparation; six steps grow rank and must store more.
+    start = _increlora_row(tiny_plugins, tmp_path, steps=1)
+    grown = _increlora_row(tiny_plugins, tmp_path, steps=6)
+    assert start["status"] == grown["status"] == "ok", (start["error"], grown["error"])
+    assert grown["trainable_params"] > start["trainable_params"]
+    assert grown["adapter_params"] - start["adapter_params"] == (
+        grown["trainable_params"] - start["trainable_params"]
+    )

@@ -109,8 +109,8 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
     )
     prepared = method.prepare(model, ctx)
     model = prepared.model.to(device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    head = sum(p.numel() for p in model.head.parameters() if p.requires_grad)
+    trainable = _trainable(model)
+    head = _trainable(model.head)
     total = sum(p.numel() for p in model.parameters())
 
     steps = total_steps(
@@ -138,6 +138,10 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
         on_step=(lambda s, loss: on_step(s + 1, steps, loss)) if on_step else None,
     )
     peak = memory.peak_bytes()
+    # Methods that grow during training (IncreLoRA adds rank) end with more trainable
+    # parameters than they started with: report the larger of the two counts.
+    trainable = max(trainable, _trainable(model))
+    head = max(head, _trainable(model.head))
 
     model.eval()
     eval_sets = {
@@ -178,6 +182,10 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
         **merged,
         **(reference.fields(reference_before, model) if reference else {}),
     )
+
+
+def _trainable(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def _measure_merge(prepared, model, batches, device) -> dict:
