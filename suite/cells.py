@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
-from suite.errors import SpecError
+from suite.errors import SpecError, SpecIssue
 from suite.registry import Catalog, Entry
 from suite.specs.base import Frozen
 from suite.specs.matrix import Budget, MatrixSpec, MethodEntry, ReferenceSpec, TuningSpec
 from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
 from suite.specs.profile import HardwareProfile
-from suite.specs.task import TaskSpec
+from suite.specs.task import TASK_TYPES_BY_ARCHITECTURE, TaskSpec
 
 
 class ResolvedMethod(Frozen):
@@ -148,10 +149,30 @@ def resolve_method(
     )
 
 
+def runs_on(model: ModelPreset, task: TaskSpec) -> bool:
+    """Whether the model's architecture has a head and an encoding for the task's type."""
+    return task.type in TASK_TYPES_BY_ARCHITECTURE[model.architecture]
+
+
+@dataclass(frozen=True)
+class Expansion:
+    cells: list[Cell]
+    # "model x task" pairs left out because the model cannot run the task's type (a
+    # matrix may mix encoders and causal LMs over classification and generation tasks).
+    skipped_pairs: list[str]
+
+
 def expand(
     matrix: MatrixSpec, catalog: Catalog, matrix_entry: Entry[MatrixSpec] | None = None
 ) -> list[Cell]:
     """models x methods x tasks x seeds, deduplicated by cell_id, in a stable order."""
+    return expand_matrix(matrix, catalog, matrix_entry).cells
+
+
+def expand_matrix(
+    matrix: MatrixSpec, catalog: Catalog, matrix_entry: Entry[MatrixSpec] | None = None
+) -> Expansion:
+    """The cells, and the model x task pairs left out as unrunnable."""
     file = str(matrix_entry.path) if matrix_entry else matrix.name
 
     def line(*loc):
@@ -171,10 +192,13 @@ def expand(
     methods = [
         resolve_method(catalog, e, file, line("methods", i)) for i, e in enumerate(matrix.entries())
     ]
+    _check_every_model_and_task_runs(models, [t.spec for t in tasks], file, line)
     cells: dict[str, Cell] = {}
     for model in models:
         for method in methods:
             for task in tasks:
+                if not runs_on(model, task.spec):
+                    continue
                 for seed in matrix.seeds:
                     cell = Cell(
                         matrix=matrix.name,
@@ -190,4 +214,39 @@ def expand(
                         baseline_method=matrix.baseline_method,
                     )
                     cells.setdefault(cell.cell_id, cell)
-    return list(cells.values())
+    skipped = [f"{m.name} x {t.spec.name}" for m in models for t in tasks if not runs_on(m, t.spec)]
+    return Expansion(list(cells.values()), skipped)
+
+
+def _check_every_model_and_task_runs(models, tasks, file: str, line) -> None:
+    """A task no model of the matrix can run, or a model that runs none of its tasks, is
+    a mistake (a ViT over text tasks, an encoder over generation): say so before running."""
+    issues = []
+    for i, task in enumerate(tasks):
+        if not any(runs_on(m, task) for m in models):
+            kinds = ", ".join(sorted({f"{m.name} ({m.architecture})" for m in models}))
+            issues.append(
+                SpecIssue(
+                    file, line("tasks", i), f"tasks.{i}",
+                    f"task '{task.name}' is a {task.type} task, which no model here can run: "
+                    f"{kinds}; {_who_runs(task.type)}",
+                )
+            )  # fmt: skip
+    for i, model in enumerate(models):
+        if not any(runs_on(model, t) for t in tasks):
+            runs = ", ".join(TASK_TYPES_BY_ARCHITECTURE[model.architecture])
+            issues.append(
+                SpecIssue(
+                    file, line("models", i), f"models.{i}",
+                    f"model '{model.name}' ({model.architecture}) runs {runs} tasks, and "
+                    "this matrix has none",
+                )
+            )  # fmt: skip
+    if issues:
+        raise SpecError(issues)
+
+
+def _who_runs(task_type: str) -> str:
+    archs = [a for a, types in TASK_TYPES_BY_ARCHITECTURE.items() if task_type in types]
+    need = " or ".join(archs)
+    return f"{task_type} tasks need {'an' if need[0] in 'aeiou' else 'a'} {need} model"

@@ -84,6 +84,11 @@ def run(
         f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells, "
         f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {db}"
     )
+    if the_plan.skipped_pairs:
+        err_console.print(
+            f"left out {len(the_plan.skipped_pairs)} model x task pair(s) the model cannot "
+            f"run: {', '.join(the_plan.skipped_pairs)}"
+        )
     try:
         with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
             chosen = make_executor(

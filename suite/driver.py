@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.cells import Cell, expand
+from suite.cells import Cell, expand_matrix
 from suite.checks import check_cells
 from suite.registry import Catalog
 from suite.results import CellResult
@@ -28,6 +28,8 @@ class Plan:
     # Later phases, run after `todo` in the same run: each builds its cells from what the
     # earlier ones stored (tuned finals are selected from the trials' validation scores).
     phases: list[Callable[[Store], list[Cell]]] = field(default_factory=list)
+    # "model x task" pairs the matrix names but the model cannot run (left out).
+    skipped_pairs: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -53,7 +55,8 @@ class RunSummary:
 def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -> Plan:
     """Expand and check a matrix; raises SpecError before anything is written."""
     entry = catalog.matrix_from_path_or_name(matrix_ref)
-    cells = expand(entry.spec, catalog, entry)
+    expansion = expand_matrix(entry.spec, catalog, entry)
+    cells, skipped_pairs = expansion.cells, expansion.skipped_pairs
     check_cells(catalog, cells)
     if entry.spec.tuning is not None:
         from suite.tuning import finals_phase, trial_cells
@@ -62,9 +65,11 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
         check_cells(catalog, trials)
         done = set() if rerun else store.ok_cell_ids(c.cell_id for c in trials)
         todo = [c for c in trials if c.cell_id not in done]
-        return Plan(entry.spec.name, trials, todo, [finals_phase(cells, trials, rerun)])
+        finals = [finals_phase(cells, trials, rerun)]
+        return Plan(entry.spec.name, trials, todo, finals, skipped_pairs)
     done = set() if rerun else store.ok_cell_ids(c.cell_id for c in cells)
-    return Plan(entry.spec.name, cells, [c for c in cells if c.cell_id not in done])
+    todo = [c for c in cells if c.cell_id not in done]
+    return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs)
 
 
 # An executor runs cells and calls back with each result as it arrives. It may also have

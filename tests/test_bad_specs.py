@@ -51,6 +51,29 @@ CASES = [
         ["budget.batch_size", "greater than 0"],
     ),
     (
+        "encoder-cannot-generate",
+        {"m.yaml": GOOD_MATRIX.replace("[drug-condition]", "[drug-condition, gsm8k]")},
+        ["run", "{d}/m.yaml"],
+        [
+            "m.yaml:4",
+            "tasks.1",
+            "task 'gsm8k' is a generation task",
+            "minilm-l6 (encoder)",
+            "generation tasks need a causal-lm model",
+        ],
+    ),
+    (
+        "vision-model-on-text",
+        {"m.yaml": GOOD_MATRIX.replace("[minilm-l6]", "[tiny-vit]")},
+        ["validate", "{d}/m.yaml"],
+        [
+            "m.yaml:4",
+            "need an encoder model",
+            "m.yaml:2",
+            "model 'tiny-vit' (vision) runs image-classification tasks, and this matrix has none",
+        ],
+    ),
+    (
         "unknown-method",
         {"m.yaml": GOOD_MATRIX.replace("[lora]", "[lora2]")},
         ["run", "{d}/m.yaml"],

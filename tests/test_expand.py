@@ -83,3 +83,15 @@ def test_prose_and_unset_options_do_not_move_cell_ids():
     assert cell.model_copy(update={"task": reworded}).cell_id == cell.cell_id
     model = cell.model.model_copy(update={"description": "another description"})
     assert cell.model_copy(update={"model": model}).cell_id == cell.cell_id
+
+
+def test_a_mixed_matrix_leaves_out_the_pairs_a_model_cannot_run():
+    from suite.cells import expand_matrix
+
+    mixed = matrix(models=["minilm-l6", "tiny-llama"], tasks=["drug-condition", "gsm8k"])
+    expansion = expand_matrix(mixed, catalog())
+    pairs = {(c.model.name, c.task.name) for c in expansion.cells}
+    assert pairs == {("minilm-l6", "drug-condition"), ("tiny-llama", "gsm8k")}
+    assert len(expansion.cells) == 2 * 2 * 2  # two runnable pairs x two methods x two seeds
+    assert expansion.skipped_pairs == ["minilm-l6 x gsm8k", "tiny-llama x drug-condition"]
+    assert expand_matrix(matrix(), catalog()).skipped_pairs == []

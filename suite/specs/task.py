@@ -18,6 +18,12 @@ TaskType = Literal[
 ]
 # Task types a causal LM answers by scoring or generating text (no classification head).
 LM_TASK_TYPES = ("multiple-choice", "generation")
+# Which task types each model architecture has a head and an encoding for.
+TASK_TYPES_BY_ARCHITECTURE: dict[str, tuple[str, ...]] = {
+    "encoder": ("classification", "pair-classification", "regression"),
+    "vision": ("image-classification",),
+    "causal-lm": LM_TASK_TYPES,
+}
 
 
 class MetricSpec(Frozen):
