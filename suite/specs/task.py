@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from suite.specs.base import Frozen, Name
 
@@ -74,8 +75,10 @@ class TaskSpec(Frozen):
     choice (`choices_field`: a list column, or `choice_fields`: one column per choice) by
     its log-likelihood under a causal LM, `label_field` holding the correct choice's index;
     generation prompts with the `text_fields` (`prompt_template` may format them) and
-    scores the greedy continuation (up to `max_new_tokens`) by exact match against
-    `label_field` (after `answer_pattern`, a regex whose first group is the answer);
+    scores the greedy continuation (up to `max_new_tokens`, decoded, cut at the first of
+    `stop`, reduced by `prediction_pattern`) by exact match against `label_field` (after
+    `answer_pattern`, a regex whose first group is the answer), both with every match of
+    `ignore_patterns` removed (see suite/tasks/answers.py);
     image-classification reads `image_field`.
     """
 
@@ -91,6 +94,9 @@ class TaskSpec(Frozen):
     prompt_template: str | None = None
     answer_pattern: str | None = None
     max_new_tokens: PositiveInt = 16
+    stop: list[str] = Field(default_factory=lambda: ["\n"])
+    prediction_pattern: str | None = None
+    ignore_patterns: list[str] = Field(default_factory=list)
     labels: list[str] | None = None
     label_top_k: PositiveInt | None = None
     max_length: PositiveInt = 128
@@ -99,6 +105,27 @@ class TaskSpec(Frozen):
     metrics: list[MetricSpec] = Field(min_length=1)
     primary_metric: str
     baseline: Literal["majority", "mean", "none"] = "majority"
+
+    @field_validator("answer_pattern", "prediction_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            _compile(pattern)
+        return pattern
+
+    @field_validator("ignore_patterns")
+    @classmethod
+    def _all_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            _compile(pattern)
+        return patterns
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stops: list[str]) -> list[str]:
+        if any(s == "" for s in stops):
+            raise ValueError("an empty stop string would cut every answer to nothing")
+        return stops
 
     @model_validator(mode="after")
     def _primary_is_declared(self) -> TaskSpec:
@@ -132,3 +159,10 @@ class TaskSpec(Frozen):
 
     def metric(self, name: str) -> MetricSpec:
         return next(m for m in self.metrics if m.name == name)
+
+
+def _compile(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc}): {pattern!r}") from exc

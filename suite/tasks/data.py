@@ -12,6 +12,7 @@ import pandas as pd
 
 from suite.plugins import load_object
 from suite.specs.task import TaskSpec
+from suite.tasks.answers import normalised_answer
 from suite.tasks.loaders import BUILTIN_LOADERS, TaskDataError
 from suite.tasks.metrics import compute
 
@@ -102,7 +103,9 @@ def _answer(task: TaskSpec, value) -> str:
     if task.answer_pattern:
         found = re.search(task.answer_pattern, text)
         text = (found.group(1) if found.groups() else found.group(0)) if found else ""
-    return text.strip()
+    # The gold answer as exact match sees it, so the majority baseline and the training
+    # target agree with the scorer (suite/tasks/answers.py).
+    return normalised_answer(text, task)
 
 
 def _choice_index(task: TaskSpec, value) -> int:

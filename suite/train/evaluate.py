@@ -3,7 +3,8 @@
 Classification, multiple choice (scores per choice) and image classification predict the
 arg-max of the model's outputs and train with cross-entropy; regression predicts the
 single output and trains with MSE; generation trains on the answer tokens and predicts
-by greedy decoding, compared by exact match on token ids.
+by greedy decoding, compared by exact match on the decoded answer text
+(suite/tasks/answers.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from suite.specs.task import TaskSpec
+from suite.tasks.answers import normalised_answer, predicted_answer
 from suite.tasks.metrics import compute
 
 Loss = Callable[[torch.nn.Module, dict], torch.Tensor]
+Decode = Callable[[list[int]], str]  # token ids -> text (the tokenizer's decode)
 
 
 def _cross_entropy(model: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -67,8 +70,9 @@ def _until(row: list[int], eos: int) -> tuple[int, ...]:
 
 
 @torch.inference_mode()
-def generate(model: torch.nn.Module, batches: list[dict], task: TaskSpec):
-    """Greedy continuations of the prompts (up to max_new_tokens or EOS) and gold answers."""
+def generate(model: torch.nn.Module, batches: list[dict], task: TaskSpec, decode: Decode):
+    """Greedy continuations of the prompts (up to max_new_tokens or EOS) and the gold
+    answers, both as answer text (suite/tasks/answers.py)."""
     preds, gold = [], []
     for batch in batches:
         eos = int(batch["eos_id"])
@@ -81,14 +85,21 @@ def generate(model: torch.nn.Module, batches: list[dict], task: TaskSpec):
             pad_token_id=eos,
             eos_token_id=eos,
         )
-        preds += [_until(row, eos) for row in out[:, prompt.shape[1] :].tolist()]
-        gold += [tuple(t for t in row if t != -100) for row in batch["answer_ids"].tolist()]
+        rows = out[:, prompt.shape[1] :].tolist()
+        preds += [predicted_answer(decode(_until(row, eos)), task) for row in rows]
+        answers = batch["answer_ids"].tolist()
+        gold += [normalised_answer(decode([t for t in row if t != -100]), task) for row in answers]
     return _objects(preds), _objects(gold)
 
 
-def evaluate(model: torch.nn.Module, batches: list[dict], task: TaskSpec) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, batches: list[dict], task: TaskSpec, decode: Decode | None = None
+) -> dict[str, float]:
+    """The task's metrics on `batches`; generation tasks need the tokenizer's `decode`."""
     if task.type == "generation":
-        pred, gold = generate(model, batches, task)
+        if decode is None:
+            raise ValueError(f"generation task '{task.name}' is scored on text: pass decode")
+        pred, gold = generate(model, batches, task, decode)
     else:
         pred, gold = predict(model, batches, task.type == "regression")
     return compute([m.name for m in task.metrics], pred, gold)

@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 import torch
@@ -148,9 +149,15 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
         s: _to_list(eval_batches(encoded[s], cell.task.eval_batch_size, pad, regression), device)
         for s in ("validation", "test")
     }
-    val = evaluate(model, eval_sets["validation"], cell.task)
+    # Text tokenizers decode generated answers; a vision preset's pixel processor has none.
+    decode = (
+        partial(tokenizer.decode, skip_special_tokens=True)
+        if hasattr(tokenizer, "decode")
+        else None
+    )
+    val = evaluate(model, eval_sets["validation"], cell.task, decode)
     # Tuning trials are never scored on test, so test metrics cannot steer selection.
-    test = {} if cell.phase == "trial" else evaluate(model, eval_sets["test"], cell.task)
+    test = {} if cell.phase == "trial" else evaluate(model, eval_sets["test"], cell.task, decode)
     latency_batches = eval_sets["test"][:LATENCY_BATCHES]
     latency_unmerged = median_latency(lambda b: model(**b), latency_batches, device)
     merged = _measure_merge(prepared, model, latency_batches, device)
