@@ -92,6 +92,9 @@ class TaskSpec(Frozen):
     choice_fields: list[str] = Field(default_factory=list)
     image_field: str | None = None
     prompt_template: str | None = None
+    # Multiple choice, partial scoring (WinoGrande): each choice replaces this placeholder
+    # in the context, and the choice is scored by the log-likelihood of the text after it.
+    choice_blank: str | None = None
     answer_pattern: str | None = None
     max_new_tokens: PositiveInt = 16
     stop: list[str] = Field(default_factory=lambda: ["\n"])
@@ -149,6 +152,10 @@ class TaskSpec(Frozen):
                 raise ValueError(f"a {self.type} task takes one or two text_fields")
         if self.type == "multiple-choice" and bool(self.choices_field) == bool(self.choice_fields):
             raise ValueError("a multiple-choice task needs choices_field or choice_fields")
+        if self.choice_blank is not None and (
+            self.type != "multiple-choice" or not self.choice_blank
+        ):
+            raise ValueError("choice_blank is a non-empty placeholder for multiple-choice tasks")
         return self
 
     @property

@@ -5,7 +5,8 @@ Text classification and regression use `suite.train.batches.encode_text`. The ot
 - image-classification: pixel arrays from the preset's PixelProcessor;
 - multiple-choice: one sequence per (example, choice) = context + " " + choice, with a
   target mask on the choice's tokens; the causal LM's summed log-likelihood of those
-  tokens is the choice's score (lm-evaluation-harness's `acc`);
+  tokens is the choice's score (lm-evaluation-harness's `acc`). With `choice_blank` the
+  choice fills the blank and the text after it is the scored part (partial scoring);
 - generation: prompt + " " + answer + EOS for teacher-forced training (loss on the
   answer and EOS only, the prompt masked out), and the left-padded prompt plus the
   gold answer ids for greedy decoding and exact match.
@@ -56,15 +57,28 @@ def encode_choices(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSpl
     """One sequence per (example, choice); examples may have different numbers of choices."""
     seqs, masks = [], []
     for context, choices in zip(contexts(task, frame), frame["choices"], strict=True):
-        ctx = tokenizer(context)["input_ids"]
-        for choice in choices:
-            cont = tokenizer(" " + str(choice), add_special_tokens=False)["input_ids"]
+        for prefix, scored in choice_texts(task, context, [str(c) for c in choices]):
+            ctx = tokenizer(prefix)["input_ids"]
+            cont = tokenizer(scored, add_special_tokens=False)["input_ids"]
             ids, mask = _join(ctx, cont, task.max_length)
             seqs.append(ids)
             masks.append(mask)
     counts = [len(c) for c in frame["choices"]]
     extra = {"target_mask": masks, "counts": counts, "offsets": np.cumsum([0, *counts])[:-1]}
     return EncodedSplit(seqs, None, frame["label"].to_numpy(), kind="choices", extra=extra)
+
+
+def choice_texts(task: TaskSpec, context: str, choices: list[str]) -> list[tuple[str, str]]:
+    """(context, scored continuation) per choice. By default the choice is the
+    continuation of the context; with `choice_blank` (partial scoring, as
+    lm-evaluation-harness scores WinoGrande) the choice fills the blank and the text after
+    the blank is the continuation every choice is scored on."""
+    if task.choice_blank is None:
+        return [(context, " " + choice) for choice in choices]
+    if task.choice_blank not in context:
+        raise ValueError(f"task '{task.name}': no {task.choice_blank!r} in the context {context!r}")
+    before, after = context.split(task.choice_blank, 1)
+    return [(before + choice, " " + after.strip()) for choice in choices]
 
 
 def encode_generation(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
