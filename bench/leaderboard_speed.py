@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from leaderboard import data, hardware, pagedata, saved  # noqa: E402
 from leaderboard.demo import build_demo_db  # noqa: E402
+from suite.store.schema import rebuild_latest  # noqa: E402
 
 PAGE_GOAL_S = 0.5
 RENDER_GOAL_S = 3.0
@@ -81,6 +82,7 @@ def build(path: Path, rows: int, base_db: Path) -> int:
         base = con.execute("SELECT count(*) FROM cell_runs").fetchone()[0]
         seeds = max(1, math.ceil(rows / (base * TASKS * METHODS * MODELS)))
         _multiply(con, seeds)
+        rebuild_latest(con)  # the rows went in behind Store.write's back
         con.execute("CHECKPOINT")
         return con.execute("SELECT count(*) FROM cell_runs").fetchone()[0]
     finally:

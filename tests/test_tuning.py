@@ -118,6 +118,7 @@ def test_trials_then_finals_and_test_never_steers_selection(tiny_plugins: Path, 
 
 def test_selection_ignores_test_scores(tmp_path: Path):
     """Trial rows whose test scores invert their validation ranking: selection follows val."""
+    from suite.store.schema import rebuild_latest
     from suite.store.store import Store
     from suite.tuning import validation_scores
 
@@ -130,6 +131,7 @@ def test_selection_ignores_test_scores(tmp_path: Path):
                 "test_primary, finished_at) VALUES (?, ?, 'ok', 'trial', ?, ?, now())",
                 [f"r{i}", f"c{i}", val, test],
             )
+        rebuild_latest(con)
     scores = validation_scores(store, ["c0", "c1", "c2"])
     assert scores == {"c0": 0.9, "c1": 0.5, "c2": 0.7}
     assert select([scores[f"c{i}"] for i in range(3)], higher_is_better=True) == 0

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from suite.stats import refresh_comparisons
+from suite.store.schema import refresh_latest
 from suite.store.store import Store
 
 BUDGET = json.dumps({"epochs": 1.0, "batch_size": 16})
@@ -60,6 +61,7 @@ def _row(con, method: str, seed: int, test: float | None, **over) -> None:
             "INSERT INTO metrics VALUES (?, 'test', ?, ?, ?, ?)",
             [row["result_id"], row["primary_metric"], test, version, row["higher_is_better"]],
         )
+    refresh_latest(con, row["cell_id"])  # as Store.write does
 
 
 SCORES = {

@@ -4,6 +4,12 @@
 latest attempt of each cell with every metric as a column (`val_accuracy`,
 `test_accuracy`, ...). `metrics` holds the long form; `baselines` the trivial predictor's
 scores per task, so the leaderboard can draw the reference line.
+
+`results` reads the table `latest_results`, which holds exactly what `RESULTS_SELECT`
+computes (latest attempt per cell, metrics pivoted) and is kept so cell by cell as each
+result is written (`refresh_latest`): computing the window and the pivot over the whole
+store on every read cost seconds at a million rows. Whoever inserts into `cell_runs` or
+`metrics` other than through `Store.write` calls `rebuild_latest` afterwards.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 CELL_RUN_COLUMNS: dict[str, str] = {
     "result_id": "VARCHAR PRIMARY KEY",
@@ -144,20 +150,74 @@ TABLES = [
 _SPLIT_PREFIX = {"validation": "val", "test": "test"}
 
 
-def _metric_pivot() -> str:
+def _metric_pivot(where: str = "") -> str:
     cols = [
         f"max(value) FILTER (WHERE split = '{split}' AND metric = '{name}') AS {prefix}_{name}"
         for split, prefix in _SPLIT_PREFIX.items()
         for name in METRICS
     ]
-    return "SELECT result_id, " + ", ".join(cols) + " FROM metrics GROUP BY result_id"
+    return f"SELECT result_id, {', '.join(cols)} FROM metrics {where} GROUP BY result_id"
+
+
+def _versions(where: str = "") -> str:
+    """The newest version stored per (result, metric): `metric_version` is the primary's."""
+    return f"SELECT result_id, metric, max(version) AS metric_version FROM metrics {where} GROUP BY ALL"
+
+
+def _latest_select(runs: str, where: str = "") -> str:
+    return f"""SELECT r.*, m.* EXCLUDE (result_id), v.metric_version
+    FROM {runs} r
+    LEFT JOIN ({_metric_pivot(where)}) m USING (result_id)
+    LEFT JOIN ({_versions(where)}) v ON v.result_id = r.result_id AND v.metric = r.primary_metric"""
+
+
+# Latest attempt per cell, metrics pivoted, and the version of its primary metric.
+RESULTS_SELECT = (
+    _latest_select("cell_runs")
+    + "\n    QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.finished_at DESC) = 1"
+)
+
+# The same for one cell, reading only that cell's attempts and their metrics.
+_ONE_CELL_SELECT = _latest_select(
+    """(SELECT * FROM cell_runs WHERE cell_id = $cell
+        QUALIFY row_number() OVER (ORDER BY finished_at DESC) = 1)""",
+    "WHERE result_id IN (SELECT result_id FROM cell_runs WHERE cell_id = $cell)",
+)
+
+
+def rebuild_latest(con) -> None:
+    """(Re)compute `latest_results` from `cell_runs` and `metrics` in full."""
+    con.execute(f"CREATE OR REPLACE TABLE latest_results AS {RESULTS_SELECT}")
+
+
+def refresh_latest(con, cell_id: str) -> None:
+    """Bring one cell's row of `latest_results` up to date (after a write to that cell)."""
+    con.execute("DELETE FROM latest_results WHERE cell_id = $cell", {"cell": cell_id})
+    con.execute(f"INSERT INTO latest_results BY NAME {_ONE_CELL_SELECT}", {"cell": cell_id})
+
+
+def latest_is_current(con) -> bool:
+    """Whether `latest_results` exists with the current columns and one row per cell."""
+    have = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'latest_results' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    if not have:
+        return False
+    want = [d[0] for d in con.execute(f"DESCRIBE {RESULTS_SELECT}").fetchall()]
+    if have != want:
+        return False
+    n_latest, n_cells = con.execute(
+        "SELECT (SELECT count(*) FROM latest_results), (SELECT count(DISTINCT cell_id) FROM cell_runs)"
+    ).fetchone()
+    return n_latest == n_cells
 
 
 VIEWS = [
-    f"""CREATE OR REPLACE VIEW results AS
-    SELECT r.*, m.* EXCLUDE (result_id)
-    FROM cell_runs r LEFT JOIN ({_metric_pivot()}) m USING (result_id)
-    QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.finished_at DESC) = 1""",
+    "CREATE OR REPLACE VIEW results AS SELECT * FROM latest_results",
     # leaderboard, pareto, trials, rank_sweep, aggregate: built on `results`.
     *ANALYSIS_VIEWS,
 ]

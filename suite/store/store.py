@@ -29,6 +29,9 @@ from suite.store.schema import (
     SCHEMA_VERSION,
     TABLES,
     VIEWS,
+    latest_is_current,
+    rebuild_latest,
+    refresh_latest,
 )
 
 DEFAULT_DB = Path("results") / "peftbench.duckdb"
@@ -87,6 +90,8 @@ class Store:
             for ddl in TABLES:
                 con.execute(ddl)
             _add_missing_columns(con)
+            if not latest_is_current(con):
+                rebuild_latest(con)
             for ddl in VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
@@ -126,6 +131,7 @@ class Store:
                     "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?, ?, ?)", baselines
                 )
             _insert_profile(con, result.hardware_profile)
+            refresh_latest(con, row["cell_id"])
             refresh_comparisons(con, (row["task_hash"], row["model"], row["profile"]))
             con.execute("COMMIT")
         return row["result_id"]

@@ -32,16 +32,11 @@ ANALYSIS_TABLES = [
 ]
 
 # Cells that count for the leaderboard: everything but tuning trials. A row's
-# metric_version is the newest version stored for its primary metric (any split): one
-# grouped pass over `metrics` joined on (result_id, metric), which is unique per group,
-# instead of a correlated subquery per row.
+# metric_version (in `results`, kept per cell as it is written) is the newest version
+# stored for its primary metric, any split.
 _REPORTED = """
-    SELECT r.*, CAST(r.budget AS VARCHAR) AS budget_key, mv.metric_version
+    SELECT r.*, CAST(r.budget AS VARCHAR) AS budget_key
     FROM results r
-    LEFT JOIN (
-        SELECT result_id, metric, max(version) AS metric_version
-        FROM metrics GROUP BY result_id, metric
-    ) mv ON mv.result_id = r.result_id AND mv.metric = r.primary_metric
     WHERE coalesce(r.phase, 'single') <> 'trial'"""
 
 _GROUP = "task, task_hash, model, method, method_hash, budget_key, profile"
