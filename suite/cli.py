@@ -80,8 +80,11 @@ def run(
         the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
     except SpecError as exc:
         _fail_spec(exc)
+    then = (
+        " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
+    )
     err_console.print(
-        f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells, "
+        f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells{then}, "
         f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {db}"
     )
     if the_plan.skipped_pairs:

@@ -132,7 +132,10 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
 
             executor(the_plan.todo, on_result)
             for phase in the_plan.phases:
-                executor(phase(store), on_result)
+                cells = phase(store)
+                if progress is not None and hasattr(progress, "add_cells"):
+                    progress.add_cells(len(cells))
+                executor(cells, on_result)
         finally:
             close = getattr(executor, "close", None)
             if close is not None:

@@ -99,6 +99,8 @@ def print_frame(console: Console, frame, fmt: str) -> None:
 
 
 def _fmt(value) -> str:
+    if _missing_any(value):
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -58,6 +58,11 @@ class MatrixProgress:
             f"ok {self.counts['ok']}  failed {self.counts['failed']}  running {len(self.running)}"
         )
 
+    def add_cells(self, n: int) -> None:
+        """A later phase (a tuned matrix's seed runs) brings `n` more cells."""
+        self.total += n
+        self.progress.update(self.matrix_task, total=self.total)
+
     def start_cell(self, cell) -> None:
         self.running[cell.cell_id] = cell.title()
         self.progress.update(self.matrix_task, info=self._info())
@@ -83,10 +88,21 @@ class MatrixProgress:
         self.progress.update(self.matrix_task, info=self._info())
         style = "green" if result.status == "ok" else "red"
         metric = cell.task.primary_metric
-        score = result.test_metrics.get(metric)
-        shown = f"test {metric} {score:.4f}" if score is not None else (result.error or "")[-200:]
+        shown = _score_text(cell, result, metric)
         where = f" [{result.hostname}]" if result.hostname else ""
         self.console.print(
             f"[{style}]{result.status:>7}[/] {escape(cell.title() + where + '  ' + shown)}",
             highlight=False,
         )
+
+
+def _score_text(cell, result, metric: str) -> str:
+    """Test score; a tuning trial's validation score (trials are never scored on test)."""
+    if result.status != "ok":
+        return (result.error or "")[-200:]
+    if cell.phase == "trial":
+        score = result.val_metrics.get(metric)
+        trial = f"trial {cell.trial_index}: " if cell.trial_index is not None else "trial: "
+        return trial + (f"validation {metric} {score:.4f}" if score is not None else "")
+    score = result.test_metrics.get(metric)
+    return f"test {metric} {score:.4f}" if score is not None else ""

@@ -137,8 +137,9 @@ def _comparison_row(key, method, mhash, scores, methods, base_label, hib) -> tup
     task_hash, model, budget, profile = key
     candidates = [(m, h) for (m, h) in methods if m == base_label]
     if not candidates or method == base_label:
+        verdict = "baseline" if method == base_label else None
         return (task_hash, model, method, mhash, budget, profile, base_label, None,
-                None, None, None, None, None)  # fmt: skip
+                None, None, None, None, verdict)  # fmt: skip
     base = max(candidates, key=lambda mh: (len(methods[mh]), mh[1]))
     test = paired_test(scores, methods[base])
     return (task_hash, model, method, mhash, budget, profile, base_label, base[1],

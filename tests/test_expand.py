@@ -95,3 +95,21 @@ def test_a_mixed_matrix_leaves_out_the_pairs_a_model_cannot_run():
     assert len(expansion.cells) == 2 * 2 * 2  # two runnable pairs x two methods x two seeds
     assert expansion.skipped_pairs == ["minilm-l6 x gsm8k", "tiny-llama x drug-condition"]
     assert expand_matrix(matrix(), catalog()).skipped_pairs == []
+
+
+# Cell ids computed before this session's spec additions (commit c909a94). Stores key
+# finished work by them: if this fails, a spec change re-ids every stored cell, and
+# `peftbench run` would run them all again. New optional fields must default to None
+# (the hash leaves None out) and apply their effective default where they are used.
+PINNED = {
+    "smoke": ["b1523821f79212f8", "c8e4987e2de3bea6", "771917b23ec2170a"],
+    "fair-smoke": ["a5606b2bfa5eb078", "587019e6e400fd99", "c4661c7c69f22892"],
+    "sparse": ["162c269ef8d05e6a", "24170feb32ce05c2", "fa25d408f1180638"],
+}
+
+
+def test_cell_ids_of_the_builtin_matrices_do_not_move():
+    cat = catalog()
+    for name, ids in PINNED.items():
+        entry = cat.matrix_from_path_or_name(name)
+        assert [c.cell_id for c in expand(entry.spec, cat, entry)][: len(ids)] == ids, name

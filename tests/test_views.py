@@ -119,7 +119,7 @@ def test_paired_comparison_against_lora(db):
     head = sps.ttest_rel(SCORES["head"], SCORES["lora"])
     assert board["head"]["p_value"] == pytest.approx(head.pvalue)
     assert board["head"]["vs_baseline"] == "tie"  # p ~ 0.8: not significant
-    assert pd.isna(board["lora"]["vs_baseline"]) and board["lora"]["baseline_method"] == "lora"
+    assert board["lora"]["vs_baseline"] == "baseline" and board["lora"]["baseline_method"] == "lora"
     assert [board[m]["rank"] for m in ("full", "lora", "head")] == [1, 2, 3]
 
 

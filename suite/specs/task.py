@@ -97,9 +97,11 @@ class TaskSpec(Frozen):
     choice_blank: str | None = None
     answer_pattern: str | None = None
     max_new_tokens: PositiveInt = 16
-    stop: list[str] = Field(default_factory=lambda: ["\n"])
+    # Unset options are None, not their effective defaults: the cell hash leaves None out,
+    # so adding an option never changes the ids of cells that do not use it.
+    stop: list[str] | None = None  # None: stop at a new line
     prediction_pattern: str | None = None
-    ignore_patterns: list[str] = Field(default_factory=list)
+    ignore_patterns: list[str] | None = None
     labels: list[str] | None = None
     label_top_k: PositiveInt | None = None
     max_length: PositiveInt = 128
@@ -118,17 +120,21 @@ class TaskSpec(Frozen):
 
     @field_validator("ignore_patterns")
     @classmethod
-    def _all_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
+    def _all_compile(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or []:
             _compile(pattern)
         return patterns
 
     @field_validator("stop")
     @classmethod
-    def _no_empty_stop(cls, stops: list[str]) -> list[str]:
-        if any(s == "" for s in stops):
+    def _no_empty_stop(cls, stops: list[str] | None) -> list[str] | None:
+        if stops is not None and any(s == "" for s in stops):
             raise ValueError("an empty stop string would cut every answer to nothing")
         return stops
+
+    @property
+    def stop_strings(self) -> list[str]:
+        return ["\n"] if self.stop is None else self.stop
 
     @model_validator(mode="after")
     def _primary_is_declared(self) -> TaskSpec:

@@ -89,13 +89,17 @@ class Store:
         with self.connect() as con:
             for ddl in TABLES:
                 con.execute(ddl)
+            stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             _add_missing_columns(con)
-            if not latest_is_current(con):
+            if upgraded or not latest_is_current(con):
                 rebuild_latest(con)
             for ddl in VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             fill_sweep_params(con)
+            if upgraded:  # comparisons written by older code are recomputed once
+                refresh_comparisons(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )

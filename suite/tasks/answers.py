@@ -15,7 +15,7 @@ from suite.specs.task import TaskSpec
 
 
 def predicted_answer(text: str, task: TaskSpec) -> str:
-    for stop in task.stop:
+    for stop in task.stop_strings:
         text = text.split(stop, 1)[0]
     if task.prediction_pattern:
         found = re.search(task.prediction_pattern, text)
@@ -24,6 +24,6 @@ def predicted_answer(text: str, task: TaskSpec) -> str:
 
 
 def normalised_answer(text: str, task: TaskSpec) -> str:
-    for pattern in task.ignore_patterns:
+    for pattern in task.ignore_patterns or []:
         text = re.sub(pattern, "", text)
     return text.strip()
