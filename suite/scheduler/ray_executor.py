@@ -59,6 +59,8 @@ class RayExecutor:
     _attempts: dict[str, int] = field(default_factory=dict)
     _actor_cls: Any = None
     _failed_starts: int = 0
+    # Results collected but not yet handed to on_result (see __call__).
+    _pending: list[tuple[Cell, CellResult]] = field(default_factory=list)
 
     # -- set-up ------------------------------------------------------------------------
     def prepare(self, cells: list[Cell]) -> None:
@@ -99,8 +101,17 @@ class RayExecutor:
         while queue or any(s.cell for s in self._slots):
             self._dispatch(queue)
             self._collect(queue, on_result)
+            # A worker whose cell just finished gets its next cell before the driver
+            # stores the result, so the store's write overlaps the next cell's run.
+            self._dispatch(queue)
+            self._deliver(on_result)
             self._expire(on_result)
         self._gather_stats()
+
+    def _deliver(self, on_result) -> None:
+        pending, self._pending = self._pending, []
+        for cell, result in pending:
+            on_result(cell, result)
 
     def _dispatch(self, queue: deque[Cell]) -> None:
         for slot in self._slots:
@@ -173,7 +184,7 @@ class RayExecutor:
             return
         slot.cell = slot.ref = None
         result.attempts = self._attempts.get(cell.cell_id, 1)
-        on_result(cell, result)
+        self._pending.append((cell, result))
 
     def _expire(self, on_result) -> None:
         import ray
