@@ -174,26 +174,40 @@ def _latest_select(runs: str, where: str = "") -> str:
 # Latest attempt per cell, metrics pivoted, and the version of its primary metric.
 RESULTS_SELECT = (
     _latest_select("cell_runs")
-    + "\n    QUALIFY row_number() OVER (PARTITION BY r.cell_id ORDER BY r.finished_at DESC) = 1"
+    + "\n    QUALIFY row_number() OVER ("
+    + "PARTITION BY r.cell_id ORDER BY r.finished_at DESC, r.result_id DESC) = 1"
 )
 
-# The same for one cell, reading only that cell's attempts and their metrics.
-_ONE_CELL_SELECT = _latest_select(
-    """(SELECT * FROM cell_runs WHERE cell_id = $cell
-        QUALIFY row_number() OVER (ORDER BY finished_at DESC) = 1)""",
-    "WHERE result_id IN (SELECT result_id FROM cell_runs WHERE cell_id = $cell)",
+# The same for one attempt: equality on result_id, so each part is an index lookup.
+_ONE_RESULT_SELECT = _latest_select(
+    "(SELECT * FROM cell_runs WHERE result_id = $rid)", "WHERE result_id = $rid"
 )
+
+
+# Point lookups every write makes: a cell's attempts, its latest row (indexed where
+# rebuild_latest makes the table), and one attempt's metrics.
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS cell_runs_by_cell ON cell_runs (cell_id)",
+    "CREATE INDEX IF NOT EXISTS metrics_by_result ON metrics (result_id)",
+]
 
 
 def rebuild_latest(con) -> None:
     """(Re)compute `latest_results` from `cell_runs` and `metrics` in full."""
     con.execute(f"CREATE OR REPLACE TABLE latest_results AS {RESULTS_SELECT}")
+    con.execute("CREATE INDEX latest_results_by_cell ON latest_results (cell_id)")
 
 
 def refresh_latest(con, cell_id: str) -> None:
     """Bring one cell's row of `latest_results` up to date (after a write to that cell)."""
+    latest = con.execute(
+        "SELECT result_id FROM cell_runs WHERE cell_id = $cell "
+        "ORDER BY finished_at DESC, result_id DESC LIMIT 1",
+        {"cell": cell_id},
+    ).fetchone()
     con.execute("DELETE FROM latest_results WHERE cell_id = $cell", {"cell": cell_id})
-    con.execute(f"INSERT INTO latest_results BY NAME {_ONE_CELL_SELECT}", {"cell": cell_id})
+    if latest is not None:
+        con.execute(f"INSERT INTO latest_results BY NAME {_ONE_RESULT_SELECT}", {"rid": latest[0]})
 
 
 def latest_is_current(con) -> bool:

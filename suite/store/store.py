@@ -26,6 +26,7 @@ from suite.stats import refresh_comparisons
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
     HARDWARE_PROFILE_COLUMNS,
+    INDEXES,
     SCHEMA_VERSION,
     TABLES,
     VIEWS,
@@ -94,7 +95,7 @@ class Store:
             _add_missing_columns(con)
             if upgraded or not latest_is_current(con):
                 rebuild_latest(con)
-            for ddl in VIEWS:
+            for ddl in INDEXES + VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             fill_sweep_params(con)
