@@ -18,13 +18,8 @@
 # Exit code: 0 if every cell of every run is ok, else 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-${OUT:-results/gpu_check}}"  # the summary files land here
-mkdir -p "$OUT"
-PY="${PY:-.venv/bin/python}"
-read -r -a PB <<<"${PEFTBENCH:-.venv/bin/peftbench}"
-WORK=results/gpu_check_work # database, Ray's temp folder and cell logs
-rm -rf "$WORK" && mkdir -p "$WORK"
-DB="$WORK/gpu_check.duckdb"
+# shellcheck source=bench/gpu_common.sh
+source bench/gpu_common.sh gpu_check "${1:-}"
 SPECS="$(mktemp -d)"
 
 "$PY" - <<'PYEOF'

@@ -13,13 +13,8 @@
 # Exit code: 0 if every cell is ok and the benchmark ran, else 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-${OUT:-results/gpu_methods}}"  # the summary files land here
-mkdir -p "$OUT"
-PY="${PY:-.venv/bin/python}"
-read -r -a PB <<<"${PEFTBENCH:-.venv/bin/peftbench}"
-WORK=results/gpu_methods_work # database, Ray's temp folder and cell logs
-rm -rf "$WORK" && mkdir -p "$WORK"
-DB="$WORK/gpu_methods.duckdb"
+# shellcheck source=bench/gpu_common.sh
+source bench/gpu_common.sh gpu_methods "${1:-}"
 
 status=0
 for m in lowrank sparse; do
