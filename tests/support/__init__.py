@@ -1,0 +1,1 @@
+"""Test support code: fixtures shared by several test modules (not collected by pytest)."""

@@ -1,0 +1,71 @@
+"""Golden fixtures: numbers a method's own reference code produced, stored under
+`tests/golden/<method>/`.
+
+Each fixture folder holds:
+
+- `generate.py`: the script that produced it. It runs the reference code (a checkout of
+  the authors' repository, or an official package) from a scratch folder outside this
+  project, on fixed weights, inputs and seeds. Its docstring names the repository, the
+  commit, the files it uses and the exact command. The reference code is run, never
+  copied into this project.
+- `fixture.safetensors`: the tensors (inputs, weights loaded into both implementations,
+  outputs, gradients, delta weights, states after a few steps).
+- `fixture.json`: the metadata: `repo`, `commit`, `files`, `command`, `config` (shapes,
+  hyperparameters, seeds) and free-form `notes`; plus any scalar results (counts).
+
+Tests named `test_golden_*` load a fixture, rebuild the same setting with peftbench's
+implementation, and compare at `TOL` (fp32) unless they say why not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
+TOL = 1e-5
+REQUIRED_META = ("repo", "commit", "files", "command", "config")
+
+
+@dataclass(frozen=True)
+class Fixture:
+    name: str
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.tensors[key]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+
+def load_fixture(name: str, file: str = "fixture") -> Fixture:
+    """The fixture `tests/golden/<name>/<file>.{safetensors,json}`, with its provenance checked."""
+    from safetensors.torch import load_file
+
+    folder = GOLDEN_DIR / name
+    meta = json.loads((folder / f"{file}.json").read_text())
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"golden fixture {name}/{file}.json lacks {missing}")
+    if not (folder / "generate.py").is_file():
+        raise ValueError(f"golden fixture {name} has no generate.py beside it")
+    tensors_path = folder / f"{file}.safetensors"
+    tensors = load_file(str(tensors_path)) if tensors_path.exists() else {}
+    return Fixture(name, tensors, meta)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, tol: float = TOL) -> None:
+    """Max absolute difference within `tol` (relative to the reference's scale when large)."""
+    actual = actual.detach().float().cpu()
+    expected = expected.detach().float().cpu()
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
+    scale = max(1.0, float(expected.abs().max()))
+    diff = float((actual - expected).abs().max())
+    assert diff <= tol * scale, f"{what}: max |diff| {diff:.3e} > {tol:.0e} x {scale:.3g}"
