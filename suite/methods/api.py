@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,11 +31,20 @@ class MethodParams(BaseModel):
 class StepHooks:
     """Callbacks the generic training loop calls; every one is a no-op by default."""
 
-    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Called once with the training optimiser, before `on_train_start`.
+    def bind_trainer(self, trainer: Trainer) -> None:
+        """Called once with the training driver's handle, before `on_train_start`.
 
-        For methods that must edit optimiser state mid-training (SpIEL resets the Adam
-        moments of regrown entries; LT-SFT clears state between its two phases).
+        For methods that restart the optimiser and its schedule (LT-SFT's two phases) or
+        add parameter groups with their own schedule mid-run (IncreLoRA). The default
+        hands the optimiser to `bind_optimizer`.
+        """
+        self.bind_optimizer(trainer.optimizer)
+
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called with the training optimiser (again after `Trainer.restart_optimizer`).
+
+        For methods that must edit optimiser state mid-training (SpIEL seeds the Adam
+        moments of regrown entries).
         """
 
     def on_train_start(self, total_steps: int) -> None:
@@ -55,6 +64,36 @@ class StepHooks:
         """After the last step, before evaluation (e.g. prune zeroed ranks)."""
 
 
+class Trainer(Protocol):
+    """The training driver's handle, given to `StepHooks.bind_trainer`."""
+
+    optimizer: torch.optim.Optimizer
+    total_steps: int
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken so far."""
+
+    def restart_optimizer(self, steps: int | None = None) -> torch.optim.Optimizer:
+        """A fresh optimiser over the parameters trainable now, with a fresh warmup + decay
+        schedule over `steps` (default: the steps left); calls `bind_optimizer` with it."""
+
+    def add_param_group(self, group: dict[str, Any], warmup_steps: int = 0) -> None:
+        """Add parameters mid-run with their own schedule: linear warmup over
+        `warmup_steps`, then linear decay to zero at the last step."""
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The optimisation a prepared model will get (for inits that depend on it: LoRA-SB's
+    update approximation uses lr / warmup steps)."""
+
+    lr: float
+    steps: int
+    warmup_steps: int
+    weight_decay: float = 0.0
+
+
 @dataclass
 class PrepareContext:
     """What a method may use while preparing a model."""
@@ -66,6 +105,13 @@ class PrepareContext:
     train_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None
     # Computes the task loss of the model on one batch (for gradient-based masks/inits).
     loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None
+    # The training the model will get; None where a model is prepared but not trained.
+    training: TrainingPlan | None = None
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the cell's seed (+ offset), for random inits that
+        must not depend on the global random state."""
+        return torch.Generator().manual_seed(self.seed + offset)
 
 
 @dataclass
@@ -81,6 +127,9 @@ class Prepared:
     load_adapter_state: Callable[[dict[str, torch.Tensor]], None] | None = None
     # A method may bring its own optimiser (GaLore, FRUGAL): (named params, lr, wd) -> opt.
     make_optimizer: Callable[..., torch.optim.Optimizer] | None = None
+    # A learning-rate multiplier per trainable parameter name (LoCA's locations train at
+    # their own rate); the default optimiser groups parameters by it. None: 1 for all.
+    lr_scale: Callable[[str], float] | None = None
 
     @property
     def mergeable(self) -> bool:

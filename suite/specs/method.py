@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from suite.specs.base import Citation, Frozen, Name
 
@@ -66,6 +66,13 @@ class MethodSpec(Frozen):
     training: MethodTraining = MethodTraining()
     search_space: dict[str, SearchDim] = Field(default_factory=dict)
     status: Literal["stable", "experimental", "test-only"] = "stable"
+    # What the implementation may claim (docs/fidelity.md): `reference` only with a golden
+    # test against numbers the method's own code produced; `paper` from the full text;
+    # `reconstructed` from abstracts or summaries. Not hashed: a label, not a setting.
+    fidelity: Literal["reference", "paper", "reconstructed"] | None = None
+    # Bumped whenever the implementation changes what it computes: older rows go stale
+    # and `peftbench run` reruns them (version 1 stays out of the cell hash).
+    version: PositiveInt | None = None
     conformance: ConformanceSpec = ConformanceSpec()
 
     @model_validator(mode="after")
