@@ -36,8 +36,18 @@ class ResolvedMethod(Frozen):
     lr: float
     weight_decay: float
     mergeable: bool | None = None
+    # The implementation's version along the `kind` chain (1 + the sum of every link's
+    # bumps, so bumping any link moves it); None while it is 1, so cells of methods that
+    # never changed keep their ids. A bump makes a new cell id: `peftbench run` reruns it.
+    version: int | None = None
+    # A label, not a setting: never hashed.
+    fidelity: str | None = Field(default=None, exclude=True)
     # Where `file.py:attr` implementations live; machine-specific, so not hashed.
     impl_dir: str = Field(default="", exclude=True)
+
+    @property
+    def method_version(self) -> int:
+        return self.version or 1
 
 
 class Cell(Frozen):
@@ -135,6 +145,8 @@ def resolve_method(
             )
     params.update(item.params)
     mergeable = next((e.spec.mergeable for e in chain if e.spec.mergeable is not None), None)
+    fidelity = next((e.spec.fidelity for e in chain if e.spec.fidelity is not None), None)
+    version = 1 + sum((e.spec.version or 1) - 1 for e in chain)
     return ResolvedMethod(
         label=item.display,
         name=entry.name,
@@ -145,6 +157,8 @@ def resolve_method(
         lr=item.lr or training.lr,
         weight_decay=training.weight_decay,
         mergeable=mergeable,
+        version=version if version > 1 else None,
+        fidelity=fidelity,
         impl_dir=str(root.folder),
     )
 
