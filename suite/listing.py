@@ -10,7 +10,6 @@ from rich.text import Text
 
 from suite.registry import Catalog
 
-
 LIST_COLUMNS = {
     "methods": ["name", "family", "kind", "fidelity", "version", "mergeable", "citation"],
     "tasks": ["name", "type", "primary metric", "metrics", "description"],
