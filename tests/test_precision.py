@@ -14,7 +14,6 @@ from suite.methods.api import Prepared
 from suite.train.loop import LoopConfig, TrainingDriver, train
 from tests.helpers import bench_from_backbone, catalog, tiny_bert_backbone, tiny_preset
 from tests.test_conformance import built, methods
-from tests.test_tasks_types import generated  # noqa: F401 - the offline task fixture
 
 
 def bf16_bench():
