@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import peft
 import pytest
 import torch
 
@@ -67,8 +68,6 @@ def target_names(bench: C.Bench, targets=TARGETS) -> list[str]:
 
 
 def lora_config(p, names):
-    import peft
-
     return peft.LoraConfig(
         r=p.r,
         lora_alpha=p.alpha,
@@ -85,8 +84,6 @@ def dora_config(p, names):
 
 
 def vera_config(p, names):
-    import peft
-
     return peft.VeraConfig(
         r=p.r,
         d_initial=p.d_initial,
@@ -97,8 +94,6 @@ def vera_config(p, names):
 
 
 def randlora_config(p, names):
-    import peft
-
     return peft.RandLoraConfig(
         r=p.r,
         randlora_alpha=p.alpha,
@@ -109,8 +104,6 @@ def randlora_config(p, names):
 
 
 def fourierft_config(p, names):
-    import peft
-
     return peft.FourierFTConfig(
         n_frequency=p.n_frequency,
         scaling=p.scaling,
@@ -202,8 +195,6 @@ def peft_key(name: str) -> str:
 
 def peft_twin(bench: C.Bench, config, seed: int = 0):
     """`get_peft_model` on a fresh task model's backbone, in `C.prepare`'s RNG order."""
-    import peft
-
     torch.manual_seed(seed)
     model = bench.build(seed)
     peft_model = peft.get_peft_model(model.backbone, config, adapter_name=ADAPTER)
@@ -244,8 +235,6 @@ def upstream_gradient(bench: C.Bench) -> torch.Tensor:
 
 
 def test_golden_peft_is_the_pinned_reference_version():
-    import peft
-
     assert peft.__version__ == PEFT_VERSION, "the method.yaml sources name peft 0.21.2"
 
 
@@ -262,6 +251,25 @@ def test_golden_initial_trainable_tensors_equal_peft(case, bench):
     assert_close(
         C.outputs(t.ours.model, t.bench), C.outputs(t.theirs, t.bench), f"{case}: output at init"
     )
+
+
+# The frozen random tensors each method draws: ours -> PEFT's (per layer, adapter 'default').
+FROZEN = {
+    "vera": [(lambda m: m.bases.A, "vera_A"), (lambda m: m.bases.B, "vera_B")],
+    "randlora": [(lambda m: m.bases.A, "randlora_A"), (lambda m: m.bases.B, "randlora_B")],
+    "fourierft": [(lambda m: m.indices, "indices")],
+}
+FROZEN_PAIRS = [(c, b) for c, b in PAIRS if c in FROZEN]
+
+
+@pytest.mark.parametrize("case,bench", FROZEN_PAIRS, ids=[f"{c}-{b}" for c, b in FROZEN_PAIRS])
+def test_golden_frozen_random_bases_equal_peft(case, bench):
+    """VeRA's and RandLoRA's shared bases and FourierFT's locations, bitwise."""
+    t = native_twins(case, bench)
+    for name, mine, other in adapted_layers(t):
+        for ours, theirs in FROZEN[case]:
+            expected = getattr(other, theirs)[ADAPTER]
+            assert torch.equal(ours(mine), expected), f"{case}: {theirs} of {name}"
 
 
 @pytest.mark.parametrize("case,bench", PAIRS, ids=IDS)
@@ -320,8 +328,6 @@ WRAPPERS = {
 
 def wrapper_config(bench: C.Bench, params: dict):
     """The PEFT config a user would write for the wrapper's params, built here directly."""
-    import peft
-
     cls = peft.PEFT_TYPE_TO_CONFIG_MAPPING[peft.PeftType[params["peft_type"]]]
     names = target_names(bench, params.get("targets", "qv"))
     kwargs = dict(params.get("config", {}))
