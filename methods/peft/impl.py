@@ -92,7 +92,7 @@ class PeftParams(MethodParams):
         if required is not None and self.hooks != required:
             raise ValueError(
                 f"{self.peft_type} trains with step hooks: set hooks: {required}"
-                " (as methods/peft-adalora does)"
+                " (methods/peft/hooks.py; methods/peft-adalora names its own)"
             )
         cls = hooks_class(self.hooks)
         if cls.peft_types and self.peft_type not in cls.peft_types:
