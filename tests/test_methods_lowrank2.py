@@ -41,9 +41,23 @@ def test_nola_regenerates_identical_bases_from_its_stored_seed():
     first.rebuild()
     for before, after in zip(saved, [first.lora_A0, first.bases_A, first.bases_B], strict=True):
         assert torch.equal(before, after)
-    # Every layer draws from its own seed, so the bases differ between layers.
-    assert len({int(m.nola_seed) for m in layers}) == len(layers)
+    # Every factor of every layer draws from its own seed, so the bases differ.
+    seeds = [int(s) for m in layers for s in m.nola_seed]
+    assert len(set(seeds)) == len(seeds) == 3 * len(layers)
     assert not torch.equal(layers[0].bases_A, layers[1].bases_A)
+
+
+def test_nola_regenerated_bases_equal_the_resident_ones():
+    bench = tiny_bench()
+    kept = adapters(C.prepare(make("nola", num_basis_A=16, num_basis_B=8, r=4), bench))
+    regen = adapters(
+        C.prepare(make("nola", num_basis_A=16, num_basis_B=8, r=4, regenerate=True), bench)
+    )
+    assert not hasattr(regen[0], "bases_A")
+    for a, b in zip(kept, regen, strict=True):
+        C._perturb(a)
+        b.load_state_dict(a.state_dict(), strict=False)
+        assert torch.allclose(a.delta_weight(), b.delta_weight(), atol=1e-6)
 
 
 def test_nola_bases_are_uniform_scaled_and_the_adapter_starts_at_zero():
@@ -60,7 +74,8 @@ def test_nola_saved_adapter_carries_seeds_and_coefficients_only():
     prepared = C.prepare(make("nola", num_basis_A=16, num_basis_B=16, r=4), tiny_bench())
     state = prepared.adapter_state()
     kinds = {name.rpartition(".")[2] for name in state if "head" not in name}
-    assert kinds == {"coef_A", "coef_B", "nola_seed"}
+    # nola_cuda: whether the bases came from a CUDA generator (its stream differs from CPU's).
+    assert kinds == {"coef_A", "coef_B", "nola_seed", "nola_cuda"}
 
 
 # --- LoRA-XS and LoRA-SB --------------------------------------------------------------
