@@ -137,12 +137,14 @@ def test_loldu_ldu_reconstructs_w0_and_the_merged_weight_is_w0_at_init():
     assert torch.allclose(layer.merged_weight(), w0, atol=1e-6)
 
 
-def test_loldu_can_freeze_the_scale_as_the_official_optimiser_does():
+def test_loldu_trains_z_only_by_default_and_the_scale_as_an_option():
     bench = tiny_bench()
-    method = make("loldu", r=4, train_scale=False)
-    prepared = C.prepare(method, bench)
     shapes = C.target_shapes(bench.build(0), bench, "qv")
-    assert C.adapter_param_count(prepared) == method.expected_trainable_params(shapes) == 4 * 4
+    for params, per_layer in (({}, 4), ({"train_scale": True}, 5)):
+        method = make("loldu", r=4, **params)
+        prepared = C.prepare(method, bench)
+        assert C.adapter_param_count(prepared) == method.expected_trainable_params(shapes)
+        assert C.adapter_param_count(prepared) == per_layer * 4
 
 
 # --- SVFit ----------------------------------------------------------------------------
