@@ -163,6 +163,35 @@ def test_svfit_trains_top_singular_values_of_w0():
     assert torch.allclose(layer.merged_weight(), expected, atol=1e-5)
 
 
+def test_svfit_energy_rule_keeps_the_values_holding_over_the_share():
+    """Hand table: sigma = (4, 2, 1, 1). sigma^2 = (16, 4, 1, 1) / 22 -> cumulative
+    .727, .909, .955, 1; sigma / 8 -> .5, .75, .875, 1 ("over": strictly above)."""
+    from suite.methods.lowrank_common import energy_rank
+
+    s = torch.tensor([4.0, 2.0, 1.0, 1.0])
+    assert [energy_rank(s, e) for e in (0.7, 0.9, 0.95, 0.99, 1.0)] == [1, 2, 3, 4, 4]
+    assert [energy_rank(s, e, "sigma") for e in (0.5, 0.8, 0.99)] == [2, 3, 4]
+    # A layer built on W = diag(4, 2, 1, 1) keeps r = 3 at 95% of sigma^2.
+    base = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        base.weight.copy_(torch.diag(s))
+    params = make("svfit", energy=0.95).params
+    layer = type(query(C.prepare(make("svfit", r=2), tiny_bench()).model))(base, params)
+    assert torch.equal(layer.sigma.detach(), torch.tensor([4.0, 2.0, 1.0]))
+
+
+def test_svfit_default_rank_follows_99_percent_of_sigma_squared():
+    bench = tiny_bench()
+    layer = query(C.prepare(make("svfit"), bench).model)
+    s = torch.linalg.svdvals(base_query_weight(bench)).double()
+    share = (s**2).cumsum(0) / (s**2).sum()
+    want = int((share <= 0.99).sum()) + 1  # the first r whose share exceeds 0.99
+    assert layer.sigma.numel() == want
+    assert share[want - 1] > 0.99 and (want == 1 or share[want - 2] <= 0.99)
+    with pytest.raises(ValueError, match="spectrum"):
+        make("svfit").expected_trainable_params([(32, 32)])
+
+
 # --- SALT -----------------------------------------------------------------------------
 
 

@@ -30,6 +30,22 @@ def top_svd(weight: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, t
     return u[:, :r].contiguous(), s[:r].contiguous(), vh[:r].contiguous()
 
 
+def energy_rank(singular_values: torch.Tensor, energy: float, of: str = "sigma_squared") -> int:
+    """The smallest r whose top-r singular values hold more than `energy` of the total.
+
+    `of` is what is summed: "sigma_squared" (sum sigma_i^2, the squared Frobenius norm
+    the best rank-r approximation keeps) or "sigma" (sum sigma_i, the nuclear norm).
+    """
+    s = singular_values.detach().double()
+    weights = s.square() if of == "sigma_squared" else s
+    total = float(weights.sum())
+    if total == 0.0:
+        return 1
+    share = torch.cumsum(weights, 0) / total
+    above = torch.nonzero(share > energy)
+    return int(above[0]) + 1 if len(above) else int(s.numel())
+
+
 def ldu(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """W = P L diag(D) U with partial pivoting; returns (perm, L, D, U).
 
