@@ -41,9 +41,23 @@ def test_nola_regenerates_identical_bases_from_its_stored_seed():
     first.rebuild()
     for before, after in zip(saved, [first.lora_A0, first.bases_A, first.bases_B], strict=True):
         assert torch.equal(before, after)
-    # Every layer draws from its own seed, so the bases differ between layers.
-    assert len({int(m.nola_seed) for m in layers}) == len(layers)
+    # Every factor of every layer draws from its own seed, so the bases differ.
+    seeds = [int(s) for m in layers for s in m.nola_seed]
+    assert len(set(seeds)) == len(seeds) == 3 * len(layers)
     assert not torch.equal(layers[0].bases_A, layers[1].bases_A)
+
+
+def test_nola_regenerated_bases_equal_the_resident_ones():
+    bench = tiny_bench()
+    kept = adapters(C.prepare(make("nola", num_basis_A=16, num_basis_B=8, r=4), bench))
+    regen = adapters(
+        C.prepare(make("nola", num_basis_A=16, num_basis_B=8, r=4, regenerate=True), bench)
+    )
+    assert not hasattr(regen[0], "bases_A")
+    for a, b in zip(kept, regen, strict=True):
+        C._perturb(a)
+        b.load_state_dict(a.state_dict(), strict=False)
+        assert torch.allclose(a.delta_weight(), b.delta_weight(), atol=1e-6)
 
 
 def test_nola_bases_are_uniform_scaled_and_the_adapter_starts_at_zero():
@@ -60,7 +74,8 @@ def test_nola_saved_adapter_carries_seeds_and_coefficients_only():
     prepared = C.prepare(make("nola", num_basis_A=16, num_basis_B=16, r=4), tiny_bench())
     state = prepared.adapter_state()
     kinds = {name.rpartition(".")[2] for name in state if "head" not in name}
-    assert kinds == {"coef_A", "coef_B", "nola_seed"}
+    # nola_cuda: whether the bases came from a CUDA generator (its stream differs from CPU's).
+    assert kinds == {"coef_A", "coef_B", "nola_seed", "nola_cuda"}
 
 
 # --- LoRA-XS and LoRA-SB --------------------------------------------------------------
@@ -122,12 +137,14 @@ def test_loldu_ldu_reconstructs_w0_and_the_merged_weight_is_w0_at_init():
     assert torch.allclose(layer.merged_weight(), w0, atol=1e-6)
 
 
-def test_loldu_can_freeze_the_scale_as_the_official_optimiser_does():
+def test_loldu_trains_z_only_by_default_and_the_scale_as_an_option():
     bench = tiny_bench()
-    method = make("loldu", r=4, train_scale=False)
-    prepared = C.prepare(method, bench)
     shapes = C.target_shapes(bench.build(0), bench, "qv")
-    assert C.adapter_param_count(prepared) == method.expected_trainable_params(shapes) == 4 * 4
+    for params, per_layer in (({}, 4), ({"train_scale": True}, 5)):
+        method = make("loldu", r=4, **params)
+        prepared = C.prepare(method, bench)
+        assert C.adapter_param_count(prepared) == method.expected_trainable_params(shapes)
+        assert C.adapter_param_count(prepared) == per_layer * 4
 
 
 # --- SVFit ----------------------------------------------------------------------------
@@ -144,6 +161,35 @@ def test_svfit_trains_top_singular_values_of_w0():
     residual = w0 - (u[:, :5] * s[:5]) @ vh[:5]
     expected = residual + (u[:, :5] * (2 * s[:5])) @ vh[:5]
     assert torch.allclose(layer.merged_weight(), expected, atol=1e-5)
+
+
+def test_svfit_energy_rule_keeps_the_values_holding_over_the_share():
+    """Hand table: sigma = (4, 2, 1, 1). sigma^2 = (16, 4, 1, 1) / 22 -> cumulative
+    .727, .909, .955, 1; sigma / 8 -> .5, .75, .875, 1 ("over": strictly above)."""
+    from suite.methods.lowrank_common import energy_rank
+
+    s = torch.tensor([4.0, 2.0, 1.0, 1.0])
+    assert [energy_rank(s, e) for e in (0.7, 0.9, 0.95, 0.99, 1.0)] == [1, 2, 3, 4, 4]
+    assert [energy_rank(s, e, "sigma") for e in (0.5, 0.8, 0.99)] == [2, 3, 4]
+    # A layer built on W = diag(4, 2, 1, 1) keeps r = 3 at 95% of sigma^2.
+    base = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        base.weight.copy_(torch.diag(s))
+    params = make("svfit", energy=0.95).params
+    layer = type(query(C.prepare(make("svfit", r=2), tiny_bench()).model))(base, params)
+    assert torch.equal(layer.sigma.detach(), torch.tensor([4.0, 2.0, 1.0]))
+
+
+def test_svfit_default_rank_follows_99_percent_of_sigma_squared():
+    bench = tiny_bench()
+    layer = query(C.prepare(make("svfit"), bench).model)
+    s = torch.linalg.svdvals(base_query_weight(bench)).double()
+    share = (s**2).cumsum(0) / (s**2).sum()
+    want = int((share <= 0.99).sum()) + 1  # the first r whose share exceeds 0.99
+    assert layer.sigma.numel() == want
+    assert share[want - 1] > 0.99 and (want == 1 or share[want - 2] <= 0.99)
+    with pytest.raises(ValueError, match="spectrum"):
+        make("svfit").expected_trainable_params([(32, 32)])
 
 
 # --- SALT -----------------------------------------------------------------------------

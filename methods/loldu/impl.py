@@ -1,10 +1,11 @@
-"""LoLDU: train the diagonal of an LDU decomposition of W0 (plus one scale per layer).
+"""LoLDU: train the diagonal of an LDU decomposition of W0 (optionally one scale per layer).
 
 Follows SKDDJ/LoLDU minloldu/loldu.py (ldu_decomposition, LoLDUParametrization with
 init_loldu_weights 'ldu' and init_method 'lu'): W0 = P L D U (partial-pivoting LU, U
 normalised to a unit diagonal), keep the first r columns of L and rows of U,
 W_res = W0 - s P L_r diag(D_r) U_r, W = W_res + s P L_r diag(z) U_r with z = D_r and
-s = alpha / r at init, so the model is unchanged.
+s = alpha / r at init, so the model is unchanged. As in the official optimiser
+(loldu_utils.get_loldu_params) only z trains; `train_scale: true` also trains s.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from suite.methods.lowrank_common import ldu
 class LoLDUParams(MethodParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 1.0
-    # METHODS.md and the paper's counts train the scale; the repo's get_loldu_params
-    # hands only vector_z to its optimiser.
-    train_scale: bool = True
+    # The repo's get_loldu_params hands only vector_z to its optimiser (the scale is an
+    # nn.Parameter there, but never optimised). True: also train the scale (not official).
+    train_scale: bool = False
     targets: str | list[str] = "qv"
 
 

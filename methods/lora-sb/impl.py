@@ -4,7 +4,9 @@ Follows RaghavSinghal10/lora-sb: utils/gradient_utils.py
 estimate_and_process_grads_torch (sum of per-batch gradients, each batch loss divided
 by its size, then dW~ = -eta sign(G)), utils/initialization_utils.py
 find_and_initialize_grad (rank-r SVD of dW~: B = U_r, R = diag(sigma_r), A = V_r^T;
-only R trains) and train_glue.py (alpha = r, so s = 1). W0 is not compensated.
+only R trains) and train_glue.py (alpha = r, so s = 1; eta = lr / (warmup_ratio x total
+steps), the learning rate of the first warmup step; num_samples = 2). W0 is not
+compensated.
 """
 
 from __future__ import annotations
@@ -13,18 +15,38 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 
 from suite.methods.adapters import adapter_prepared
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.api import Method, MethodParams, Prepared, TrainingPlan
 from suite.methods.lowrank_common import FrozenFactorLinear, target_gradients, top_svd
 from suite.methods.targets import find_targets, replace_module
+
+# eta where a model is prepared but not trained (no TrainingPlan: conformance checks,
+# counting); the structure is the same, only R's scale is arbitrary.
+UNPLANNED_STEP = 1e-4
 
 
 class LoRASBParams(MethodParams):
     r: PositiveInt = 8
-    # eta of the approximate first step; the official scripts use
-    # lr / (warmup_ratio * total_steps), which prepare() cannot know.
-    init_step: PositiveFloat = 1e-4
-    grad_samples: PositiveInt = 64
+    # eta of the approximate first step. None: the official lr / warmup steps
+    # (train_glue.py:102, lr / (warmup_ratio * total_training_steps)). A number: a fixed
+    # eta, which is not the official rule.
+    init_step: PositiveFloat | None = None
+    # train_glue.py:108 (the GLUE script) uses 2; train_arithmetic.py 50, train_cr.py 170.
+    grad_samples: PositiveInt = 2
     targets: str | list[str] = "qv"
+
+
+def update_step(p: LoRASBParams, training: TrainingPlan | None) -> float:
+    """eta of dW~ = -eta sign(G): lr / warmup steps, as the official train_glue.py.
+
+    With no warmup (where the official formula divides by zero) eta = lr: one step at
+    the full rate, as a linear warmup over max(1, warmup) steps (HF's convention) has.
+    With no training plan, UNPLANNED_STEP. A fixed `init_step` wins over both.
+    """
+    if p.init_step is not None:
+        return p.init_step
+    if training is None:
+        return UNPLANNED_STEP
+    return training.lr / max(1, training.warmup_steps)
 
 
 class LoRASB(Method):
@@ -34,8 +56,9 @@ class LoRASB(Method):
         p = self.params
         targets = find_targets(model.backbone, ctx.preset.resolve_targets(p.targets))
         grads = target_gradients(model, [lin for _, lin in targets], ctx, p.grad_samples)
+        eta = update_step(p, ctx.training)
         for (name, lin), grad in zip(targets, grads, strict=True):
-            approx_update = -p.init_step * torch.sign(grad)
+            approx_update = -eta * torch.sign(grad)
             u, s, vh = top_svd(approx_update, p.r)
             replace_module(model.backbone, name, FrozenFactorLinear(lin, u, torch.diag(s), vh))
         return adapter_prepared(model)

@@ -30,6 +30,22 @@ def top_svd(weight: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, t
     return u[:, :r].contiguous(), s[:r].contiguous(), vh[:r].contiguous()
 
 
+def energy_rank(singular_values: torch.Tensor, energy: float, of: str = "sigma_squared") -> int:
+    """The smallest r whose top-r singular values hold more than `energy` of the total.
+
+    `of` is what is summed: "sigma_squared" (sum sigma_i^2, the squared Frobenius norm
+    the best rank-r approximation keeps) or "sigma" (sum sigma_i, the nuclear norm).
+    """
+    s = singular_values.detach().double()
+    weights = s.square() if of == "sigma_squared" else s
+    total = float(weights.sum())
+    if total == 0.0:
+        return 1
+    share = torch.cumsum(weights, 0) / total
+    above = torch.nonzero(share > energy)
+    return int(above[0]) + 1 if len(above) else int(s.numel())
+
+
 def ldu(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """W = P L diag(D) U with partial pivoting; returns (perm, L, D, U).
 
@@ -52,6 +68,41 @@ def seeded_uniform(
 ) -> torch.Tensor:
     """Uniform[low, high) float32 tensor drawn from `generator` (never the global RNG)."""
     return torch.empty(shape).uniform_(low, high, generator=generator)
+
+
+def uniform_bases(
+    seed: int, num_basis: int, shape: tuple[int, int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """`num_basis` float32 matrices of `shape`, uniform in [-1, 1) times 1/sqrt(num_basis).
+
+    Drawn as NOLA's GenerateParams draws them (torch.manual_seed(seed), uniform_(-1, 1) on
+    the coefficients' device, then times 1.0/sqrt(num_basis)), but from a generator of
+    `device` seeded with `seed`, so the global RNG is untouched. On CPU this is the same
+    stream, value for value; CPU and CUDA streams differ from each other.
+    """
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    bases = torch.empty((num_basis, *shape), device=device).uniform_(-1.0, 1.0, generator=gen)
+    return bases * (1.0 / math.sqrt(num_basis))
+
+
+class RegeneratedMixture(torch.autograd.Function):
+    """sum_k coef_k W_k with the bases W regenerated in forward and in backward.
+
+    As NOLA's GenerateParams: nothing but the seed is kept between the passes, so the
+    memory a layer holds is its coefficient vector (the bases exist only transiently).
+    """
+
+    @staticmethod
+    def forward(ctx, coef, seed: int, shape: tuple[int, int], gen_device: str):
+        ctx.seed, ctx.num_basis, ctx.shape, ctx.gen_device = seed, coef.numel(), shape, gen_device
+        bases = uniform_bases(seed, coef.numel(), shape, gen_device)
+        return torch.einsum("k,koi->oi", coef, bases.to(device=coef.device, dtype=coef.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        bases = uniform_bases(ctx.seed, ctx.num_basis, ctx.shape, ctx.gen_device)
+        bases = bases.to(device=grad_out.device, dtype=grad_out.dtype)
+        return torch.einsum("oi,koi->k", grad_out, bases), None, None, None
 
 
 def kaiming_uniform_seeded(
