@@ -119,7 +119,7 @@ def test_golden_smora_bias_after_training_forwards(prefix):
     rate = CFG["bias_update_rate"] if prefix == "train" else CFG["fast_bias_update_rate"]
     prepared, layer = _loaded(bias_update_rate=rate)
     for t in range(CFG["train_forwards"]):
-        x = FIX[f"x{t}"]
+        x = FIX[f"batch{t}"]
         assert_close(
             layer.route_bias, FIX[f"{prefix}{t}.bias_before"], f"bias before {t}", BIAS_TOL
         )

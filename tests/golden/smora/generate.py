@@ -147,7 +147,7 @@ def main(checkout: str, out_dir: str) -> None:
                 x = torch.randn(BATCH, SEQ, D_IN, generator=train_gen)
                 bias_before = layer.lora_biases["default"].detach().clone()
                 y = layer(x)
-                tensors[f"x{t}"] = x  # the same batches for both rates
+                tensors[f"batch{t}"] = x  # the same batches for both rates
                 tensors[f"{prefix}{t}.bias_before"] = bias_before
                 tensors[f"{prefix}{t}.out"] = y.detach()
                 tensors[f"{prefix}{t}.gates"] = gates[-1]
