@@ -157,8 +157,10 @@ def first_gated(prepared):
     return next(m for m in prepared.model.modules() if isinstance(m, GatedLoRALinear))
 
 
-def test_mole_routes_each_token_to_the_argmax_expert():
-    module = first_gated(C.prepare(method_with("mole", experts=4), tiny_bench()))
+@pytest.mark.parametrize("weight_by_prob", [False, True])
+def test_mole_routes_each_token_to_the_argmax_expert(weight_by_prob):
+    method = method_with("mole", experts=4, weight_by_prob=weight_by_prob)
+    module = first_gated(C.prepare(method, tiny_bench()))
     d_in = module.in_features
     with torch.no_grad():
         module.router.weight.zero_()
@@ -170,7 +172,9 @@ def test_mole_routes_each_token_to_the_argmax_expert():
     assert gates.argmax(-1).tolist() == [2, 0, 3, 1]
     assert (gates > 0).sum(-1).tolist() == [1, 1, 1, 1]  # top-1: one expert per token
     probs = torch.softmax(module.router(x), -1)
-    assert torch.allclose(gates.max(-1).values, probs.max(-1).values)
+    # Unweighted (LLaVA-MoLE reading): the chosen expert's output as is; else times p_e.
+    expected = probs.max(-1).values if weight_by_prob else torch.ones(4)
+    assert torch.allclose(gates.max(-1).values, expected)
 
 
 def test_mole_output_is_the_chosen_experts_lora():
@@ -189,20 +193,55 @@ def test_mole_output_is_the_chosen_experts_lora():
     assert torch.allclose(module.update(x), torch.stack(expected), atol=1e-5)
 
 
+def test_mole_puts_experts_on_the_mlp_and_plain_lora_on_attention():
+    from suite.methods.gated_lora import Top1ExpertLoRALinear
+
+    bench = tiny_bench()
+    # The defaults (the conformance block drops the plain LoRAs): experts on `mlp`,
+    # plain LoRA on `attention`, unweighted top-1.
+    method = method_with("mole", lora_targets="attention", weight_by_prob=False)
+    prepared = C.prepare(method, bench)
+    p = method.params
+    model = bench.build(0)
+    mlp = C.target_shapes(model, bench, "mlp")
+    attention = C.target_shapes(model, bench, "attention")
+    expected = sum(p.experts * (p.r * (i + o) + i) for o, i in mlp)
+    expected += sum(p.r * (i + o) for o, i in attention)
+    assert C.adapter_param_count(prepared) == expected
+    experts = [n for n, m in prepared.model.named_modules() if isinstance(m, Top1ExpertLoRALinear)]
+    assert len(experts) == len(mlp) and all("dense" in n and "attention" not in n for n in experts)
+    # The balancing loss after a training forward: E sum f_e P_e, 1 when balanced.
+    prepared.model.train()
+    C.loss_fn(prepared.model, bench.batches[0])
+    loss = prepared.hooks.extra_loss()
+    assert (
+        loss is not None
+        and loss.requires_grad
+        and float(loss.detach()) >= p.aux_loss_weight * 0.999
+    )
+
+
 def test_smora_activates_the_top_k_ranks_and_bias_rebalances():
-    prepared = C.prepare(method_with("smora", r=8, top_k=3, bias_update_rate=0.5), tiny_bench())
+    rate = 0.5
+    method = method_with("smora", r=8, top_k=3, bias_update_rate=rate)
+    prepared = C.prepare(method, tiny_bench())
     module = first_gated(prepared)
     x = torch.randn(16, module.in_features, generator=torch.Generator().manual_seed(1))
     logits = module.router(x)
     top = torch.topk(logits, 3, dim=-1).indices.sort(-1).values
-    active = torch.nonzero(module.gates(x)).view(16, 3, 2)[..., 1]
-    assert torch.equal(active, top)
-    # Loss-free balancing: after a step, overloaded ranks get a lower routing bias.
+    gates = module.gates(x)
+    active = torch.nonzero(gates).view(16, 3, 2)[..., 1]
+    assert torch.equal(active, top)  # sigmoid is monotone and the bias starts at 0
+    assert torch.allclose(gates.sum(-1), torch.full((16,), 3.0))  # renormalised to k
+    assert module.scaling == method.params.alpha / 3  # alpha / k, not alpha / r
+    # Every training forward moves the bias: overloaded ranks down, idle ranks up.
+    module.eval()
+    module(x)
+    assert torch.equal(module.route_bias, torch.zeros(8))  # no update outside training
     module.train()
-    module.gates(x)
-    load = module.last_load.clone()
-    prepared.hooks.after_optimizer_step(0)
-    assert torch.equal(torch.sign(module.route_bias), torch.sign(load.mean() - load))
+    module(x)
+    load = torch.bincount(top.reshape(-1), minlength=8).float()
+    assert torch.equal(module.route_bias.detach(), rate * torch.sign(load.mean() - load))
 
 
 # ---------------------------------------------------------------- Comp-LoRA
