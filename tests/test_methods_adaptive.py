@@ -282,7 +282,14 @@ def test_increlora_adds_rank_to_the_most_important_modules():
     assert [len(m.lora_E) for m in inc.modules] == [2, 3, 2, 3]  # a new reserve where rank grew
     assert all(m.lora_E[1].requires_grad for m in (inc.modules[1], inc.modules[3]))
     assert not inc.modules[0].lora_E[1].requires_grad
-    assert len(inc.optimizer.param_groups) == groups_before + 2  # activated lambdas, new reserves
+    # One group per increase (official increase_to_target_rank): activated lambdas + reserves.
+    assert len(inc.optimizer.param_groups) == groups_before + 1
+    added = inc.optimizer.param_groups[-1]["params"]
+    assert {id(t) for t in added} == {
+        id(t)
+        for i in (1, 3)
+        for t in (inc.modules[i].lora_E[1], inc.modules[i].lora_A[2], inc.modules[i].lora_B[2])
+    }
 
 
 def test_increlora_grows_to_target_in_the_generic_loop_and_reloads():
@@ -312,15 +319,61 @@ def test_increlora_grows_to_target_in_the_generic_loop_and_reloads():
     assert sum(int(m.ranknum) for m in inc.modules) == inc.target
     assert chosen_log and all(chosen == top for chosen, top in chosen_log)
     assert not any(m.tracking for m in inc.modules)
-    # Groups added mid-run follow the loop's schedule (linear decay to 0 at the end).
-    groups = inc.optimizer.param_groups
-    assert len(groups) > 2 and all(g["lr"] == groups[0]["lr"] for g in groups)
+    assert len(inc.optimizer.param_groups) > 2
     prepared.model.eval()
     state = prepared.adapter_state()
     fresh = C.prepare(method, bench)
     fresh.load_adapter_state(state)
     assert torch.equal(C.outputs(prepared.model, bench), C.outputs(fresh.model, bench))
     assert C.check_merge(prepared, bench) < C.MERGE_TOL
+
+
+def test_increlora_groups_added_mid_run_get_their_own_schedule():
+    """The official --multi_lr: each group added mid-run warms up and decays on its own
+    over the steps left (tests/test_golden_increlora.py checks the exact numbers against
+    the reference's Multi_LambdaLR); here, through the engine's Trainer handle."""
+    from suite.train import loop
+
+    if not hasattr(loop, "TrainingDriver"):
+        pytest.skip("the engine's Trainer handle (TrainingDriver) is not on this branch yet")
+    bench = tiny_bench()
+    method = method_with(
+        "increlora", r=1, target_rank=3, top_h=2, incre_rank_num=1, init_warmup=2, incre_interval=2
+    )
+    prepared = C.prepare(method, bench)
+    inc = prepared.hooks
+    inc.group_warmup = 4  # what prepare takes from ctx.training.warmup_steps
+    calls, lrs = [], []
+    original_after = inc.after_optimizer_step
+
+    def logged(step):
+        original_after(step)
+        lrs.append([g["lr"] for g in inc.optimizer.param_groups])
+
+    inc.after_optimizer_step = logged
+    bound = inc.bind_trainer
+
+    def bind(trainer):
+        add = trainer.add_param_group
+
+        def spy(group, warmup_steps=0):
+            calls.append((trainer.step, warmup_steps))
+            add(group, warmup_steps=warmup_steps)
+
+        trainer.add_param_group = spy
+        bound(trainer)
+
+    inc.bind_trainer = bind
+    cfg = loop.LoopConfig(steps=20, lr=1e-2, weight_decay=0.0, warmup_ratio=0.1, grad_clip=1.0)
+    loop.train(prepared, iter(bench.batches * 20), C.loss_fn, cfg)
+    assert calls and all(w == 4 for _, w in calls)  # every new group through the handle
+    assert len(calls) >= 2  # the reserves at step 0, then each increase
+    # Mid-run, a new group is in its own warmup while the first groups decay ...
+    s = calls[1][0]
+    assert lrs[s][-1] < lrs[s][0]
+    assert lrs[s + 1][len(lrs[s]) - 1] > lrs[s][len(lrs[s]) - 1]
+    # ... and every group reaches zero at the run's end.
+    assert all(lr == 0.0 for lr in lrs[-1])
 
 
 # ---------------------------------------------------------------- MoS
