@@ -247,17 +247,24 @@ def test_smora_activates_the_top_k_ranks_and_bias_rebalances():
 # ---------------------------------------------------------------- Comp-LoRA
 
 
-def test_comp_lora_update_is_orthogonal_to_w0_top_k_left_subspace():
+def test_comp_lora_update_avoids_w0_top_k_subspaces_on_both_sides():
     bench = tiny_bench()
     prepared = C.prepare(method_with("comp-lora", r=4, k=8), bench)
     C._perturb(prepared.model)  # B leaves zero, so the update is not trivially zero
     adapters = [m for m in prepared.model.modules() if hasattr(m, "u_k")]
     assert adapters
     for m in adapters:
-        u = torch.linalg.svd(m.base.weight.detach(), full_matrices=False).U
+        u, _, vh = torch.linalg.svd(m.base.weight.detach(), full_matrices=False)
         delta = m.delta_weight().detach()
         assert delta.abs().max() > 1e-3
-        assert (u[:, :8].T @ delta).abs().max() < 1e-5
+        assert (u[:, :8].T @ delta).abs().max() < 1e-5  # writes nothing along W0's top-k outputs
+        assert (delta @ vh[:8].T).abs().max() < 1e-5  # reads nothing along its top-k inputs
+        # The forward is the two-sided projection of a LoRA update (computed from scratch).
+        x = torch.randn(5, m.in_features, generator=torch.Generator().manual_seed(0))
+        p_in = torch.eye(m.in_features) - vh[:8].T @ vh[:8]
+        p_out = torch.eye(m.out_features) - u[:, :8] @ u[:, :8].T
+        expected = x @ (p_out @ m.lora_B.weight @ m.lora_A.weight @ p_in).T * m.scaling
+        assert torch.allclose(m.update(x), expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------- IncreLoRA
