@@ -24,6 +24,10 @@ class CellResult(BaseModel):
     total_params: int | None = None
     peak_memory_bytes: int | None = None
     peak_memory_isolated: bool | None = None
+    # What the worker held when the cell started (CPU: resident bytes; CUDA: allocated),
+    # not counted in the peak, and the bytes of its cached backbones among that.
+    memory_baseline_bytes: int | None = None
+    cached_model_bytes: int | None = None
     train_wall_s: float | None = None
     train_steps: int | None = None
     samples_per_s: float | None = None
@@ -33,6 +37,9 @@ class CellResult(BaseModel):
     merge_time_s: float | None = None
     merge_max_abs_diff: float | None = None
     adapter_bytes: int | None = None
+    base_dtype: str | None = None
+    adapter_dtype: str | None = None
+    method_source_hash: str | None = None
     final_train_loss: float | None = None
     loss_curve: list[float] = Field(default_factory=list)
     cell_wall_s: float | None = None

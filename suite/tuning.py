@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from suite.cells import Cell, ResolvedMethod, implementation_chain
+from suite.cells import Cell, PhaseCells, ResolvedMethod, apply_ties, implementation_chain
 from suite.registry import Catalog
 from suite.specs.matrix import MatrixSpec, TuningSpec
 from suite.specs.method import TRAINING_KEYS, SearchDim
@@ -89,7 +89,7 @@ def apply_config(method: ResolvedMethod, config: Config) -> ResolvedMethod:
     """The method with a trial's values: lr / weight_decay tune the optimiser, the rest params."""
     training = {k: float(v) for k, v in config.items() if k in TRAINING_KEYS}
     params = {**method.params, **{k: v for k, v in config.items() if k not in TRAINING_KEYS}}
-    return method.model_copy(update={**training, "params": params})
+    return method.model_copy(update={**training, "params": apply_ties(params, method.ties)})
 
 
 def _group_key(cell: Cell) -> tuple[str, str, str]:
@@ -178,12 +178,13 @@ def validation_scores(store, cell_ids: list[str]) -> dict[str, float | None]:
     }
 
 
-def finals_phase(cells: list[Cell], trials: list[Cell], rerun: bool) -> Callable[[Any], list[Cell]]:
-    """The driver's second phase: select from the stored trials, then skip finished finals."""
+def finals_phase(cells: list[Cell], trials: list[Cell], rerun: bool) -> Callable[[Any], PhaseCells]:
+    """The driver's second phase: select from the stored trials, and leave out the finals
+    already stored ok (they are still reported)."""
 
-    def phase(store) -> list[Cell]:
+    def phase(store) -> PhaseCells:
         finals = final_cells(cells, trials, validation_scores(store, [t.cell_id for t in trials]))
         done = set() if rerun else store.ok_cell_ids(c.cell_id for c in finals)
-        return [c for c in finals if c.cell_id not in done]
+        return PhaseCells(finals, [c for c in finals if c.cell_id not in done])
 
     return phase
