@@ -94,10 +94,9 @@ class RankGatedLoRALinear(GatedLoRALinear):
             raise ValueError(f"top_k must be in [1, {r}], got {top_k}")
         super().__init__(base, r, 1, scaling, dropout)
         self.top_k, self.bias_update_rate = top_k, bias_update_rate
-        # Trained (as in the reference) it takes the base dtype like every adapter tensor;
-        # untrained it is accumulated state, kept in fp32 so 1e-5 steps are not rounded away.
-        dtype = base.weight.dtype if train_bias else torch.float32
-        bias = torch.zeros(r, dtype=dtype, device=base.weight.device)
+        # A parameter either way (the reference's lora_biases), so on bf16/fp16 bases the
+        # runner's adapter cast keeps it in fp32 and 1e-5 steps are not rounded away.
+        bias = torch.zeros(r, dtype=base.weight.dtype, device=base.weight.device)
         self.route_bias = nn.Parameter(bias, requires_grad=train_bias)
 
     def _scores(self, x_dropped: torch.Tensor) -> torch.Tensor:
