@@ -1,5 +1,12 @@
-"""Comp-LoRA: a LoRA update confined to the complement of W0's principal left subspace,
-dW = s (I - U_k U_k^T) B A, so the top-k output directions of W0 are never written to."""
+"""Comp-LoRA (Wang et al., arXiv 2501.15040), as reconstructed here: a LoRA confined to
+the complement of W0's principal subspaces on both sides,
+
+    dW = s (I - U_k U_k^T) B A (I - V_k V_k^T),    W0 = U S V^T,
+
+so the input is projected into the complement of W0's top-k right (input) singular
+subspace before A, and B's output into the complement of its top-k left (output)
+singular subspace: W0's k most informative directions are neither read nor written.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ class CompLoRAParams(MethodParams):
 
 
 class CompLoRALinear(AdapterLinear):
-    """y = W0 x + s (I - U_k U_k^T) B A dropout(x); U_k frozen (a buffer, not trained)."""
+    """y = W0 x + s P_out B A P_in dropout(x); U_k, V_k frozen buffers, not trained."""
 
     def __init__(self, base: nn.Linear, p: CompLoRAParams):
         super().__init__(base)
@@ -35,20 +42,25 @@ class CompLoRALinear(AdapterLinear):
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
         self.dropout = nn.Dropout(p.dropout) if p.dropout > 0 else nn.Identity()
-        u, _, _ = torch.linalg.svd(base.weight.detach().float(), full_matrices=False)
+        u, _, vh = torch.linalg.svd(base.weight.detach().float(), full_matrices=False)
         # Not persistent: recomputed from W0, so the saved adapter holds only A and B.
         self.register_buffer("u_k", u[:, : p.k].to(dtype).contiguous(), persistent=False)
+        self.register_buffer("v_k", vh[: p.k].T.to(dtype).contiguous(), persistent=False)
 
-    def project(self, h: torch.Tensor) -> torch.Tensor:
-        """Remove the components of h (..., d_out) along W0's top-k left singular vectors."""
-        return h - (h @ self.u_k) @ self.u_k.T
+    @staticmethod
+    def _complement(h: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """h (..., d) minus its components along the orthonormal columns of `basis`."""
+        return h - (h @ basis) @ basis.T
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(self.lora_B(self.lora_A(self.dropout(x)))) * self.scaling
+        h = self.lora_A(self._complement(self.dropout(x), self.v_k))
+        return self._complement(self.lora_B(h), self.u_k) * self.scaling
 
     def delta_weight(self) -> torch.Tensor:
         ba = self.lora_B.weight @ self.lora_A.weight
-        return (ba - self.u_k @ (self.u_k.T @ ba)) * self.scaling
+        ba = ba - self.u_k @ (self.u_k.T @ ba)  # output side
+        ba = ba - (ba @ self.v_k) @ self.v_k.T  # input side
+        return ba * self.scaling
 
 
 class CompLoRA(Method):
@@ -60,4 +72,5 @@ class CompLoRA(Method):
         return adapter_prepared(model)
 
     def expected_trainable_params(self, shapes) -> int:
+        # LoRA's count: the projections are fixed buffers computed from W0.
         return sum(self.params.r * (d_in + d_out) for d_out, d_in in shapes)

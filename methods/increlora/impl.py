@@ -6,8 +6,12 @@ sensitivity times uncertainty; every `incre_interval` steps after `init_warmup` 
 modules gain `incre_rank_num` ranks until the total reaches target_rank per module on
 average. With advance learning a module always holds a reserve chunk whose P and Q train
 ahead of time while its singular values stay frozen at 1e-5; activating it makes lambda
-trainable and adds a new reserve. New tensors join the optimiser through
-`bind_optimizer` (as the official trainer's `optimizer.add_param_group`).
+trainable and adds a new reserve. The tensors of each event (the reserves at step 0;
+then each increase's activated singular values plus the new reserves) join the optimiser
+as one parameter group with its own warmup + linear decay over the steps left, through
+the Trainer handle's `add_param_group` (the official scripts' `--multi_lr True`, whose
+Multi_LambdaLR gives every new group the run's warmup steps and a decay to zero at the
+run's end).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.api import Method, MethodParams, Prepared, StepHooks, Trainer
 from suite.methods.svd_adapters import (
     SensitivityEMA,
     SVDLinear,
@@ -83,13 +87,19 @@ class IncreSVDLinear(SVDLinear):
 class RankIncreaser(StepHooks):
     """The official `RankAllocator.update_and_increase`, called after backward."""
 
-    def __init__(self, modules: list[IncreSVDLinear], p: IncreLoRAParams):
+    def __init__(self, modules: list[IncreSVDLinear], p: IncreLoRAParams, group_warmup: int = 0):
         self.modules, self.p = modules, p
         self.ema = SensitivityEMA(p.beta1, p.beta2)
         self.total_rank = sum(m.rank for m in modules)
         self.target = p.target_rank * len(modules)
         self.optimizer: torch.optim.Optimizer | None = None
+        self.trainer: Trainer | None = None
+        self.group_warmup = group_warmup  # warmup steps of each group added mid-run
         self.warmup = self.interval = 1
+
+    def bind_trainer(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.bind_optimizer(trainer.optimizer)
 
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
@@ -111,7 +121,7 @@ class RankIncreaser(StepHooks):
 
     def after_backward(self, step: int) -> None:
         if step == 0:
-            self._add_reserves(self.modules)
+            self._register(self._add_reserves(self.modules))
         if self.total_rank < self.target:
             for m in self.modules:
                 self.ema.update(m, m.score)
@@ -119,11 +129,19 @@ class RankIncreaser(StepHooks):
                 self.increase()
 
     def _register(self, params: list[nn.Parameter]) -> None:
-        if self.optimizer is not None and params:
-            self.optimizer.add_param_group({"params": params, "weight_decay": self.p.weight_decay})
+        """One new parameter group, with its own schedule when a Trainer is bound (without
+        one, e.g. in a bare optimiser loop, the group is added to the optimiser as is)."""
+        if not params:
+            return
+        group = {"params": params, "weight_decay": self.p.weight_decay}
+        if self.trainer is not None:
+            self.trainer.add_param_group(group, warmup_steps=self.group_warmup)
+        elif self.optimizer is not None:
+            self.optimizer.add_param_group(group)
 
-    def _add_reserves(self, modules: list[IncreSVDLinear]) -> None:
-        """A reserve chunk per module: P, Q train in advance, lambda frozen at 1e-5."""
+    def _add_reserves(self, modules: list[IncreSVDLinear]) -> list[nn.Parameter]:
+        """A reserve chunk per module: P, Q train in advance, lambda frozen at 1e-5.
+        Returns the reserve tensors that train now (none without advance learning)."""
         new = []
         for m in modules:
             e_value = RESERVE_E if self.p.advance_learn else 0.0
@@ -131,7 +149,7 @@ class RankIncreaser(StepHooks):
             a.requires_grad_(self.p.advance_learn)
             b.requires_grad_(self.p.advance_learn)
             new += [a, b] if self.p.advance_learn else []
-        self._register(new)
+        return new
 
     @torch.no_grad()
     def increase(self) -> list[int]:
@@ -153,8 +171,10 @@ class RankIncreaser(StepHooks):
             for t in reserve:
                 t.requires_grad_(True)
             new += reserve
+        # One group per increase, as the official increase_to_target_rank: the activated
+        # tensors and the new reserves together.
+        new += self._add_reserves([self.modules[i] for i in chosen])
         self._register(new)
-        self._add_reserves([self.modules[i] for i in chosen])
         if self.total_rank >= self.target:
             self._finish()
         return chosen
@@ -172,7 +192,9 @@ class IncreLoRA(Method):
     def prepare(self, model, ctx) -> Prepared:
         patterns = ctx.preset.resolve_targets(self.params.targets)
         wrapped = wrap_targets(model, patterns, lambda n, lin: IncreSVDLinear(lin, self.params))
-        hooks = RankIncreaser([m for _, m in wrapped], self.params)
+        # Multi_LambdaLR gives each new group the run's warmup steps.
+        warmup = ctx.training.warmup_steps if ctx.training is not None else 0
+        hooks = RankIncreaser([m for _, m in wrapped], self.params, group_warmup=warmup)
         prepared = adapter_prepared(model, hooks)
         # The rank changes while training: save every chunk and rebuild it on load.
         prepared.adapter_state = lambda: svd_state(model)

@@ -1,15 +1,22 @@
-"""LoRA with an input-dependent gate on blocks of its rank, shared by MoLE-style top-1
-mixtures (a block = one expert's r ranks) and SMoRA (a block = one rank).
+"""LoRA with an input-dependent gate on blocks of its rank, shared by SMoRA (a block = one
+rank) and the LLaVA-MoLE-style top-1 mixture (a block = one expert's r ranks).
 
 A mixture of E LoRA experts of rank r is one LoRA of rank E*r whose rank blocks are
 switched by a router (the equivalence SMoRA's paper builds on), so both methods use one
-pair of matrices and every expert gets a (possibly zero) gradient each step:
+pair of matrices:
 
-    y = W0 x + s B (expand(g(x)) * A dropout(x)),  g(x) = keep_topk(softmax(W_g x), k)
+    y = W0 x + s B (expand(g(x)) * A dropout(x))
 
-Selection uses W_g x + b, where b is an untrained balancing bias (zero unless a method
-updates it); gate values come from the softmax over all experts without b, so the
-router receives gradients even with k = 1 (Switch Transformer's choice).
+and differ only in the gate g:
+
+- SMoRA (`RankGatedLoRALinear`, the authors' srmole layer, StyxXuan/smora): scores
+  sigmoid(W_g dropout(x)) + b, keep the top-k ranks, renormalise the kept scores to sum 1
+  and multiply by k; s = alpha / k. The bias b balances the load: every training forward
+  adds rate * sign(mean count - count_i) (computed from that forward's selection, after
+  the selection and before the next forward). The authors' PEFT wrapper also leaves b
+  trainable, so by default it receives gradients through the gate values as well.
+- Top-1 mixture (`Top1ExpertLoRALinear`): p = softmax(W_g x), each token uses only its
+  argmax expert, unweighted (or weighted by p_e), with a load-balancing loss.
 """
 
 from __future__ import annotations
@@ -20,86 +27,164 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear
+from suite.methods.adapters import AdapterLinear, trainable_state
 from suite.methods.api import StepHooks
 
 
 class GatedLoRALinear(AdapterLinear):
-    """A frozen linear plus a LoRA whose `experts` rank blocks are gated per token."""
+    """A frozen linear plus a LoRA whose `experts` rank blocks are gated per token.
+
+    Subclasses define `_route(x, x_dropped)`: the (..., experts) gates of one forward,
+    with any side effect a training forward has (load statistics, bias updates).
+    """
 
     def __init__(
         self,
         base: nn.Linear,
         experts: int,
         block_rank: int,
-        top_k: int,
         scaling: float,
         dropout: float = 0.0,
     ):
         super().__init__(base)
-        if not 1 <= top_k <= experts:
-            raise ValueError(f"top_k must be in [1, {experts}], got {top_k}")
-        self.experts, self.block_rank, self.top_k, self.scaling = (
-            experts,
-            block_rank,
-            top_k,
-            scaling,
-        )
+        self.experts, self.block_rank, self.scaling = experts, block_rank, scaling
         dtype, device = base.weight.dtype, base.weight.device
         rank = experts * block_rank
+        # Created in the reference's order (A, B, router; then A's init), so a seeded
+        # build draws the same numbers as srmole's update_layer.
         self.lora_A = nn.Linear(base.in_features, rank, bias=False, dtype=dtype, device=device)
         self.lora_B = nn.Linear(rank, base.out_features, bias=False, dtype=dtype, device=device)
         self.router = nn.Linear(base.in_features, experts, bias=False, dtype=dtype, device=device)
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)  # the model is unchanged at init
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.register_buffer("route_bias", torch.zeros(experts, dtype=torch.float32, device=device))
-        self.last_load: torch.Tensor | None = None  # tokens per expert in the last training forward
-        self.last_probs: torch.Tensor | None = None  # mean router probability per expert
+
+    def _route(self, x: torch.Tensor, x_dropped: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., experts) gate values: softmax probabilities kept at the top-k experts."""
-        logits = self.router(x).float()
-        chosen = torch.topk(logits + self.route_bias, self.top_k, dim=-1).indices
-        keep = torch.zeros_like(logits).scatter_(-1, chosen, 1.0)
-        probs = F.softmax(logits, dim=-1)
-        if self.training:
-            flat = keep.reshape(-1, self.experts)
-            self.last_load = flat.sum(0).detach()
-            self.last_probs = probs.reshape(-1, self.experts).mean(0)
-        return (probs * keep).to(x.dtype)
+        """(..., experts) gate values for `x`, without a training forward's side effects."""
+        raise NotImplementedError
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.gates(x).repeat_interleave(self.block_rank, dim=-1)
-        return self.lora_B(self.lora_A(self.dropout(x)) * gate) * self.scaling
+        x_dropped = self.dropout(x)
+        gate = self._route(x, x_dropped).to(x.dtype)
+        gate = gate.repeat_interleave(self.block_rank, dim=-1)
+        return self.lora_B(self.lora_A(x_dropped) * gate) * self.scaling
 
 
-class RouterHooks(StepHooks):
-    """Load balancing for gated LoRA modules.
+class RankGatedLoRALinear(GatedLoRALinear):
+    """SMoRA: each of r ranks is an expert; top-k of sigmoid(W_g dropout(x)) + b.
 
-    `aux_weight` > 0 adds Switch Transformer's auxiliary loss E * sum_e f_e P_e (f_e the
-    fraction of routed tokens, P_e the mean router probability); `bias_rate` > 0 applies
-    loss-free balancing after each optimiser step: b_e += rate * sign(mean load - load_e).
+    The gate of a kept rank is its score over the sum of the kept scores, times k (so the
+    kept gates sum to k); scaling alpha / k is the caller's. srmole layer.py:156-183.
     """
 
-    def __init__(self, modules: list[GatedLoRALinear], aux_weight: float, bias_rate: float):
-        self.modules, self.aux_weight, self.bias_rate = modules, aux_weight, bias_rate
+    def __init__(
+        self,
+        base: nn.Linear,
+        r: int,
+        top_k: int,
+        scaling: float,
+        dropout: float = 0.0,
+        bias_update_rate: float = 1e-5,
+        train_bias: bool = True,
+    ):
+        if not 1 <= top_k <= r:
+            raise ValueError(f"top_k must be in [1, {r}], got {top_k}")
+        super().__init__(base, r, 1, scaling, dropout)
+        self.top_k, self.bias_update_rate = top_k, bias_update_rate
+        # A parameter either way (the reference's lora_biases), so on bf16/fp16 bases the
+        # runner's adapter cast keeps it in fp32 and 1e-5 steps are not rounded away.
+        bias = torch.zeros(r, dtype=base.weight.dtype, device=base.weight.device)
+        self.route_bias = nn.Parameter(bias, requires_grad=train_bias)
+
+    def _scores(self, x_dropped: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.router(x_dropped)) + self.route_bias
+
+    def _gates_from(self, top: torch.Tensor, chosen: torch.Tensor, like: torch.Tensor):
+        sparse = torch.zeros_like(like).scatter(-1, chosen, top)
+        return sparse / sparse.sum(dim=-1, keepdim=True) * self.top_k
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self._scores(x)
+        top, chosen = scores.topk(self.top_k, dim=-1)
+        return self._gates_from(top, chosen, scores)
+
+    def _route(self, x: torch.Tensor, x_dropped: torch.Tensor) -> torch.Tensor:
+        scores = self._scores(x_dropped)
+        top, chosen = scores.topk(self.top_k, dim=-1)
+        if self.training and self.bias_update_rate:
+            with torch.no_grad():
+                counts = torch.bincount(chosen.reshape(-1), minlength=self.experts).float()
+                step = self.bias_update_rate * torch.sign(counts.mean() - counts)
+                self.route_bias.add_(step.to(self.route_bias.dtype))
+        return self._gates_from(top, chosen, scores)
+
+
+class Top1ExpertLoRALinear(GatedLoRALinear):
+    """Top-1 mixture of E LoRA experts of rank r: p = softmax(W_g x), e = argmax p.
+
+    The chosen expert's output is used as is (`weight_by_prob=False`) or scaled by p_e.
+    A training forward records the fraction of tokens per expert and the mean router
+    probability, for `BalanceLossHooks`.
+    """
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        experts: int,
+        r: int,
+        scaling: float,
+        dropout: float = 0.0,
+        weight_by_prob: bool = False,
+    ):
+        super().__init__(base, experts, r, scaling, dropout)
+        self.weight_by_prob = weight_by_prob
+        self.last_load: torch.Tensor | None = None  # fraction of tokens per expert
+        self.last_probs: torch.Tensor | None = None  # mean router probability per expert
+
+    def _gate(self, probs: torch.Tensor) -> torch.Tensor:
+        keep = F.one_hot(probs.argmax(dim=-1), self.experts).to(probs.dtype)
+        return probs * keep if self.weight_by_prob else keep
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        return self._gate(F.softmax(self.router(x).float(), dim=-1))
+
+    def _route(self, x: torch.Tensor, x_dropped: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(self.router(x).float(), dim=-1)
+        gate = self._gate(probs)
+        if self.training:
+            flat = probs.reshape(-1, self.experts)
+            chosen = F.one_hot(flat.argmax(dim=-1), self.experts).float()
+            self.last_load = chosen.mean(0).detach()
+            self.last_probs = flat.mean(0)
+        return gate
+
+
+class BalanceLossHooks(StepHooks):
+    """weight * mean over modules of E * sum_e f_e P_e (f_e: fraction of the tokens routed
+    to expert e, P_e: mean router probability; Switch Transformer's normalisation of
+    the sum_j c_j p_j balancing loss). Only P_e carries gradient."""
+
+    def __init__(self, modules: list[Top1ExpertLoRALinear], weight: float):
+        self.modules, self.weight = modules, weight
 
     def extra_loss(self) -> torch.Tensor | None:
-        if self.aux_weight == 0:
+        if self.weight == 0:
             return None
-        terms = []
-        for m in self.modules:
-            if m.last_load is None:
-                continue
-            frac = m.last_load / m.last_load.sum().clamp(min=1)
-            terms.append(m.experts * (frac * m.last_probs).sum())
-        return self.aux_weight * torch.stack(terms).mean() if terms else None
+        terms = [
+            m.experts * (m.last_load * m.last_probs).sum()
+            for m in self.modules
+            if m.last_load is not None
+        ]
+        return self.weight * torch.stack(terms).mean() if terms else None
 
-    @torch.no_grad()
-    def after_optimizer_step(self, step: int) -> None:
-        if self.bias_rate == 0:
-            return
-        for m in self.modules:
-            if m.last_load is not None:
-                m.route_bias += self.bias_rate * torch.sign(m.last_load.mean() - m.last_load)
+
+def gated_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors plus every routing bias (state even when not trained)."""
+    state = trainable_state(model)
+    for name, tensor in model.named_parameters():
+        if name.endswith("route_bias"):
+            state[name] = tensor.detach().clone()
+    return state
