@@ -3,10 +3,11 @@ FeiyuZhang98/IncreLoRA@51a2d73).
 
 Three layers (24 -> 16 -> 16 -> 8) are adapted by peftbench's IncreLoRA with the
 reference's initial and reserve tensors, and trained 12 steps on the reference's batches
-through the method's hooks. The driver here is a stand-in for the training engine whose
-`add_param_group(group, warmup_steps)` schedules a new group the way the reference's
+through the method's hooks. They train through peftbench's own training driver (suite/train/loop.py), whose
+`add_param_group(group, warmup_steps)` must schedule a new group the way the reference's
 Multi_LambdaLR does (HF's linear warmup from 0 and decay to 0 at the run's end, counted
-from the step after the group was added, over the steps left). The ranks, scores,
+from the step after the group was added, over the steps left), and which calls the
+method's hook after clipping, as the reference trainer calls update_and_increase. The ranks, scores,
 parameter groups, per-group learning rates, losses and final tensors must match.
 """
 
@@ -27,64 +28,6 @@ FIX = load_fixture("increlora")
 CFG = FIX.config
 STEPS, WARMUP, LR = CFG["steps"], CFG["num_warmup_steps"], CFG["lr"]
 N = len(CFG["shapes_in_out"])
-
-
-def hf_linear(step: int, warmup: int, total: int) -> float:
-    """HF's get_linear_schedule_with_warmup factor (the reference's get_lr_lambda)."""
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-class MultiLambdaTrainer:
-    """A Trainer handle whose schedule is the reference's Multi_LambdaLR.
-
-    Group g has (start, warmup, length) and lr = lr0 * hf_linear(step - start, warmup,
-    length). The first groups start at 0 over the run; a group added through
-    `add_param_group` during step s starts at s + 1 over the steps left; a group put
-    straight into the optimiser follows the first group's schedule.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup: int):
-        self.optimizer, self.total_steps = optimizer, total_steps
-        self._step = 0
-        self.calls: list[tuple[int, int, float]] = []  # (step, warmup_steps, weight_decay)
-        for group in optimizer.param_groups:
-            group["golden"] = (group["lr"], 0, warmup, total_steps)
-        self._apply()
-
-    @property
-    def step(self) -> int:
-        return self._step
-
-    def add_param_group(self, group, warmup_steps: int = 0) -> None:
-        group = dict(group)
-        group.setdefault("lr", LR)  # the optimiser's default, as torch fills it
-        self.optimizer.add_param_group(group)
-        start = self._step + 1
-        self.optimizer.param_groups[-1]["golden"] = (
-            group["lr"],
-            start,
-            warmup_steps,
-            self.total_steps - start,
-        )
-        self.calls.append((self._step, warmup_steps, group.get("weight_decay")))
-
-    def restart_optimizer(self, steps=None):
-        raise AssertionError("IncreLoRA never restarts the optimiser")
-
-    def _apply(self) -> None:
-        first = self.optimizer.param_groups[0]["golden"]
-        for group in self.optimizer.param_groups:
-            if "golden" not in group:
-                group["golden"] = (group["lr"], *first[1:])
-            lr0, start, warmup, length = group["golden"]
-            if self._step >= start:
-                group["lr"] = lr0 * hf_linear(self._step - start, warmup, length)
-
-    def advance(self) -> None:
-        self._step += 1
-        self._apply()
 
 
 class _Model(nn.Module):
@@ -161,44 +104,73 @@ def _use_reference_reserves(module, k: int) -> None:
     module.add_chunk = add_reference_chunk
 
 
+class _Recorder:
+    """Wraps the hooks: logs what the reference trainer logged right before each
+    optimiser step, and every add_param_group call that reaches the driver."""
+
+    def __init__(self, hooks, modules, driver_box):
+        self.hooks, self.modules, self.driver_box = hooks, modules, driver_box
+        self.log = {k: torch.zeros(STEPS, N) for k in ("ranks", "scores", "ema_ipt", "ema_unc")}
+        self.log["lrs"] = torch.full((STEPS, 8), float("nan"))
+        self.calls: list[tuple[int, int, float]] = []
+
+    def before_optimizer_step(self, step: int) -> None:
+        self.hooks.before_optimizer_step(step)
+        ema = self.hooks.ema
+        for k, m in enumerate(self.modules):
+            self.log["ranks"][step, k] = float(m.ranknum)
+            self.log["scores"][step, k] = float(m.score)
+            if m in ema.ipt:
+                self.log["ema_ipt"][step, k] = float(ema.ipt[m])
+                self.log["ema_unc"][step, k] = float(ema.unc[m])
+        for g, group in enumerate(self.driver_box[0].optimizer.param_groups):
+            self.log["lrs"][step, g] = group["lr"]
+
+    def bind_trainer(self, trainer) -> None:
+        self.driver_box.append(trainer)
+        add = trainer.add_param_group
+
+        def recorded(group, warmup_steps=0):
+            self.calls.append((trainer.current, warmup_steps, group.get("weight_decay")))
+            add(group, warmup_steps)
+
+        trainer.add_param_group = recorded
+        self.hooks.bind_trainer(trainer)
+
+    def __getattr__(self, name):
+        return getattr(self.hooks, name)
+
+
 @pytest.fixture(scope="module")
 def run():
-    """12 steps through the hook protocol with the Multi_LambdaLR stand-in."""
+    """12 steps through peftbench's own training driver, on the reference's batches, with
+    Hugging Face's linear schedule (the reference trainer's) for the first group; groups
+    added mid-run get the driver's Multi_LambdaLR schedule."""
+    from suite.train.loop import LoopConfig, train
+
     prepared, model, modules = _prepared()
-    hooks = prepared.hooks
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": params, "weight_decay": 0.0}], lr=LR)
-    trainer = MultiLambdaTrainer(optimizer, STEPS, WARMUP)
-    hooks.bind_trainer(trainer)
-    hooks.on_train_start(STEPS)
-    log = {k: torch.zeros(STEPS, N) for k in ("ranks", "scores", "ema_ipt", "ema_unc")}
-    log["lrs"] = torch.full((STEPS, 8), float("nan"))
-    log["losses"] = torch.zeros(STEPS)
-    for step in range(STEPS):
-        x, y = FIX[f"step{step}.x"], FIX[f"step{step}.y"]
-        task = ((model(x) - y) ** 2).mean()
-        extra = hooks.extra_loss()
-        optimizer.zero_grad(set_to_none=True)
-        (task + extra if extra is not None else task).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CFG["max_grad_norm"])
-        hooks.after_backward(step)
-        for k, m in enumerate(modules):
-            log["ranks"][step, k] = float(m.ranknum)
-            log["scores"][step, k] = float(m.score)
-            ema = hooks.ema
-            if m in ema.ipt:
-                log["ema_ipt"][step, k] = float(ema.ipt[m])
-                log["ema_unc"][step, k] = float(ema.unc[m])
-        for g, group in enumerate(optimizer.param_groups):
-            log["lrs"][step, g] = group["lr"]
-        log["losses"][step] = float(task.detach())
-        optimizer.step()
-        trainer.advance()
-        hooks.after_optimizer_step(step)
-    return SimpleNamespace(
-        modules=modules, optimizer=optimizer, trainer=trainer, log=log, hooks=hooks
+    recorder = _Recorder(prepared.hooks, modules, [])
+    prepared.hooks = recorder
+    losses: list[float] = []
+
+    def loss_fn(model, batch):
+        return ((model(batch["x"]) - batch["y"]) ** 2).mean()
+
+    batches = iter(
+        {"x": FIX[f"step{i}.x"], "y": FIX[f"step{i}.y"], "labels": FIX[f"step{i}.y"]}
+        for i in range(STEPS)
     )
+    cfg = LoopConfig(
+        steps=STEPS, lr=LR, warmup_ratio=WARMUP / STEPS, grad_clip=CFG["max_grad_norm"],
+        schedule="hf-linear",
+    )  # fmt: skip
+    stats = train(prepared, batches, loss_fn, cfg, on_step=lambda s, loss: losses.append(loss))
+    recorder.log["losses"] = torch.tensor(stats.losses)
+    driver = recorder.driver_box[0]
+    return SimpleNamespace(
+        modules=modules, optimizer=driver.optimizer, trainer=recorder, log=recorder.log,
+        hooks=recorder.hooks,
+    )  # fmt: skip
 
 
 def test_golden_increlora_initial_tensor_statistics():

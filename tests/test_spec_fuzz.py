@@ -21,8 +21,13 @@ from suite.registry import REPO_ROOT, Catalog
 
 REAL_SPECS = sorted(
     p
-    for pattern in ("methods/*/method.yaml", "tasks/*/task.yaml", "suite/matrices/*.yaml",
-                    "suite/models/*.yaml", "hardware_profiles/*.yaml")  # fmt: skip
+    for pattern in (
+        "methods/*/method.yaml",
+        "tasks/*/task.yaml",
+        "suite/matrices/*.yaml",
+        "suite/models/*.yaml",
+        "hardware_profiles/*.yaml",
+    )  # fmt: skip
     for p in REPO_ROOT.glob(pattern)
 )
 # Where a fuzzed file is placed, so each spec kind's parser sees it.
@@ -35,7 +40,9 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -77,7 +84,9 @@ def deep_nesting(draw) -> bytes:
 def huge_scalar(draw) -> bytes:
     field = draw(st.sampled_from(["name", "r", "seeds", "lr", "description", "max_length"]))
     digits = draw(st.integers(1000, 200000))
-    body = draw(st.sampled_from(["9" * digits, "1e" + "9" * 400, "x" * digits, "0x" + "f" * digits]))
+    body = draw(
+        st.sampled_from(["9" * digits, "1e" + "9" * 400, "x" * digits, "0x" + "f" * digits])
+    )
     return f"name: big\n{field}: {body}\n".encode()
 
 
@@ -133,15 +142,20 @@ def _write(root: Path, place: str, data: bytes) -> Path:
 FUZZ = settings(
     max_examples=600,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],  # fmt: skip
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],  # fmt: skip
     database=None,
 )
 
 
 @FUZZ
 @given(data=any_bytes, place=st.sampled_from(PLACES))
-def test_validate_never_raises_anything_but_a_spec_error(fast_catalog, tmp_path_factory, data, place):
+def test_validate_never_raises_anything_but_a_spec_error(
+    fast_catalog, tmp_path_factory, data, place
+):
     from suite.validate import validate_paths
 
     path = _write(tmp_path_factory.mktemp("fz"), place, data)
@@ -163,7 +177,8 @@ def test_run_with_a_broken_plugin_exits_2_without_a_traceback(tmp_path_factory, 
     _write(root, place, data)
     db = root / "r.duckdb"
     result = CliRunner().invoke(
-        app, ["run", "no-such-matrix", "--plugins", str(root), "--db", str(db), "--executor", "local"]
+        app,
+        ["run", "no-such-matrix", "--plugins", str(root), "--db", str(db), "--executor", "local"],
     )
     assert result.exit_code == 2, (result.exit_code, result.output[-2000:])
     assert isinstance(result.exception, SystemExit | None), result.exception

@@ -85,7 +85,8 @@ class IncreSVDLinear(SVDLinear):
 
 
 class RankIncreaser(StepHooks):
-    """The official `RankAllocator.update_and_increase`, called after backward."""
+    """The official `RankAllocator.update_and_increase`, called where its trainer calls
+    it: after gradient clipping, right before the optimiser step."""
 
     def __init__(self, modules: list[IncreSVDLinear], p: IncreLoRAParams, group_warmup: int = 0):
         self.modules, self.p = modules, p
@@ -119,7 +120,7 @@ class RankIncreaser(StepHooks):
             return None
         return self.p.orth_reg_weight * orthogonality_penalty(self.modules)
 
-    def after_backward(self, step: int) -> None:
+    def before_optimizer_step(self, step: int) -> None:
         if step == 0:
             self._register(self._add_reserves(self.modules))
         if self.total_rank < self.target:

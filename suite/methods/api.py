@@ -57,6 +57,10 @@ class StepHooks:
     def after_backward(self, step: int) -> None:
         """After gradients exist, before clipping and the optimiser step."""
 
+    def before_optimizer_step(self, step: int) -> None:
+        """After clipping, right before the optimiser step (IncreLoRA scores the clipped
+        gradients there, as its reference trainer does)."""
+
     def after_optimizer_step(self, step: int) -> None:
         """After the optimiser step (proximal updates, prune/regrow, rank budget)."""
 
@@ -79,8 +83,9 @@ class Trainer(Protocol):
         schedule over `steps` (default: the steps left); calls `bind_optimizer` with it."""
 
     def add_param_group(self, group: dict[str, Any], warmup_steps: int = 0) -> None:
-        """Add parameters mid-run with their own schedule: linear warmup over
-        `warmup_steps`, then linear decay to zero at the last step."""
+        """Add parameters mid-run with their own schedule over the steps left, as
+        IncreLoRA's Multi_LambdaLR does: from the next step, linear warmup from 0 over
+        `warmup_steps`, then linear decay to zero at the run's last step."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class PrepareContext:
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the cell's seed (+ offset), for random inits that
         must not depend on the global random state."""
+        import torch
+
         return torch.Generator().manual_seed(self.seed + offset)
 
 

@@ -55,14 +55,50 @@ _LineLoader.add_constructor(
 )
 
 
+# Limits that keep a hostile or broken file from exhausting the process: no spec is near
+# them (the largest built-in one is a few KB, 6 levels deep).
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
 def load_yaml(path: Path) -> Any:
-    """Load one YAML file safely; syntax errors become a SpecError with the line."""
+    """Load one YAML file safely. Every way it can fail (unreadable, not UTF-8, bad YAML,
+    too deep, too large, aliases that expand too far) is a SpecError naming the file."""
+    data = _parse_text(path, _read_text(path))
+    _check_shape(path, data)
+    return data
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
-        raise SpecError.single(str(path), None, "", f"cannot read file: {exc.strerror}") from exc
+        reason = exc.strerror or type(exc).__name__
+        raise SpecError.single(str(path), None, "", f"cannot read file: {reason}") from exc
+    if len(raw) > MAX_BYTES:
+        raise SpecError.single(
+            str(path), None, "", f"file is {len(raw):,} bytes; a spec is at most {MAX_BYTES:,}"
+        )
+    try:
+        return raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is fine
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError.single(
+            str(path),
+            line,
+            "",
+            f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8",
+        ) from exc
+
+
+def _parse_text(path: Path, text: str) -> Any:
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    except RecursionError as exc:
+        raise SpecError.single(str(path), None, "", "YAML nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SpecError.single(str(path), None, "", f"YAML value error: {exc}"[:300]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -71,7 +107,34 @@ def load_yaml(path: Path) -> Any:
             problem = f"{problem} (only plain YAML is allowed; tags are refused)"
         raise SpecError.single(str(path), line, "", f"YAML error: {problem}") from exc
     except yaml.YAMLError as exc:
-        raise SpecError.single(str(path), None, "", f"YAML error: {exc}") from exc
+        raise SpecError.single(str(path), None, "", f"YAML error: {exc}"[:300]) from exc
+
+
+def _check_shape(path: Path, data: Any) -> None:
+    """Refuse trees nested deeper than MAX_DEPTH or holding more than MAX_VALUES values
+    once aliases are expanded (an alias bomb is tiny on disk, exponential in memory)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise SpecError.single(
+                str(path), getattr(node, "line", None), "", f"nested more than {MAX_DEPTH} levels"
+            )
+        if not isinstance(node, dict | list):
+            return 1
+        if id(node) not in sizes:
+            children = node.values() if isinstance(node, dict) else node
+            sizes[id(node)] = 1 + sum(size(child, depth + 1) for child in children)
+        return sizes[id(node)]
+
+    total = size(data, 0)
+    if total > MAX_VALUES:
+        raise SpecError.single(
+            str(path),
+            None,
+            "",
+            f"holds {total:,} values once aliases expand (at most {MAX_VALUES:,})",
+        )
 
 
 def line_of(data: Any, loc: tuple) -> int | None:

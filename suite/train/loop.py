@@ -61,8 +61,10 @@ class LoopConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     grad_clip: float = 0.0
-    # "constant" for the conformance checks (a short fixed-lr run); cells use "linear".
-    schedule: Literal["linear", "constant"] = "linear"
+    # "constant" for the conformance checks (a short fixed-lr run); cells use "linear";
+    # "hf-linear" is Hugging Face's get_linear_schedule_with_warmup (warmup from 0), for
+    # reproducing a reference trainer.
+    schedule: Literal["linear", "constant", "hf-linear"] = "linear"
 
     @property
     def warmup_steps(self) -> int:
@@ -102,11 +104,17 @@ def make_optimizer(
 
 def schedule_factor(step: int, warmup: int, total: int, kind: str = "linear") -> float:
     """The lr multiplier at `step` (0-based, counted from the schedule's start): linear
-    warmup over `warmup` steps, then linear decay to zero at `total`."""
+    warmup over `warmup` steps, then linear decay to zero at `total`.
+
+    "linear" warms up as (step + 1) / (warmup + 1), so the first step already trains;
+    "hf-linear" as step / warmup (Hugging Face's, and IncreLoRA's Multi_LambdaLR's).
+    Before its start (step < 0) a schedule gives 0."""
     if kind == "constant":
         return 1.0
+    if step < 0:
+        return 0.0
     if step < warmup:
-        return (step + 1) / (warmup + 1)
+        return (step + 1) / (warmup + 1) if kind == "linear" else step / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
@@ -118,14 +126,17 @@ class Schedule:
     def __init__(self, kind: str):
         self.kind = kind
 
-    def adopt(self, group: dict[str, Any], start: int, warmup: int, length: int) -> None:
+    def adopt(
+        self, group: dict[str, Any], start: int, warmup: int, length: int, kind: str | None = None
+    ) -> None:
         group.setdefault("base_lr", group["lr"])
-        group["schedule"] = (start, warmup, length)
+        group["schedule"] = (start, warmup, length, kind or self.kind)
         self.apply(group, start)
 
     def apply(self, group: dict[str, Any], step: int) -> None:
-        start, warmup, length = group["schedule"]
-        group["lr"] = group["base_lr"] * schedule_factor(step - start, warmup, length, self.kind)
+        start, warmup, length, kind = group["schedule"]
+        if step >= start:
+            group["lr"] = group["base_lr"] * schedule_factor(step - start, warmup, length, kind)
 
     def set_step(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         first = optimizer.param_groups[0]
@@ -146,6 +157,7 @@ class TrainingDriver:
         self.cfg = cfg
         self.total_steps = cfg.steps
         self._step = 0
+        self.current = 0  # the step being run (set by the loop before its forward)
         self.schedule = Schedule(cfg.schedule)
         self.masters = MasterWeights()
         self.optimizer = self._fresh_optimizer(cfg.steps, cfg.warmup_steps)
@@ -172,6 +184,9 @@ class TrainingDriver:
         return self.optimizer
 
     def add_param_group(self, group: dict[str, Any], warmup_steps: int = 0) -> None:
+        """As Multi_LambdaLR (IncreLoRA's reference, the one method that grows): a group
+        added during step s trains from step s + 1 on lr0 * f(t - s - 1), f warming up
+        from 0 over `warmup_steps` and decaying to 0 over the T - s - 1 steps left."""
         group = dict(group)
         tracked = self.masters.track([("", p) for p in group["params"]])
         group["params"] = [p for _, p in tracked]
@@ -179,15 +194,20 @@ class TrainingDriver:
         group.setdefault("weight_decay", self.cfg.weight_decay)
         self.optimizer.add_param_group(group)
         added = self.optimizer.param_groups[-1]
-        self.schedule.adopt(added, self._step, warmup_steps, self.total_steps - self._step)
+        start = self.current + 1
+        # Until `start` the group keeps lr0; it has no gradients in the step that adds it.
+        added["base_lr"] = added["lr"]
+        added["schedule"] = (start, warmup_steps, self.total_steps - start, "hf-linear")
 
-    def optimizer_step(self) -> None:
-        """Clip, step, and move to the next step's learning rates."""
+    def optimizer_step(self, before_step: Callable[[], None] | None = None) -> None:
+        """Clip, run `before_step` (the hooks'), step, and move to the next step's rates."""
         self.masters.pull_grads()
         if self.cfg.grad_clip:
             # Read the groups each step: a hook may have added parameters.
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        if before_step is not None:
+            before_step()
         self.optimizer.step()
         self.masters.push_weights()
         self._step += 1
@@ -211,6 +231,7 @@ def train(
     start = time.perf_counter()
     for step in range(cfg.steps):
         t0 = time.perf_counter()
+        driver.current = step
         batch = next(batches)
         loss = loss_fn(model, batch)
         extra = hooks.extra_loss()
@@ -221,7 +242,7 @@ def train(
         model.zero_grad(set_to_none=True)
         total.backward()
         hooks.after_backward(step)
-        driver.optimizer_step()
+        driver.optimizer_step(lambda: hooks.before_optimizer_step(step))
         hooks.after_optimizer_step(step)
         stats.step_times.append(time.perf_counter() - t0)
         stats.losses.append(float(loss.detach()))
