@@ -10,6 +10,8 @@ own optimiser through `suite.train.loop.make_optimizer`, hooks after each step).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,12 +66,13 @@ def prepared_toy():
     return prepared, layers
 
 
+@lru_cache(maxsize=1)
 def run_reference_schedule():
     """Train as the fixture did; snapshot the layers and optimiser state at its checkpoints."""
     prepared, layers = prepared_toy()
     for name, layer in layers.items():  # the reference's random initial support
         idx = FX[f"init.{name}.indices"]
-        layer.set_entries(idx, torch.zeros(len(idx)))
+        layer.set_entries(idx.clone(), torch.zeros(len(idx)))
     model, hooks = prepared.model, prepared.hooks
     optimizer = make_optimizer(prepared, CFG["lr"], CFG["weight_decay"])
     hooks.bind_optimizer(optimizer)
