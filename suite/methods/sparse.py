@@ -194,10 +194,17 @@ def select_masks(
     n_batches: int = 4,
 ) -> dict[str, torch.Tensor]:
     """Flat indices per target: random, top |W0|, top |sum grad| or top |W0 * sum grad|
-    (SNIP's connection sensitivity)."""
+    (SNIP's connection sensitivity).
+
+    The random mask is PEFT's `random_mask`: every layer draws from a generator freshly
+    seeded with the seed (PEFT's `random_seed`, here the cell's), so layers of the same
+    shape get the same mask.
+    """
     if kind == "random":
-        gen = torch.Generator().manual_seed(ctx.seed)
-        return {n: random_indices(lin.weight.numel(), ks[n], gen) for n, lin in targets}
+        return {
+            n: random_indices(lin.weight.numel(), ks[n], torch.Generator().manual_seed(ctx.seed))
+            for n, lin in targets
+        }
     if kind == "magnitude":
         return {n: top_k_indices(lin.weight.detach().abs(), ks[n]) for n, lin in targets}
     grads = accumulate_target_grads(model, targets, ctx, n_batches)
