@@ -18,7 +18,7 @@ from suite.errors import SpecError, SpecIssue
 from suite.registry import Catalog, Entry
 from suite.specs.base import Frozen
 from suite.specs.matrix import Budget, MatrixSpec, MethodEntry, ReferenceSpec, TuningSpec
-from suite.specs.method import MethodSpec
+from suite.specs.method import MethodSpec, Tie
 from suite.specs.model import ModelPreset
 from suite.specs.profile import HardwareProfile
 from suite.specs.task import TASK_TYPES_BY_ARCHITECTURE, TaskSpec
@@ -36,8 +36,21 @@ class ResolvedMethod(Frozen):
     lr: float
     weight_decay: float
     mergeable: bool | None = None
+    # The implementation's version along the `kind` chain (1 + the sum of every link's
+    # bumps, so bumping any link moves it); None while it is 1, so cells of methods that
+    # never changed keep their ids. A bump makes a new cell id: `peftbench run` reruns it.
+    version: int | None = None
+    # A label, not a setting: never hashed.
+    fidelity: str | None = Field(default=None, exclude=True)
+    # Ties still in force (the matrix entry did not set the tied value itself): tuning
+    # re-applies them to every configuration it draws. Their effect is in `params`.
+    ties: dict[str, Tie] = Field(default_factory=dict, exclude=True)
     # Where `file.py:attr` implementations live; machine-specific, so not hashed.
     impl_dir: str = Field(default="", exclude=True)
+
+    @property
+    def method_version(self) -> int:
+        return self.version or 1
 
 
 class Cell(Frozen):
@@ -134,7 +147,14 @@ def resolve_method(
                 update=link.spec.training.model_dump(include=link.spec.training.model_fields_set)
             )
     params.update(item.params)
+    ties: dict[str, Tie] = {}
+    for link in reversed(chain):
+        ties.update(link.spec.ties)
+    ties = {k: t for k, t in ties.items() if k not in item.params}
+    params = apply_ties(params, ties, str(entry.path), entry.line("ties"))
     mergeable = next((e.spec.mergeable for e in chain if e.spec.mergeable is not None), None)
+    fidelity = next((e.spec.fidelity for e in chain if e.spec.fidelity is not None), None)
+    version = 1 + sum((e.spec.version or 1) - 1 for e in chain)
     return ResolvedMethod(
         label=item.display,
         name=entry.name,
@@ -145,8 +165,28 @@ def resolve_method(
         lr=item.lr or training.lr,
         weight_decay=training.weight_decay,
         mergeable=mergeable,
+        version=version if version > 1 else None,
+        fidelity=fidelity,
+        ties=ties,
         impl_dir=str(root.folder),
     )
+
+
+def apply_ties(
+    params: dict[str, Any], ties: dict[str, Tie], file: str = "", line: int | None = None
+) -> dict[str, Any]:
+    """`params` with every tied value recomputed from the value it follows."""
+    out = dict(params)
+    for key, tie in ties.items():
+        if tie.to not in out:
+            raise SpecError.single(
+                file,
+                line,
+                f"ties.{key}",
+                f"'{key}' is tied to '{tie.to}', which is not a hyperparameter here",
+            )
+        out[key] = tie.value(out[tie.to])
+    return out
 
 
 def runs_on(model: ModelPreset, task: TaskSpec) -> bool:

@@ -116,6 +116,12 @@ def run(
     raise typer.Exit(0 if summary.all_ok else 1)
 
 
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
 class ListKind(str, Enum):
     methods = "methods"
     tasks = "tasks"
@@ -126,16 +132,27 @@ class ListKind(str, Enum):
 
 @app.command("list")
 def list_(
-    kind: Annotated[ListKind, typer.Argument(help="What to list.")], plugins: PluginsOpt = None
+    kind: Annotated[ListKind, typer.Argument(help="What to list.")],
+    plugins: PluginsOpt = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="table, or csv / json for scripts.")
+    ] = Format.table,
 ) -> None:
-    """List the registered methods, tasks, models, hardware profiles or matrices."""
-    from suite.listing import render_list
+    """List the registered methods (with their fidelity), tasks, models, hardware profiles
+    or matrices."""
+    from suite.listing import list_records, print_records, render_list
 
     try:
         catalog = _catalog(plugins)
     except SpecError as exc:
         _fail_spec(exc)
-    console.print(render_list(catalog, kind.value))
+    if fmt == Format.table:
+        # Off a terminal rich would squeeze the table into 80 columns.
+        (console if console.is_terminal else Console(width=200)).print(
+            render_list(catalog, kind.value)
+        )
+    else:
+        print_records(console, list_records(catalog, kind.value), fmt.value)
 
 
 @app.command()
@@ -176,12 +193,6 @@ def validate(
         except SpecError as exc:
             _fail_spec(exc)
         raise typer.Exit(code)
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 @app.command()

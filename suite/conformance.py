@@ -8,8 +8,8 @@ and `peftbench validate --conformance DIR` runs them for a user's method folder.
 
 from __future__ import annotations
 
-import copy
 import io
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from suite.cells import ResolvedMethod
-from suite.methods.api import Method, PrepareContext, Prepared
+from suite.methods.api import Method, PrepareContext, Prepared, TrainingPlan
 from suite.methods.targets import find_targets
 from suite.plugins import load_object
 from suite.specs.model import ModelPreset
+from suite.train.loop import LoopConfig, train
+from suite.train.prepare import prepare_model
 
 MERGE_TOL = 1e-5
 
@@ -39,7 +41,10 @@ def instantiate(method: ResolvedMethod, overrides: dict | None = None) -> Method
     return cls(cls.Params.model_validate({**method.params, **(overrides or {})}))
 
 
-def prepare(method: Method, bench: Bench, seed: int = 0) -> Prepared:
+def prepare(
+    method: Method, bench: Bench, seed: int = 0, training: TrainingPlan | None = None
+) -> Prepared:
+    """The method applied to a fresh bench model, through the runner's own path."""
     torch.manual_seed(seed)
     model = bench.build(seed)
     ctx = PrepareContext(
@@ -48,8 +53,9 @@ def prepare(method: Method, bench: Bench, seed: int = 0) -> Prepared:
         device=torch.device("cpu"),
         train_batches=lambda: iter(bench.batches * 100),
         loss_fn=loss_fn,
+        training=training,
     )
-    prepared = method.prepare(model, ctx)
+    prepared = prepare_model(method, model, ctx).prepared
     prepared.model.eval()
     return prepared
 
@@ -83,7 +89,7 @@ def check_identity(method: Method, bench: Bench) -> float:
 
 def check_merge(prepared: Prepared, bench: Bench) -> float:
     """Max |merged - unmerged| after perturbing the trainable tensors away from init."""
-    _perturb(prepared.model)
+    perturb(prepared.model)
     unmerged = outputs(prepared.model, bench)
     prepared.merge()
     merged = outputs(prepared.model, bench)
@@ -95,7 +101,7 @@ def check_merge(prepared: Prepared, bench: Bench) -> float:
 
 
 @torch.no_grad()
-def _perturb(model: torch.nn.Module) -> None:
+def perturb(model: torch.nn.Module) -> None:
     gen = torch.Generator().manual_seed(123)
     for p in model.parameters():
         if p.requires_grad:
@@ -106,7 +112,7 @@ def gradient_leaks(prepared: Prepared, bench: Bench) -> tuple[set[str], set[str]
     """(frozen tensors that got a gradient, trainable tensors that got none)."""
     model = prepared.model
     model.train()
-    _perturb(model)  # zero-initialised factors would otherwise starve their partners
+    perturb(model)  # zero-initialised factors would otherwise starve their partners
     model.zero_grad(set_to_none=True)
     loss_fn(model, bench.batches[0]).backward()
     leaked = {n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None}
@@ -120,7 +126,7 @@ def check_reload(method: Method, bench: Bench) -> float:
     from safetensors.torch import load, save
 
     source = prepare(method, bench, seed=0)
-    _perturb(source.model)
+    perturb(source.model)
     blob = save({k: v.contiguous() for k, v in source.adapter_state().items()})
     target = prepare(method, bench, seed=0)
     target.load_adapter_state(load(io.BytesIO(blob).getvalue()))
@@ -130,33 +136,12 @@ def check_reload(method: Method, bench: Bench) -> float:
 def check_training(
     method: Method, bench: Bench, steps: int = 30, lr: float = 1e-2
 ) -> tuple[float, float]:
-    """(first loss, last loss) over `steps` AdamW steps on one small batch."""
-    prepared = prepare(method, bench)
-    model = prepared.model
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (
-        prepared.make_optimizer(list(model.named_parameters()), lr, 0.0)
-        if prepared.make_optimizer
-        else torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    )
-    batch = bench.batches[0]
-    prepared.hooks.bind_optimizer(opt)
-    prepared.hooks.on_train_start(steps)
-    losses = []
-    for step in range(steps):
-        loss = loss_fn(model, batch)
-        extra = prepared.hooks.extra_loss()
-        total = loss + extra if extra is not None else loss
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        prepared.hooks.after_backward(step)
-        opt.step()
-        prepared.hooks.after_optimizer_step(step)
-        losses.append(float(loss.detach()))
-    prepared.hooks.on_train_end()
-    return losses[0], losses[-1]
+    """(first loss, last loss) over `steps` constant-lr steps of the training driver on
+    one small batch."""
+    cfg = LoopConfig(steps=steps, lr=lr, schedule="constant")
+    prepared = prepare(method, bench, training=TrainingPlan(lr, steps, 0))
+    stats = train(prepared, itertools.repeat(bench.batches[0]), loss_fn, cfg)
+    return stats.losses[0], stats.losses[-1]
 
 
-def fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(module)
+_perturb = perturb  # the old private name, until every test calls perturb

@@ -6,39 +6,77 @@ import json
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from suite.registry import Catalog
 
+LIST_COLUMNS = {
+    "methods": ["name", "family", "kind", "fidelity", "version", "mergeable", "citation"],
+    "tasks": ["name", "type", "primary metric", "metrics", "description"],
+    "models": ["name", "family", "source", "pooling", "target families"],
+    "profiles": ["name", "cpus", "gpus", "expected device", "description"],
+    "matrices": ["name", "models", "methods", "tasks", "seeds", "profile"],
+}
+
+# How a terminal table marks each fidelity level (docs/fidelity.md); csv/json print the
+# plain label.
+FIDELITY_STYLE = {"reference": "green", "paper": "yellow", "reconstructed": "bold red"}
+
+
+def list_records(catalog: Catalog, kind: str) -> list[dict]:
+    """One dict per registered spec of `kind`, keyed by LIST_COLUMNS[kind]."""
+    rows = {
+        "methods": _method_row,
+        "tasks": _task_row,
+        "models": _model_row,
+        "profiles": _profile_row,
+        "matrices": _matrix_row,
+    }[kind]
+    columns = LIST_COLUMNS[kind]
+    return [dict(zip(columns, rows(catalog, e), strict=True)) for e in getattr(catalog, kind)]
+
 
 def render_list(catalog: Catalog, kind: str) -> Table:
-    registry = getattr(catalog, kind)
-    renderers = {
-        "methods": (["name", "family", "kind", "mergeable", "citation"], _method_row),
-        "tasks": (["name", "type", "primary metric", "metrics", "description"], _task_row),
-        "models": (["name", "family", "source", "pooling", "target families"], _model_row),
-        "profiles": (["name", "cpus", "gpus", "expected device", "description"], _profile_row),
-        "matrices": (["name", "models", "methods", "tasks", "seeds", "profile"], _matrix_row),
-    }
-    columns, row = renderers[kind]
-    table = Table(title=f"{kind} ({len(registry.names())})")
-    for col in columns:
+    records = list_records(catalog, kind)
+    table = Table(title=f"{kind} ({len(records)})")
+    for col in LIST_COLUMNS[kind]:
         table.add_column(col, overflow="fold")
-    for entry in registry:
-        table.add_row(*[str(x) for x in row(catalog, entry)])
+    for record in records:
+        cells = ["-" if v is None else str(v) for v in record.values()]
+        if kind == "methods" and record["fidelity"] in FIDELITY_STYLE:
+            style = FIDELITY_STYLE[record["fidelity"]]
+            marked = "reconstructed (!)" if record["fidelity"] == "reconstructed" else None
+            cells[3] = Text(marked or record["fidelity"], style=style)
+        table.add_row(*cells)
     return table
+
+
+def print_records(console: Console, records: list[dict], fmt: str) -> None:
+    """Listings for scripts: csv or json, never a table that wraps at 80 columns."""
+    import pandas as pd
+
+    print_frame(console, pd.DataFrame.from_records(records), fmt)
 
 
 def _method_row(catalog, e):
     from suite.cells import implementation_chain
 
     chain = implementation_chain(catalog, e)
-    mergeable = next((x.spec.mergeable for x in chain if x.spec.mergeable is not None), None)
-    citation = next((x.spec.citation for x in chain if x.spec.citation), None)
-    kind = e.spec.kind or "-"
+
+    def first(field):
+        return next(
+            (getattr(x.spec, field) for x in chain if getattr(x.spec, field) is not None), None
+        )
+
+    mergeable = first("mergeable")
+    citation = first("citation")
+    version = 1 + sum((x.spec.version or 1) - 1 for x in chain)
     return [
         e.name,
         e.spec.family,
-        kind,
+        e.spec.kind or "-",
+        first("fidelity"),
+        version,
         {True: "yes", False: "no", None: "?"}[mergeable],
         citation.short() if citation else "-",
     ]
@@ -81,13 +119,16 @@ def _matrix_row(catalog, e):
 
 def print_frame(console: Console, frame, fmt: str) -> None:
     if fmt == "csv":
-        console.print(frame.to_csv(index=False), end="", markup=False, highlight=False)
+        console.print(
+            frame.to_csv(index=False), end="", markup=False, highlight=False, soft_wrap=True
+        )
         return
     if fmt == "json":
         console.print(
             json.dumps(json.loads(frame.to_json(orient="records")), indent=2),
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         return
     table = Table()

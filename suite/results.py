@@ -33,6 +33,9 @@ class CellResult(BaseModel):
     merge_time_s: float | None = None
     merge_max_abs_diff: float | None = None
     adapter_bytes: int | None = None
+    base_dtype: str | None = None
+    adapter_dtype: str | None = None
+    method_source_hash: str | None = None
     final_train_loss: float | None = None
     loss_curve: list[float] = Field(default_factory=list)
     cell_wall_s: float | None = None

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from suite.cells import Cell, ResolvedMethod, implementation_chain
+from suite.cells import Cell, ResolvedMethod, apply_ties, implementation_chain
 from suite.registry import Catalog
 from suite.specs.matrix import MatrixSpec, TuningSpec
 from suite.specs.method import TRAINING_KEYS, SearchDim
@@ -89,7 +89,7 @@ def apply_config(method: ResolvedMethod, config: Config) -> ResolvedMethod:
     """The method with a trial's values: lr / weight_decay tune the optimiser, the rest params."""
     training = {k: float(v) for k, v in config.items() if k in TRAINING_KEYS}
     params = {**method.params, **{k: v for k, v in config.items() if k not in TRAINING_KEYS}}
-    return method.model_copy(update={**training, "params": params})
+    return method.model_copy(update={**training, "params": apply_ties(params, method.ties)})
 
 
 def _group_key(cell: Cell) -> tuple[str, str, str]:

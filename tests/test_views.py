@@ -292,7 +292,8 @@ def test_pareto_window_matches_brute_force_front(seed):
                     row = {
                         "task": task, "task_hash": f"h-{task}", "model": model,
                         "method": f"m{i}", "method_hash": f"mh{i}", "budget": budget,
-                        "profile": "p", "family": "f", "method_kind": "k", "matrix": "x",
+                        "profile": "p", "family": "f", "method_kind": "k", "fidelity": "reference",
+                        "matrix": "x",
                         "primary_metric": "acc", "higher_is_better": higher,
                         "mean": None if rng.random() < 0.05 else rng.choice([0.1, 0.2, 0.3, 0.4]),
                         "ci_low": None, "ci_high": None, "stale": False,

@@ -54,22 +54,27 @@ class DoRALinear(AdapterLinear):
         self.magnitude = nn.Parameter(norm)
 
     def weight_norm(self) -> torch.Tensor:
-        return row_norm(self.base.weight, self.lora_A.weight, self.lora_B.weight, self.scaling)
+        # In the adapter's dtype (fp32 on a bf16 base), as PEFT casts W0 to the input's.
+        weight = self.base.weight.to(self.lora_A.weight.dtype)
+        return row_norm(weight, self.lora_A.weight, self.lora_B.weight, self.scaling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
+        xa = self.adapter_input(x)
         scale = (self.magnitude / self.weight_norm()).view(1, -1)
         if isinstance(self.dropout, nn.Identity) or not self.training:
             # scale (W0 x + s B A x) + bias: PEFT's W0x + b + (scale - 1) W0x + scale sBAx
             # regrouped, so autograd keeps one activation-sized tensor per layer, not two.
-            z = F.linear(x, self.base.weight) + self.lora_B(self.lora_A(x)) * self.scaling
+            z = F.linear(x, self.base.weight) + self.lora_B(self.lora_A(xa)) * self.scaling
             out = scale * z
-            return out if self.base.bias is None else out + self.base.bias
+            out = out if self.base.bias is None else out + self.base.bias
+            return out.to(x.dtype)
         # With live dropout PEFT applies the DoRA term to the dropped-out input only.
-        xd = self.dropout(x)
+        xd = self.dropout(xa)
         lora_out = self.lora_B(self.lora_A(xd)) * self.scaling
-        return self.base(x) + (scale - 1) * F.linear(xd, self.base.weight) + scale * lora_out
+        dora = (scale - 1) * F.linear(xd.to(x.dtype), self.base.weight) + scale * lora_out
+        return (self.base(x) + dora).to(x.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
@@ -77,7 +82,8 @@ class DoRALinear(AdapterLinear):
     def merged_weight(self) -> torch.Tensor:
         # PEFT merge: (m / ||W0 + dW||) (W0 + dW), the norm taken on the unmerged weight.
         factor = (self.magnitude / self.weight_norm()).view(-1, 1)
-        return (factor * (self.base.weight + self.delta_weight())).to(self.base.weight.dtype)
+        weight = self.base.weight.to(factor.dtype) + self.delta_weight()
+        return (factor * weight).to(self.base.weight.dtype)
 
 
 class DoRA(Method):

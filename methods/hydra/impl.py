@@ -51,7 +51,8 @@ class HydraLinear(AdapterLinear):
         out = self.base(x)
         if self.merged:
             return out
-        return out + self.scaling * (self.hydra_par(x) + self.hydra_seq(out))
+        xa, base_out = self.adapter_input(x), self.adapter_input(out)
+        return (out + self.scaling * (self.hydra_par(xa) + self.hydra_seq(base_out))).to(out.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         (ap, bp), (as_, bs) = self.hydra_par, self.hydra_seq

@@ -50,7 +50,10 @@ class LTSFTLinear(AdapterLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
-        return F.linear(x, self.base.weight + self.delta_weight(), self.base.bias)
+        xa = self.adapter_input(x)
+        weight = self.base.weight.to(xa.dtype) + self.delta_weight()
+        bias = None if self.base.bias is None else self.base.bias.to(xa.dtype)
+        return F.linear(xa, weight, bias).to(x.dtype)
 
     def mask(self) -> torch.Tensor:
         keep = torch.zeros_like(self.delta, dtype=torch.bool)

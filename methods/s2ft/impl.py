@@ -45,10 +45,13 @@ class S2SliceLinear(AdapterLinear):
         self.register_buffer("order", order.clone())
 
     def merged_weight(self) -> torch.Tensor:
-        return torch.cat([self.slice, self.base.weight[:, self.n :]], dim=1)
+        rest = self.base.weight[:, self.n :]
+        return torch.cat([self.slice.to(rest.dtype), rest], dim=1)
 
     def delta_weight(self) -> torch.Tensor:
-        return self.merged_weight() - self.base.weight
+        # In the slice's dtype (fp32 on a bf16 base): rounding it to bf16 would hide it.
+        weight = self.base.weight.to(self.slice.dtype)
+        return torch.cat([self.slice, weight[:, self.n :]], dim=1) - weight
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.delta_weight())
@@ -57,7 +60,7 @@ class S2SliceLinear(AdapterLinear):
         if self.merged:
             return self.base(x)
         rest = F.linear(x[..., self.n :], self.base.weight[:, self.n :], self.base.bias)
-        return F.linear(x[..., : self.n], self.slice) + rest
+        return (F.linear(self.adapter_input(x[..., : self.n]), self.slice) + rest).to(x.dtype)
 
 
 def pick(total_per_layer: int, n_layers: int, ratio: float, rng: random.Random) -> list[list]:

@@ -16,7 +16,15 @@ from suite.methods.targets import find_targets, replace_module
 
 
 class AdapterLinear(nn.Module):
-    """A frozen `nn.Linear` plus a trainable update."""
+    """A frozen `nn.Linear` plus a trainable update.
+
+    On a bf16/fp16 base the runner casts the adapter's own tensors to fp32 and sets
+    `adapter_dtype`; the update then runs on the input cast to fp32 and is added to the
+    base output before casting back, as PEFT's LoRA layer does.
+    """
+
+    # None: the update runs in the input's dtype (fp32 bases).
+    adapter_dtype: torch.dtype | None = None
 
     def __init__(self, base: nn.Linear):
         super().__init__()
@@ -33,6 +41,11 @@ class AdapterLinear(nn.Module):
     def out_features(self) -> int:
         return self.base.out_features
 
+    def adapter_input(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` in the adapter's dtype: for subclasses that override `forward` (cast the
+        result back with `.to(x.dtype)`)."""
+        return x if self.adapter_dtype is None else x.to(self.adapter_dtype)
+
     def update(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -46,7 +59,9 @@ class AdapterLinear(nn.Module):
         out = self.base(x)
         if self.merged:
             return out
-        return out + self.update(x)
+        if self.adapter_dtype is None:
+            return out + self.update(x)
+        return (out + self.update(x.to(self.adapter_dtype))).to(out.dtype)
 
     @torch.no_grad()
     def merge(self) -> None:

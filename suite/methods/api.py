@@ -127,6 +127,10 @@ class Prepared:
     load_adapter_state: Callable[[dict[str, torch.Tensor]], None] | None = None
     # A method may bring its own optimiser (GaLore, FRUGAL): (named params, lr, wd) -> opt.
     make_optimizer: Callable[..., torch.optim.Optimizer] | None = None
+    # The parameters the trained adapter holds, where `requires_grad` does not say it
+    # (LT-SFT trains a K-entry mask of its target weights). None: count requires_grad
+    # tensors after training (so ranks IncreLoRA grew and ranks SoRA pruned both count).
+    trainable_count: Callable[[], int] | None = None
     # A learning-rate multiplier per trainable parameter name (LoCA's locations train at
     # their own rate); the default optimiser groups parameters by it. None: 1 for all.
     lr_scale: Callable[[str], float] | None = None

@@ -30,6 +30,24 @@ class SearchDim(Frozen):
         return self
 
 
+class Tie(Frozen):
+    """A hyperparameter that follows another: value = times x params[to].
+
+    RandLoRA's alpha is 20 r and PiSSA's alpha is r in their reference code, so a search
+    (or a matrix override) over r must move alpha with it.
+    """
+
+    to: str
+    times: PositiveFloat = 1.0
+
+    def value(self, base: Any) -> Any:
+        value = self.times * base
+        # Integers stay integers (a tied alpha of 640, not 640.0: cell hashes see the JSON).
+        if isinstance(base, int) and float(self.times).is_integer():
+            return int(value)
+        return value
+
+
 class MethodTraining(Frozen):
     """Optimiser settings the method prefers; a matrix or a tuning trial may override."""
 
@@ -65,6 +83,9 @@ class MethodSpec(Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
     training: MethodTraining = MethodTraining()
     search_space: dict[str, SearchDim] = Field(default_factory=dict)
+    # Hyperparameters tied to another (alpha: {to: r, times: 20}); a matrix entry that
+    # sets the tied one itself unties it.
+    ties: dict[str, Tie] = Field(default_factory=dict)
     status: Literal["stable", "experimental", "test-only"] = "stable"
     # What the implementation may claim (docs/fidelity.md): `reference` only with a golden
     # test against numbers the method's own code produced; `paper` from the full text;
@@ -82,6 +103,12 @@ class MethodSpec(Frozen):
                 "give exactly one of 'implementation' (module:attr or file.py:attr) "
                 "or 'kind' (the name of a built-in method to reuse)"
             )
+        tuned = sorted(set(self.ties) & set(self.search_space))
+        if tuned:
+            raise ValueError(f"{tuned} are tied to another hyperparameter and cannot be searched")
+        cyclic = sorted(k for k, t in self.ties.items() if t.to in self.ties)
+        if cyclic:
+            raise ValueError(f"ties may not chain: {cyclic} follow another tied value")
         if self.implementation is not None and ":" not in self.implementation:
             raise ValueError(
                 f"implementation {self.implementation!r} must look like 'module:Class' "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 CELL_RUN_COLUMNS: dict[str, str] = {
     "result_id": "VARCHAR PRIMARY KEY",
@@ -30,6 +30,14 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "method_name": "VARCHAR",
     "method_kind": "VARCHAR",
     "family": "VARCHAR",
+    # What the implementation may claim, its version (a bump makes older rows stale) and
+    # a hash of the source files that ran (suite/methods/source.py).
+    "fidelity": "VARCHAR",
+    "method_version": "INTEGER",
+    "method_source_hash": "VARCHAR",
+    # The base's storage dtype and the dtype of the method's own trainable tensors.
+    "base_dtype": "VARCHAR",
+    "adapter_dtype": "VARCHAR",
     "model": "VARCHAR",
     "task": "VARCHAR",
     "seed": "INTEGER",

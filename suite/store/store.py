@@ -200,6 +200,8 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
         method_name=cell.method.name,
         method_kind=cell.method.kind,
         family=cell.method.family,
+        fidelity=cell.method.fidelity,
+        method_version=cell.method.method_version,
         model=cell.model.name,
         task=task.name,
         seed=cell.seed,

@@ -48,6 +48,10 @@ failed AS (
 grouped AS (
     SELECT task, task_hash, model, method, method_hash, budget_key AS budget, profile,
         any_value(family) AS family, any_value(method_kind) AS method_kind,
+        any_value(fidelity) AS fidelity,
+        max(coalesce(method_version, 1)) AS method_version,
+        string_agg(DISTINCT base_dtype, ',') AS base_dtype,
+        string_agg(DISTINCT adapter_dtype, ',') AS adapter_dtype,
         string_agg(DISTINCT matrix, ',' ORDER BY matrix) AS matrix,
         any_value(task_type) AS task_type,
         any_value(primary_metric) AS primary_metric,
@@ -90,7 +94,14 @@ SELECT g.*,
         PARTITION BY g.task, g.task_hash, g.model, g.budget, g.profile
         ORDER BY CASE WHEN g.higher_is_better THEN -g.mean ELSE g.mean END NULLS LAST
     ) AS "rank",
-    g.metric_version < max(g.metric_version) OVER (PARTITION BY g.task) AS stale
+    g.metric_version < max(g.metric_version) OVER (PARTITION BY g.task)
+        OR g.method_version < max(g.method_version) OVER (PARTITION BY g.task, g.method)
+        AS stale,
+    concat_ws(', ',
+        CASE WHEN g.metric_version < max(g.metric_version) OVER (PARTITION BY g.task)
+            THEN 'older metric version' END,
+        CASE WHEN g.method_version < max(g.method_version) OVER (PARTITION BY g.task, g.method)
+            THEN 'older method version' END) AS stale_reason
 FROM grouped g
 LEFT JOIN failed f ON f.task_hash = g.task_hash AND f.model = g.model
     AND f.method = g.method AND f.method_hash = g.method_hash
@@ -120,12 +131,12 @@ COST_AXES = (
 _FRONT = "PARTITION BY task, task_hash, model, budget, profile, cost_axis"
 PARETO = f"""CREATE OR REPLACE VIEW pareto AS
 WITH points AS (
-    SELECT {_KEY}, family, method_kind, matrix, primary_metric, higher_is_better, mean,
-        ci_low, ci_high, stale, cost_axis, cost,
+    SELECT {_KEY}, family, method_kind, fidelity, matrix, primary_metric, higher_is_better,
+        mean, ci_low, ci_high, stale, cost_axis, cost,
         CASE WHEN higher_is_better THEN mean ELSE -mean END AS quality
     FROM (
-        SELECT {_KEY}, family, method_kind, matrix, primary_metric, higher_is_better, mean,
-            ci_low, ci_high, stale, {", ".join(f"CAST({a} AS DOUBLE) AS {a}" for a in COST_AXES)}
+        SELECT {_KEY}, family, method_kind, fidelity, matrix, primary_metric,
+            higher_is_better, mean, ci_low, ci_high, stale, {", ".join(f"CAST({a} AS DOUBLE) AS {a}" for a in COST_AXES)}
         FROM leaderboard WHERE mean IS NOT NULL)
     UNPIVOT (cost FOR cost_axis IN ({", ".join(COST_AXES)}))),
 bests AS (
@@ -189,8 +200,8 @@ VIEW_ORDER = {
 VIEW_COLUMNS = {
     "results": "task, model, method, seed, phase, status, primary_metric, val_primary, "
     "test_primary, trainable_params",
-    "leaderboard": 'task, model, method, "rank", primary_metric, n_seeds, n_failed, mean, '
-    "ci_low, ci_high, baseline_value, vs_baseline, p_value, trainable_pct, lr, stale",
+    "leaderboard": 'task, model, method, fidelity, "rank", primary_metric, n_seeds, n_failed, '
+    "mean, ci_low, ci_high, baseline_value, vs_baseline, p_value, trainable_pct, lr, stale",
     "pareto": "task, model, method, cost_axis, cost, mean, on_front",
     "trials": "task, model, method, trial_index, lr, params, status, val_score, selected",
     "rank_sweep": "task, model, method, sweep_param, sweep_value, n_seeds, mean, ci_low, "

@@ -1,4 +1,9 @@
-"""The generic training loop: AdamW, linear warmup and decay, clipping, method hooks."""
+"""The one training-step driver: AdamW (or the method's own optimiser), linear warmup and
+decay per parameter group, clipping, fp32 master weights, and the method's hooks.
+
+The runner, the conformance checks and the tests all train through `train`, so a method
+is exercised the same way everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 
 from suite.methods.api import Prepared
+from suite.train.precision import MasterWeights
 
 
 class NonFiniteLoss(RuntimeError):
@@ -47,53 +54,144 @@ def total_steps(n_train: int, batch_size: int, epochs: float, max_steps: int | N
     return min(steps, max_steps) if max_steps else steps
 
 
-def make_optimizer(prepared: Prepared, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    named = [(n, p) for n, p in prepared.model.named_parameters() if p.requires_grad]
-    if not named:
-        raise ValueError("the method left no trainable parameters")
-    if prepared.make_optimizer is not None:
-        return prepared.make_optimizer(named, lr, weight_decay)
-    # No weight decay on biases and norms, as is standard for transformer fine-tuning.
-    decay = [p for n, p in named if p.ndim >= 2]
-    no_decay = [p for n, p in named if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
-
-
-class _GroupAdoptingLambdaLR(torch.optim.lr_scheduler.LambdaLR):
-    """LambdaLR that also schedules param groups a hook adds mid-training.
-
-    Methods that grow (IncreLoRA adds rank) register new tensors with
-    `optimizer.add_param_group` from a hook; plain LambdaLR would fail on the extra group.
-    A new group follows the same schedule from its own initial lr.
-    """
-
-    def get_lr(self):
-        for group in self.optimizer.param_groups[len(self.base_lrs) :]:
-            self.base_lrs.append(group.setdefault("initial_lr", group["lr"]))
-            self.lr_lambdas.append(self.lr_lambdas[0])
-        return super().get_lr()
-
-
-def linear_schedule(optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return _GroupAdoptingLambdaLR(optimizer, factor)
-
-
 @dataclass(frozen=True)
 class LoopConfig:
     steps: int
     lr: float
-    weight_decay: float
-    warmup_ratio: float
-    grad_clip: float
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    grad_clip: float = 0.0
+    # "constant" for the conformance checks (a short fixed-lr run); cells use "linear".
+    schedule: Literal["linear", "constant"] = "linear"
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup_ratio * self.steps)
+
+
+def parameter_groups(
+    named: list[tuple[str, torch.nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    lr_scale: Callable[[str], float] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and norms (standard for transformer
+    fine-tuning), and one group per learning-rate multiplier the method asks for."""
+    groups: dict[tuple[bool, float], dict[str, Any]] = {}
+    for name, p in named:
+        decays = p.ndim >= 2
+        scale = lr_scale(name) if lr_scale else 1.0
+        group = groups.setdefault(
+            (decays, scale),
+            {"params": [], "lr": lr * scale, "weight_decay": weight_decay if decays else 0.0},
+        )
+        group["params"].append(p)
+    # Decaying groups first, as the optimiser always had them (same state order).
+    return [groups[k] for k in sorted(groups, key=lambda k: (not k[0], k[1]))]
+
+
+def make_optimizer(
+    prepared: Prepared, named: list[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    if not named:
+        raise ValueError("the method left no trainable parameters")
+    if prepared.make_optimizer is not None:
+        return prepared.make_optimizer(named, lr, weight_decay)
+    return torch.optim.AdamW(parameter_groups(named, lr, weight_decay, prepared.lr_scale), lr=lr)
+
+
+def schedule_factor(step: int, warmup: int, total: int, kind: str = "linear") -> float:
+    """The lr multiplier at `step` (0-based, counted from the schedule's start): linear
+    warmup over `warmup` steps, then linear decay to zero at `total`."""
+    if kind == "constant":
+        return 1.0
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class Schedule:
+    """Per-group linear warmup + decay. Each group keeps its own start, warmup and length,
+    so a group added mid-run (IncreLoRA's new ranks) or a restarted optimiser (LT-SFT's
+    second phase) gets a full schedule of its own over the steps left."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def adopt(self, group: dict[str, Any], start: int, warmup: int, length: int) -> None:
+        group.setdefault("base_lr", group["lr"])
+        group["schedule"] = (start, warmup, length)
+        self.apply(group, start)
+
+    def apply(self, group: dict[str, Any], step: int) -> None:
+        start, warmup, length = group["schedule"]
+        group["lr"] = group["base_lr"] * schedule_factor(step - start, warmup, length, self.kind)
+
+    def set_step(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        first = optimizer.param_groups[0]
+        for group in optimizer.param_groups:
+            if "schedule" not in group:
+                # Added straight to the optimiser (not through the Trainer handle): it
+                # follows the first group's schedule from its own initial lr.
+                group.setdefault("base_lr", group["lr"])
+                group["schedule"] = first["schedule"]
+            self.apply(group, step)
+
+
+class TrainingDriver:
+    """Implements the method API's `Trainer` handle for one training run."""
+
+    def __init__(self, prepared: Prepared, cfg: LoopConfig):
+        self.prepared = prepared
+        self.cfg = cfg
+        self.total_steps = cfg.steps
+        self._step = 0
+        self.schedule = Schedule(cfg.schedule)
+        self.masters = MasterWeights()
+        self.optimizer = self._fresh_optimizer(cfg.steps, cfg.warmup_steps)
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    def _fresh_optimizer(self, steps: int, warmup: int) -> torch.optim.Optimizer:
+        model = self.prepared.model
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.masters.clear()  # a restart takes fresh masters from the weights as they are now
+        optimizer = make_optimizer(
+            self.prepared, self.masters.track(named), self.cfg.lr, self.cfg.weight_decay
+        )
+        for group in optimizer.param_groups:
+            self.schedule.adopt(group, self._step, warmup, steps)
+        return optimizer
+
+    def restart_optimizer(self, steps: int | None = None) -> torch.optim.Optimizer:
+        steps = self.total_steps - self._step if steps is None else steps
+        self.optimizer = self._fresh_optimizer(steps, int(self.cfg.warmup_ratio * steps))
+        self.prepared.hooks.bind_optimizer(self.optimizer)
+        return self.optimizer
+
+    def add_param_group(self, group: dict[str, Any], warmup_steps: int = 0) -> None:
+        group = dict(group)
+        tracked = self.masters.track([("", p) for p in group["params"]])
+        group["params"] = [p for _, p in tracked]
+        group.setdefault("lr", self.cfg.lr)
+        group.setdefault("weight_decay", self.cfg.weight_decay)
+        self.optimizer.add_param_group(group)
+        added = self.optimizer.param_groups[-1]
+        self.schedule.adopt(added, self._step, warmup_steps, self.total_steps - self._step)
+
+    def optimizer_step(self) -> None:
+        """Clip, step, and move to the next step's learning rates."""
+        self.masters.pull_grads()
+        if self.cfg.grad_clip:
+            # Read the groups each step: a hook may have added parameters.
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.masters.push_weights()
+        self._step += 1
+        self.schedule.set_step(self.optimizer, self._step)
 
 
 def train(
@@ -106,10 +204,9 @@ def train(
     """Run `cfg.steps` optimiser steps; raise NonFiniteLoss on NaN/inf."""
     model, hooks = prepared.model, prepared.hooks
     model.train()
-    optimizer = make_optimizer(prepared, cfg.lr, cfg.weight_decay)
-    scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * cfg.steps), cfg.steps)
+    driver = TrainingDriver(prepared, cfg)
     stats = TrainStats()
-    hooks.bind_optimizer(optimizer)
+    hooks.bind_trainer(driver)
     hooks.on_train_start(cfg.steps)
     start = time.perf_counter()
     for step in range(cfg.steps):
@@ -120,15 +217,11 @@ def train(
         total = loss + extra if extra is not None else loss
         if not torch.isfinite(total):
             raise NonFiniteLoss(f"loss became {total.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
+        driver.optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         total.backward()
         hooks.after_backward(step)
-        if cfg.grad_clip:
-            # Read the groups each step: a hook may have added parameters.
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        driver.optimizer_step()
         hooks.after_optimizer_step(step)
         stats.step_times.append(time.perf_counter() - t0)
         stats.losses.append(float(loss.detach()))

@@ -1,4 +1,4 @@
-"""Run one cell in this process: load, adapt, train, evaluate, measure."""
+"""Run one cell in this process, step by step: load, prepare, train, evaluate, measure."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import random
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 
 from suite.cells import Cell
-from suite.methods.api import Method, PrepareContext
+from suite.methods.api import Method, PrepareContext, Prepared, TrainingPlan
+from suite.methods.source import source_hash
 from suite.plugins import load_object
 from suite.results import CellResult
 from suite.scheduler.flops import train_flops
@@ -23,8 +26,9 @@ from suite.tasks.forgetting import ReferenceProbe
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
 from suite.train.evaluate import evaluate, task_loss
-from suite.train.loop import LoopConfig, NonFiniteLoss, total_steps, train
+from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, total_steps, train
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
+from suite.train.prepare import prepare_model
 
 # Latency is measured on this many fixed test batches (enough for a stable median).
 LATENCY_BATCHES = 8
@@ -37,8 +41,12 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def method_class(cell: Cell) -> type[Method]:
+    return load_object(cell.method.implementation, cell.method.impl_dir)
+
+
 def instantiate(cell: Cell) -> Method:
-    cls = load_object(cell.method.implementation, cell.method.impl_dir)
+    cls = method_class(cell)
     return cls(cls.Params.model_validate(cell.method.params))
 
 
@@ -59,7 +67,7 @@ def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = Non
         "started_at": started,
     }
     try:
-        result = _run(cell, on_step, base)
+        result = CellResult(**base, status="ok", **_run(cell, on_step))
     except NonFiniteLoss as exc:
         result = CellResult(**base, status="nan", error=str(exc))
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -73,16 +81,38 @@ def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = Non
     return result
 
 
-def _run(cell: Cell, on_step, base: dict) -> CellResult:
-    if cell.profile.torch_threads:
-        torch.set_num_threads(cell.profile.torch_threads)
+def _run(cell: Cell, on_step) -> dict[str, Any]:
+    """The cell's measurements, one step after another."""
+    setup = load(cell)
+    ready = prepare(cell, setup)
+    trained = train_cell(cell, setup, ready, on_step)
+    scores = evaluate_cell(cell, setup, ready.prepared.model)
+    costs = measure(cell, setup, ready, scores.pop("eval_sets"))
+    return {**ready.fields, **trained, **scores, **costs, **_reference_fields(setup, ready)}
+
+
+@dataclass
+class Setup:
+    """What a cell loads before any method touches the model."""
+
+    device: torch.device
+    data: Any
+    tokenizer: Any
+    encoded: dict
+    model: torch.nn.Module
+    steps: int
+    pad: int
+    regression: bool
+    reference: ReferenceProbe | None
+    reference_before: float | None
+
+
+def load(cell: Cell) -> Setup:
+    """Data, tokenised splits and a fresh seeded task model (from the worker's caches)."""
     device = pick_device(cell)
     data = caches.task_data(cell.task, cell.task_dir)
     tokenizer = caches.tokenizer(cell.model)
     encoded = caches.encoded(cell.task, cell.task_dir, cell.model)
-    regression = cell.task.type == "regression"
-    pad = tokenizer.pad_token_id or 0
-
     # Load (or find cached) the backbone before seeding: loading draws random numbers for
     # weights it then overwrites, so the first cell of a worker would otherwise start
     # from a different random state than the same cell run later on that worker.
@@ -91,104 +121,159 @@ def _run(cell: Cell, on_step, base: dict) -> CellResult:
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
     reference = ReferenceProbe.for_cell(cell, tokenizer, device)
-    reference_before = reference.loss(model) if reference else None
-    method = instantiate(cell)
+    steps = total_steps(
+        len(encoded["train"]), cell.budget.batch_size, cell.budget.epochs, cell.budget.max_steps
+    )
+    return Setup(
+        device=device,
+        data=data,
+        tokenizer=tokenizer,
+        encoded=encoded,
+        model=model,
+        steps=steps,
+        pad=tokenizer.pad_token_id or 0,
+        regression=cell.task.type == "regression",
+        reference=reference,
+        reference_before=reference.loss(model) if reference else None,
+    )
+
+
+@dataclass
+class Ready:
+    prepared: Prepared
+    fields: dict[str, Any]
+
+
+def prepare(cell: Cell, setup: Setup) -> Ready:
+    """The method applied to the task model, with its adapter in fp32 on a low-precision base."""
+    cls = method_class(cell)
+    method = cls(cls.Params.model_validate(cell.method.params))
     loss_fn = task_loss(cell.task)
 
     def batches_for_init():
-        return _to_device(
-            train_batches(encoded["train"], cell.budget.batch_size, pad, regression, cell.seed + 1),
-            device,
+        split = setup.encoded["train"]
+        stream = train_batches(
+            split, cell.budget.batch_size, setup.pad, setup.regression, cell.seed + 1
         )
+        return _to_device(stream, setup.device)
 
     ctx = PrepareContext(
         preset=cell.model,
         seed=cell.seed,
-        device=device,
+        device=setup.device,
         train_batches=batches_for_init,
         loss_fn=loss_fn,
+        training=TrainingPlan(
+            lr=cell.method.lr,
+            steps=setup.steps,
+            warmup_steps=int(cell.budget.warmup_ratio * setup.steps),
+            weight_decay=cell.method.weight_decay,
+        ),
     )
-    prepared = method.prepare(model, ctx)
-    model = prepared.model.to(device)
-    trainable = _trainable(model)
-    head = _trainable(model.head)
-    total = sum(p.numel() for p in model.parameters())
+    made = prepare_model(method, setup.model, ctx)
+    made.prepared.model.to(setup.device)
+    fields = {
+        "base_dtype": made.base_dtype,
+        "adapter_dtype": made.adapter_dtype,
+        "method_source_hash": source_hash(cls),
+        "total_params": sum(p.numel() for p in made.prepared.model.parameters()),
+    }
+    return Ready(made.prepared, fields)
 
-    steps = total_steps(
-        len(encoded["train"]), cell.budget.batch_size, cell.budget.epochs, cell.budget.max_steps
-    )
+
+def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any]:
+    """Train within the budget; the peak memory and the counts after training."""
+    prepared, model = ready.prepared, ready.prepared.model
     cfg = LoopConfig(
-        steps=steps,
+        steps=setup.steps,
         lr=cell.method.lr,
         weight_decay=cell.method.weight_decay,
         warmup_ratio=cell.budget.warmup_ratio,
         grad_clip=cell.budget.grad_clip,
     )
     stream = _to_device(
-        train_batches(encoded["train"], cell.budget.batch_size, pad, regression, cell.seed), device
+        train_batches(
+            setup.encoded["train"], cell.budget.batch_size, setup.pad, setup.regression, cell.seed
+        ),
+        setup.device,
     )
     tokens = [0]  # padded tokens trained on, for the FLOP estimate
-    stream = _counted(stream, tokens)
-    memory = PeakMemory(device)
+    memory = PeakMemory(setup.device)
     memory.reset()
-    stats = train(
-        prepared,
-        stream,
-        loss_fn,
-        cfg,
-        on_step=(lambda s, loss: on_step(s + 1, steps, loss)) if on_step else None,
-    )
+    report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
+    stats = train(prepared, _counted(stream, tokens), task_loss(cell.task), cfg, on_step=report)
     peak = memory.peak_bytes()
-    # Methods that grow during training (IncreLoRA adds rank) end with more trainable
-    # parameters than they started with: report the larger of the two counts.
-    trainable = max(trainable, _trainable(model))
-    head = max(head, _trainable(model.head))
+    # Counted after training: ranks IncreLoRA grew and ranks SoRA pruned both count.
+    head = _trainable(model.head)
+    trainable = prepared.trainable_count() + head if prepared.trainable_count else _trainable(model)
+    return {
+        "trainable_params": trainable,
+        "adapter_params": trainable - head,
+        "peak_memory_bytes": peak,
+        "peak_memory_isolated": memory.isolated,
+        "train_tokens": tokens[0],
+        "train_flops": train_flops(model, tokens[0]),
+        **_train_stats(stats),
+    }
 
+
+def _train_stats(stats: TrainStats) -> dict[str, Any]:
+    return {
+        "train_wall_s": stats.wall_s,
+        "train_steps": stats.steps,
+        "samples_per_s": stats.samples_per_s,
+        "step_time_median_s": stats.step_time_median,
+        "final_train_loss": stats.final_loss,
+        "loss_curve": stats.losses,
+    }
+
+
+def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str, Any]:
+    """Validation and test metrics on fixed batches; trials are never scored on test."""
     model.eval()
     eval_sets = {
-        s: _to_list(eval_batches(encoded[s], cell.task.eval_batch_size, pad, regression), device)
+        s: _to_list(
+            eval_batches(setup.encoded[s], cell.task.eval_batch_size, setup.pad, setup.regression),
+            setup.device,
+        )
         for s in ("validation", "test")
     }
     # Text tokenizers decode generated answers; a vision preset's pixel processor has none.
     decode = (
-        partial(tokenizer.decode, skip_special_tokens=True)
-        if hasattr(tokenizer, "decode")
+        partial(setup.tokenizer.decode, skip_special_tokens=True)
+        if hasattr(setup.tokenizer, "decode")
         else None
     )
     val = evaluate(model, eval_sets["validation"], cell.task, decode)
     # Tuning trials are never scored on test, so test metrics cannot steer selection.
     test = {} if cell.phase == "trial" else evaluate(model, eval_sets["test"], cell.task, decode)
-    latency_batches = eval_sets["test"][:LATENCY_BATCHES]
-    latency_unmerged = median_latency(lambda b: model(**b), latency_batches, device)
-    merged = _measure_merge(prepared, model, latency_batches, device)
-    state = prepared.adapter_state() if prepared.adapter_state else {}
     baselines = caches.baselines(cell.task, cell.task_dir)
-    return CellResult(
-        **base,
-        status="ok",
-        val_metrics=val,
-        test_metrics=test,
-        baseline_val=baselines.get("validation", {}),
-        baseline_test=baselines.get("test", {}),
-        trainable_params=trainable,
-        adapter_params=trainable - head,
-        total_params=total,
-        peak_memory_bytes=peak,
-        peak_memory_isolated=memory.isolated,
-        train_wall_s=stats.wall_s,
-        train_steps=stats.steps,
-        samples_per_s=stats.samples_per_s,
-        step_time_median_s=stats.step_time_median,
-        latency_unmerged_s=latency_unmerged,
-        adapter_bytes=safetensors_bytes(state) if state else None,
-        final_train_loss=stats.final_loss,
-        train_tokens=tokens[0],
-        train_flops=train_flops(model, tokens[0]),
-        loss_curve=stats.losses,
-        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        **merged,
-        **(reference.fields(reference_before, model) if reference else {}),
-    )
+    return {
+        "val_metrics": val,
+        "test_metrics": test,
+        "baseline_val": baselines.get("validation", {}),
+        "baseline_test": baselines.get("test", {}),
+        "eval_sets": eval_sets,
+    }
+
+
+def measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str, Any]:
+    """Inference latency unmerged and merged, merge time and error, adapter bytes."""
+    prepared, model, device = ready.prepared, ready.prepared.model, setup.device
+    latency_batches = eval_sets["test"][:LATENCY_BATCHES]
+    state = prepared.adapter_state() if prepared.adapter_state else {}
+    return {
+        "latency_unmerged_s": median_latency(lambda b: model(**b), latency_batches, device),
+        **_measure_merge(prepared, model, latency_batches, device),
+        "adapter_bytes": safetensors_bytes(state) if state else None,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    }
+
+
+def _reference_fields(setup: Setup, ready: Ready) -> dict[str, Any]:
+    if setup.reference is None:
+        return {}
+    return setup.reference.fields(setup.reference_before, ready.prepared.model)
 
 
 def _trainable(module: torch.nn.Module) -> int:

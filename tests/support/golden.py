@@ -65,7 +65,9 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, tol: f
     """Max absolute difference within `tol` (relative to the reference's scale when large)."""
     actual = actual.detach().float().cpu()
     expected = expected.detach().float().cpu()
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
+    )
     scale = max(1.0, float(expected.abs().max()))
     diff = float((actual - expected).abs().max())
     assert diff <= tol * scale, f"{what}: max |diff| {diff:.3e} > {tol:.0e} x {scale:.3g}"
