@@ -17,7 +17,7 @@ from suite import conformance as C
 from suite.cells import resolve_method
 from suite.methods.api import PrepareContext
 from suite.specs.matrix import MethodEntry
-from suite.train.loop import make_optimizer
+from suite.train.loop import LoopConfig, train
 from tests.helpers import catalog, tiny_preset
 from tests.support.golden import assert_close, load_fixture
 
@@ -83,21 +83,20 @@ def test_golden_sora_branch_forward_gradients_and_delta_weight():
 
 
 def gate_trajectory(lr: float, steps: int) -> list[torch.Tensor]:
-    """The gates under the method's optimiser and its after-step hook, on fixed grads."""
+    """The gates under the training driver (the method's optimiser, its after-step hook),
+    with the fixture's gradients as the gates' only gradient (loss = sum(g * grad_t); the
+    L1 term is off here, the reference's optimiser never sees it apart from the grads)."""
     gate0 = FX["prox.gate0"]
-    prepared, layer = prepared_toy(r=len(gate0), sparse_lambda_2=CFG["sparse_lambda_2"])
+    params = {"r": len(gate0), "sparse_lambda": 0.0, "sparse_lambda_2": CFG["sparse_lambda_2"]}
+    prepared, layer = prepared_toy(**params, prune_at_end=False)
     with torch.no_grad():
         layer.gate.copy_(gate0)
-    optimizer = make_optimizer(prepared, lr, 0.0)
-    prepared.hooks.bind_optimizer(optimizer)
-    prepared.hooks.on_train_start(steps)
+    grads = FX["prox.grads"] if lr else torch.zeros(steps, len(gate0))
     seen = []
-    for step in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        layer.gate.grad = FX["prox.grads"][step].clone() if lr else torch.zeros_like(gate0)
-        optimizer.step()
-        prepared.hooks.after_optimizer_step(step)
-        seen.append(layer.gate.detach().clone())
+    batches = iter({"grad": g, "labels": torch.zeros(1)} for g in grads)
+    cfg = LoopConfig(steps=steps, lr=lr, schedule="constant")
+    record = lambda step, loss: seen.append(layer.gate.detach().clone())  # noqa: E731
+    train(prepared, batches, lambda m, b: (layer.gate * b["grad"]).sum(), cfg, record)
     return seen
 
 

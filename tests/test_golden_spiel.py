@@ -5,7 +5,7 @@ SftSelector and SftAdamW did with them: the deltas per target (density of ALL mo
 parameters, spread over the targets by size), and after steps 2, 6, 10 and 12 every
 target's indices, values and per-entry Adam state (age, moments). The test rebuilds the
 setting with peftbench's SpIEL, driven the way the training loop drives it (the method's
-own optimiser through `suite.train.loop.make_optimizer`, hooks after each step).
+own optimiser, hooks after each step: `suite.train.loop.train` at a constant lr).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from suite.cells import resolve_method
 from suite.methods.api import PrepareContext
 from suite.methods.sparse import sparse_adapters
 from suite.specs.matrix import MethodEntry
-from suite.train.loop import make_optimizer
+from suite.train.loop import LoopConfig, train
 from tests.helpers import catalog, tiny_preset
 from tests.support.golden import assert_close, load_fixture
 
@@ -68,36 +68,35 @@ def prepared_toy():
 
 @lru_cache(maxsize=1)
 def run_reference_schedule():
-    """Train as the fixture did; snapshot the layers and optimiser state at its checkpoints."""
+    """Train as the fixture did, through the training driver (the method's optimiser, a
+    constant lr); snapshot the layers and the optimiser state at the fixture's steps."""
     prepared, layers = prepared_toy()
     for name, layer in layers.items():  # the reference's random initial support
         idx = FX[f"init.{name}.indices"]
         layer.set_entries(idx.clone(), torch.zeros(len(idx)))
     model, hooks = prepared.model, prepared.hooks
-    optimizer = make_optimizer(prepared, CFG["lr"], CFG["weight_decay"])
-    hooks.bind_optimizer(optimizer)
-    hooks.on_train_start(CFG["steps"])
     snapshots = {}
-    for step in range(CFG["steps"]):
-        loss = F.cross_entropy(model(FX["xs"][step]), FX["ys"][step].long())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        hooks.after_backward(step)
-        optimizer.step()
-        hooks.after_optimizer_step(step)
-        if step + 1 in CFG["checkpoints"]:
-            snap = {}
-            for name, layer in layers.items():
-                snap[f"{name}.indices"] = layer.indices.long().clone()
-                snap[f"{name}.values"] = layer.values.detach().clone()
-                state = optimizer.state[layer.values]
-                for key in ("age", "exp_avg", "exp_avg_sq"):
-                    if key in state:
-                        snap[f"{name}.{key}"] = state[key].clone()
-            snap["head.weight"] = model.head.weight.detach().clone()
-            snap["head.bias"] = model.head.bias.detach().clone()
-            snapshots[step + 1] = snap
-    hooks.on_train_end()
+
+    def snapshot(step: int, loss: float) -> None:
+        if step + 1 not in CFG["checkpoints"]:
+            return
+        snap = {}
+        for name, layer in layers.items():
+            snap[f"{name}.indices"] = layer.indices.long().clone()
+            snap[f"{name}.values"] = layer.values.detach().clone()
+            state = hooks.optimizer.state[layer.values]
+            for key in ("age", "exp_avg", "exp_avg_sq"):
+                if key in state:
+                    snap[f"{name}.{key}"] = state[key].clone()
+        snap["head.weight"] = model.head.weight.detach().clone()
+        snap["head.bias"] = model.head.bias.detach().clone()
+        snapshots[step + 1] = snap
+
+    batches = iter({"x": x, "labels": y.long()} for x, y in zip(FX["xs"], FX["ys"], strict=True))
+    cfg = LoopConfig(
+        steps=CFG["steps"], lr=CFG["lr"], weight_decay=CFG["weight_decay"], schedule="constant"
+    )
+    train(prepared, batches, lambda m, b: F.cross_entropy(m(b["x"]), b["labels"]), cfg, snapshot)
     return snapshots
 
 

@@ -17,7 +17,7 @@ from suite.methods.sparse import (
     sparse_adapters,
 )
 from suite.specs.matrix import MethodEntry
-from suite.train.loop import make_optimizer
+from suite.train.loop import LoopConfig, TrainingDriver
 from suite.train.measure import safetensors_bytes
 from tests.helpers import catalog, minilm_bench, tiny_bench
 
@@ -27,24 +27,27 @@ def method(name: str, **params):
 
 
 def train_steps(prepared, bench, steps: int, lr: float = 1e-2, end: bool = True):
-    """The generic loop's order of calls, on the bench's batches (hooks see the optimiser)."""
-    model = prepared.model
+    """`suite.train.loop.train`'s calls through its driver (the method's own optimiser,
+    the Trainer handle, a constant lr) on the bench's batches; `end=False` stops before
+    `on_train_end`. Returns the optimiser in use at the end."""
+    model, hooks = prepared.model, prepared.hooks
     model.train()
-    opt = make_optimizer(prepared, lr, 0.0)  # the method's own optimiser where it has one
-    prepared.hooks.bind_optimizer(opt)
-    prepared.hooks.on_train_start(steps)
+    driver = TrainingDriver(prepared, LoopConfig(steps=steps, lr=lr, schedule="constant"))
+    hooks.bind_trainer(driver)
+    hooks.on_train_start(steps)
     for step in range(steps):
         batch = bench.batches[step % len(bench.batches)]
         loss = C.loss_fn(model, batch)
-        extra = prepared.hooks.extra_loss()
-        opt.zero_grad(set_to_none=True)
+        extra = hooks.extra_loss()
+        driver.optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         (loss + extra if extra is not None else loss).backward()
-        prepared.hooks.after_backward(step)
-        opt.step()
-        prepared.hooks.after_optimizer_step(step)
+        hooks.after_backward(step)
+        driver.optimizer_step()
+        hooks.after_optimizer_step(step)
     if end:
-        prepared.hooks.on_train_end()
-    return opt
+        hooks.on_train_end()
+    return driver.optimizer
 
 
 def backbone_trainable(model) -> dict[str, torch.Tensor]:
