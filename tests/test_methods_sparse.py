@@ -275,6 +275,32 @@ def test_lt_sft_keeps_the_most_moved_weights_resets_to_theta0_and_trains_only_th
     assert not any(name.endswith(".delta") for name in state)
     assert sum(v.numel() for n, v in state.items() if n.endswith(".values")) == k
 
+    assert prepared.trainable_count() == k  # what the runner reports: the K entries
+
+
+def test_lt_sft_a_layer_with_no_kept_weight_stays_frozen_in_phase_2():
+    """The global top K can leave a whole layer out; that layer must not train on."""
+    bench = tiny_bench()
+    prepared = C.prepare(method("lt-sft", density=0.05, full_ft_fraction=0.5), bench)
+    hooks = prepared.hooks
+    layers = [m for m in prepared.model.modules() if type(m).__name__ == "LTSFTLinear"]
+    switch = hooks.switch
+
+    def spy():
+        with torch.no_grad():
+            layers[0].delta.zero_()  # it moved least of all: nothing of it is kept
+        switch()
+
+    hooks.switch = spy
+    train_steps(prepared, bench, steps=10, lr=1e-2)
+    assert layers[0].masked and len(layers[0].indices) == 0
+    assert float(layers[0].delta.detach().abs().max()) == 0.0
+    k = int(0.05 * sum(m.delta.numel() for m in layers))
+    assert prepared.trainable_count() == k
+    fresh = C.prepare(method("lt-sft", density=0.05), bench)
+    fresh.load_adapter_state(prepared.adapter_state())
+    assert fresh.trainable_count() == k
+
 
 # ---- SNELL ----------------------------------------------------------------------------
 
@@ -325,7 +351,7 @@ def test_every_sparse_method_runs_a_cell_end_to_end(tiny_plugins, tmp_path):
     (tmp_path / "matrices").mkdir()
     (tmp_path / "matrices" / "sparse-tiny.yaml").write_text(
         "name: sparse-tiny\nmodels: [tiny-bert]\n"
-        "methods: [shira, {method: spiel, params: {targets: attention}},\n"
+        "methods: [shira, {method: spiel, params: {targets: attention, density: 0.005}},\n"
         "  {method: lt-sft, params: {targets: attention}}, s2ft, sora, snell]\n"
         "tasks: [drug-condition]\nseeds: [0]\nbudget: {max_steps: 24, batch_size: 8}\n"
     )
@@ -335,7 +361,7 @@ def test_every_sparse_method_runs_a_cell_end_to_end(tiny_plugins, tmp_path):
     run = [sys.executable, "-m", "suite.cli", "run", "sparse-tiny", *plugins, "--db", str(db)]
     done = subprocess.run(run, cwd=repo, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    sql = "select method, status, merge_max_abs_diff, adapter_bytes from results"
+    sql = "select method, status, merge_max_abs_diff, adapter_bytes, adapter_params from results"
     query = [sys.executable, "-m", "suite.cli", "query", sql, "--db", str(db), "--format", "json"]
     out = subprocess.run(query, cwd=repo, capture_output=True, text=True, timeout=300)
     rows = {r["method"]: r for r in json.loads(out.stdout)}
@@ -344,3 +370,6 @@ def test_every_sparse_method_runs_a_cell_end_to_end(tiny_plugins, tmp_path):
         assert row["status"] == "ok", name
         assert row["merge_max_abs_diff"] < 1e-4, name
         assert row["adapter_bytes"] > 0, name
+    # LT-SFT reports its K-entry adapter (1% of tiny-bert's 8 attention matrices of 32x32),
+    # not phase 1's dense count.
+    assert rows["lt-sft"]["adapter_params"] == int(0.01 * 8 * 32 * 32)

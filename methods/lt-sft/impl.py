@@ -32,17 +32,19 @@ class LTSFTParams(MethodParams):
 
 
 class LTSFTLinear(AdapterLinear):
-    """W = W0 + delta; `indices` (empty in phase 1) is the phase-2 mask of delta."""
+    """W = W0 + delta; in phase 2 `indices` is the mask of delta (possibly empty: a layer
+    none of whose weights made the global top K then stays at W0)."""
 
     def __init__(self, base: nn.Linear):
         super().__init__(base)
         self.delta = nn.Parameter(torch.zeros_like(base.weight).reshape(-1))
         empty = torch.empty(0, dtype=index_dtype(base.weight.numel()), device=base.weight.device)
         self.register_buffer("indices", empty)
+        self.restricted = False  # phase 2 (set by `restrict`)
 
     @property
     def masked(self) -> bool:
-        return len(self.indices) > 0
+        return self.restricted
 
     def delta_weight(self) -> torch.Tensor:
         return self.delta.view_as(self.base.weight)
@@ -66,6 +68,7 @@ class LTSFTLinear(AdapterLinear):
     @torch.no_grad()
     def restrict(self, indices: torch.Tensor, values: torch.Tensor | None = None) -> None:
         """Enter phase 2 on `indices`: delta is zero outside them (values there, or 0)."""
+        self.restricted = True
         self.indices = indices.to(self.indices.device, self.indices.dtype)
         self.delta.zero_()
         if values is not None:
