@@ -36,6 +36,9 @@ class Filters:
     task: str
     model: str
     profile: str = ALL_PROFILES
+    # Only rows of methods whose fidelity is `reference` (golden-tested against their
+    # own code; docs/fidelity.md).
+    reference_only: bool = False
 
 
 def choices(reader: Reader) -> pd.DataFrame:
@@ -48,9 +51,13 @@ def choices(reader: Reader) -> pd.DataFrame:
 
 
 def _profile_clause(filters: Filters) -> tuple[str, list]:
-    if filters.profile == ALL_PROFILES:
-        return "", []
-    return " AND profile = ?", [filters.profile]
+    """The sidebar's profile and fidelity choices, as a bound WHERE fragment."""
+    clause, params = "", []
+    if filters.profile != ALL_PROFILES:
+        clause, params = " AND profile = ?", [filters.profile]
+    if filters.reference_only:
+        clause += " AND fidelity = 'reference'"
+    return clause, params
 
 
 def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:

@@ -21,6 +21,7 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
         {
             "Rank": rows["rank"],
             "Method": rows["method"],
+            "Fidelity": fidelity_labels(rows),
             "Family": rows["family"],
             "Profile": rows["profile"],
             score: rows["mean"],
@@ -43,11 +44,26 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def fidelity_labels(rows: pd.DataFrame) -> pd.Series:
+    """`reference`, `paper`, or `reconstructed ⚠` (the method is the project's reading of
+    an abstract or summary: docs/fidelity.md), with the method version where above 1."""
+    if "fidelity" not in rows:
+        return pd.Series(["–"] * len(rows), index=rows.index)
+    labels = (
+        rows["fidelity"].fillna("–").map(lambda f: "reconstructed ⚠" if f == "reconstructed" else f)
+    )
+    if "method_version" in rows:
+        version = rows["method_version"].fillna(1).astype(int)
+        labels = labels + version.map(lambda v: f" (v{v})" if v > 1 else "")
+    return labels
+
+
 def aggregate_table(rows: pd.DataFrame) -> pd.DataFrame:
     """All tasks: mean score and mean rank per method across tasks."""
     return pd.DataFrame(
         {
             "Method": rows["method"],
+            "Fidelity": fidelity_labels(rows),
             "Family": rows["family"],
             "Profile": rows["profile"],
             "Tasks": rows["n_tasks"],

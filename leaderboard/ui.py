@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from leaderboard.data import Reader, db_path, freshness
@@ -58,7 +60,22 @@ def sidebar_filters(r: Reader) -> Filters | None:
     scoped = frame[frame["model"] == model]
     profiles = [ALL_PROFILES, *sorted(scoped["profile"].unique())]
     profile = _select("Hardware profile", profiles, "profile")
-    return Filters(task=task, model=model, profile=profile)
+    reference_only = _check(
+        "Reference fidelity only",
+        "reference_only",
+        "Show only methods golden-tested against their own reference code "
+        "(docs/fidelity.md); `paper` and `reconstructed` rows are hidden.",
+    )
+    return Filters(task=task, model=model, profile=profile, reference_only=reference_only)
+
+
+def _check(label: str, key: str, help: str) -> bool:
+    """A sidebar checkbox whose value survives page switches."""
+    value = st.sidebar.checkbox(
+        label, value=bool(st.session_state.get(f"_keep_{key}", False)), key=key, help=help
+    )
+    st.session_state[f"_keep_{key}"] = value
+    return value
 
 
 def freshness_note(r: Reader) -> None:
@@ -79,7 +96,7 @@ def need_single_task(filters: Filters, tasks: list[str]) -> Filters:
     if filters.task != ALL_TASKS or not tasks:
         return filters
     st.info(f"This page shows one task at a time; showing **{tasks[0]}**.")
-    return Filters(task=tasks[0], model=filters.model, profile=filters.profile)
+    return replace(filters, task=tasks[0])
 
 
 def need_single_profile(filters: Filters, frame) -> Filters:
@@ -91,7 +108,7 @@ def need_single_profile(filters: Filters, frame) -> Filters:
         return filters
     profile = scoped.sort_values("n", ascending=False, kind="stable")["profile"].iloc[0]
     st.info(f"Costs are compared within one hardware profile; showing **{profile}**.")
-    return Filters(task=filters.task, model=filters.model, profile=profile)
+    return replace(filters, profile=profile)
 
 
 def page_setup(with_filters: bool = True) -> tuple[Reader, Filters | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +48,9 @@ class ResolvedMethod(Frozen):
     ties: dict[str, Tie] = Field(default_factory=dict, exclude=True)
     # Where `file.py:attr` implementations live; machine-specific, so not hashed.
     impl_dir: str = Field(default="", exclude=True)
+    # Where each hyperparameter the matrix entry overrides was written (file, line), so a
+    # bad override is reported at the matrix, not at the method's YAML.
+    override_at: dict[str, tuple[str, int | None]] = Field(default_factory=dict, exclude=True)
 
     @property
     def method_version(self) -> int:
@@ -133,8 +137,16 @@ def implementation_chain(catalog: Catalog, entry: Entry[MethodSpec]) -> list[Ent
 
 
 def resolve_method(
-    catalog: Catalog, item: MethodEntry, file: str = "", line: int | None = None
+    catalog: Catalog,
+    item: MethodEntry,
+    file: str = "",
+    line: int | None = None,
+    param_line: Callable[[str], int | None] | None = None,
 ) -> ResolvedMethod:
+    """The method a matrix entry names, its `kind` chain resolved and its hyperparameters
+    merged (root defaults, each link's own, the entry's overrides, then ties).
+
+    `param_line(key)` gives the matrix line of an overridden key (for error messages)."""
     entry = catalog.methods.get(item.method, file=file, line=line, field="methods")
     chain = implementation_chain(catalog, entry)
     root = chain[-1]
@@ -169,6 +181,7 @@ def resolve_method(
         fidelity=fidelity,
         ties=ties,
         impl_dir=str(root.folder),
+        override_at={k: (file, (param_line or (lambda _: line))(k) or line) for k in item.params},
     )
 
 
@@ -192,6 +205,14 @@ def apply_ties(
 def runs_on(model: ModelPreset, task: TaskSpec) -> bool:
     """Whether the model's architecture has a head and an encoding for the task's type."""
     return task.type in TASK_TYPES_BY_ARCHITECTURE[model.architecture]
+
+
+@dataclass(frozen=True)
+class PhaseCells:
+    """A later phase's cells (tuned finals), and those of them not stored ok yet."""
+
+    cells: list[Cell]
+    todo: list[Cell]
 
 
 @dataclass(frozen=True)
@@ -230,7 +251,10 @@ def expand_matrix(
         for i, t in enumerate(matrix.tasks)
     ]
     methods = [
-        resolve_method(catalog, e, file, line("methods", i)) for i, e in enumerate(matrix.entries())
+        resolve_method(
+            catalog, e, file, line("methods", i), lambda k, i=i: line("methods", i, "params", k)
+        )
+        for i, e in enumerate(matrix.entries())
     ]
     _check_every_model_and_task_runs(models, [t.spec for t in tasks], file, line)
     cells: dict[str, Cell] = {}

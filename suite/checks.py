@@ -38,17 +38,21 @@ def check_method(catalog: Catalog, method: ResolvedMethod) -> list[SpecIssue]:
     try:
         params_model.model_validate(method.params)
     except ValidationError as exc:
-        return [_param_issue(entry, err) for err in exc.errors()]
+        return [_param_issue(entry, method, err) for err in exc.errors()]
     return []
 
 
-def _param_issue(entry, err: dict) -> SpecIssue:
+def _param_issue(entry, method: ResolvedMethod, err: dict) -> SpecIssue:
+    """The issue at the matrix line that overrode the key, else at the method's YAML."""
     key = str(err["loc"][0]) if err["loc"] else ""
     message = err["msg"].removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         message = "unknown hyperparameter"
     elif "input" in err:
         message += f" (got {err['input']!r})"
+    if key in method.override_at:
+        file, line = method.override_at[key]
+        return SpecIssue(file, line, f"params.{key}", f"{message} (method '{method.name}')")
     line = entry.line("params", key) or entry.line("params")
     return SpecIssue(str(entry.path), line, f"params.{key}", message)
 

@@ -6,10 +6,11 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from suite.errors import SpecError
 
@@ -36,11 +37,23 @@ DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
 DEFAULT_DB = Path("results/peftbench.duckdb")
 
 
-def _fail_spec(exc: SpecError) -> None:
+def _fail_spec(exc: SpecError) -> NoReturn:
     err_console.print(f"[bold red]spec error[/] ({len(exc.issues)} problem(s)):")
     for issue in exc.issues:
         err_console.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _error(label: str, message: object, code: int) -> NoReturn:
+    """`label: message` on stderr (the label styled, the message printed as is: it may
+    hold brackets that are not markup), then exit with `code`."""
+    err_console.print(Text.assemble((label, "bold red"), " ", str(message)), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class ExecutorKind(str, Enum):
+    ray = "ray"
+    local = "local"
 
 
 def _catalog(plugins: list[Path] | None):
@@ -56,8 +69,9 @@ def run(
     rerun: Annotated[bool, typer.Option(help="Run cells again even if stored ok.")] = False,
     plugins: PluginsOpt = None,
     executor: Annotated[
-        str, typer.Option(help="ray (embedded Ray, or --address) or local (this process).")
-    ] = "ray",
+        ExecutorKind,
+        typer.Option(help="ray (embedded Ray, or --address) or local (this process)."),
+    ] = ExecutorKind.ray,
     address: Annotated[
         str | None,
         typer.Option(help="Join a Ray cluster: auto or HOST:PORT (default: RAY_ADDRESS)."),
@@ -80,6 +94,8 @@ def run(
         the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
     except SpecError as exc:
         _fail_spec(exc)
+    except StoreBusy as exc:  # reading which cells are done waits on a busy file
+        _error("error:", exc, 3)
     then = (
         " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
     )
@@ -95,7 +111,7 @@ def run(
     try:
         with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
             chosen = make_executor(
-                executor,
+                executor.value,
                 progress,
                 db.parent,
                 address=address,
@@ -104,13 +120,12 @@ def run(
             )
             summary = run_plan(the_plan, store, chosen, progress)
     except StoreBusy as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(3) from exc
+        _error("error:", exc, 3)
     except SchedulingError as exc:
-        err_console.print(f"[bold red]cannot schedule:[/] {exc}", markup=False)
-        raise typer.Exit(4) from exc
+        _error("cannot schedule:", exc, 4)
     if the_plan.cells and db.exists():
-        _print_table(db, the_plan.matrix)
+        # The plan's cells, also those another matrix stored first (cells dedupe).
+        _print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells])
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
     err_console.print(f"done: {counts}")
     raise typer.Exit(0 if summary.all_ok else 1)
@@ -216,16 +231,17 @@ def query(
     from suite.store.views import view_query
 
     if (sql is None) == (view is None):
-        err_console.print("[bold red]error:[/] give either SQL or --view NAME")
-        raise typer.Exit(2)
+        _error("error:", "give either SQL or --view NAME", 2)
     try:
-        frame = Store(db).query(sql or view_query(view, all_columns=fmt != Format.table))
+        statement = sql or view_query(view, all_columns=fmt != Format.table)
+    except ValueError as exc:
+        _error("error:", exc, 2)
+    try:
+        frame = Store(db).query(statement)
     except FileNotFoundError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+        _error("error:", exc, 1)
     except Exception as exc:  # noqa: BLE001 - duckdb errors are the user's SQL
-        err_console.print(f"[bold red]query failed:[/] {exc}", markup=False)
-        raise typer.Exit(1) from exc
+        _error("query failed:", exc, 1)
     from suite.listing import print_frame
 
     # Off a terminal (pipes, CI logs) rich would squeeze a wide table into 80 columns.
@@ -248,20 +264,38 @@ def export(
 
 @app.command()
 def table(
-    matrix: Annotated[str | None, typer.Option(help="Only this matrix's results.")] = None,
+    matrix: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this matrix's cells (name or YAML path): every cell it expands to, "
+            "also those another matrix stored first."
+        ),
+    ] = None,
     db: DbOpt = DEFAULT_DB,
+    plugins: PluginsOpt = None,
 ) -> None:
     """Print the results as a leaderboard table in the terminal."""
-    _print_table(db, matrix)
+    if not db.exists():
+        _error("error:", f"no results database at {db}; run `peftbench run` first", 1)
+    ids = None
+    if matrix is not None:
+        from suite.driver import matrix_cell_ids
+        from suite.store.store import Store
+
+        try:
+            ids = matrix_cell_ids(_catalog(plugins), matrix, Store(db))
+        except SpecError as exc:
+            _fail_spec(exc)
+    _print_table(db, matrix, ids)
 
 
-def _print_table(db: Path, matrix: str | None) -> None:
+def _print_table(db: Path, title: str | None, cell_ids: list[str] | None) -> None:
     from suite.listing import results_table
     from suite.store.store import Store
 
     # Off a terminal (CI logs, pipes) rich would wrap the table at 80 columns.
     out = console if console.is_terminal else Console(width=200)
-    out.print(results_table(Store(db), matrix))
+    out.print(results_table(Store(db), title, cell_ids))
 
 
 @app.command()
@@ -288,8 +322,7 @@ def report(
     from suite.report import write_report
 
     if not db.exists():
-        err_console.print(f"[bold red]error:[/] no results database at {db}")
-        raise typer.Exit(1)
+        _error("error:", f"no results database at {db}", 1)
     console.print(f"wrote {write_report(db, html)}")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suite.cells import Cell, expand_matrix
+from suite.cells import Cell, PhaseCells, expand_matrix
 from suite.checks import check_cells
 from suite.registry import Catalog
 from suite.results import CellResult
@@ -27,13 +27,20 @@ class Plan:
     todo: list[Cell]
     # Later phases, run after `todo` in the same run: each builds its cells from what the
     # earlier ones stored (tuned finals are selected from the trials' validation scores).
-    phases: list[Callable[[Store], list[Cell]]] = field(default_factory=list)
+    phases: list[Callable[[Store], PhaseCells]] = field(default_factory=list)
     # "model x task" pairs the matrix names but the model cannot run (left out).
     skipped_pairs: list[str] = field(default_factory=list)
+    # The cells whose rows the matrix reports: its cells, or (tuned) the finals the last
+    # phase built, done ones included. Filled by run_plan as phases run.
+    phase_cells: list[Cell] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
         return len(self.cells) - len(self.todo)
+
+    @property
+    def reported_cells(self) -> list[Cell]:
+        return self.phase_cells if self.phases else self.cells
 
 
 @dataclass
@@ -132,15 +139,30 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
 
             executor(the_plan.todo, on_result)
             for phase in the_plan.phases:
-                cells = phase(store)
+                built = phase(store)
+                the_plan.phase_cells = built.cells
                 if progress is not None and hasattr(progress, "add_cells"):
-                    progress.add_cells(len(cells))
-                executor(cells, on_result)
+                    progress.add_cells(len(built.todo))
+                executor(built.todo, on_result)
         finally:
             close = getattr(executor, "close", None)
             if close is not None:
                 close()
     return summary
+
+
+def matrix_cell_ids(catalog: Catalog, matrix_ref: str, store: Store) -> list[str]:
+    """The ids of the cells a matrix reports (`peftbench table --matrix`): its expanded
+    cells, or for a tuned matrix the finals its stored trials select."""
+    entry = catalog.matrix_from_path_or_name(matrix_ref)
+    cells = expand_matrix(entry.spec, catalog, entry).cells
+    if entry.spec.tuning is None:
+        return [c.cell_id for c in cells]
+    from suite.tuning import final_cells, trial_cells, validation_scores
+
+    trials = trial_cells(catalog, entry.spec, cells)
+    finals = final_cells(cells, trials, validation_scores(store, [t.cell_id for t in trials]))
+    return [c.cell_id for c in finals]
 
 
 def write_cell_log(folder: Path, cell: Cell, result: CellResult) -> Path:
@@ -151,9 +173,3 @@ def write_cell_log(folder: Path, cell: Cell, result: CellResult) -> Path:
     with open(path, "a") as f:  # a retried cell appends to its earlier attempts
         f.write(text)
     return path
-
-
-def default_db() -> Path:
-    from suite.store.store import DEFAULT_DB
-
-    return DEFAULT_DB

@@ -176,12 +176,13 @@ def _missing_any(value) -> bool:
         return False
 
 
-def results_table(store, matrix: str | None) -> Table:
-    # Tuning trials are scored on validation only; the table shows reported cells.
+def results_table(store, matrix: str | None, cell_ids: list[str] | None = None) -> Table:
+    """The reported cells (tuning trials are scored on validation only), or just
+    `cell_ids` (a matrix's cells, whichever matrix stored them first)."""
     where = "WHERE coalesce(phase, 'single') <> 'trial'"
     params: list = []
-    if matrix:
-        where, params = where + " AND matrix = ?", [matrix]
+    if cell_ids is not None:
+        where, params = where + " AND cell_id IN (SELECT unnest(?))", [cell_ids]
     frame = store.query(
         "SELECT method, task, model, seed, status, primary_metric, test_primary, "
         "baseline_test_primary, trainable_params, total_params, peak_memory_bytes, train_wall_s, "

@@ -24,6 +24,10 @@ class CellResult(BaseModel):
     total_params: int | None = None
     peak_memory_bytes: int | None = None
     peak_memory_isolated: bool | None = None
+    # What the worker held when the cell started (CPU: resident bytes; CUDA: allocated),
+    # not counted in the peak, and the bytes of its cached backbones among that.
+    memory_baseline_bytes: int | None = None
+    cached_model_bytes: int | None = None
     train_wall_s: float | None = None
     train_steps: int | None = None
     samples_per_s: float | None = None

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from suite.cells import Cell, ResolvedMethod, apply_ties, implementation_chain
+from suite.cells import Cell, PhaseCells, ResolvedMethod, apply_ties, implementation_chain
 from suite.registry import Catalog
 from suite.specs.matrix import MatrixSpec, TuningSpec
 from suite.specs.method import TRAINING_KEYS, SearchDim
@@ -178,12 +178,13 @@ def validation_scores(store, cell_ids: list[str]) -> dict[str, float | None]:
     }
 
 
-def finals_phase(cells: list[Cell], trials: list[Cell], rerun: bool) -> Callable[[Any], list[Cell]]:
-    """The driver's second phase: select from the stored trials, then skip finished finals."""
+def finals_phase(cells: list[Cell], trials: list[Cell], rerun: bool) -> Callable[[Any], PhaseCells]:
+    """The driver's second phase: select from the stored trials, and leave out the finals
+    already stored ok (they are still reported)."""
 
-    def phase(store) -> list[Cell]:
+    def phase(store) -> PhaseCells:
         finals = final_cells(cells, trials, validation_scores(store, [t.cell_id for t in trials]))
         done = set() if rerun else store.ok_cell_ids(c.cell_id for c in finals)
-        return [c for c in finals if c.cell_id not in done]
+        return PhaseCells(finals, [c for c in finals if c.cell_id not in done])
 
     return phase

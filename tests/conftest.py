@@ -33,3 +33,11 @@ def tiny_plugins(tmp_path_factory) -> Path:
         """)
     )
     return root
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """A plugin folder of generated offline tasks, one per text task type."""
+    from tests.support.generated_tasks import write_generated_tasks
+
+    return write_generated_tasks(tmp_path_factory.mktemp("generated"))

@@ -244,3 +244,17 @@ def test_peft_adalora_allocates_ranks_and_adds_orthogonality_penalty():
     )
     modules = 2 * 2  # query and value in two layers
     assert kept == 2 * modules  # the budget fell from init_r=6 to target_r=2 per module
+
+
+def test_peft_step_hooks_are_declared_not_probed():
+    """A tuner with steps of its own runs only with the hook class its method names."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="hooks: hooks.py:AdaLoraHooks"):
+        peft_kind(peft_type="ADALORA", config={"init_r": 4, "target_r": 2})
+    with pytest.raises(ValidationError, match="are for"):
+        peft_kind(peft_type="LORA", hooks="hooks.py:AdaLoraHooks")
+    with pytest.raises(ValidationError, match="not found"):
+        peft_kind(hooks="nohooks.py:X")
+    plain = C.prepare(peft_kind(config={"r": 4, "lora_alpha": 8}), tiny_bench()).hooks
+    assert type(plain).__name__ == "TunerHooks" and plain.extra_loss() is None

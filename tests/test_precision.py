@@ -75,3 +75,47 @@ def test_every_trainable_tensor_moves_on_a_bf16_base(name):
     frozen = [n for n in kept if torch.equal(after[n].detach().float(), before[n])]
     assert not frozen, f"{name}: {len(frozen)} trainable tensors did not move, e.g. {frozen[:3]}"
     assert catalog()  # the catalogue loaded once for every case
+
+
+def test_a_bf16_tiny_llama_cell_trains_through_the_cli(generated, tmp_path):
+    """`peftbench run` on a bf16 tiny Llama: LoRA's adapter in fp32, the base in bf16, and
+    the row records both, with the method's fidelity, version and source hash."""
+    import json
+    import textwrap
+
+    import yaml
+
+    from tests.test_cli_e2e import cli
+
+    preset = catalog().models.get("tiny-llama").spec.model_dump(mode="json", exclude_none=True)
+    preset.update(name="tiny-llama-bf16", dtype="bfloat16")
+    (generated / "models").mkdir(exist_ok=True)
+    (generated / "models" / "tiny-llama-bf16.yaml").write_text(yaml.safe_dump(preset))
+    matrix = tmp_path / "bf16.yaml"
+    matrix.write_text(
+        textwrap.dedent("""\
+        name: bf16
+        models: [tiny-llama-bf16]
+        methods: [lora]
+        tasks: [gen-choice]
+        seeds: [0]
+        budget: {max_steps: 3, batch_size: 4}
+        """)
+    )
+    db = tmp_path / "bf16.duckdb"
+    run = cli(
+        "run", str(matrix), "--plugins", str(generated), "--db", str(db), "--executor", "local"
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = cli(
+        "query",
+        "select status, base_dtype, adapter_dtype, fidelity, method_version, "
+        "method_source_hash, loss_curve from results",
+        "--db", str(db), "--format", "json",
+    )  # fmt: skip
+    (row,) = json.loads(out.stdout)
+    assert row["status"] == "ok"
+    assert (row["base_dtype"], row["adapter_dtype"]) == ("bfloat16", "float32")
+    assert row["fidelity"] == catalog().methods.get("lora").spec.fidelity
+    assert row["method_version"] >= 1 and len(row["method_source_hash"]) == 16
+    assert len(row["loss_curve"]) == 3

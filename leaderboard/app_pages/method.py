@@ -19,6 +19,20 @@ method = st.selectbox("Method", names, key="method")
 data = ui.guarded(method_data, reader, method)
 spec = data["spec"]
 st.title(f"Method: {method}")
+fidelity = data["rows"]["fidelity"].dropna() if "fidelity" in data["rows"] else []
+if len(fidelity):
+    level = fidelity.iloc[0]
+    version = int(data["rows"]["method_version"].max())
+    text = f"Fidelity: **{level}** (implementation version {version}; docs/fidelity.md)."
+    if level == "reconstructed":
+        st.warning(
+            text + " No code and no full text of this method could be read: the "
+            "implementation is the project's reading of its abstract or summaries."
+        )
+    elif level == "paper":
+        st.info(text + " Implemented from the full paper text; no reference code was run.")
+    else:
+        st.success(text + " Golden-tested against numbers its own reference code produced.")
 left, right = st.columns(2)
 with left:
     st.subheader("Resolved spec (as stored with its results)")
@@ -40,7 +54,7 @@ with right:
 st.subheader("Results across tasks and models")
 rows = data["rows"]
 cols = ["task", "model", "profile", "n_seeds", "n_failed", "mean", "ci_low", "ci_high"]
-cols += ["rank", "vs_baseline", "p_value", "trainable_params", "lr", "stale"]
+cols += ["rank", "vs_baseline", "p_value", "trainable_params", "lr", "method_version", "stale"]
 st.dataframe(rows[cols], hide_index=True, width="stretch")
 st.subheader("Training loss")
 curves = long_curves(data["curves"])

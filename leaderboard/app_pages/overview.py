@@ -51,7 +51,15 @@ def _one_task(r, filters: Filters) -> None:
         )
     st.markdown(note)
     if rows["stale"].fillna(False).any():
-        st.warning("Some rows use an older metric version (Stale = true); do not compare them.")
+        st.warning(
+            "Some rows use an older metric or method version (Stale = true); do not "
+            "compare them with current rows."
+        )
+    if rows["fidelity"].eq("reconstructed").any():
+        st.caption(
+            "⚠ reconstructed: the method's code and full text could not be read; its "
+            "implementation is the project's reading of the abstract (docs/fidelity.md)."
+        )
     st.altair_chart(charts.overview_chart(rows, metric), width="stretch")
     table = tables.overview_table(rows, metric)
     st.dataframe(

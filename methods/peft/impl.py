@@ -1,25 +1,30 @@
 """Any Hugging Face PEFT tuner as a peftbench method (`kind: peft`).
 
-The backbone is adapted by PEFT's own tuner class (what `get_peft_model` builds), so a
-result of this kind is PEFT's implementation, not a re-implementation. The task head is
-outside the backbone and stays trainable. The tuner's step hooks (AdaLoRA's rank
-allocation and orthogonality penalty) are called through `StepHooks` when it has them;
-nothing here branches on which PEFT method it is.
+The backbone is adapted by PEFT's own tuner class (what `get_peft_model` builds), then
+PEFT's own adapter dtype cast (`BaseTuner._cast_adapter_dtype`, which `PeftModel.__init__`
+calls) upcasts bf16/fp16 adapters to fp32, so a result of this kind is PEFT's
+implementation, not a re-implementation. The task head is outside the backbone and stays
+trainable. Tuners that train with steps of their own (AdaLoRA's rank allocation and
+orthogonality penalty) get them from the hook class their method names (`hooks:`, a class
+in this folder's hooks.py); nothing here probes a tuner or branches on which PEFT method
+it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import Field, field_validator, model_validator
 
 from suite.methods.adapters import adapter_prepared
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.api import Method, MethodParams, Prepared
 from suite.methods.targets import find_targets, matches
+from suite.plugins import load_object
 
 ADAPTER = "default"
+HERE = Path(__file__).resolve().parent
 # PEFT config fields that list modules: given as preset family names or patterns here,
 # and resolved to the exact module names chosen by `targets`.
 MODULE_KEYS = ("feedforward_modules",)
@@ -39,10 +44,29 @@ def config_class(peft_type: str):
     return peft.PEFT_TYPE_TO_CONFIG_MAPPING[kind]
 
 
+def hooks_class(ref: str | None):
+    """The hook class a `hooks:` reference names (`file.py:Class` from this folder, or
+    `module:Class`); None: the tuner has no training-time steps."""
+    base = load_object("hooks.py:TunerHooks", HERE)
+    if ref is None:
+        return base
+    try:
+        cls = load_object(ref, HERE)
+    except ImportError as exc:
+        raise ValueError(f"hooks {ref!r}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"hooks {ref!r} is not a TunerHooks class (methods/peft/hooks.py)")
+    return cls
+
+
 class PeftParams(MethodParams):
     peft_type: str = "LORA"
     config: dict[str, Any] = Field(default_factory=dict)
     targets: str | list[str] = "qv"
+    # The tuner's step hooks, e.g. hooks.py:AdaLoraHooks (see hooks.py).
+    hooks: str | None = None
+    # As get_peft_model's argument: PEFT upcasts bf16/fp16 adapter tensors to fp32.
+    autocast_adapter_dtype: bool = True
 
     @field_validator("peft_type")
     @classmethod
@@ -64,6 +88,15 @@ class PeftParams(MethodParams):
             raise ValueError(f"{self.peft_type} config has no field(s) {unknown}")
         if reserved:
             raise ValueError(f"config must not set {reserved}: use `targets`")
+        required = load_object("hooks.py:REQUIRED", HERE).get(self.peft_type)
+        if required is not None and self.hooks != required:
+            raise ValueError(
+                f"{self.peft_type} trains with step hooks: set hooks: {required}"
+                " (methods/peft/hooks.py; methods/peft-adalora names its own)"
+            )
+        cls = hooks_class(self.hooks)
+        if cls.peft_types and self.peft_type not in cls.peft_types:
+            raise ValueError(f"hooks {self.hooks!r} are for {list(cls.peft_types)}")
         return self
 
 
@@ -75,42 +108,9 @@ def build_config(p: PeftParams, names: list[str], preset):
         if key in kwargs:
             patterns = preset.resolve_targets(kwargs[key])
             kwargs[key] = [n for n in names if any(matches(n, q) for q in patterns)]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if "total_step" in fields and "total_step" not in kwargs:
-        # Known only when training starts (on_train_start sets it); a valid placeholder.
-        kwargs["total_step"] = kwargs.get("tinit", 0) + kwargs.get("tfinal", 0) + 1
+    for key, value in hooks_class(p.hooks).config_defaults(kwargs).items():
+        kwargs.setdefault(key, value)
     return cls(target_modules=names, **kwargs)
-
-
-class PeftHooks(StepHooks):
-    """Calls the tuner's own training-time methods, where it has them."""
-
-    def __init__(self, tuner):
-        self.tuner = tuner
-        self.config = tuner.peft_config[ADAPTER]
-
-    def on_train_start(self, total_steps: int) -> None:
-        if hasattr(self.config, "total_step"):
-            self.config.total_step = total_steps
-
-    def extra_loss(self) -> torch.Tensor | None:
-        weight = getattr(self.config, "orth_reg_weight", 0.0)
-        return weight * orthogonality_penalty(self.tuner.model) if weight else None
-
-    def after_optimizer_step(self, step: int) -> None:
-        if hasattr(self.tuner, "update_and_allocate"):
-            self.tuner.update_and_allocate(step)
-
-
-def orthogonality_penalty(backbone: torch.nn.Module) -> torch.Tensor:
-    """Mean ||P P^T - I||_F over AdaLoRA's factors, as AdaLoraModel.forward adds it."""
-    terms = []
-    for name, p in backbone.named_parameters():
-        if ("lora_A" in name or "lora_B" in name) and ADAPTER in name:
-            cov = p @ p.T if "lora_A" in name else p.T @ p
-            eye = torch.eye(*cov.size(), dtype=cov.dtype, device=cov.device)
-            terms.append(torch.norm(cov - eye, p="fro"))
-    return torch.stack(terms).mean()
 
 
 class Peft(Method):
@@ -125,7 +125,12 @@ class Peft(Method):
         tuner_cls = peft.PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type]
         # The tuner adapts model.backbone in place; it stays out of the module tree.
         tuner = tuner_cls(model.backbone, config, ADAPTER)
-        prepared = adapter_prepared(model, hooks=PeftHooks(tuner), mergeable=False)
+        # What PeftModel.__init__ does next (peft_model.py): PEFT's own dtype cast.
+        tuner._cast_adapter_dtype(
+            adapter_name=ADAPTER, autocast_adapter_dtype=self.params.autocast_adapter_dtype
+        )
+        hooks = hooks_class(self.params.hooks)(tuner, ADAPTER)
+        prepared = adapter_prepared(model, hooks=hooks, mergeable=False)
         prepared.merge = tuner.merge_adapter
         prepared.unmerge = tuner.unmerge_adapter
         return prepared

@@ -61,6 +61,8 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "total_params": "BIGINT",
     "peak_memory_bytes": "BIGINT",
     "peak_memory_isolated": "BOOLEAN",
+    "memory_baseline_bytes": "BIGINT",
+    "cached_model_bytes": "BIGINT",
     "train_wall_s": "DOUBLE",
     "train_steps": "INTEGER",
     "samples_per_s": "DOUBLE",

@@ -36,7 +36,13 @@ from suite.store.schema import (
 )
 
 DEFAULT_DB = Path("results") / "peftbench.duckdb"
+# How long a connection waits for another process to let go of the file (seconds);
+# PEFTBENCH_LOCK_WAIT_S overrides it (tests, and scripts that would rather fail fast).
 LOCK_WAIT_S = 30.0
+
+
+def lock_wait_s() -> float:
+    return float(os.environ.get("PEFTBENCH_LOCK_WAIT_S", LOCK_WAIT_S))
 
 
 class StoreBusy(RuntimeError):
@@ -56,7 +62,7 @@ class Store:
 
     @contextmanager
     def connect(
-        self, read_only: bool = False, wait_s: float = LOCK_WAIT_S, config: dict | None = None
+        self, read_only: bool = False, wait_s: float | None = None, config: dict | None = None
     ):
         """A short-lived connection, retried while another process holds the file.
 
@@ -70,7 +76,7 @@ class Store:
             )
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait_s
+        deadline = time.monotonic() + (lock_wait_s() if wait_s is None else wait_s)
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})

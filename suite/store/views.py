@@ -175,7 +175,8 @@ JOIN sweep_params s
   ON TRY_CAST(json_extract_string(l.params, '$.' || s.name) AS DOUBLE) IS NOT NULL"""
 
 AGGREGATE = """CREATE OR REPLACE VIEW aggregate AS
-SELECT model, method, any_value(family) AS family, budget, profile,
+SELECT model, method, any_value(family) AS family, any_value(fidelity) AS fidelity,
+    budget, profile,
     count(DISTINCT task) AS n_tasks, list(DISTINCT task ORDER BY task) AS tasks,
     avg(mean) AS mean_score, avg("rank") AS mean_rank,
     sum(CASE WHEN vs_baseline = 'better' THEN 1 ELSE 0 END) AS n_better,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import hashlib
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -57,9 +59,21 @@ def set_disk_dir(path: Path | str | None) -> None:
     _DISK["dir"] = Path(path) if path else None
 
 
+# Bumped whenever the pickled EncodedSplit changes shape, so no worker reads an older one.
+ENCODING_FORMAT = 2
+
+
 def tokenizer_key(preset: ModelPreset) -> str:
-    """The tokenizer's identity: its source (presets sharing a source share a tokenizer)."""
-    return spec_hash(preset.source)
+    """What decides how a preset turns examples into inputs: where its tokenizer comes
+    from (its own `tokenizer:` source, else the weights' source) and, for vision presets,
+    its image processing. Presets that share all of these share a tokenised cache."""
+    parts = {
+        "source": preset.source.model_dump(mode="json"),
+        "tokenizer": preset.tokenizer.model_dump(mode="json") if preset.tokenizer else None,
+        "image": preset.image.model_dump(mode="json") if preset.image else None,
+        "format": ENCODING_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def encoded(task: TaskSpec, task_dir: str, preset: ModelPreset) -> dict[str, EncodedSplit]:
@@ -105,6 +119,17 @@ def _backbone(preset: ModelPreset):
         return model
 
     return _cached(("backbone", spec_hash(preset)), build)
+
+
+def cached_model_bytes() -> int:
+    """Bytes of every backbone this worker keeps cached (reported beside a cell's peak,
+    which does not include them)."""
+    return sum(
+        t.numel() * t.element_size()
+        for key, model in _CACHE.items()
+        if key[0] == "backbone"
+        for t in [*model.parameters(), *model.buffers()]
+    )
 
 
 def warm(preset: ModelPreset) -> None:

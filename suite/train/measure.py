@@ -14,40 +14,70 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 class PeakMemory:
-    """Peak memory of one phase of a cell.
+    """The memory one cell adds to its worker, at its peak.
 
-    CUDA: `max_memory_allocated` after a reset. CPU: the process's resident high-water mark
-    (VmHWM) after resetting it through /proc/self/clear_refs, so earlier cells in the same
-    worker do not leak into this one. Elsewhere falls back to ru_maxrss (not isolated).
+    Reset before the cell builds its model; read after training. So the figure is the
+    cell's own model copy, adapter, gradients, optimiser state and activations, and not
+    what the worker held before (its cached backbones and tokenised data, earlier cells):
+
+    - CUDA: `max_memory_allocated` since the reset (the caches live on the CPU).
+    - CPU: the resident high-water mark (VmHWM, reset through /proc/self/clear_refs)
+      minus the resident size at the reset (`baseline_bytes`, reported beside it), after
+      freed heap was handed back to the system (malloc_trim), so an earlier cell's freed
+      memory is not silently reused. Where /proc is missing: ru_maxrss, not isolated.
     """
 
     def __init__(self, device: torch.device):
         self.device = device
         self.isolated = True
+        self.baseline_bytes = 0
 
     def reset(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline_bytes = int(torch.cuda.memory_allocated(self.device))
             return
+        _release_freed_heap()
+        self.baseline_bytes = _status_bytes("VmRSS") or 0
         try:
             _CLEAR_REFS.write_text("5")
         except OSError:
             self.isolated = False
 
     def peak_bytes(self) -> int:
+        """The cell's peak above what the worker held at the reset."""
         if self.device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self.device))
-        try:
-            for line in _STATUS.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+            return int(torch.cuda.max_memory_allocated(self.device)) - self.baseline_bytes
+        hwm = _status_bytes("VmHWM")
+        if hwm is not None and self.isolated:
+            return max(hwm - self.baseline_bytes, 0)
         import resource
 
         self.isolated = False
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _release_freed_heap() -> None:
+    """Return freed heap pages to the system (glibc), so resident size is live memory."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def median_latency(

@@ -105,6 +105,7 @@ class Setup:
     regression: bool
     reference: ReferenceProbe | None
     reference_before: float | None
+    memory: PeakMemory
 
 
 def load(cell: Cell) -> Setup:
@@ -117,6 +118,9 @@ def load(cell: Cell) -> Setup:
     # weights it then overwrites, so the first cell of a worker would otherwise start
     # from a different random state than the same cell run later on that worker.
     caches.warm(cell.model)
+    # The cell's memory counts from here: the worker's caches above are not the cell's.
+    memory = PeakMemory(device)
+    memory.reset()
     seed_everything(cell.seed)
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
@@ -135,6 +139,7 @@ def load(cell: Cell) -> Setup:
         regression=cell.task.type == "regression",
         reference=reference,
         reference_before=reference.loss(model) if reference else None,
+        memory=memory,
     )
 
 
@@ -198,8 +203,7 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         setup.device,
     )
     tokens = [0]  # padded tokens trained on, for the FLOP estimate
-    memory = PeakMemory(setup.device)
-    memory.reset()
+    memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
     stats = train(prepared, _counted(stream, tokens), task_loss(cell.task), cfg, on_step=report)
     peak = memory.peak_bytes()
@@ -211,6 +215,8 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "adapter_params": trainable - head,
         "peak_memory_bytes": peak,
         "peak_memory_isolated": memory.isolated,
+        "memory_baseline_bytes": memory.baseline_bytes,
+        "cached_model_bytes": caches.cached_model_bytes(),
         "train_tokens": tokens[0],
         "train_flops": train_flops(model, tokens[0]),
         **_train_stats(stats),
