@@ -7,7 +7,10 @@ the coupled weights so the selected heads / channels come first, then train only
 dense slice [0:n) of the output projections' input columns). Permuting heads in
 query/key/value rows and output columns (and FFN channels in up rows and down columns)
 leaves the function unchanged, so the model starts at W0; merging writes the slice back
-into the weight in place, so there is no inference overhead.
+into the weight in place, so there is no inference overhead. The selected heads come
+first in the reference's own order (`head_order`); tests/test_golden_s2ft.py checks the
+selection, the co-permutation, the forward and the gradients against the reference on a
+tiny LLaMA.
 """
 
 from __future__ import annotations
@@ -78,6 +81,17 @@ def unit_order(selected: list[int], total: int) -> torch.Tensor:
     return torch.tensor(selected + [j for j in range(total) if j not in selected])
 
 
+def head_order(o_heads: list[int], total: int, v_heads: list[int] = ()) -> torch.Tensor:
+    """convert_mha_layer_to_s2's head order: only_v + vo + only_o, then the rest. The
+    reference builds the three groups as lists of Python sets, so they come in set
+    iteration order, not sorted ({3, 9} iterates as 9, 3); this does the same, so the
+    permuted weights are laid out as there. (FFN channels keep their selection order.)"""
+    only_v = list(set(v_heads) - set(o_heads))
+    vo = list(set(o_heads) & set(v_heads))
+    only_o = list(set(o_heads) - set(v_heads))
+    return unit_order(only_v + vo + only_o, total)
+
+
 @torch.no_grad()
 def permute(linear: nn.Linear, index: torch.Tensor, rows: bool) -> None:
     if rows:
@@ -110,7 +124,7 @@ class S2FT(Method):
         sel_channels = pick(config.intermediate_size, len(layers), p.d_ratio, rng)
         for layer, hs, chs in zip(layers, sel_heads, sel_channels, strict=True):
             if hs:
-                convert(layer, p.attn_in, p.attn_out, unit_order(hs, heads), hd, len(hs))
+                convert(layer, p.attn_in, p.attn_out, head_order(hs, heads), hd, len(hs))
             if chs:
                 order = unit_order(chs, config.intermediate_size)
                 convert(layer, p.ffn_in, p.ffn_out, order, 1, len(chs))

@@ -1,10 +1,12 @@
 """SHiRA: a sparse high-rank adapter on a fixed mask, values initialised to zero.
 
 Follows Hugging Face PEFT 0.21 `tuners/shira` (budget r(d_in + d_out) per layer, zero
-init, random mask from a seeded permutation). The weight-magnitude, gradient and SNIP
-masks are the paper's SHiRA-WM / -Grad / -SNIP variants, implemented from their usual
-definitions (top |W0|, top |sum of gradients|, top |W0 * gradient| on a few training
-batches); PEFT ships only the random mask and the paper's own code was not read.
+init, random mask from a permutation whose generator is re-seeded for every layer, so
+same-shape layers share a mask; checked live by tests/test_golden_shira.py). The
+weight-magnitude, gradient and SNIP masks are the paper's SHiRA-WM / -Grad / -SNIP
+variants, implemented from their usual definitions (top |W0|, top |sum of gradients|,
+top |W0 * gradient| on a few training batches); PEFT ships only the random mask and the
+paper's own code was not read.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from torch import nn
 
 from suite.methods.adapters import AdapterLinear, adapter_prepared, load_state_strict, wrap_targets
 from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.sparse import PerEntryAdamW
 
 
 class SoRAParams(MethodParams):
@@ -75,6 +76,35 @@ class SoRALinear(AdapterLinear):
         self.lora_B = nn.Parameter(b)
 
 
+@torch.no_grad()
+def threshold_step(g: torch.Tensor, lam: float) -> None:
+    """SparseAdamW.step's three masked updates, in order: g[g > lam] -= lam, then
+    g[g < -lam] += lam, then g[|g| < lam] = 0 on the shifted values. Not a soft threshold:
+    an entry in (lam, 2 lam) is shifted below lam and then zeroed, so every |g| < 2 lam
+    ends at 0 and larger ones shrink by lam."""
+    shifted = torch.where(g > lam, g - lam, torch.where(g < -lam, g + lam, g))
+    g.copy_(torch.where(shifted.abs() < lam, torch.zeros_like(shifted), shifted))
+
+
+def sora_optimizer(named_params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """run_glue.py's two optimisers as groups of one: transformers.AdamW (eps 1e-8,
+    weight decay except biases and LayerNorm) for the rest, SparseAdamW's AdamW (its
+    default eps 1e-6, no weight decay, same lr) for the gates; the threshold step itself
+    runs in `SoRAHooks.after_optimizer_step`. Hugging Face's AdamW is PerEntryAdamW with
+    untouched ages (bias correction in the step size, decay after the update)."""
+    named = [(n, p) for n, p in named_params if p.requires_grad]
+    gates = [p for n, p in named if n.endswith(".gate")]
+    rest = [(n, p) for n, p in named if not n.endswith(".gate")]
+    no_decay = [p for n, p in rest if "bias" in n or "LayerNorm" in n or "layer_norm" in n]
+    decay = [p for n, p in rest if not any(p is q for q in no_decay)]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "eps": 1e-8},
+        {"params": no_decay, "weight_decay": 0.0, "eps": 1e-8},
+        {"params": gates, "weight_decay": 0.0, "eps": 1e-6},
+    ]
+    return PerEntryAdamW([g for g in groups if g["params"]], lr=lr)
+
+
 def threshold_schedule(p: SoRAParams) -> np.ndarray:
     """The lambda_2 values SparseAdamW._build_lambda_list would step through."""
     if p.schedule == "none":
@@ -113,8 +143,7 @@ class SoRAHooks(StepHooks):
         if lam <= 0:
             return
         for g in self.gates():
-            # Soft threshold (proximal step of lam * |g|), as in SparseAdamW.step.
-            g.copy_(torch.sign(g) * torch.clamp(g.abs() - lam, min=0.0))
+            threshold_step(g, lam)
 
     def on_train_end(self) -> None:
         if self.p.prune_at_end:
@@ -141,6 +170,7 @@ class SoRA(Method):
         prepared = adapter_prepared(model, SoRAHooks(layers, self.params))
         named = {f"backbone.{n}": m for n, m in wrapped}
         prepared.load_adapter_state = lambda state: load_sora_state(model, named, state)
+        prepared.make_optimizer = sora_optimizer
         return prepared
 
     def expected_trainable_params(self, shapes) -> int:

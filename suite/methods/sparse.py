@@ -107,7 +107,8 @@ class SparseDeltaLinear(AdapterLinear):
     def set_entries(self, indices: torch.Tensor, values: torch.Tensor) -> None:
         """Replace the support and values in place (the Parameter object is kept, so the
         optimiser still holds it; callers reset its state)."""
-        self.indices = indices.to(self.indices.device, index_dtype(self.base.weight.numel()))
+        dtype = index_dtype(self.base.weight.numel())
+        self.indices = indices.to(self.indices.device, dtype).clone()
         self.values.data = values.to(self.values.device, self.values.dtype).clone()
 
 
@@ -193,10 +194,17 @@ def select_masks(
     n_batches: int = 4,
 ) -> dict[str, torch.Tensor]:
     """Flat indices per target: random, top |W0|, top |sum grad| or top |W0 * sum grad|
-    (SNIP's connection sensitivity)."""
+    (SNIP's connection sensitivity).
+
+    The random mask is PEFT's `random_mask`: every layer draws from a generator freshly
+    seeded with the seed (PEFT's `random_seed`, here the cell's), so layers of the same
+    shape get the same mask.
+    """
     if kind == "random":
-        gen = torch.Generator().manual_seed(ctx.seed)
-        return {n: random_indices(lin.weight.numel(), ks[n], gen) for n, lin in targets}
+        return {
+            n: random_indices(lin.weight.numel(), ks[n], torch.Generator().manual_seed(ctx.seed))
+            for n, lin in targets
+        }
     if kind == "magnitude":
         return {n: top_k_indices(lin.weight.detach().abs(), ks[n]) for n, lin in targets}
     grads = accumulate_target_grads(model, targets, ctx, n_batches)
@@ -216,48 +224,98 @@ def _flags(numel: int, positions: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def prune_and_regrow(
-    layer: SparseDeltaLinear,
-    candidates: torch.Tensor,
-    scores: torch.Tensor,
-    rate: float,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> torch.Tensor:
+    layer: SparseDeltaLinear, candidates: torch.Tensor, scores: torch.Tensor, rate: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the `rate` share of smallest-|value| entries, grow the best-scoring candidates.
 
     A line-by-line port of SpIEL's `SftSelector.select_rigl`: candidates already active
-    (and not dropped) are skipped; a position both dropped and regrown keeps its value;
-    regrown values start at zero and their optimiser moments are reset. The support size
-    never changes. Returns the slots (positions in `values`) that changed.
+    (and not dropped) are skipped; a position both dropped and regrown keeps its slot and
+    value; regrown values start at zero. The support size never changes. Returns
+    `(slots, grown)`: the positions in `values` that changed and, for each, the index into
+    `candidates` of the entry grown there (so callers can seed its optimiser state).
     """
     idx = layer.indices.long()
     n = int(layer.k * rate)
+    empty = idx.new_zeros(0)
     if n == 0 or len(candidates) == 0:
-        return idx.new_zeros(0)
+        return empty, empty
     numel = layer.base.weight.numel()
     changing = torch.topk(layer.values.abs(), n, largest=False, sorted=True).indices
     outgoing = idx[changing]
     is_out = _flags(numel, outgoing)
     is_remaining = _flags(numel, idx) & ~is_out
-    valid = ~is_remaining[candidates.long()]
-    candidates, scores = candidates.long()[valid], scores[valid]
-    best = torch.topk(scores.abs(), min(n, len(scores)), largest=True, sorted=True).indices
-    incoming = candidates[best]
+    valid = torch.nonzero(~is_remaining[candidates.long()]).reshape(-1)
+    pool = candidates.long()[valid]
+    best = torch.topk(scores[valid].abs(), min(n, len(valid)), largest=True, sorted=True).indices
+    incoming, grown = pool[best], valid[best]
     is_in = _flags(numel, incoming)
     changing = changing[~is_in[outgoing]]
-    incoming = incoming[~is_out[incoming]]
+    fresh = ~is_out[incoming]
+    incoming, grown = incoming[fresh], grown[fresh]
     changing = changing[: len(incoming)]
     layer.indices[changing] = incoming.to(layer.indices.dtype)
     layer.values[changing] = 0.0
-    reset_optimizer_entries(optimizer, layer.values, changing)
-    return changing
+    return changing, grown
 
 
-def reset_optimizer_entries(
-    optimizer: torch.optim.Optimizer | None, param: torch.Tensor, slots: torch.Tensor
+@torch.no_grad()
+def seed_optimizer_entries(
+    optimizer: torch.optim.Optimizer, param: torch.Tensor, slots: torch.Tensor, seeds: dict
 ) -> None:
-    """Zero the per-entry optimiser state (Adam moments) of `param` at `slots`."""
-    if optimizer is None or len(slots) == 0:
-        return
-    for value in optimizer.state.get(param, {}).values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value[slots] = 0
+    """Overwrite per-entry optimiser state of `param` at `slots` (SpIEL's
+    `update_optimizer`): each key of `seeds` names a state tensor of param's shape."""
+    state = optimizer.state.get(param)
+    if not state or len(slots) == 0:
+        return  # no step taken yet: fresh entries start from the optimiser's own init
+    missing = sorted(set(seeds) - set(state))
+    if missing:
+        raise ValueError(f"{type(optimizer).__name__} keeps no per-entry {missing} state")
+    for key, value in seeds.items():
+        state[key][slots] = value.to(state[key].dtype)
+
+
+class PerEntryAdamW(torch.optim.Optimizer):
+    """AdamW whose bias correction counts steps per entry, as SpIEL's `SftAdamW`.
+
+    State per parameter: `age` (starting at 1), `exp_avg`, `exp_avg_sq`. A step:
+    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    p -= lr m / ((sqrt(v) + eps) (1 - b1^age) / sqrt(1 - b2^age)); then the decoupled decay
+    p -= lr wd p (after the update, as SftAdamW and Hugging Face's AdamW do); age += 1.
+    With untouched ages this is Hugging Face's AdamW. An entry that joins mid-run (SpIEL's
+    regrowth) gets its own age and may start from seeded moments
+    (`seed_optimizer_entries`), so its bias correction is its own rather than the global
+    step's. eps defaults to SftAdamW's 1e-6.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["age"] = torch.ones_like(p)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                grad, age = p.grad, state["age"]
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                denom = exp_avg_sq.sqrt().add_(group["eps"])
+                denom.mul_(1.0 - beta1**age).div_(torch.sqrt(1.0 - beta2**age))
+                p.addcdiv_(exp_avg, denom, value=-lr)
+                if wd > 0.0:
+                    p.add_(p, alpha=-lr * wd)
+                age.add_(1.0)
+        return loss
