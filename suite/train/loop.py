@@ -242,7 +242,7 @@ def train(
         model.zero_grad(set_to_none=True)
         total.backward()
         hooks.after_backward(step)
-        driver.optimizer_step(lambda: hooks.before_optimizer_step(step))
+        driver.optimizer_step(lambda step=step: hooks.before_optimizer_step(step))
         hooks.after_optimizer_step(step)
         stats.step_times.append(time.perf_counter() - t0)
         stats.losses.append(float(loss.detach()))
