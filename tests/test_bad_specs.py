@@ -159,8 +159,20 @@ CASES = [
         ["x/method.yaml:1", "exactly one of 'implementation'"],
     ),
     (
+        "implementation-without-fidelity",
+        {"methods/x/method.yaml": "name: x\nimplementation: impl.py:X\n"},
+        ["validate", "{d}/methods"],
+        ["x/method.yaml:1", "fidelity: reference | paper | reconstructed"],
+    ),
+    (
+        "unknown-fidelity",
+        {"methods/x/method.yaml": "name: x\nimplementation: impl.py:X\nfidelity: vibes\nversion: 1\n"},
+        ["validate", "{d}/methods"],
+        ["x/method.yaml:3", "fidelity"],
+    ),
+    (
         "missing-implementation-file",
-        {"methods/x/method.yaml": "name: x\nimplementation: nothere.py:X\n"},
+        {"methods/x/method.yaml": "name: x\nimplementation: nothere.py:X\nfidelity: paper\nversion: 1\n"},
         ["validate", "{d}/methods"],
         ["x/method.yaml:2", "implementation", "plugin file not found"],
     ),

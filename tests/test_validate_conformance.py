@@ -74,7 +74,12 @@ def test_cli_runs_every_check_on_a_user_lora_folder(tmp_path: Path):
 
 
 def test_a_failing_check_is_reported_and_exits_1(tmp_path: Path):
-    write(tmp_path, "off-by-one", "name: off-by-one\nimplementation: impl.py:OffByOne\n", BAD_IMPL)
+    write(
+        tmp_path,
+        "off-by-one",
+        "name: off-by-one\nimplementation: impl.py:OffByOne\nfidelity: reconstructed\nversion: 1\n",
+        BAD_IMPL,
+    )
     _, names = methods_under(tmp_path, [])
     assert names == ["off-by-one"]
     console = Console(record=True, width=200)

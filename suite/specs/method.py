@@ -109,6 +109,12 @@ class MethodSpec(Frozen):
         cyclic = sorted(k for k, t in self.ties.items() if t.to in self.ties)
         if cyclic:
             raise ValueError(f"ties may not chain: {cyclic} follow another tied value")
+        if self.implementation is not None and (self.fidelity is None or self.version is None):
+            raise ValueError(
+                "a method with its own implementation declares `fidelity: reference | paper | "
+                "reconstructed` and an integer `version` (docs/fidelity.md); a `kind:` method "
+                "inherits them"
+            )
         if self.implementation is not None and ":" not in self.implementation:
             raise ValueError(
                 f"implementation {self.implementation!r} must look like 'module:Class' "
