@@ -166,13 +166,17 @@ CASES = [
     ),
     (
         "unknown-fidelity",
-        {"methods/x/method.yaml": "name: x\nimplementation: impl.py:X\nfidelity: vibes\nversion: 1\n"},
+        {
+            "methods/x/method.yaml": "name: x\nimplementation: impl.py:X\nfidelity: vibes\nversion: 1\n"
+        },
         ["validate", "{d}/methods"],
         ["x/method.yaml:3", "fidelity"],
     ),
     (
         "missing-implementation-file",
-        {"methods/x/method.yaml": "name: x\nimplementation: nothere.py:X\nfidelity: paper\nversion: 1\n"},
+        {
+            "methods/x/method.yaml": "name: x\nimplementation: nothere.py:X\nfidelity: paper\nversion: 1\n"
+        },
         ["validate", "{d}/methods"],
         ["x/method.yaml:2", "implementation", "plugin file not found"],
     ),

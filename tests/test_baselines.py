@@ -5,9 +5,9 @@ against counts derived by hand for the conformance suite's tiny BERT."""
 from __future__ import annotations
 
 from suite import conformance as C
+from tests.helpers import tiny_bench
 from tests.support.golden import load_fixture
 from tests.test_conformance import built
-from tests.helpers import tiny_bench
 
 HIDDEN, LAYERS, INTER, VOCAB, POSITIONS, TYPES, CLASSES = 32, 2, 64, 100, 128, 2, 3
 
@@ -26,7 +26,9 @@ def test_golden_bitfit_trains_the_biases_the_official_code_trains():
     # difference of every encoder cell, not of BitFit), so the reference's pooler bias is
     # the one name it trains that this model lacks.
     assert backbone == [n for n in fixture.meta["trained_backbone"] if not n.startswith("pooler.")]
-    assert sum(trained[f"backbone.{n}"] for n in backbone) == fixture.meta["backbone_count"] - HIDDEN
+    assert (
+        sum(trained[f"backbone.{n}"] for n in backbone) == fixture.meta["backbone_count"] - HIDDEN
+    )
     assert {n for n in trained if n.startswith("head.")} == {"head.weight", "head.bias"}
 
 
@@ -38,7 +40,8 @@ def test_full_trains_every_weight():
     per_layer = (
         4 * (HIDDEN * HIDDEN + HIDDEN)  # query, key, value, attention output
         + 2 * 2 * HIDDEN  # two LayerNorms
-        + (HIDDEN * INTER + INTER) + (INTER * HIDDEN + HIDDEN)  # MLP in and out
+        + (HIDDEN * INTER + INTER)
+        + (INTER * HIDDEN + HIDDEN)  # MLP in and out
     )
     embeddings = (VOCAB + POSITIONS + TYPES) * HIDDEN + 2 * HIDDEN
     head = CLASSES * HIDDEN + CLASSES

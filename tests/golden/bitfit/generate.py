@@ -55,11 +55,19 @@ def main(repo: Path, out: Path) -> None:
         "commit": commit.strip(),
         "files": ["glue_evaluator.py", "run_glue.py"],
         "command": "python tests/golden/bitfit/generate.py <BitFit checkout> tests/golden/bitfit",
-        "config": {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64, "bias_terms": ["all"]},
+        "config": {
+            "hidden": 32,
+            "layers": 2,
+            "heads": 4,
+            "intermediate": 64,
+            "bias_terms": ["all"],
+        },
         "trained_backbone": backbone,
         "trained_head": head,
         "backbone_count": sum(
-            p.numel() for n, p in model.named_parameters() if p.requires_grad and n.startswith("bert.")
+            p.numel()
+            for n, p in model.named_parameters()
+            if p.requires_grad and n.startswith("bert.")
         ),
         "notes": "matplotlib and seaborn stubbed, and transformers.optimization.AdamW "
         "pointed at torch's (transformers 5 removed it): neither is used by the selection.",
