@@ -144,4 +144,3 @@ def check_training(
     return stats.losses[0], stats.losses[-1]
 
 
-_perturb = perturb  # the old private name, until every test calls perturb

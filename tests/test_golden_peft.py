@@ -214,7 +214,7 @@ def native_twins(case_name: str, bench_name: str) -> Twins:
 
 def copy_perturbed(t: Twins) -> None:
     """Move our trainable tensors away from their init and give PEFT the same values."""
-    C._perturb(t.ours.model)
+    C.perturb(t.ours.model)
     with torch.no_grad():
         for _, mine, other in t.pairs():
             other.copy_(mine)

@@ -61,7 +61,7 @@ def test_pissa_keeps_the_model_and_puts_top_singular_directions_in_the_adapter()
 
 def test_dropout_only_in_training():
     prepared = C.prepare(lora(r=4, dropout=0.5), tiny_bench())
-    C._perturb(prepared.model)
+    C.perturb(prepared.model)
     batch = tiny_bench().batches[0]
     prepared.model.eval()
     a, b = prepared.model(**batch), prepared.model(**batch)

@@ -19,27 +19,16 @@ def method_with(name: str, **overrides):
     )
 
 
-def run_steps(prepared, bench, steps: int, lr: float = 1e-2, optimizer=None) -> list[float]:
-    """The generic loop's hook protocol on one batch (no scheduler, no clipping)."""
-    model = prepared.model
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = optimizer or torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    prepared.hooks.bind_optimizer(opt)
-    prepared.hooks.on_train_start(steps)
-    losses = []
-    for step in range(steps):
-        loss = C.loss_fn(model, bench.batches[step % len(bench.batches)])
-        extra = prepared.hooks.extra_loss()
-        opt.zero_grad(set_to_none=True)
-        (loss + extra if extra is not None else loss).backward()
-        prepared.hooks.after_backward(step)
-        opt.step()
-        prepared.hooks.after_optimizer_step(step)
-        losses.append(float(loss.detach()))
-    prepared.hooks.on_train_end()
-    model.eval()
-    return losses
+def run_steps(prepared, bench, steps: int, lr: float = 1e-2) -> list[float]:
+    """The training driver at a constant lr with no clipping, cycling the bench's batches."""
+    import itertools
+
+    from suite.train.loop import LoopConfig, train
+
+    cfg = LoopConfig(steps=steps, lr=lr, schedule="constant")
+    stats = train(prepared, itertools.cycle(bench.batches), C.loss_fn, cfg)
+    prepared.model.eval()
+    return stats.losses
 
 
 # ---------------------------------------------------------------- AdaLoRA
@@ -68,7 +57,7 @@ def test_adalora_forward_matches_peft_with_the_same_weights():
 
     bench = tiny_bench()
     prepared = C.prepare(method_with("adalora", init_r=6, target_r=4, alpha=8), bench)
-    C._perturb(prepared.model)  # lambda leaves zero so the update is not trivially zero
+    C.perturb(prepared.model)  # lambda leaves zero so the update is not trivially zero
     targets = bench.preset.resolve_targets("qv")
     config = AdaLoraConfig(
         init_r=6, target_r=4, lora_alpha=8, target_modules=targets, total_step=100
@@ -250,7 +239,7 @@ def test_smora_activates_the_top_k_ranks_and_bias_rebalances():
 def test_comp_lora_update_avoids_w0_top_k_subspaces_on_both_sides():
     bench = tiny_bench()
     prepared = C.prepare(method_with("comp-lora", r=4, k=8), bench)
-    C._perturb(prepared.model)  # B leaves zero, so the update is not trivially zero
+    C.perturb(prepared.model)  # B leaves zero, so the update is not trivially zero
     adapters = [m for m in prepared.model.modules() if hasattr(m, "u_k")]
     assert adapters
     for m in adapters:

@@ -55,7 +55,7 @@ def test_nola_regenerated_bases_equal_the_resident_ones():
     )
     assert not hasattr(regen[0], "bases_A")
     for a, b in zip(kept, regen, strict=True):
-        C._perturb(a)
+        C.perturb(a)
         b.load_state_dict(a.state_dict(), strict=False)
         assert torch.allclose(a.delta_weight(), b.delta_weight(), atol=1e-6)
 
@@ -201,7 +201,7 @@ def test_salt_structure_and_relu_on_the_modified_spectrum():
     assert layer.rank == 8  # int(32 * 0.25)
     assert layer.trainable_X.shape == (24, 3) and layer.trainable_Y.shape == (3, 24)
     assert torch.count_nonzero(layer.trainable_Y) == 0
-    C._perturb(layer)
+    C.perturb(layer)
     with torch.no_grad():
         layer.trainable_shift_B[0] = -1e3  # drives the top singular value negative
     w0 = base_query_weight(bench)
@@ -221,7 +221,7 @@ def test_salt_structure_and_relu_on_the_modified_spectrum():
 def _hydra_layer():
     bench = tiny_bench()
     prepared = C.prepare(make("hydra", r_par=3, r_seq=2), bench)
-    C._perturb(prepared.model)
+    C.perturb(prepared.model)
     return prepared, prepared.model.backbone.encoder.layer[0].output.dense, bench
 
 
@@ -246,7 +246,7 @@ def test_hydra_merges_a_bias_free_linear_by_adding_a_bias():
     method = make("hydra", r_par=3, r_seq=2)
     base = torch.nn.Linear(8, 6, bias=False)
     hydra = type(layer)(base, method.params, torch.Generator().manual_seed(0))
-    C._perturb(hydra)
+    C.perturb(hydra)
     x = torch.randn(5, 8)
     with torch.no_grad():
         unmerged = hydra(x)

@@ -331,7 +331,7 @@ def test_s2ft_trains_dense_slices_of_selected_heads_and_channels_on_minilm():
     channels = sum(m.n for n, m in slices.items() if "attention" not in n)
     assert (heads, channels) == (int(72 * 0.052), int(6 * 1536 * 0.02)) == (3, 184)
     assert C.adapter_param_count(prepared) == heads * 32 * 384 + channels * 384 == 107_520
-    C._perturb(model)
+    C.perturb(model)
     unmerged = C.outputs(model, bench)
     prepared.merge()
     assert all(m.merged for m in slices.values())  # the slices now live in the weights

@@ -7,12 +7,15 @@ adapter tensor must agree within 1e-5, and trainable counts must be equal.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from suite import conformance as C
 from suite.cells import resolve_method
 from suite.specs.matrix import MethodEntry
+from suite.train.loop import LoopConfig, train
 from tests.helpers import catalog, minilm_bench, tiny_bench
 
 TOL = 1e-5
@@ -97,7 +100,7 @@ def twins(name: str, **extra):
     method = native(name, targets=TARGETS, **{**CASES[name], **extra})
     ours = C.prepare(method, bench).model
     theirs = peft_twin(name, method, bench)
-    C._perturb(ours)
+    C.perturb(ours)
     mine, other = adapter_tensors(ours), adapter_tensors(theirs, peft_key)  # head included
     assert sorted(mine) == sorted(other)
     with torch.no_grad():
@@ -195,7 +198,7 @@ def test_peft_kind_lora_matches_native_lora():
     ours = C.prepare(native("lora", r=4, alpha=8, targets="attention"), bench).model
     cfg = {"r": 4, "lora_alpha": 8}
     theirs = C.prepare(peft_kind(config=cfg, targets="attention"), bench).model
-    C._perturb(ours)
+    C.perturb(ours)
     other = adapter_tensors(theirs, peft_key)
     with torch.no_grad():
         for key, tensor in adapter_tensors(ours).items():
@@ -228,17 +231,11 @@ def test_peft_adalora_allocates_ranks_and_adds_orthogonality_penalty():
     hooks = prepared.hooks
     penalty = hooks.extra_loss()
     assert penalty is not None and penalty.requires_grad and float(penalty.detach()) > 0
-    model = prepared.model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model = prepared.model
     steps = 12
-    hooks.on_train_start(steps)
+    cfg = LoopConfig(steps=steps, lr=1e-2, schedule="constant")
+    train(prepared, itertools.repeat(tiny_bench().batches[0]), C.loss_fn, cfg)
     assert hooks.config.total_step == steps
-    batch = tiny_bench().batches[0]
-    for step in range(steps):
-        opt.zero_grad()
-        (C.loss_fn(model, batch) + hooks.extra_loss()).backward()
-        opt.step()
-        hooks.after_optimizer_step(step)
     kept = sum(
         int(torch.count_nonzero(p)) for n, p in model.backbone.named_parameters() if "lora_E" in n
     )
