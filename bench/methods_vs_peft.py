@@ -10,7 +10,12 @@ Prints native/PEFT ratios (below 1 means peftbench's implementation is cheaper):
   model is built (as suite/train/measure.py does), so the number is training's peak;
 - inference latency: median per batch, unmerged and merged, alternating likewise.
 
-    .venv/bin/python bench/methods_vs_peft.py [--steps 10] [--methods lora dora] [--device cuda]
+Rows per base dtype (`--dtypes float32 bfloat16`): on a bf16 base, peftbench keeps the
+adapter in fp32 (suite/train/precision.py) and PEFT does by default (autocast_adapter_dtype);
+both train through peftbench's driver, whose fp32 master weights cover the bf16 head alike.
+
+    .venv/bin/python bench/methods_vs_peft.py [--steps 10] [--methods lora dora]
+        [--dtypes float32 bfloat16] [--device cuda]
 
 On CUDA, peak memory is `max_memory_allocated` after a reset (weights included), and
 every timed call ends with a synchronize.
@@ -35,7 +40,7 @@ BATCH, LENGTH, R, ALPHA = 16, 128, 8, 16
 DEVICE = torch.device("cpu")  # set from --device in main()
 
 
-def build(method: str, impl: str):
+def build(method: str, impl: str, dtype: str = "float32"):
     """(task model, merge, unmerge) for LoRA or DoRA, native or PEFT, on q and v."""
     from suite import conformance as C
     from suite.cells import resolve_method
@@ -50,7 +55,8 @@ def build(method: str, impl: str):
     roots = [REPO / "suite", *(REPO / "methods" / m for m in ("lora", "dora", "peft"))]
     catalog = Catalog.discover(roots, builtin=False)
     preset = catalog.models.get("minilm-l6").spec
-    model = bench_from_backbone(load_backbone(preset), preset, vocab=30522).build(0)
+    backbone = load_backbone(preset).to(getattr(torch, dtype))
+    model = bench_from_backbone(backbone, preset, vocab=30522).build(0)
     params = {"r": R, "alpha": ALPHA, "targets": "qv"}
     if impl == "native":
         spec = C.instantiate(resolve_method(catalog, MethodEntry(method=method, params=params)))
@@ -58,7 +64,11 @@ def build(method: str, impl: str):
         config = {"r": R, "lora_alpha": ALPHA, "use_dora": method == "dora"}
         entry = MethodEntry(method="peft", params={"config": config, "targets": "qv"})
         spec = C.instantiate(resolve_method(catalog, entry))
-    prepared = spec.prepare(model, PrepareContext(preset, 0, DEVICE))
+    from suite.train.prepare import prepare_model
+
+    # The runner's path: the native adapter's new tensors are cast to fp32 on a bf16 base;
+    # the peft bridge applies PEFT's own cast.
+    prepared = prepare_model(spec, model, PrepareContext(preset, 0, DEVICE)).prepared
     return prepared.model.to(DEVICE), prepared.merge, prepared.unmerge
 
 
@@ -72,15 +82,20 @@ def batch(seed: int = 0) -> dict:
     return {k: v.to(DEVICE) for k, v in data.items()}
 
 
-def train_step(model, opt, data) -> None:
-    loss = torch.nn.functional.cross_entropy(model(**data), data["labels"])
-    opt.zero_grad(set_to_none=True)
+def train_step(model, driver, data) -> None:
+    loss = torch.nn.functional.cross_entropy(model(**data).float(), data["labels"])
+    driver.optimizer.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
     loss.backward()
-    opt.step()
+    driver.optimizer_step()
 
 
-def optimizer(model) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+def optimizer(model):
+    """peftbench's training driver (AdamW, fp32 master weights for bf16 tensors)."""
+    from suite.methods.api import Prepared
+    from suite.train.loop import LoopConfig, TrainingDriver
+
+    return TrainingDriver(Prepared(model=model), LoopConfig(steps=10**6, lr=1e-4))
 
 
 def alternate(fns: dict, rounds: int, warmup: int) -> dict[str, float]:
@@ -98,9 +113,9 @@ def alternate(fns: dict, rounds: int, warmup: int) -> dict[str, float]:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def timings(method: str, steps: int) -> dict[str, float]:
+def timings(method: str, steps: int, dtype: str) -> dict[str, float]:
     """Training-step and inference ratios native/PEFT for one method."""
-    built = {impl: build(method, impl) for impl in ("native", "peft")}
+    built = {impl: build(method, impl, dtype) for impl in ("native", "peft")}
     data = batch()
     opts = {impl: optimizer(m) for impl, (m, _, _) in built.items()}
     for model, _, _ in built.values():
@@ -125,11 +140,11 @@ def timings(method: str, steps: int) -> dict[str, float]:
     return out
 
 
-def peak_memory_child(method: str, impl: str, steps: int) -> None:
+def peak_memory_child(method: str, impl: str, steps: int, dtype: str) -> None:
     """Run in a subprocess: print the training peak (bytes) after a reset."""
     from suite.train.measure import PeakMemory
 
-    model, _, _ = build(method, impl)
+    model, _, _ = build(method, impl, dtype)
     model.train()
     opt, data = optimizer(model), batch()
     meter = PeakMemory(DEVICE)
@@ -139,9 +154,9 @@ def peak_memory_child(method: str, impl: str, steps: int) -> None:
     print(json.dumps({"peak": meter.peak_bytes(), "isolated": meter.isolated}))
 
 
-def peak_memory(method: str, impl: str, steps: int) -> int:
+def peak_memory(method: str, impl: str, steps: int, dtype: str) -> int:
     cmd = [sys.executable, __file__, "--child", method, impl, "--steps", str(steps)]
-    cmd += ["--device", DEVICE.type]
+    cmd += ["--device", DEVICE.type, "--dtypes", dtype]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if not result["isolated"]:
@@ -154,12 +169,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=["lora", "dora"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "IMPL"))
     args = parser.parse_args()
     global DEVICE
     DEVICE = torch.device(args.device)
     if args.child:
-        peak_memory_child(*args.child, steps=3)
+        peak_memory_child(*args.child, steps=3, dtype=args.dtypes[0])
         return
     import peft
 
@@ -167,17 +183,21 @@ def main() -> None:
     print(f"minilm-l6, q+v, r={R}, batch {BATCH} x {LENGTH} tokens, {where}, {args.steps} steps")
     print(f"torch {torch.__version__}, peft {peft.__version__}, {torch.get_num_threads()} threads")
     print(
-        "| method | train step time | peak memory (training) | inference unmerged | inference merged |"
+        "| method | base | train step time | peak memory (training) | inference unmerged "
+        "| inference merged |"
     )
-    print("|---|---|---|---|---|")
-    for method in args.methods:
-        ratios = timings(method, args.steps)
-        mem = {impl: peak_memory(method, impl, 3) for impl in ("native", "peft")}
-        print(
-            f"| {method} | {ratios['train step']:.3f} | {mem['native'] / mem['peft']:.3f} "
-            f"({mem['native'] / 2**20:.0f} / {mem['peft'] / 2**20:.0f} MiB) "
-            f"| {ratios['inference unmerged']:.3f} | {ratios['inference merged']:.3f} |"
-        )
+    print("|---|---|---|---|---|---|")
+    for dtype in args.dtypes:
+        for method in args.methods:
+            ratios = timings(method, args.steps, dtype)
+            mem = {impl: peak_memory(method, impl, 3, dtype) for impl in ("native", "peft")}
+            print(
+                f"| {method} | {dtype} | {ratios['train step']:.3f} "
+                f"| {mem['native'] / mem['peft']:.3f} "
+                f"({mem['native'] / 2**20:.0f} / {mem['peft'] / 2**20:.0f} MiB) "
+                f"| {ratios['inference unmerged']:.3f} | {ratios['inference merged']:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
