@@ -22,7 +22,7 @@ from suite.specs.matrix import Budget, MatrixSpec, MethodEntry, ReferenceSpec, T
 from suite.specs.method import MethodSpec, Tie
 from suite.specs.model import ModelPreset
 from suite.specs.profile import HardwareProfile
-from suite.specs.task import TASK_TYPES_BY_ARCHITECTURE, TaskSpec
+from suite.tasks.types import TaskSpec, task_type, types_run_by
 
 
 class ResolvedMethod(Frozen):
@@ -204,7 +204,7 @@ def apply_ties(
 
 def runs_on(model: ModelPreset, task: TaskSpec) -> bool:
     """Whether the model's architecture has a head and an encoding for the task's type."""
-    return task.type in TASK_TYPES_BY_ARCHITECTURE[model.architecture]
+    return model.architecture in task_type(task).architectures
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ def _check_every_model_and_task_runs(models, tasks, file: str, line) -> None:
             )  # fmt: skip
     for i, model in enumerate(models):
         if not any(runs_on(model, t) for t in tasks):
-            runs = ", ".join(TASK_TYPES_BY_ARCHITECTURE[model.architecture])
+            runs = ", ".join(types_run_by(model.architecture))
             issues.append(
                 SpecIssue(
                     file, line("models", i), f"models.{i}",
@@ -310,7 +310,8 @@ def _check_every_model_and_task_runs(models, tasks, file: str, line) -> None:
         raise SpecError(issues)
 
 
-def _who_runs(task_type: str) -> str:
-    archs = [a for a, types in TASK_TYPES_BY_ARCHITECTURE.items() if task_type in types]
-    need = " or ".join(archs)
-    return f"{task_type} tasks need {'an' if need[0] in 'aeiou' else 'a'} {need} model"
+def _who_runs(kind: str) -> str:
+    from suite.tasks.types import architectures_for
+
+    need = " or ".join(architectures_for(kind))
+    return f"{kind} tasks need {'an' if need[0] in 'aeiou' else 'a'} {need} model"

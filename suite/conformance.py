@@ -142,5 +142,3 @@ def check_training(
     prepared = prepare(method, bench, training=TrainingPlan(lr, steps, 0))
     stats = train(prepared, itertools.repeat(bench.batches[0]), loss_fn, cfg)
     return stats.losses[0], stats.losses[-1]
-
-

@@ -21,8 +21,8 @@ from suite.specs.matrix import MatrixSpec
 from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
 from suite.specs.profile import HardwareProfile
-from suite.specs.task import TaskSpec
 from suite.specs.yamlio import line_of
+from suite.tasks.types import TaskSpec
 
 T = TypeVar("T", bound=BaseModel)
 

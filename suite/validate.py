@@ -21,7 +21,7 @@ from suite.specs.matrix import MatrixSpec, MethodEntry
 from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
 from suite.specs.profile import HardwareProfile
-from suite.specs.task import TaskSpec
+from suite.tasks.types import TaskSpec
 
 _BY_FOLDER = {"hardware_profiles": HardwareProfile, "matrices": MatrixSpec, "models": ModelPreset}
 _BY_NAME = {"method.yaml": MethodSpec, "task.yaml": TaskSpec}

@@ -6,17 +6,17 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from suite.specs.task import TaskSpec
 from suite.tasks.answers import normalised_answer, predicted_answer
+from suite.tasks.types import TASK_ADAPTER, GenerationTask
 from suite.train.evaluate import evaluate
 from tests.helpers import catalog
 
 
-def gsm8k() -> TaskSpec:
+def gsm8k() -> GenerationTask:
     return catalog().tasks.get("gsm8k").spec
 
 
-def task(**over) -> TaskSpec:
+def task(**over) -> GenerationTask:
     base = {
         "name": "t",
         "type": "generation",
@@ -26,7 +26,7 @@ def task(**over) -> TaskSpec:
         "metrics": [{"name": "exact_match", "version": 2}],
         "primary_metric": "exact_match",
     }
-    return TaskSpec.model_validate({**base, **over})
+    return TASK_ADAPTER.validate_python({**base, **over})
 
 
 @pytest.mark.parametrize(
@@ -91,8 +91,12 @@ class ScriptedLM(torch.nn.Module):
 def test_evaluate_decodes_cuts_and_matches_text():
     vocab = {1: " 4", 2: "2", 3: "\n", 4: "Question", 5: " 1,0", 6: "00", 9: "<eos>"}
 
-    def decode(ids):
-        return "".join(vocab[i] for i in ids if i != 9)
+    class Tokenizer:
+        @staticmethod
+        def decode(ids, skip_special_tokens=False):
+            return "".join(vocab[i] for i in ids if i != 9)
+
+    decode = Tokenizer()
 
     # Gold " 42" and " 1000"; the model says "42\nQuestion" and "1,000" then EOS.
     model = ScriptedLM([[1, 2, 3, 4], [5, 6, 9, 4]])
@@ -105,5 +109,5 @@ def test_evaluate_decodes_cuts_and_matches_text():
     assert evaluate(model, [batch], gsm8k(), decode)["exact_match"] == 1.0
     batch["answer_ids"] = torch.tensor([[1, 2, -100], [1, -100, -100]])  # gold 42 and 4
     assert evaluate(model, [batch], gsm8k(), decode)["exact_match"] == 0.5
-    with pytest.raises(ValueError, match="pass decode"):
+    with pytest.raises(ValueError, match="pass the tokenizer"):
         evaluate(model, [batch], gsm8k())

@@ -8,12 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from suite.models.loading import load_tokenizer
-from suite.specs.task import TaskSpec
 from suite.tasks.encoding import choice_texts, encode_choices
+from suite.tasks.types import TASK_ADAPTER, MultipleChoiceTask
 from tests.helpers import catalog
 
 
-def winogrande() -> TaskSpec:
+def winogrande() -> MultipleChoiceTask:
     return catalog().tasks.get("winogrande").spec
 
 
@@ -54,4 +54,4 @@ def test_encoded_choices_score_the_same_tokens():
 def test_choice_blank_is_for_multiple_choice_only():
     spec = catalog().tasks.get("gsm8k").spec.model_dump()
     with pytest.raises(ValidationError, match="choice_blank"):
-        TaskSpec.model_validate({**spec, "choice_blank": "_"})
+        TASK_ADAPTER.validate_python({**spec, "choice_blank": "_"})

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from suite.errors import SpecError, SpecIssue
 from suite.specs.yamlio import LineDict, line_of, load_yaml
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def _field(loc: tuple) -> str:
@@ -28,14 +26,24 @@ def _expected(err: dict) -> str:
 
 
 def validation_issues(
-    path: Path, data: Any, exc: ValidationError, known: list[str]
+    path: Path,
+    data: Any,
+    exc: ValidationError,
+    known: list[str],
+    tags: frozenset[str] = frozenset(),
 ) -> list[SpecIssue]:
-    """Map pydantic errors to SpecIssues, with the YAML line and a did-you-mean for bad keys."""
+    """Map pydantic errors to SpecIssues, with the YAML line and a did-you-mean for bad keys.
+
+    `tags` are a union's member names (a task's type model), which pydantic puts first in
+    an error's location; they are not YAML keys."""
     from suite.errors import did_you_mean
 
     issues = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = loc[1:] if loc and loc[0] in tags else loc
+        if err.get("type") == "task_type":  # the union could not pick a member: `type`
+            loc = ("type",)
         message = _expected(err)
         if err.get("type") == "extra_forbidden" and loc:
             message += did_you_mean(str(loc[-1]), known)
@@ -45,21 +53,40 @@ def validation_issues(
     return issues
 
 
-def parse(path: Path, data: Any, model: type[M]) -> M:
-    """Validate an already loaded YAML tree as `model`."""
+def _members(model: Any) -> list[type[BaseModel]]:
+    """A spec model, or the member models of an (annotated) union of them."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [model]
+    found = []
+    for arg in get_args(model):
+        found += [m for m in _members(arg) if m not in found]
+    return found
+
+
+def parse(path: Path, data: Any, model: Any) -> Any:
+    """Validate an already loaded YAML tree as `model` (a spec model, or a union of them
+    such as TaskSpec)."""
     if not isinstance(data, dict):
         got = "an empty file" if data is None else type(data).__name__
         raise SpecError.single(str(path), 1, "", f"expected a mapping at the top level, got {got}")
+    members = _members(model)
     try:
-        return model.model_validate(dict(data))
+        if members == [model]:
+            return model.model_validate(dict(data))
+        return _adapter(model).validate_python(dict(data))
     except ValidationError as exc:
-        known = list(model.model_fields)
-        raise SpecError(validation_issues(path, data, exc, known)) from exc
+        known = sorted({f for m in members for f in m.model_fields})
+        tags = frozenset(m.__name__ for m in members)
+        raise SpecError(validation_issues(path, data, exc, known, tags)) from exc
 
 
-def load_spec(path: Path, model: type[M]) -> M:
-    """Load and validate one YAML file as `model`."""
-    return parse(path, load_yaml(path), model)
+_ADAPTERS: dict[int, TypeAdapter] = {}
+
+
+def _adapter(model: Any) -> TypeAdapter:
+    if id(model) not in _ADAPTERS:
+        _ADAPTERS[id(model)] = TypeAdapter(model)
+    return _ADAPTERS[id(model)]
 
 
 def _deep_merge(base: dict, override: dict) -> LineDict:

@@ -1,30 +1,17 @@
-"""Task spec: `tasks/<name>/task.yaml` (may `include:` another task file)."""
+"""Task specs: `tasks/<name>/task.yaml` (may `include:` another task file).
+
+The fields every task has; each task type's own fields and pipeline are one entry of
+`suite.tasks.types`.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
-
-TaskType = Literal[
-    "classification",
-    "pair-classification",
-    "regression",
-    "multiple-choice",
-    "generation",
-    "image-classification",
-]
-# Task types a causal LM answers by scoring or generating text (no classification head).
-LM_TASK_TYPES = ("multiple-choice", "generation")
-# Which task types each model architecture has a head and an encoding for.
-TASK_TYPES_BY_ARCHITECTURE: dict[str, tuple[str, ...]] = {
-    "encoder": ("classification", "pair-classification", "regression"),
-    "vision": ("image-classification",),
-    "causal-lm": LM_TASK_TYPES,
-}
 
 
 class MetricSpec(Frozen):
@@ -67,43 +54,23 @@ class DataSpec(Frozen):
     validation: ValidationCarve | None = None
 
 
-class TaskSpec(Frozen):
-    """A benchmark task: data, input fields, protocol and metrics.
+class TaskBase(Frozen):
+    """What every task has, whatever its type: data, label column, protocol and metrics.
 
-    Per type: classification / pair-classification / regression read one or two
-    `text_fields`; multiple-choice joins the `text_fields` into a context and scores each
-    choice (`choices_field`: a list column, or `choice_fields`: one column per choice) by
-    its log-likelihood under a causal LM, `label_field` holding the correct choice's index;
-    generation prompts with the `text_fields` (`prompt_template` may format them) and
-    scores the greedy continuation (up to `max_new_tokens`, decoded, cut at the first of
-    `stop`, reduced by `prediction_pattern`) by exact match against `label_field` (after
-    `answer_pattern`, a regex whose first group is the answer), both with every match of
-    `ignore_patterns` removed (see suite/tasks/answers.py);
-    image-classification reads `image_field`.
+    Each task type adds its own fields in a subclass (suite/tasks/types.py), and
+    `TaskSpec` is their union, told apart by `type`. Three fields live here although only
+    some types read them (`text_fields`, `choice_fields`, `max_new_tokens`): cell ids hash
+    a task's dumped fields, and these three were always dumped, so keeping them on every
+    task keeps the ids of stored cells. A type that does not read one refuses it if set.
     """
 
     name: Name
     description: str = ""
-    type: TaskType = "classification"
     data: DataSpec
-    text_fields: list[str] = Field(default_factory=list, max_length=4)
     label_field: str
-    choices_field: str | None = None
+    text_fields: list[str] = Field(default_factory=list, max_length=4)
     choice_fields: list[str] = Field(default_factory=list)
-    image_field: str | None = None
-    prompt_template: str | None = None
-    # Multiple choice, partial scoring (WinoGrande): each choice replaces this placeholder
-    # in the context, and the choice is scored by the log-likelihood of the text after it.
-    choice_blank: str | None = None
-    answer_pattern: str | None = None
     max_new_tokens: PositiveInt = 16
-    # Unset options are None, not their effective defaults: the cell hash leaves None out,
-    # so adding an option never changes the ids of cells that do not use it.
-    stop: list[str] | None = None  # None: stop at a new line
-    prediction_pattern: str | None = None
-    ignore_patterns: list[str] | None = None
-    labels: list[str] | None = None
-    label_top_k: PositiveInt | None = None
     max_length: PositiveInt = 128
     eval_batch_size: PositiveInt = 64
     max_train_samples: PositiveInt | None = None
@@ -111,33 +78,11 @@ class TaskSpec(Frozen):
     primary_metric: str
     baseline: Literal["majority", "mean", "none"] = "majority"
 
-    @field_validator("answer_pattern", "prediction_pattern")
-    @classmethod
-    def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            _compile(pattern)
-        return pattern
-
-    @field_validator("ignore_patterns")
-    @classmethod
-    def _all_compile(cls, patterns: list[str] | None) -> list[str] | None:
-        for pattern in patterns or []:
-            _compile(pattern)
-        return patterns
-
-    @field_validator("stop")
-    @classmethod
-    def _no_empty_stop(cls, stops: list[str] | None) -> list[str] | None:
-        if stops is not None and any(s == "" for s in stops):
-            raise ValueError("an empty stop string would cut every answer to nothing")
-        return stops
-
-    @property
-    def stop_strings(self) -> list[str]:
-        return ["\n"] if self.stop is None else self.stop
+    # Fields of the base that this type reads (the others are refused if given).
+    uses: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
-    def _primary_is_declared(self) -> TaskSpec:
+    def _primary_is_declared(self) -> TaskBase:
         names = [m.name for m in self.metrics]
         if self.primary_metric not in names:
             raise ValueError(
@@ -146,32 +91,33 @@ class TaskSpec(Frozen):
         return self
 
     @model_validator(mode="after")
-    def _fields_fit_the_type(self) -> TaskSpec:
-        if self.type == "image-classification":
-            if not self.image_field:
-                raise ValueError("an image-classification task needs image_field")
-            return self
-        if not self.text_fields:
-            raise ValueError(f"a {self.type} task needs text_fields")
-        if self.type in ("classification", "pair-classification", "regression"):
-            if len(self.text_fields) > 2:
-                raise ValueError(f"a {self.type} task takes one or two text_fields")
-        if self.type == "multiple-choice" and bool(self.choices_field) == bool(self.choice_fields):
-            raise ValueError("a multiple-choice task needs choices_field or choice_fields")
-        if self.choice_blank is not None and (
-            self.type != "multiple-choice" or not self.choice_blank
-        ):
-            raise ValueError("choice_blank is a non-empty placeholder for multiple-choice tasks")
+    def _only_fields_of_this_type(self) -> TaskBase:
+        unused = sorted(({"text_fields", "choice_fields", "max_new_tokens"} - self.uses)
+                        & self.model_fields_set)  # fmt: skip
+        if unused:
+            kind = self.type  # type: ignore[attr-defined]
+            raise ValueError(f"{kind} tasks do not take {', '.join(unused)}")
         return self
 
     @property
     def input_fields(self) -> list[str]:
         """Every column the task reads besides the label."""
-        fields = [*self.text_fields, *self.choice_fields]
-        return fields + [f for f in (self.choices_field, self.image_field) if f]
+        return [*self.text_fields, *self.choice_fields]
+
+    def prepare_frame(self, frame):
+        """A split's frame as the type's encoder reads it (multiple choice builds its
+        `choices` column); most types take it as loaded."""
+        return frame
 
     def metric(self, name: str) -> MetricSpec:
         return next(m for m in self.metrics if m.name == name)
+
+
+def compile_pattern(pattern: str | None) -> str | None:
+    """A field validator's check that a regular expression compiles."""
+    if pattern is not None:
+        _compile(pattern)
+    return pattern
 
 
 def _compile(pattern: str) -> None:

@@ -10,8 +10,10 @@ whitespace before exact match compares them.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from suite.specs.task import TaskSpec
+if TYPE_CHECKING:
+    from suite.tasks.types import GenerationTask as TaskSpec
 
 
 def predicted_answer(text: str, task: TaskSpec) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from suite.plugins import load_object
-from suite.specs.task import TaskSpec
-from suite.tasks.answers import normalised_answer
+from suite.specs.task import TaskBase as TaskSpec
 from suite.tasks.loaders import BUILTIN_LOADERS, TaskDataError
 from suite.tasks.metrics import compute
+from suite.tasks.types import task_type
 
 SPLITS = ("train", "validation", "test")
 
@@ -31,18 +29,6 @@ class TaskData:
         return len(self.labels) if self.labels else 1
 
 
-# What a task type's label column holds: a class name, a number, the index of the correct
-# choice, or the answer text.
-LABEL_KINDS = {
-    "classification": "class",
-    "pair-classification": "class",
-    "image-classification": "class",
-    "regression": "float",
-    "multiple-choice": "index",
-    "generation": "text",
-}
-
-
 def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
     raw = _load_raw(task, task_dir)
     renamed = {name: task.data.splits.get(name, name) for name in raw}
@@ -52,10 +38,10 @@ def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise TaskDataError(f"task '{task.name}' split '{name}' lacks columns {missing}")
-        raw[name] = _with_choices(task, frame.dropna(subset=needed).reset_index(drop=True))
+        raw[name] = task.prepare_frame(frame.dropna(subset=needed).reset_index(drop=True))
     if "train" not in raw or "test" not in raw:
         raise TaskDataError(f"task '{task.name}' needs train and test splits, has {sorted(raw)}")
-    kind = LABEL_KINDS[task.type]
+    kind = task_type(task).label_kind
     labels = _label_names(task, raw["train"]) if kind == "class" else None
     splits = {name: _encode_labels(task, frame, labels) for name, frame in raw.items()}
     splits = _carve_validation(task, splits)
@@ -81,52 +67,19 @@ def _label_names(task: TaskSpec, train: pd.DataFrame) -> list[str]:
     return sorted(names[: task.label_top_k] if task.label_top_k else names)
 
 
-def _with_choices(task: TaskSpec, frame: pd.DataFrame) -> pd.DataFrame:
-    """A `choices` list column for multiple-choice tasks (from a list column, a JSON list
-    string, or one column per choice)."""
-    if task.type != "multiple-choice":
-        return frame
-    frame = frame.copy()
-    if task.choice_fields:
-        frame["choices"] = frame[task.choice_fields].astype(str).values.tolist()
-        return frame
-    values = [json.loads(v) if isinstance(v, str) else v for v in frame[task.choices_field]]
-    if values and isinstance(values[0], dict):  # {"text": [...], "label": [...]} (ARC)
-        frame["choice_labels"] = [[str(x) for x in v["label"]] for v in values]
-        values = [v["text"] for v in values]
-    frame["choices"] = [[str(x) for x in v] for v in values]
-    return frame
-
-
-def _answer(task: TaskSpec, value) -> str:
-    text = str(value)
-    if task.answer_pattern:
-        found = re.search(task.answer_pattern, text)
-        text = (found.group(1) if found.groups() else found.group(0)) if found else ""
-    # The gold answer as exact match sees it, so the majority baseline and the training
-    # target agree with the scorer (suite/tasks/answers.py).
-    return normalised_answer(text, task)
-
-
-def _choice_index(task: TaskSpec, value) -> int:
-    if task.labels:  # e.g. labels: [A, B, C, D] for letter answers
-        return task.labels.index(str(value).strip())
-    return int(value)
-
-
 def _encode_labels(task: TaskSpec, frame: pd.DataFrame, labels: list[str] | None) -> pd.DataFrame:
     frame = frame.copy()
-    kind = LABEL_KINDS[task.type]
+    kind = task_type(task).label_kind
     if kind == "float":
         frame["label"] = frame[task.label_field].astype(float)
         return frame
     if kind == "text":
-        frame["label"] = [_answer(task, v) for v in frame[task.label_field]]
+        frame["label"] = [task.gold_answer(v) for v in frame[task.label_field]]
         return frame
     if kind == "index":
         per_row = frame["choice_labels"] if "choice_labels" in frame else [None] * len(frame)
         frame["label"] = [
-            names.index(str(v).strip()) if names else _choice_index(task, v)
+            task.choice_index(v, names)
             for v, names in zip(frame[task.label_field], per_row, strict=True)
         ]
         return frame
@@ -148,7 +101,8 @@ def _carve_validation(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[s
     from sklearn.model_selection import train_test_split
 
     source = splits[carve.from_split]
-    stratify = source["label"] if carve.stratify and LABEL_KINDS[task.type] == "class" else None
+    classes = task_type(task).label_kind == "class"
+    stratify = source["label"] if carve.stratify and classes else None
     keep, held = train_test_split(
         source, test_size=carve.size or carve.fraction, random_state=carve.seed, stratify=stratify
     )
@@ -163,7 +117,7 @@ def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, floa
     if task.baseline == "none":
         return {}
     train = data.splits["train"]["label"].to_numpy()
-    if task.type == "regression":
+    if task.baseline == "mean" or task_type(task).label_kind == "float":
         constant = float(np.mean(train))
     else:  # the most frequent class, choice index, or answer
         values, counts = np.unique(train.astype(str) if train.dtype == object else train,

@@ -1,6 +1,9 @@
 """Per task type: examples -> an EncodedSplit, and examples of a split -> one batch.
 
-Text classification and regression use `suite.train.batches.encode_text`. The others:
+Each task type's entry in suite/tasks/types.py names its encoder and collator here:
+
+- classification, pair classification and regression: the tokenised text fields (one or
+  two), padded to the longest row of each batch; labels are class ids or floats;
 
 - image-classification: pixel arrays from the preset's PixelProcessor;
 - multiple-choice: one sequence per (example, choice) = context + " " + choice, with a
@@ -16,14 +19,51 @@ Every batch keeps `labels` (one entry per example) so the loop can count example
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from suite.specs.task import TaskSpec
-from suite.train.batches import EncodedSplit, encode_text
+from suite.specs.task import TaskBase as TaskSpec
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """Token ids per example (unpadded) and labels; `extra` holds what the type's collator
+    needs besides them (choice sequences, target masks, pixels)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def encode_text(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    texts = [frame[f].astype(str).tolist() for f in task.text_fields]
+    enc = tokenizer(*texts, truncation=True, max_length=task.max_length)
+    return EncodedSplit(enc["input_ids"], enc.get("token_type_ids"), frame["label"].to_numpy())
+
+
+def _collate_text(split: EncodedSplit, idx: np.ndarray, pad_id: int, dtype) -> dict:
+    rows = [split.input_ids[i] for i in idx]
+    batch = {"input_ids": pad(rows, pad_id), "attention_mask": pad([[1] * len(r) for r in rows], 0)}
+    if split.token_type_ids is not None:
+        batch["token_type_ids"] = pad([split.token_type_ids[i] for i in idx], 0)
+    batch["labels"] = torch.tensor(split.labels[idx], dtype=dtype)
+    return batch
+
+
+def collate_text_classes(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
+    return _collate_text(split, idx, pad_id, torch.long)
+
+
+def collate_text_values(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
+    return _collate_text(split, idx, pad_id, torch.float32)
 
 
 def contexts(task: TaskSpec, frame: pd.DataFrame) -> list[str]:
@@ -36,7 +76,7 @@ def contexts(task: TaskSpec, frame: pd.DataFrame) -> list[str]:
 
 def encode_images(task: TaskSpec, frame: pd.DataFrame, processor) -> EncodedSplit:
     pixels = processor(list(frame[task.image_field]))
-    return EncodedSplit([], None, frame["label"].to_numpy(), kind="image", extra={"pixels": pixels})
+    return EncodedSplit([], None, frame["label"].to_numpy(), extra={"pixels": pixels})
 
 
 def _eos(tokenizer) -> int:
@@ -65,7 +105,7 @@ def encode_choices(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSpl
             masks.append(mask)
     counts = [len(c) for c in frame["choices"]]
     extra = {"target_mask": masks, "counts": counts, "offsets": np.cumsum([0, *counts])[:-1]}
-    return EncodedSplit(seqs, None, frame["label"].to_numpy(), kind="choices", extra=extra)
+    return EncodedSplit(seqs, None, frame["label"].to_numpy(), extra=extra)
 
 
 def choice_texts(task: TaskSpec, context: str, choices: list[str]) -> list[tuple[str, str]]:
@@ -94,17 +134,7 @@ def encode_generation(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> Encoded
         answers.append(gold)
     extra = {"target_mask": masks, "prompts": prompts, "answers": answers, "eos": eos}
     labels = np.arange(len(frame))  # examples are told apart by index; the gold is `answers`
-    return EncodedSplit(seqs, None, labels, kind="lm", extra=extra)
-
-
-ENCODERS: dict[str, Callable[[TaskSpec, pd.DataFrame, object], EncodedSplit]] = {
-    "classification": encode_text,
-    "pair-classification": encode_text,
-    "regression": encode_text,
-    "image-classification": encode_images,
-    "multiple-choice": encode_choices,
-    "generation": encode_generation,
-}
+    return EncodedSplit(seqs, None, labels, extra=extra)
 
 
 def pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
@@ -158,10 +188,3 @@ def collate_lm(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
     batch["eos_id"] = torch.tensor(extra["eos"])
     batch["labels"] = torch.tensor(split.labels[idx], dtype=torch.long)
     return batch
-
-
-COLLATORS: dict[str, Callable[[EncodedSplit, np.ndarray, int], dict]] = {
-    "image": collate_images,
-    "choices": collate_choices,
-    "lm": collate_lm,
-}

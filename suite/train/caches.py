@@ -20,9 +20,10 @@ from suite.cells import spec_hash
 from suite.models import loading
 from suite.models.taskmodel import TaskModel
 from suite.specs.model import ModelPreset
-from suite.specs.task import TaskSpec
+from suite.specs.task import TaskBase as TaskSpec
 from suite.tasks.data import TaskData, baseline_metrics, load_task_data
-from suite.train.batches import EncodedSplit, encode
+from suite.tasks.encoding import EncodedSplit
+from suite.tasks.types import task_type
 
 COUNTS = {"model_loads": 0, "tokenizations": 0, "tokenized_loads": 0}
 # The disk cache of tokenised datasets; the driver points workers at results/cache.
@@ -60,7 +61,7 @@ def set_disk_dir(path: Path | str | None) -> None:
 
 
 # Bumped whenever the pickled EncodedSplit changes shape, so no worker reads an older one.
-ENCODING_FORMAT = 2
+ENCODING_FORMAT = 3
 
 
 def tokenizer_key(preset: ModelPreset) -> str:
@@ -83,6 +84,7 @@ def encoded(task: TaskSpec, task_dir: str, preset: ModelPreset) -> dict[str, Enc
         COUNTS["tokenizations"] += 1
         tok = tokenizer(preset)
         data = task_data(task, task_dir)
+        encode = task_type(task).function("encoder")
         return {name: encode(task, frame, tok) for name, frame in data.splits.items()}
 
     name = f"tokenized-{spec_hash(task)}-{tokenizer_key(preset)}"

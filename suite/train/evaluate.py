@@ -1,62 +1,89 @@
-"""Evaluation on fixed batches, and the task loss, per task type.
+"""Losses, predictions and scoring: the functions each task type names for its path.
 
 Classification, multiple choice (scores per choice) and image classification predict the
 arg-max of the model's outputs and train with cross-entropy; regression predicts the
 single output and trains with MSE; generation trains on the answer tokens and predicts
 by greedy decoding, compared by exact match on the decoded answer text
-(suite/tasks/answers.py).
+(suite/tasks/answers.py). Every predictor also returns a score per example: the margin
+between the best and second-best output for classes and choices (the log-likelihood gap
+for choices), the predicted value for regression, and NaN for generated text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from suite.specs.task import TaskSpec
+from suite.specs.task import TaskBase
 from suite.tasks.answers import normalised_answer, predicted_answer
 from suite.tasks.metrics import compute
-
-Loss = Callable[[torch.nn.Module, dict], torch.Tensor]
-Decode = Callable[[list[int]], str]  # token ids -> text (the tokenizer's decode)
+from suite.tasks.types import task_type
 
 
-def _cross_entropy(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+@dataclass(frozen=True)
+class Predictions:
+    """Per example, in the split's order: prediction, gold value, and a score."""
+
+    pred: np.ndarray
+    gold: np.ndarray
+    score: np.ndarray
+
+
+def cross_entropy(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return F.cross_entropy(model(**batch).float(), batch["labels"])
 
 
-def _mse(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+def mse(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return F.mse_loss(model(**batch).squeeze(-1).float(), batch["labels"])
 
 
-def _answer_nll(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+def answer_nll(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Mean negative log-likelihood per answer token (the prompt is masked out)."""
     tokens = batch["target_mask"][:, 1:].sum().clamp(min=1)
     return -model(**batch).sum() / tokens
 
 
-LOSSES: dict[str, Loss] = {"regression": _mse, "generation": _answer_nll}
+def task_loss(task: TaskBase):
+    """The training loss the task's type names."""
+    return task_type(task).function("loss")
 
 
-def task_loss(task: TaskSpec | bool) -> Loss:
-    """The loss for a task (or, as older callers pass, whether it is a regression)."""
-    if isinstance(task, bool):
-        return _mse if task else _cross_entropy
-    return LOSSES.get(task.type, _cross_entropy)
+def _margin(out: torch.Tensor) -> torch.Tensor:
+    if out.shape[-1] < 2:
+        return torch.full(out.shape[:-1], float("nan"))
+    top = out.topk(2, dim=-1).values
+    return top[..., 0] - top[..., 1]
 
 
 @torch.inference_mode()
-def predict(
-    model: torch.nn.Module, batches: list[dict], regression: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    preds, gold = [], []
+def predict_classes(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:
+    preds, gold, score = [], [], []
     for batch in batches:
         out = model(**batch).float()
-        preds.append(out.squeeze(-1) if regression else out.argmax(dim=-1))
+        preds.append(out.argmax(dim=-1))
+        score.append(_margin(out))
         gold.append(batch["labels"])
-    return torch.cat(preds).cpu().numpy(), torch.cat(gold).cpu().numpy()
+    return _stack(preds, gold, score)
+
+
+# Multiple choice: the same arg-max over each example's choice log-likelihoods.
+predict_choices = predict_classes
+
+
+@torch.inference_mode()
+def predict_values(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:
+    preds, gold = [], []
+    for batch in batches:
+        preds.append(model(**batch).float().squeeze(-1))
+        gold.append(batch["labels"])
+    return _stack(preds, gold, preds)
+
+
+def _stack(preds, gold, score) -> Predictions:
+    return Predictions(*(torch.cat(x).cpu().numpy() for x in (preds, gold, score)))
 
 
 def _objects(rows: list) -> np.ndarray:
@@ -70,9 +97,15 @@ def _until(row: list[int], eos: int) -> tuple[int, ...]:
 
 
 @torch.inference_mode()
-def generate(model: torch.nn.Module, batches: list[dict], task: TaskSpec, decode: Decode):
+def generate_answers(model, batches: list[dict], task: TaskBase, tokenizer) -> Predictions:
     """Greedy continuations of the prompts (up to max_new_tokens or EOS) and the gold
     answers, both as answer text (suite/tasks/answers.py)."""
+    if tokenizer is None:
+        raise ValueError(f"generation task '{task.name}' is scored on text: pass the tokenizer")
+
+    def decode(ids) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=True)
+
     preds, gold = [], []
     for batch in batches:
         eos = int(batch["eos_id"])
@@ -89,17 +122,19 @@ def generate(model: torch.nn.Module, batches: list[dict], task: TaskSpec, decode
         preds += [predicted_answer(decode(_until(row, eos)), task) for row in rows]
         answers = batch["answer_ids"].tolist()
         gold += [normalised_answer(decode([t for t in row if t != -100]), task) for row in answers]
-    return _objects(preds), _objects(gold)
+    return Predictions(_objects(preds), _objects(gold), np.full(len(preds), np.nan))
 
 
-def evaluate(
-    model: torch.nn.Module, batches: list[dict], task: TaskSpec, decode: Decode | None = None
-) -> dict[str, float]:
-    """The task's metrics on `batches`; generation tasks need the tokenizer's `decode`."""
-    if task.type == "generation":
-        if decode is None:
-            raise ValueError(f"generation task '{task.name}' is scored on text: pass decode")
-        pred, gold = generate(model, batches, task, decode)
-    else:
-        pred, gold = predict(model, batches, task.type == "regression")
-    return compute([m.name for m in task.metrics], pred, gold)
+def predict(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:
+    """The task type's predictions on fixed batches (generation decodes with `tokenizer`)."""
+    return task_type(task).function("predictor")(model, batches, task, tokenizer)
+
+
+def score(task: TaskBase, predictions: Predictions) -> dict[str, float]:
+    """The task's metrics on predictions."""
+    return compute([m.name for m in task.metrics], predictions.pred, predictions.gold)
+
+
+def evaluate(model, batches: list[dict], task: TaskBase, tokenizer=None) -> dict[str, float]:
+    """The task's metrics on `batches`."""
+    return score(task, predict(model, batches, task, tokenizer))

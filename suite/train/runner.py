@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from suite.plugins import load_object
 from suite.results import CellResult
 from suite.scheduler.flops import train_flops
 from suite.tasks.forgetting import ReferenceProbe
+from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
 from suite.train.evaluate import evaluate, task_loss
@@ -102,7 +102,7 @@ class Setup:
     model: torch.nn.Module
     steps: int
     pad: int
-    regression: bool
+    collate: Callable
     reference: ReferenceProbe | None
     reference_before: float | None
     memory: PeakMemory
@@ -136,7 +136,7 @@ def load(cell: Cell) -> Setup:
         model=model,
         steps=steps,
         pad=tokenizer.pad_token_id or 0,
-        regression=cell.task.type == "regression",
+        collate=task_type(cell.task).function("collator"),
         reference=reference,
         reference_before=reference.loss(model) if reference else None,
         memory=memory,
@@ -158,7 +158,7 @@ def prepare(cell: Cell, setup: Setup) -> Ready:
     def batches_for_init():
         split = setup.encoded["train"]
         stream = train_batches(
-            split, cell.budget.batch_size, setup.pad, setup.regression, cell.seed + 1
+            split, cell.budget.batch_size, setup.pad, setup.collate, cell.seed + 1
         )
         return _to_device(stream, setup.device)
 
@@ -198,7 +198,7 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
     )
     stream = _to_device(
         train_batches(
-            setup.encoded["train"], cell.budget.batch_size, setup.pad, setup.regression, cell.seed
+            setup.encoded["train"], cell.budget.batch_size, setup.pad, setup.collate, cell.seed
         ),
         setup.device,
     )
@@ -239,20 +239,18 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
     model.eval()
     eval_sets = {
         s: _to_list(
-            eval_batches(setup.encoded[s], cell.task.eval_batch_size, setup.pad, setup.regression),
+            eval_batches(setup.encoded[s], cell.task.eval_batch_size, setup.pad, setup.collate),
             setup.device,
         )
         for s in ("validation", "test")
     }
-    # Text tokenizers decode generated answers; a vision preset's pixel processor has none.
-    decode = (
-        partial(setup.tokenizer.decode, skip_special_tokens=True)
-        if hasattr(setup.tokenizer, "decode")
-        else None
-    )
-    val = evaluate(model, eval_sets["validation"], cell.task, decode)
+    val = evaluate(model, eval_sets["validation"], cell.task, setup.tokenizer)
     # Tuning trials are never scored on test, so test metrics cannot steer selection.
-    test = {} if cell.phase == "trial" else evaluate(model, eval_sets["test"], cell.task, decode)
+    test = (
+        {}
+        if cell.phase == "trial"
+        else evaluate(model, eval_sets["test"], cell.task, setup.tokenizer)
+    )
     baselines = caches.baselines(cell.task, cell.task_dir)
     return {
         "val_metrics": val,
