@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/leaderboard_speed.py [--rows 1000000] [--browser-rows 100000]
 
-1. Builds the fixture database through the store (`leaderboard.demo`: real Cells through
+1. Builds the fixture database through the store (`tests/support/demo.py`: real Cells through
    `Store.write`), then multiplies its rows in SQL (tasks, methods, models and seeds
    renamed, scores jittered) up to `--rows` result rows, metrics and baselines included.
 2. Times the first read of each analysis view into the in-memory snapshot (paid once per
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from leaderboard import data, hardware, pagedata, saved  # noqa: E402
-from leaderboard.demo import build_demo_db  # noqa: E402
 from suite.store.schema import rebuild_latest  # noqa: E402
+from tests.support.demo import build_demo_db  # noqa: E402
 
 PAGE_GOAL_S = 0.5
 RENDER_GOAL_S = 3.0
@@ -155,7 +155,8 @@ def time_pages(path: Path, repeats: int = 3) -> None:
 
 
 def time_browser(path: Path) -> None:
-    from leaderboard import browser, serve
+    from leaderboard import serve
+    from tests.support import browser
 
     binary = browser.find_chromium()
     if binary is None:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import leaderboard_speed  # noqa: E402
 
-from leaderboard.demo import build_demo_db, demo_cells, demo_result  # noqa: E402
 from suite.store.store import Store  # noqa: E402
+from tests.support.demo import build_demo_db, demo_cells, demo_result  # noqa: E402
 
 PROVENANCE = {"versions": {}, "git_sha": "bench", "git_dirty": False, "hardware": {}, "run_id": "w"}
 

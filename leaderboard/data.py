@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from leaderboard.snapshot import Snapshots
+from suite.paths import DEFAULT_DB
 from suite.store.store import Store, StoreBusy
 
-DEFAULT_DB = Path("results") / "peftbench.duckdb"
 DB_ENV = "PEFTBENCH_DB"
 WAIT_S = 2.0
 _CACHE_SIZE = 256

@@ -26,9 +26,9 @@ SNAPSHOT_VIEWS = frozenset({"leaderboard", "pareto", "aggregate", "rank_sweep"})
 DERIVED_FROM = {
     "pareto": ("leaderboard",),
     "aggregate": ("leaderboard",),
-    "rank_sweep": ("leaderboard", "sweep_params"),
+    "rank_sweep": ("leaderboard",),
 }
-_COPYABLE = SNAPSHOT_VIEWS | {"sweep_params"}
+_COPYABLE = SNAPSHOT_VIEWS
 
 
 def _definition(name: str) -> str | None:

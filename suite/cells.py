@@ -41,8 +41,9 @@ class ResolvedMethod(Frozen):
     # bumps, so bumping any link moves it); None while it is 1, so cells of methods that
     # never changed keep their ids. A bump makes a new cell id: `peftbench run` reruns it.
     version: int | None = None
-    # A label, not a setting: never hashed.
+    # Labels, not settings: never hashed.
     fidelity: str | None = Field(default=None, exclude=True)
+    size_params: list[str] = Field(default_factory=list, exclude=True)
     # Ties still in force (the matrix entry did not set the tied value itself): tuning
     # re-applies them to every configuration it draws. Their effect is in `params`.
     ties: dict[str, Tie] = Field(default_factory=dict, exclude=True)
@@ -166,6 +167,7 @@ def resolve_method(
     params = apply_ties(params, ties, str(entry.path), entry.line("ties"))
     mergeable = next((e.spec.mergeable for e in chain if e.spec.mergeable is not None), None)
     fidelity = next((e.spec.fidelity for e in chain if e.spec.fidelity is not None), None)
+    sizes = next((e.spec.size_params for e in chain if e.spec.size_params is not None), [])
     version = 1 + sum((e.spec.version or 1) - 1 for e in chain)
     return ResolvedMethod(
         label=item.display,
@@ -179,6 +181,7 @@ def resolve_method(
         mergeable=mergeable,
         version=version if version > 1 else None,
         fidelity=fidelity,
+        size_params=sizes,
         ties=ties,
         impl_dir=str(root.folder),
         override_at={k: (file, (param_line or (lambda _: line))(k) or line) for k in item.params},

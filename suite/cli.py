@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from suite.errors import SpecError
+from suite.paths import DEFAULT_DB
 
 app = typer.Typer(
     help="peftbench: a declarative benchmark suite and leaderboard for parameter-efficient "
@@ -34,7 +35,6 @@ PluginsOpt = Annotated[
     ),
 ]
 DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
-DEFAULT_DB = Path("results/peftbench.duckdb")
 
 
 def _fail_spec(exc: SpecError) -> NoReturn:
@@ -307,9 +307,8 @@ def leaderboard(
     ] = "127.0.0.1",
 ) -> None:
     """Start the Streamlit leaderboard (reads the database read-only) and print its URL."""
-    from suite.report import leaderboard_module
+    from leaderboard import serve  # streamlit is imported by the child process only
 
-    serve = leaderboard_module("serve")  # streamlit is imported by the child process only
     raise typer.Exit(serve.run(db, host, port, echo=console.print))
 
 
@@ -319,7 +318,7 @@ def report(
     db: DbOpt = DEFAULT_DB,
 ) -> None:
     """Write the Overview and Pareto charts as one static HTML file (no server needed)."""
-    from suite.report import write_report
+    from leaderboard.report import write_report
 
     if not db.exists():
         _error("error:", f"no results database at {db}", 1)

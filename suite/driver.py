@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from suite.cells import Cell, PhaseCells, expand_matrix
 from suite.checks import check_cells
 from suite.registry import Catalog
-from suite.results import CellResult
+from suite.results import CellReport, CellResult
 from suite.store.store import RunLock, Store
 
 
@@ -79,10 +80,17 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
     return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs)
 
 
-# An executor runs cells and calls back with each result as it arrives. It may also have
-# `prepare(cells)` (connect, check resources: called before anything is written) and
-# `close()` (release workers); run_plan calls both when present.
-Executor = Callable[[list[Cell], Callable[[Cell, CellResult], None]], None]
+class Executor(Protocol):
+    """Runs cells and calls back with each cell's report as it arrives."""
+
+    def prepare(self, cells: list[Cell]) -> None:
+        """Connect and check resources; called before anything is written."""
+
+    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
+        """Run `cells`, calling `on_result` once per cell."""
+
+    def close(self) -> None:
+        """Release workers (called even when the run fails)."""
 
 
 def in_process_executor(progress=None, results_dir: Path | None = None) -> Executor:
@@ -101,7 +109,7 @@ def make_executor(
     from suite.scheduler.cluster import resolve_address
     from suite.scheduler.resources import SchedulingError
 
-    if kind != "ray":
+    if kind != "ray":  # the CLI's typed option never gets here; other callers may
         raise SchedulingError(f"unknown executor {kind!r}; use 'ray' or 'local'")
 
     options["address"] = resolve_address(options.get("address"))
@@ -124,14 +132,13 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
     logs = store.path.parent.resolve() / "logs" / summary.run_id
     with RunLock(store.path):
         try:
-            prepare = getattr(executor, "prepare", None)
-            if prepare is not None:
-                prepare(the_plan.todo)
+            executor.prepare(the_plan.todo)
             store.init()
 
-            def on_result(cell: Cell, result: CellResult) -> None:
-                result.cell_id = cell.cell_id  # the driver's id is the one resume looks up
-                result.log_path = str(write_cell_log(logs, cell, result))
+            def on_result(cell: Cell, report: CellReport) -> None:
+                # The driver's id is the one resume looks up.
+                log = write_cell_log(logs, cell, report)
+                result = CellResult.assemble(cell.cell_id, report, str(log))
                 store.write(cell, result, prov)
                 summary.results.append(result)
                 if progress:
@@ -145,9 +152,7 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
                     progress.add_cells(len(built.todo))
                 executor(built.todo, on_result)
         finally:
-            close = getattr(executor, "close", None)
-            if close is not None:
-                close()
+            executor.close()
     return summary
 
 
@@ -165,11 +170,12 @@ def matrix_cell_ids(catalog: Catalog, matrix_ref: str, store: Store) -> list[str
     return [c.cell_id for c in finals]
 
 
-def write_cell_log(folder: Path, cell: Cell, result: CellResult) -> Path:
+def write_cell_log(folder: Path, cell: Cell, report: CellReport) -> Path:
     """The cell's log (steps, losses, errors, as its worker recorded them) under results/."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cell.cell_id}.log"
-    text = result.log or f"{cell.title()}\nstatus {result.status}\n{result.error or ''}\n"
+    measured = report.measured
+    text = report.log or f"{cell.title()}\nstatus {measured.status}\n{measured.error or ''}\n"
     with open(path, "a") as f:  # a retried cell appends to its earlier attempts
         f.write(text)
     return path

@@ -8,7 +8,7 @@ import subprocess
 from functools import lru_cache
 from importlib import metadata
 
-from suite.registry import REPO_ROOT
+from suite.paths import CHECKOUT as REPO_ROOT
 
 PACKAGES = (
     "peftbench",

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from suite.errors import SpecError, SpecIssue, unknown_name_message
+from suite.paths import CHECKOUT, builtin_dirs
 from suite.specs.load import load_with_includes, parse
 from suite.specs.matrix import MatrixSpec
 from suite.specs.method import MethodSpec
@@ -25,8 +26,6 @@ from suite.specs.yamlio import line_of
 from suite.tasks.types import TaskSpec
 
 T = TypeVar("T", bound=BaseModel)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class Registry(Generic[T]):
 
 
 # (registry attribute, spec model, glob patterns relative to a plugin root)
-_LAYOUT: tuple[tuple[str, type[BaseModel], tuple[str, ...]], ...] = (
+_LAYOUT: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("methods", MethodSpec, ("methods/*/method.yaml", "*/method.yaml", "method.yaml")),
     ("tasks", TaskSpec, ("tasks/*/task.yaml", "*/task.yaml", "task.yaml")),
     ("models", ModelPreset, ("suite/models/*.yaml", "models/*.yaml")),
@@ -112,22 +111,24 @@ class Catalog:
 
     @classmethod
     def discover(cls, plugin_dirs: Iterable[Path | str] = (), builtin: bool = True) -> Catalog:
-        """Load every spec under the built-in root and the extra plugin folders."""
-        roots = [REPO_ROOT] if builtin else []
-        roots += [Path(p).resolve() for p in [*plugin_dirs, *env_plugin_dirs()]]
-        catalog = cls(roots=roots)
+        """Load every built-in spec (suite.paths.builtin_dirs) and those of the extra
+        plugin folders (laid out as _LAYOUT says)."""
+        roots = [Path(p).resolve() for p in [*plugin_dirs, *env_plugin_dirs()]]
+        catalog = cls(roots=([CHECKOUT] if builtin else []) + roots)
         issues: list[SpecIssue] = []
         seen: set[Path] = set()
+        sources = _builtin_sources() if builtin else []
         for root in roots:
             if not root.is_dir():
                 issues.append(SpecIssue(str(root), None, "", "plugin folder does not exist"))
                 continue
-            for attr, model, patterns in _LAYOUT:
-                for path in _files(root, patterns, seen):
-                    try:
-                        catalog._register(attr, model, path)
-                    except SpecError as exc:
-                        issues.extend(exc.issues)
+            sources += [(attr, model, root, patterns) for attr, model, patterns in _LAYOUT]
+        for attr, model, root, patterns in sources:
+            for path in _files(root, patterns, seen):
+                try:
+                    catalog._register(attr, model, path)
+                except SpecError as exc:
+                    issues.extend(exc.issues)
         if issues:
             raise SpecError(issues)
         return catalog
@@ -146,6 +147,22 @@ class Catalog:
             raw = _load_plain(path)
             return Entry(parse(path, raw, MatrixSpec), path.resolve(), raw)
         return self.matrices.get(ref, field="matrix")
+
+
+# Inside each built-in folder: methods/<name>/method.yaml, tasks/<name>/task.yaml, and a
+# YAML per profile, model preset and matrix.
+_BUILTIN_PATTERNS = {
+    "methods": ("*/method.yaml",),
+    "tasks": ("*/task.yaml",),
+    "profiles": ("*.yaml",),
+    "models": ("*.yaml",),
+    "matrices": ("*.yaml",),
+}
+
+
+def _builtin_sources() -> list[tuple[str, Any, Path, tuple[str, ...]]]:
+    folders = builtin_dirs()
+    return [(attr, model, folders[attr], _BUILTIN_PATTERNS[attr]) for attr, model, _ in _LAYOUT]
 
 
 def _load_plain(path: Path) -> Any:

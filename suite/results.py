@@ -1,20 +1,27 @@
-"""The typed result of one cell, as the runner returns it and the store writes it."""
+"""The typed result of one cell, built once by the driver from what each layer returns.
+
+- the runner returns a `Measured`: the cell's outcome and its `Measurements` (metrics,
+  counts, costs), or only an outcome when it failed;
+- the worker wraps it in a `CellReport` with its `Placement` (where, on what hardware,
+  with what log);
+- an executor delivers reports (and writes the reports of cells that could not answer
+  themselves: timeouts, crashed workers), adding the attempt count;
+- the driver builds the `CellResult` row from a report (`CellResult.assemble`), which the
+  store writes. No layer edits another's part.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 Status = Literal["ok", "failed", "nan", "oom", "timeout", "crashed"]
 
 
-class CellResult(BaseModel):
-    """Everything a cell measured. Costs are None where they could not be measured."""
+class Measurements(BaseModel):
+    """Everything a trained cell measured. Costs are None where they could not be measured."""
 
-    cell_id: str
-    status: Status
-    error: str | None = None
     val_metrics: dict[str, float] = Field(default_factory=dict)
     test_metrics: dict[str, float] = Field(default_factory=dict)
     baseline_val: dict[str, float] = Field(default_factory=dict)
@@ -42,27 +49,83 @@ class CellResult(BaseModel):
     method_source_hash: str | None = None
     final_train_loss: float | None = None
     loss_curve: list[float] = Field(default_factory=list)
-    cell_wall_s: float | None = None
     device: str | None = None
-    hostname: str | None = None
-    node_id: str | None = None
-    worker_pid: int | None = None
-    started_at: str | None = None
-    # Scheduling and hardware (suite/scheduler/): the recorded profile this cell ran on,
-    # how much of its calibrated matmul peak training achieved, and how it was placed.
-    hardware_profile_id: str | None = None
-    hardware_profile: dict | None = Field(default=None, exclude=True)
-    device_mismatch: bool | None = None
-    device_mismatch_detail: str | None = None
     train_tokens: int | None = None
     train_flops: float | None = None
-    achieved_flops_per_s: float | None = None
-    flops_fraction_of_peak: float | None = None
-    gpu_fraction: float | None = None
-    attempts: int = 1
-    log: str = Field(default="", exclude=True)
-    log_path: str | None = None
     # Forgetting (suite/tasks/forgetting.py): loss on the matrix's reference texts.
     reference_loss_before: float | None = None
     reference_loss_after: float | None = None
     forgetting_delta_loss: float | None = None
+
+
+class Measured(BaseModel):
+    """What the runner returns for one cell."""
+
+    status: Status
+    error: str | None = None
+    started_at: str | None = None
+    cell_wall_s: float | None = None
+    measurements: Measurements = Field(default_factory=Measurements)
+
+
+class Placement(BaseModel):
+    """Where a cell ran (the worker's part), and the hardware profile it recorded there."""
+
+    hostname: str | None = None
+    node_id: str | None = None
+    worker_pid: int | None = None
+    hardware_profile_id: str | None = None
+    hardware_profile: dict[str, Any] | None = None
+    device_mismatch: bool | None = None
+    device_mismatch_detail: str | None = None
+    gpu_fraction: float | None = None
+
+
+class CellReport(BaseModel):
+    """What an executor delivers for one cell."""
+
+    measured: Measured
+    placement: Placement = Field(default_factory=Placement)
+    attempts: int = 1
+    log: str = ""
+
+
+class CellResult(Measurements, Placement):
+    """One cell's row: the runner's measurements, the worker's placement, the attempts,
+    and what follows from them (achieved FLOP/s against the calibrated peak)."""
+
+    cell_id: str
+    status: Status
+    error: str | None = None
+    started_at: str | None = None
+    cell_wall_s: float | None = None
+    hardware_profile: dict[str, Any] | None = Field(default=None, exclude=True)
+    achieved_flops_per_s: float | None = None
+    flops_fraction_of_peak: float | None = None
+    attempts: int = 1
+    log: str = Field(default="", exclude=True)
+    log_path: str | None = None
+
+    @classmethod
+    def assemble(cls, cell_id: str, report: CellReport, log_path: str | None = None) -> CellResult:
+        measured, placement = report.measured, report.placement
+        m = measured.measurements
+        achieved = peak_fraction = None
+        if m.train_flops and m.train_wall_s:
+            achieved = m.train_flops / m.train_wall_s
+            peak = (placement.hardware_profile or {}).get("matmul_flops")
+            peak_fraction = achieved / peak if peak else None
+        return cls(
+            **m.model_dump(),
+            **placement.model_dump(),
+            cell_id=cell_id,
+            status=measured.status,
+            error=measured.error,
+            started_at=measured.started_at,
+            cell_wall_s=measured.cell_wall_s,
+            achieved_flops_per_s=achieved,
+            flops_fraction_of_peak=peak_fraction,
+            attempts=report.attempts,
+            log=report.log,
+            log_path=log_path,
+        )

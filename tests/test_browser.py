@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from leaderboard import browser
-from leaderboard.demo import demo_db_copy
+from tests.support import browser
+from tests.support.demo import demo_db_copy
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

@@ -50,8 +50,9 @@ def test_a_cells_peak_leaves_out_memory_the_worker_already_held(tiny_plugins):
     )  # fmt: skip
     (cell,) = expand(matrix, cat)
     held = torch.ones(100 * 2**20)  # 400 MB, resident (touched)
-    result = run_cell(cell)
-    assert result.status == "ok", result.error
+    measured = run_cell(cell)
+    assert measured.status == "ok", measured.error
+    result = measured.measurements
     assert result.peak_memory_isolated
     assert 0 < result.peak_memory_bytes < 300 * 2**20
     assert result.memory_baseline_bytes > held.numel() * 4

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from leaderboard.demo import demo_cells, demo_db_copy, demo_result
 from suite.store.schema import RESULTS_SELECT, latest_is_current
 from suite.store.store import Store
+from tests.support.demo import demo_cells, demo_db_copy, demo_result
 
 PROVENANCE = {"versions": {}, "git_sha": "t", "git_dirty": False, "hardware": {}, "run_id": "t"}
 

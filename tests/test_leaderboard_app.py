@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from leaderboard.demo import demo_db_copy  # noqa: E402
 from leaderboard.pagedata import ALL_PROFILES, ALL_TASKS  # noqa: E402
 from suite.results import CellResult  # noqa: E402
+from tests.support.demo import demo_db_copy  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
 

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from leaderboard import data, pagedata
-from leaderboard.demo import demo_db_copy
 from suite.cli import app as cli_app
+from tests.support.demo import demo_db_copy
 
 APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
 

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from leaderboard import sqlbox
-from leaderboard.demo import demo_db_copy
+from tests.support.demo import demo_db_copy
 
 
 @pytest.fixture(scope="module")

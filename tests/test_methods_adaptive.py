@@ -404,8 +404,8 @@ def _increlora_row(tiny_plugins, tmp_path, steps: int) -> dict:
 
     from suite.driver import plan, run_plan
     from suite.registry import Catalog
+    from suite.scheduler.local import LocalExecutor
     from suite.store.store import Store
-    from suite.train.runner import run_cell
 
     matrix = tmp_path / f"inc{steps}.yaml"
     matrix.write_text(
@@ -416,7 +416,7 @@ def _increlora_row(tiny_plugins, tmp_path, steps: int) -> dict:
     )
     store = Store(tmp_path / f"inc{steps}.duckdb")
     the_plan = plan(Catalog.discover([tiny_plugins]), str(matrix), store)
-    run_plan(the_plan, store, lambda cells, done: [done(c, run_cell(c)) for c in cells])
+    run_plan(the_plan, store, LocalExecutor())
     with duckdb.connect(str(store.path), read_only=True) as con:
         return con.execute("SELECT * FROM results").df().to_dict("records")[0]
 

@@ -12,6 +12,12 @@ from tests.scheduler_helpers import rows, write_matrix
 
 
 def test_same_cell_twice_gives_identical_metrics(tiny_plugins: Path, tmp_path: Path):
+    from suite.train import caches
+
+    # The in-process worker's caches are this process's: start them empty, so the count
+    # below is this test's own (earlier tests in the session load models too).
+    caches.clear()
+    caches.COUNTS["model_loads"] = 0
     matrix = write_matrix(tmp_path, "det", ["lora", "bitfit"])
     store = Store(tmp_path / "results" / "r.duckdb")
     catalog = Catalog.discover([tiny_plugins])

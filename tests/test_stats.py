@@ -63,8 +63,8 @@ def test_scoped_refresh_after_each_write_equals_a_full_refresh(tmp_path):
     """Store.write refreshes only the written cell's group; the sum must equal a full pass."""
     import duckdb
 
-    from leaderboard.demo import build_demo_db
-    from suite.stats import refresh_comparisons
+    from suite.store.comparisons import refresh_comparisons
+    from tests.support.demo import build_demo_db
 
     db = build_demo_db(tmp_path / "demo.duckdb")
     con = duckdb.connect(str(db))

@@ -20,8 +20,8 @@ from tests.support.generated_tasks import WORDS
 
 def _run(plugins: list[Path], tmp_path: Path, models, methods, tasks, extra="") -> list[dict]:
     from suite.driver import plan, run_plan
+    from suite.scheduler.local import LocalExecutor
     from suite.store.store import Store
-    from suite.train.runner import run_cell
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(
@@ -31,11 +31,7 @@ def _run(plugins: list[Path], tmp_path: Path, models, methods, tasks, extra="") 
     store = Store(tmp_path / "r.duckdb")
     the_plan = plan(Catalog.discover(plugins), str(matrix), store)
 
-    def execute(cells, on_result):
-        for cell in cells:
-            on_result(cell, run_cell(cell))
-
-    run_plan(the_plan, store, execute)
+    run_plan(the_plan, store, LocalExecutor())
     con = duckdb.connect(str(store.path), read_only=True)
     try:
         frame = con.execute("SELECT * FROM results ORDER BY task, method").df()

@@ -70,11 +70,10 @@ def _write_matrix(folder: Path) -> Path:
     return path
 
 
-def _in_process(cells, on_result):
-    from suite.train.runner import run_cell
+def _in_process():
+    from suite.scheduler.local import LocalExecutor
 
-    for cell in cells:
-        on_result(cell, run_cell(cell))
+    return LocalExecutor()
 
 
 def test_trials_then_finals_and_test_never_steers_selection(tiny_plugins: Path, tmp_path: Path):
@@ -85,7 +84,7 @@ def test_trials_then_finals_and_test_never_steers_selection(tiny_plugins: Path, 
     catalog = Catalog.discover([tiny_plugins])
     the_plan = plan(catalog, str(_write_matrix(tmp_path)), store)
     assert len(the_plan.todo) == 6 and {c.phase for c in the_plan.todo} == {"trial"}
-    summary = run_plan(the_plan, store, _in_process)
+    summary = run_plan(the_plan, store, _in_process())
     assert summary.all_ok and len(summary.results) == 6 + 4
 
     con = duckdb.connect(str(store.path), read_only=True)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from suite.stats import refresh_comparisons
+from suite.store.comparisons import refresh_comparisons
 from suite.store.schema import refresh_latest
 from suite.store.store import Store
 
@@ -193,7 +193,8 @@ def test_pareto_front_and_rank_sweep(tmp_path):
         for method, (score, n, r) in points.items():
             params = json.dumps({"r": r} if r else {})
             for seed in range(2):
-                _row(con, method, seed, score + 0.01 * seed, trainable_params=n, params=params)
+                _row(con, method, seed, score + 0.01 * seed, trainable_params=n, params=params,
+                     size_params=["r"] if r else [])  # fmt: skip
         refresh_comparisons(con)
     front = store.query(
         "SELECT method, on_front FROM pareto WHERE cost_axis = 'trainable_params' ORDER BY 1"
@@ -242,7 +243,7 @@ def test_query_view_command(db):
     table = run("--view", "leaderboard")
     assert table.returncode == 0 and "better" in table.stdout
     bad = run("--view", "leaderboard; drop table cell_runs")
-    assert bad.returncode == 1 and "unknown view" in bad.stderr
+    assert bad.returncode == 2 and "unknown view" in bad.stderr
     assert run().returncode == 2
 
 

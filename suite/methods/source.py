@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from suite.registry import REPO_ROOT
+from suite.paths import SOURCE_ROOT as REPO_ROOT
 
 
 def implementation_files(cls: type) -> list[Path]:

@@ -1,7 +1,7 @@
-"""Result rows for cells that never returned one themselves: timeouts and crashed workers.
+"""Reports for cells that never returned one themselves: timeouts and crashed workers.
 
 A cell's own exceptions (failed), non-finite losses (nan) and out-of-memory errors (oom)
-become rows inside the runner; these are the cases where the driver has to speak for it.
+are outcomes the runner returns; these are the cases where the executor speaks for it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from suite.cells import Cell
-from suite.results import CellResult
+from suite.results import CellReport, Measured, Placement
 
 
 class CellTimeout(BaseException):  # noqa: N818 - BaseException so the runner's `except Exception` lets it through
@@ -23,28 +23,29 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def timeout_result(cell: Cell, elapsed_s: float, **where) -> CellResult:
-    return CellResult(
-        cell_id=cell.cell_id,
-        status="timeout",
-        error=f"cell ran longer than its timeout of {cell.timeout_s:g} s (stopped at "
-        f"{elapsed_s:.1f} s)",
-        cell_wall_s=elapsed_s,
-        started_at=where.pop("started_at", None) or _now(),
-        **where,
+def timeout_report(
+    cell: Cell, elapsed_s: float, where: Placement, started_at: str | None, attempts: int = 1
+) -> CellReport:
+    error = (
+        f"cell ran longer than its timeout of {cell.timeout_s:g} s (stopped at {elapsed_s:.1f} s)"
     )
+    measured = Measured(
+        status="timeout", error=error, cell_wall_s=elapsed_s, started_at=started_at or _now()
+    )
+    return CellReport(measured=measured, placement=where, attempts=attempts)
 
 
-def crashed_result(cell: Cell, error: str, attempts: int, **where) -> CellResult:
-    return CellResult(
-        cell_id=cell.cell_id,
-        status="crashed",
-        error=f"worker process died {attempts} time(s) running this cell; last error: "
-        + error[:1500],
-        attempts=attempts,
-        started_at=where.pop("started_at", None) or _now(),
-        **where,
-    )
+def crashed_report(
+    error: str, attempts: int, where: Placement, started_at: str | None
+) -> CellReport:
+    text = f"worker process died {attempts} time(s) running this cell; last error: {error[:1500]}"
+    measured = Measured(status="crashed", error=text, started_at=started_at or _now())
+    return CellReport(measured=measured, placement=where, attempts=attempts)
+
+
+def failed_report(error: str, attempts: int = 1) -> CellReport:
+    """The worker's own code raised (not the cell's: the runner catches those)."""
+    return CellReport(measured=Measured(status="failed", error=error[-4000:]), attempts=attempts)
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from suite.cells import Cell
-from suite.results import CellResult
-from suite.scheduler.faults import CellTimeout, alarm, timeout_result
+from suite.results import CellReport, Placement
+from suite.scheduler.faults import CellTimeout, alarm, timeout_report
 
 
 class LocalExecutor:
@@ -26,7 +26,13 @@ class LocalExecutor:
         self.worker_stats: list[dict[str, Any]] = []
         self._worker = None
 
-    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellResult], None]) -> None:
+    def prepare(self, cells: list[Cell]) -> None:
+        """Nothing to connect to: cells run in this process."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
         from suite.scheduler.worker import CellWorker
 
         if self._worker is None:
@@ -39,12 +45,12 @@ class LocalExecutor:
             start = time.monotonic()
             try:
                 with alarm(cell.timeout_s):
-                    result = self._worker.run(cell, on_step=on_step)
+                    report = self._worker.run(cell, on_step=on_step)
             except CellTimeout:
-                result = timeout_result(cell, time.monotonic() - start, **self._where())
-            on_result(cell, result)
+                report = timeout_report(cell, time.monotonic() - start, self._where(), None)
+            on_result(cell, report)
         self.worker_stats = [self._worker.counts()]
 
-    def _where(self) -> dict[str, Any]:
+    def _where(self) -> Placement:
         info = self._worker.info() if self._worker else {}
-        return {"hostname": info.get("hostname"), "worker_pid": info.get("pid")}
+        return Placement(hostname=info.get("hostname"), worker_pid=info.get("pid"))

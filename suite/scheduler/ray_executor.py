@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from suite.cells import Cell
-from suite.results import CellResult
+from suite.results import CellReport, Placement
 from suite.scheduler import cluster, resources
-from suite.scheduler.faults import crashed_result, timeout_result
+from suite.scheduler.faults import crashed_report, failed_report, timeout_report
 from suite.specs.profile import HardwareProfile
 
 # Consecutive worker start failures (beyond one per slot) before the run gives up.
@@ -60,7 +60,7 @@ class RayExecutor:
     _actor_cls: Any = None
     _failed_starts: int = 0
     # Results collected but not yet handed to on_result (see __call__).
-    _pending: list[tuple[Cell, CellResult]] = field(default_factory=list)
+    _pending: list[tuple[Cell, CellReport]] = field(default_factory=list)
 
     # -- set-up ------------------------------------------------------------------------
     def prepare(self, cells: list[Cell]) -> None:
@@ -92,7 +92,7 @@ class RayExecutor:
         return _Slot(profile, actor, actor.info.remote())
 
     # -- the loop ----------------------------------------------------------------------
-    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellResult], None]) -> None:
+    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
         if not cells:
             return
         if not self._slots:
@@ -166,25 +166,24 @@ class RayExecutor:
 
         cell = slot.cell
         assert cell is not None
+        attempts = self._attempts.get(cell.cell_id, 1)
         try:
-            result = ray.get(slot.ref)
+            report = ray.get(slot.ref).model_copy(update={"attempts": attempts})
         except ray.exceptions.RayTaskError as exc:  # the worker code itself raised
-            result = CellResult(cell_id=cell.cell_id, status="failed", error=str(exc)[-4000:])
+            report = failed_report(str(exc), attempts)
         except ray.exceptions.RayError as exc:  # the process or its node died
             self._replace(slot)
-            attempts = self._attempts.get(cell.cell_id, 1)
             if attempts <= self.max_retries:
                 self._attempts[cell.cell_id] = attempts + 1
                 queue.appendleft(cell)
                 return
-            result = crashed_result(
-                cell, f"{type(exc).__name__}: {exc}", attempts, **self._where(slot)
+            where, started = self._where(slot)
+            on_result(
+                cell, crashed_report(f"{type(exc).__name__}: {exc}", attempts, where, started)
             )
-            on_result(cell, result)
             return
         slot.cell = slot.ref = None
-        result.attempts = self._attempts.get(cell.cell_id, 1)
-        self._pending.append((cell, result))
+        self._pending.append((cell, report))
 
     def _expire(self, on_result) -> None:
         import ray
@@ -195,19 +194,19 @@ class RayExecutor:
             if cell is None or not cell.timeout_s or now - slot.started <= cell.timeout_s:
                 continue
             ray.kill(slot.actor, no_restart=True)
-            result = timeout_result(cell, now - slot.started, **self._where(slot))
-            result.attempts = self._attempts.get(cell.cell_id, 1)
+            where, started = self._where(slot)
+            attempts = self._attempts.get(cell.cell_id, 1)
+            report = timeout_report(cell, now - slot.started, where, started, attempts)
             self._replace(slot)
-            on_result(cell, result)
+            on_result(cell, report)
 
-    def _where(self, slot: _Slot) -> dict[str, Any]:
+    def _where(self, slot: _Slot) -> tuple[Placement, str | None]:
+        """Where the slot's cell ran, and when it started (for cells that cannot answer)."""
         info = slot.info or {}
-        return {
-            "node_id": info.get("node_id"),
-            "hostname": info.get("hostname"),
-            "worker_pid": info.get("pid"),
-            "started_at": slot.started_at or None,
-        }
+        where = Placement(
+            node_id=info.get("node_id"), hostname=info.get("hostname"), worker_pid=info.get("pid")
+        )
+        return where, slot.started_at or None
 
     def _replace(self, slot: _Slot) -> None:
         """Swap a dead or killed actor for a fresh one with the same profile."""

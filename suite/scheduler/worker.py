@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from suite.cells import Cell
-from suite.results import CellResult
+from suite.results import CellReport, Placement
 
 
 class CellWorker:
@@ -48,11 +48,10 @@ class CellWorker:
             self.profiles[key] = hardware.record(device, cell.model.dtype, self.node_id)
         return self.profiles[key]
 
-    def run(self, cell: Cell, on_step=None) -> CellResult:
+    def run(self, cell: Cell, on_step=None) -> CellReport:
         """Run a cell; never raises for the cell's own errors (the runner catches them)."""
         import torch
 
-        from suite.scheduler import hardware
         from suite.train.runner import run_cell
 
         threads = cell.profile.torch_threads or self.threads
@@ -60,28 +59,35 @@ class CellWorker:
             torch.set_num_threads(threads)
         log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
         started = time.perf_counter()
-        profile = self.profile_for(cell)
+        placement = self.placement(cell)
 
         def step(i: int, total: int, loss: float) -> None:
             log.append(f"step {i}/{total} loss {loss:.6f}")
             if on_step:
                 on_step(i, total, loss)
 
-        result = run_cell(cell, on_step=step)
-        result.node_id = self.node_id
-        result.hardware_profile_id = profile["profile_id"]
-        result.hardware_profile = profile
-        result.device_mismatch_detail = hardware.mismatch(cell.profile, profile)
-        result.device_mismatch = result.device_mismatch_detail is not None
-        result.gpu_fraction = cell.profile.resources.num_gpus or None
-        if result.train_flops and result.train_wall_s:
-            result.achieved_flops_per_s = result.train_flops / result.train_wall_s
-            result.flops_fraction_of_peak = result.achieved_flops_per_s / profile["matmul_flops"]
-        log.append(f"status {result.status} after {time.perf_counter() - started:.2f} s")
-        if result.error:
-            log.append(result.error)
-        result.log = "\n".join(log) + "\n"
-        return result
+        measured = run_cell(cell, on_step=step)
+        log.append(f"status {measured.status} after {time.perf_counter() - started:.2f} s")
+        if measured.error:
+            log.append(measured.error)
+        return CellReport(measured=measured, placement=placement, log="\n".join(log) + "\n")
+
+    def placement(self, cell: Cell) -> Placement:
+        """Where this worker runs the cell, on the hardware profile it recorded."""
+        from suite.scheduler import hardware
+
+        profile = self.profile_for(cell)
+        mismatch = hardware.mismatch(cell.profile, profile)
+        return Placement(
+            hostname=platform.node(),
+            node_id=self.node_id,
+            worker_pid=os.getpid(),
+            hardware_profile_id=profile["profile_id"],
+            hardware_profile=profile,
+            device_mismatch=mismatch is not None,
+            device_mismatch_detail=mismatch,
+            gpu_fraction=cell.profile.resources.num_gpus or None,
+        )
 
 
 def _ray_node_id() -> str | None:

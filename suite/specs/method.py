@@ -87,6 +87,9 @@ class MethodSpec(Frozen):
     # sets the tied one itself unties it.
     ties: dict[str, Tie] = Field(default_factory=dict)
     status: Literal["stable", "experimental", "test-only"] = "stable"
+    # The hyperparameters that set the adapter's size (rank, density, number of
+    # frequencies...): the rank_sweep view plots quality against them. Not hashed.
+    size_params: list[str] | None = None
     # What the implementation may claim (docs/fidelity.md): `reference` only with a golden
     # test against numbers the method's own code produced; `paper` from the full text;
     # `reconstructed` from abstracts or summaries. Not hashed: a label, not a setting.

@@ -35,6 +35,8 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "fidelity": "VARCHAR",
     "method_version": "INTEGER",
     "method_source_hash": "VARCHAR",
+    # The hyperparameters that set the adapter's size (the method's size_params).
+    "size_params": "VARCHAR[]",
     # The base's storage dtype and the dtype of the method's own trainable tensors.
     "base_dtype": "VARCHAR",
     "adapter_dtype": "VARCHAR",

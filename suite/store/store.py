@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from suite.cells import Cell, spec_hash
+from suite.paths import DEFAULT_DB
 from suite.results import CellResult
-from suite.stats import refresh_comparisons
+from suite.store.comparisons import fill_t_table, refresh_comparisons
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
     HARDWARE_PROFILE_COLUMNS,
@@ -35,7 +36,6 @@ from suite.store.schema import (
     refresh_latest,
 )
 
-DEFAULT_DB = Path("results") / "peftbench.duckdb"
 # How long a connection waits for another process to let go of the file (seconds);
 # PEFTBENCH_LOCK_WAIT_S overrides it (tests, and scripts that would rather fail fast).
 LOCK_WAIT_S = 30.0
@@ -91,8 +91,6 @@ class Store:
             con.close()
 
     def init(self) -> None:
-        from suite.stats import fill_sweep_params, fill_t_table
-
         with self.connect() as con:
             for ddl in TABLES:
                 con.execute(ddl)
@@ -104,7 +102,6 @@ class Store:
             for ddl in INDEXES + VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
-            fill_sweep_params(con)
             if upgraded:  # comparisons written by older code are recomputed once
                 refresh_comparisons(con)
             con.execute(
@@ -208,6 +205,7 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
         family=cell.method.family,
         fidelity=cell.method.fidelity,
         method_version=cell.method.method_version,
+        size_params=list(cell.method.size_params),
         model=cell.model.name,
         task=task.name,
         seed=cell.seed,

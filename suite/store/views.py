@@ -7,9 +7,9 @@ store fills, so a plain read-only connection with no user functions can query th
   (DuckDB has no t distribution), for confidence intervals over seeds.
 - `comparisons`: each method's paired t-test against the matrix's baseline method,
   pairing by seed (scipy), refreshed by the store after every write
-  (`suite.stats.refresh_comparisons`).
-- `sweep_params`: hyperparameters that measure an adapter's size (rank, density, ...),
-  for the rank/density ablation.
+  (`suite.store.comparisons.refresh_comparisons`).
+Each row names its method's size hyperparameters (`size_params`, declared in the
+method's YAML) for the rank/density ablation.
 
 Contract with the leaderboard app (columns may be added, never renamed or removed):
 see docs/tasks-and-fairness.md. Tuning trials never enter the leaderboard; they have
@@ -18,9 +18,6 @@ their own view. Two protocols (task hash, budget, profile) never share a row or 
 
 from __future__ import annotations
 
-# Hyperparameter names that set an adapter's size; rank_sweep plots the metric against them.
-SWEEP_PARAMS = ("r", "rank", "init_r", "target_r", "density", "sparsity", "n_frequency", "k")
-
 ANALYSIS_TABLES = [
     "CREATE TABLE IF NOT EXISTS t_critical (df INTEGER PRIMARY KEY, t975 DOUBLE NOT NULL)",
     """CREATE TABLE IF NOT EXISTS comparisons (
@@ -28,7 +25,6 @@ ANALYSIS_TABLES = [
         method_hash VARCHAR NOT NULL, budget VARCHAR NOT NULL, profile VARCHAR NOT NULL,
         baseline_method VARCHAR, baseline_method_hash VARCHAR, n_pairs INTEGER,
         mean_diff DOUBLE, t_stat DOUBLE, p_value DOUBLE, vs_baseline VARCHAR)""",
-    "CREATE TABLE IF NOT EXISTS sweep_params (name VARCHAR PRIMARY KEY)",
 ]
 
 # Cells that count for the leaderboard: everything but tuning trials. A row's
@@ -72,6 +68,7 @@ grouped AS (
         avg(forgetting_delta_loss) AS forgetting_delta_loss,
         any_value(lr) AS lr,
         any_value(params) AS params,
+        any_value(size_params) AS size_params,
         list(cell_id ORDER BY seed) AS cell_ids,
         list(seed ORDER BY seed) AS seeds,
         any_value(baseline_method) AS baseline_method,
@@ -166,13 +163,13 @@ SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method
 FROM results r WHERE r.phase = 'trial'"""
 
 RANK_SWEEP = """CREATE OR REPLACE VIEW rank_sweep AS
-SELECT l.task, l.task_hash, l.model, l.method, l.method_kind, l.family, l.method_hash,
-    l.budget, l.profile, l.primary_metric, l.higher_is_better, s.name AS sweep_param,
-    TRY_CAST(json_extract_string(l.params, '$.' || s.name) AS DOUBLE) AS sweep_value,
-    l.mean, l.std, l.ci_low, l.ci_high, l.n_seeds, l.trainable_params, l.stale
-FROM leaderboard l
-JOIN sweep_params s
-  ON TRY_CAST(json_extract_string(l.params, '$.' || s.name) AS DOUBLE) IS NOT NULL"""
+WITH sizes AS (SELECT *, unnest(size_params) AS sweep_param FROM leaderboard)
+SELECT task, task_hash, model, method, method_kind, family, method_hash,
+    budget, profile, primary_metric, higher_is_better, sweep_param,
+    TRY_CAST(json_extract_string(params, '$.' || sweep_param) AS DOUBLE) AS sweep_value,
+    mean, std, ci_low, ci_high, n_seeds, trainable_params, stale
+FROM sizes
+WHERE TRY_CAST(json_extract_string(params, '$.' || sweep_param) AS DOUBLE) IS NOT NULL"""
 
 AGGREGATE = """CREATE OR REPLACE VIEW aggregate AS
 SELECT model, method, any_value(family) AS family, any_value(fidelity) AS fidelity,

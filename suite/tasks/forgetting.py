@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from suite.cells import Cell
 from suite.models.taskmodel import target_log_likelihood
+from suite.specs.matrix import ReferenceSpec
 from suite.specs.task import DataSpec
 from suite.tasks.encoding import pad
 from suite.tasks.loaders import load_files
@@ -30,8 +30,10 @@ class ReferenceProbe:
     batches: list[dict]
 
     @classmethod
-    def for_cell(cls, cell: Cell, tokenizer, device: torch.device) -> ReferenceProbe | None:
-        ref = cell.reference
+    def for_reference(
+        cls, ref: ReferenceSpec | None, tokenizer, device: torch.device
+    ) -> ReferenceProbe | None:
+        """Batches of the matrix's reference texts (None when the cell has none)."""
         if ref is None:
             return None
         files = {"reference": ref.data_files}

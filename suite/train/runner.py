@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import random
 import time
 import traceback
@@ -19,13 +17,13 @@ from suite.cells import Cell
 from suite.methods.api import Method, PrepareContext, Prepared, TrainingPlan
 from suite.methods.source import source_hash
 from suite.plugins import load_object
-from suite.results import CellResult
-from suite.scheduler.flops import train_flops
+from suite.results import Measured, Measurements
 from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
 from suite.train.evaluate import evaluate, task_loss
+from suite.train.flops import train_flops
 from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, total_steps, train
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
 from suite.train.prepare import prepare_model
@@ -56,29 +54,21 @@ def pick_device(cell: Cell) -> torch.device:
     return torch.device("cpu")
 
 
-def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = None) -> CellResult:
-    """Run a cell; any exception becomes a result row with its status and error text."""
+def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = None) -> Measured:
+    """Run a cell; any exception becomes its outcome (status and error text)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    base = {
-        "cell_id": cell.cell_id,
-        "hostname": platform.node(),
-        "worker_pid": os.getpid(),
-        "started_at": started,
-    }
     try:
-        result = CellResult(**base, status="ok", **_run(cell, on_step))
+        outcome = {"status": "ok", "measurements": Measurements(**_run(cell, on_step))}
     except NonFiniteLoss as exc:
-        result = CellResult(**base, status="nan", error=str(exc))
+        outcome = {"status": "nan", "error": str(exc)}
     except (torch.OutOfMemoryError, MemoryError) as exc:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # so the worker's next cell starts with a clean device
-        result = CellResult(**base, status="oom", error=f"{type(exc).__name__}: {exc}"[:2000])
+        outcome = {"status": "oom", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     except Exception as exc:  # noqa: BLE001 - a failing cell must never stop the matrix
-        text = "".join(traceback.format_exception(exc))[-4000:]
-        result = CellResult(**base, status="failed", error=text)
-    result.cell_wall_s = time.perf_counter() - t0
-    return result
+        outcome = {"status": "failed", "error": "".join(traceback.format_exception(exc))[-4000:]}
+    return Measured(**outcome, started_at=started, cell_wall_s=time.perf_counter() - t0)
 
 
 def _run(cell: Cell, on_step) -> dict[str, Any]:
@@ -124,7 +114,7 @@ def load(cell: Cell) -> Setup:
     seed_everything(cell.seed)
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
-    reference = ReferenceProbe.for_cell(cell, tokenizer, device)
+    reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
     steps = total_steps(
         len(encoded["train"]), cell.budget.batch_size, cell.budget.epochs, cell.budget.max_steps
     )

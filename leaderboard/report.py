@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import html
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from suite.registry import REPO_ROOT
+from leaderboard import charts, data, pagedata, tables
 
 _SCRIPTS = "".join(
     f'<script src="https://cdn.jsdelivr.net/npm/{lib}"></script>'
@@ -24,19 +23,6 @@ _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f4f4f4}h2{margin-top:2em;border-bottom:1px solid #ccc}"""
-
-
-def leaderboard_module(name: str):
-    """A module of the app (the repository's `leaderboard/` folder, beside `methods/`)."""
-    import importlib
-
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    return importlib.import_module(f"leaderboard.{name}")
-
-
-def _leaderboard_modules():
-    return tuple(leaderboard_module(n) for n in ("charts", "data", "pagedata", "tables"))
 
 
 class _Page:
@@ -71,7 +57,6 @@ class _Page:
 
 def build_report(db: Path) -> str:
     """The HTML of the report for every (task, model) with successful results."""
-    charts, data, pagedata, tables = _leaderboard_modules()
     reader = data.Reader(db)
     fresh = data.freshness(reader)
     page = _Page()

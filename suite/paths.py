@@ -1,0 +1,38 @@
+"""Where the project's own files are: the built-in plugin folders and the default store.
+
+In a checkout (or an editable install) the built-in methods, tasks and hardware profiles
+are the repository's top-level folders. A wheel installs them as package data under
+`suite/_builtin/` (setup.py maps them there), so `pip install .` works outside a checkout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+CHECKOUT = PACKAGE.parent
+INSTALLED = PACKAGE / "_builtin"
+
+# The results database every command uses unless given --db.
+DEFAULT_DB = Path("results") / "peftbench.duckdb"
+
+
+def in_checkout() -> bool:
+    return (CHECKOUT / "methods").is_dir() and (CHECKOUT / "hardware_profiles").is_dir()
+
+
+def builtin_dirs() -> dict[str, Path]:
+    """The folder of each built-in plugin kind (registry attribute -> folder)."""
+    top = CHECKOUT if in_checkout() else INSTALLED
+    return {
+        "methods": top / "methods",
+        "tasks": top / "tasks",
+        "profiles": top / "hardware_profiles",
+        "models": PACKAGE / "models",
+        "matrices": PACKAGE / "matrices",
+    }
+
+
+# The root paths in rows and source hashes are relative to (the checkout, or the
+# installed package's parent).
+SOURCE_ROOT = CHECKOUT
