@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from suite.errors import SpecError
@@ -84,40 +85,17 @@ def run(
     ] = 2,
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result."""
-    from suite.driver import make_executor, plan, run_plan
+    from suite.driver import make_executor, run_plan
     from suite.progress import MatrixProgress
     from suite.scheduler.resources import SchedulingError
     from suite.store.store import Store, StoreBusy
 
     store = Store(db)
-    try:
-        the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
-    except SpecError as exc:
-        _fail_spec(exc)
-    except StoreBusy as exc:  # reading which cells are done waits on a busy file
-        _error("error:", exc, 3)
-    then = (
-        " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
-    )
-    err_console.print(
-        f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells{then}, "
-        f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {db}"
-    )
-    if the_plan.skipped_pairs:
-        err_console.print(
-            f"left out {len(the_plan.skipped_pairs)} model x task pair(s) the model cannot "
-            f"run: {', '.join(the_plan.skipped_pairs)}"
-        )
+    the_plan = _plan(plugins, matrix, store, rerun)
     try:
         with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
-            chosen = make_executor(
-                executor.value,
-                progress,
-                db.parent,
-                address=address,
-                workers=workers,
-                max_retries=max_retries,
-            )
+            options = {"address": address, "workers": workers, "max_retries": max_retries}
+            chosen = make_executor(executor.value, progress, db.parent, **options)
             summary = run_plan(the_plan, store, chosen, progress)
     except StoreBusy as exc:
         _error("error:", exc, 3)
@@ -129,6 +107,32 @@ def run(
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
     err_console.print(f"done: {counts}")
     raise typer.Exit(0 if summary.all_ok else 1)
+
+
+def _plan(plugins, matrix: str, store, rerun: bool):
+    """The checked plan (exit 2 on a spec error, 3 on a busy store), announced on stderr."""
+    from suite.driver import plan
+    from suite.store.store import StoreBusy
+
+    try:
+        the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
+    except SpecError as exc:
+        _fail_spec(exc)
+    except StoreBusy as exc:  # reading which cells are done waits on a busy file
+        _error("error:", exc, 3)
+    then = (
+        " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
+    )
+    err_console.print(
+        f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells{then}, "
+        f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {escape(str(store.path))}"
+    )
+    if the_plan.skipped_pairs:
+        err_console.print(
+            f"left out {len(the_plan.skipped_pairs)} model x task pair(s) the model cannot "
+            f"run: {', '.join(the_plan.skipped_pairs)}"
+        )
+    return the_plan
 
 
 class Format(str, Enum):

@@ -273,7 +273,3 @@ def test_bad_spec(case, tmp_path: Path, monkeypatch):
     for text in expected:
         assert " ".join(text.split()) in out, f"missing {text!r} in:\n{result.output}"
     assert not db.parent.exists(), "a spec error must write nothing"
-
-
-def test_at_least_twenty_cases():
-    assert len(CASES) >= 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +50,15 @@ def test_run_resume_query_export(tiny_plugins: Path, tmp_path: Path):
 
     con = duckdb.connect(str(db), read_only=True)
     row = con.execute(
-        "select status, git_sha is not null or git_sha is null, versions, method_yaml, "
+        "select status, git_sha, versions, method_yaml, "
         "baseline_test_primary, peak_memory_bytes, adapter_bytes, train_steps, "
         "latency_unmerged_s, latency_merged_s, merge_max_abs_diff "
         "from results where method = 'lora'"
     ).fetchone()
     con.close()
     assert row[0] == "ok"
+    # Run from this checkout: the row names its commit.
+    assert re.fullmatch(r"[0-9a-f]{40}", row[1] or ""), row[1]
     assert "torch" in json.loads(row[2])
     assert "lora" in row[3]
     assert 0.3 < row[4] < 0.5  # the majority baseline of drug-condition is stored with the row
@@ -63,6 +66,7 @@ def test_run_resume_query_export(tiny_plugins: Path, tmp_path: Path):
     assert row[8] > 0 and row[9] > 0 and row[10] < 1e-4
 
     rerun = cli("run", "tiny", "--plugins", str(tiny_plugins), "--db", str(db), "--rerun")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "3 to run" in rerun.stderr
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("select count(*) from results").fetchone()[0] == 3

@@ -70,11 +70,30 @@ def test_cell_id_is_stable_across_processes():
     assert ids == {here}
 
 
-def test_duplicate_entries_dedupe():
+def test_identical_cells_dedupe_to_one():
+    once = expand(matrix(methods=["lora"]), catalog())
+    # A task listed twice adds no cell; the default rank spelled out is the
+    # same resolved configuration, so the same ids (here and in any other matrix).
+    again = expand(
+        matrix(
+            name="another",
+            methods=[{"method": "lora", "params": {"r": 8}}],
+            tasks=["drug-condition", "drug-sentiment", "drug-condition"],
+            seeds=[0, 1],
+        ),
+        catalog(),
+    )
+    assert len(once) == 4 == len({c.cell_id for c in once})
+    assert [c.cell_id for c in again] == [c.cell_id for c in once]
+
+
+def test_entries_with_their_own_labels_stay_distinct_cells():
     cells = expand(matrix(methods=["lora", {"method": "lora", "label": "lora-again"}]), catalog())
-    labels = {c.method.label for c in cells}
-    # Labels differ, so these are distinct cells; identical resolved entries would collapse.
-    assert labels == {"lora", "lora-again"}
+    by_label = {}
+    for c in cells:
+        by_label.setdefault(c.method.label, set()).add(c.cell_id)
+    assert set(by_label) == {"lora", "lora-again"}
+    assert not by_label["lora"] & by_label["lora-again"]
 
 
 def test_prose_and_unset_options_do_not_move_cell_ids():

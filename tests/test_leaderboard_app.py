@@ -11,7 +11,6 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from leaderboard.pagedata import ALL_PROFILES, ALL_TASKS  # noqa: E402
-from suite.results import CellResult  # noqa: E402
 from tests.support.demo import demo_db_copy  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
@@ -127,11 +126,10 @@ def test_hardware_page(app):
     profiles = at.dataframe[0].value
     assert set(profiles["profile"]) == {"cpu-local", "gpu-a100"}
     assert profiles.set_index("profile").loc["gpu-a100", "ok"] == 6
-    if "hardware_profile_id" in CellResult.model_fields:  # the scheduler records hardware
-        machines = at.dataframe[1].value
-        assert set(machines["profile_id"]) == {"demo-cpu-2core", "demo-a100-40gb"}
-        a100 = machines.set_index("profile_id").loc["demo-a100-40gb"]
-        assert a100["declared_profiles"] == "gpu-a100" and a100["ok"] == 6
+    machines = at.dataframe[1].value
+    assert set(machines["profile_id"]) == {"demo-cpu-2core", "demo-a100-40gb"}
+    a100 = machines.set_index("profile_id").loc["demo-a100-40gb"]
+    assert a100["declared_profiles"] == "gpu-a100" and a100["ok"] == 6
     at.selectbox(key="hw_profile").select("gpu-a100").run()
     rows = at.dataframe[-1].value
     assert set(rows["method"]) == {"full", "lora", "head"}

@@ -61,8 +61,21 @@ def test_pissa_keeps_the_model_and_puts_top_singular_directions_in_the_adapter()
 
 def test_dropout_only_in_training():
     prepared = C.prepare(lora(r=4, dropout=0.5), tiny_bench())
-    C.perturb(prepared.model)
+    C.perturb(prepared.model)  # B leaves zero, so the adapter's path shows in the output
     batch = tiny_bench().batches[0]
     prepared.model.eval()
     a, b = prepared.model(**batch), prepared.model(**batch)
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # eval: no dropout, deterministic
+    prepared.model.train()
+    torch.manual_seed(0)
+    c = prepared.model(**batch)
+    torch.manual_seed(1)
+    d = prepared.model(**batch)
+    assert not torch.equal(c, d)  # training: dropout on the adapter's input
+    assert not torch.equal(c, a)
+    # Only the adapter's input is dropped: with the update removed, train == eval.
+    layer = prepared.model.backbone.encoder.layer[0].attention.self.query
+    with torch.no_grad():
+        x = torch.randn(3, layer.in_features)
+        layer.lora_B.weight.zero_()
+        assert torch.equal(layer(x), layer.base(x))

@@ -16,8 +16,11 @@ def _profile(name: str) -> HardwareProfile:
 
 
 def test_every_required_profile_is_shipped():
-    for name in ("cpu-local", "a100-80gb", "h100-80gb", "h200-141gb", "l40s-48gb", "rtx4090-24gb"):
-        assert _profile(name).name == name
+    shipped = set(catalog().profiles.names())
+    wanted = {"cpu-local", "a100-80gb", "h100-80gb", "h200-141gb", "l40s-48gb", "rtx4090-24gb"}
+    assert wanted <= shipped, wanted - shipped
+    assert _profile("h200-141gb").expected.type == "cuda"
+    assert _profile("cpu-local").expected.type == "cpu"
 
 
 def test_ray_options_and_feasibility():

@@ -163,8 +163,3 @@ class Method:
         """Trainable parameters the paper's formula predicts for target weights of `shapes`
         (each (d_out, d_in)), excluding the task head."""
         raise NotImplementedError
-
-
-def validate_params(cls: type[Method], params: dict[str, Any]) -> MethodParams:
-    """Validate raw hyperparameters against the method's Params model."""
-    return cls.Params.model_validate(params)
