@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # otherwise pull a multi-GB CUDA build on machines without it.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test lint fmt clean browser-deps
+.PHONY: install run test test-fast lint fmt clean browser-deps
 
 install: $(STAMP)
 
@@ -42,8 +42,14 @@ browser-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed: the browser test will be skipped"; fi; }
 
+# Every test (slow ones included); GPU tests skip themselves without a CUDA device.
 test: install lint browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# Everything but the tests marked slow.
+test-fast: install lint
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean:

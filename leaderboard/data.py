@@ -60,6 +60,12 @@ BUSY_BACKOFF_S = 3.0
 SNAPSHOTS = Snapshots()
 
 
+def forget_busy() -> None:
+    """Wait again on the next read of a file found busy (instead of serving the cached
+    read until the back-off ends): for a caller that knows the writer has finished."""
+    _BUSY_UNTIL.clear()
+
+
 def clear_caches() -> None:
     """Forget every cached read and snapshot (tests and benchmarks measure cold reads)."""
     with _LOCK:
@@ -129,15 +135,16 @@ class Reader:
                 _CACHE.popitem(last=False)
         return read
 
-    def _connect(self):
+    def connect(self):
+        """A read-only connection to the reader's file (waits its wait_s for a writer)."""
         return Store(self.path).connect(read_only=True, wait_s=self.wait_s)
 
     def _run(self, path: str, version: tuple, sql: str, params: Sequence, views: Sequence[str]):
         if views:
             snap = SNAPSHOTS.for_version(path, version)
-            snap.ensure(views, self._connect)
+            snap.ensure(views, self.connect)
             return snap.query(sql, params)
-        with self._connect() as con:
+        with self.connect() as con:
             return con.execute(sql, list(params)).df()
 
     def frame(self, sql: str, params: Sequence = (), views: Sequence[str] = ()) -> pd.DataFrame:

@@ -41,3 +41,15 @@ def generated(tmp_path_factory) -> Path:
     from tests.support.generated_tasks import write_generated_tasks
 
     return write_generated_tasks(tmp_path_factory.mktemp("generated"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu skip themselves where no CUDA device is present."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

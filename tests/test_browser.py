@@ -49,6 +49,7 @@ def server(tmp_path):
 NAV = ["Overview", "Pareto", "Method", "Ablations", "Hardware"]
 
 
+@pytest.mark.slow
 def test_pareto_and_table_render_in_chromium(server):
     chrome = browser.Browser(CHROMIUM)
     try:

@@ -61,7 +61,7 @@ def test_app_keeps_working_while_a_matrix_writes(db, monkeypatch):
         assert any("A matrix is writing" in w.value for w in at.sidebar.warning)
     finally:
         writer.communicate("", timeout=60)
-    data._BUSY_UNTIL.clear()
+    data.forget_busy()
     at.run()
     assert not at.exception and not at.sidebar.warning
     assert any(f"{runs_before + 1:,} cell runs" in c.value for c in at.sidebar.caption)
@@ -78,12 +78,12 @@ def test_reader_serves_last_read_when_busy_and_fails_cold(db, tmp_path):
         assert writer.stdout.readline().strip() == b"ready"
         stale = reader.read("SELECT count(*) AS n FROM leaderboard")
         assert stale.busy and stale.read_at == first.read_at
-        data._BUSY_UNTIL.clear()
+        data.forget_busy()
         with pytest.raises(data.StoreBusy):
             reader.read("SELECT 42 AS never_read_before")
     finally:
         writer.communicate(b"", timeout=60)
-    data._BUSY_UNTIL.clear()
+    data.forget_busy()
 
 
 def test_page_data_uses_task_yaml_metric_and_whitelisted_axes(db):
@@ -144,7 +144,7 @@ def test_snapshot_views_match_the_store_views(db):
 
     reader = data.Reader(db)
     snap = Snapshot(version=("test",))
-    snap.ensure(sorted(SNAPSHOT_VIEWS), reader._connect)
+    snap.ensure(sorted(SNAPSHOT_VIEWS), reader.connect)
     assert snap.has(sorted(SNAPSHOT_VIEWS))
     con = duckdb.connect(str(db), read_only=True)
     try:

@@ -268,7 +268,7 @@ def test_increlora_adds_rank_to_the_most_important_modules():
     inc.bind_optimizer(
         torch.optim.AdamW([p for p in prepared.model.parameters() if p.requires_grad])
     )
-    inc._add_reserves(inc.modules)
+    inc.add_reserves(inc.modules)
     importance = [0.3, 2.0, 0.1, 1.5]  # modules 1 and 3 matter most
     for m, value in zip(inc.modules, importance, strict=True):
         inc.ema.ipt[m], inc.ema.unc[m] = value, 1.0

@@ -47,10 +47,7 @@ class _RemoveWorkerNode:
         pass
 
     def finish_cell(self, cell, result) -> None:
-        busy_on_worker = any(
-            s.cell is not None and s.info and s.info["node_id"] == self.worker.node_id
-            for s in self.executor._slots
-        )
+        busy_on_worker = self.worker.node_id in self.executor.busy_nodes()
         self.worker_finished |= result.node_id == self.worker.node_id
         ready = self.worker_finished and not self.removed and busy_on_worker
         if ready and result.node_id == self.head_id:
@@ -58,6 +55,7 @@ class _RemoveWorkerNode:
             self.removed = True
 
 
+@pytest.mark.slow
 def test_matrix_spreads_over_two_nodes_and_survives_losing_one(
     two_nodes, tiny_plugins: Path, tmp_path: Path
 ):
@@ -72,11 +70,9 @@ def test_matrix_spreads_over_two_nodes_and_survives_losing_one(
     hooks.executor = executor
     # Start the pool first and wait until both actors are up (on a loaded machine one node's
     # actor could otherwise start after the other node had run every cell).
-    import ray
-
     executor.prepare(the_plan.todo)
-    assert len(executor._slots) == 2  # one worker per node (one CPU each)
-    ray.get([slot.ready_ref for slot in executor._slots], timeout=300)
+    assert executor.pool_size == 2  # one worker per node (one CPU each)
+    executor.wait_until_started(timeout_s=300)
     summary = run_plan(the_plan, store, executor, hooks)
 
     assert hooks.removed

@@ -8,7 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from suite.scheduler.cluster import _holders, temp_dir_for
+import pytest
+
+from suite.scheduler.cluster import holders, temp_dir_for
 from tests.scheduler_helpers import REPO, cli_args, rows, run_cli, write_matrix
 
 
@@ -26,6 +28,7 @@ def _wait_for_rows(db: Path, proc: subprocess.Popen, at_least: int, wait_s: floa
     raise AssertionError(f"driver finished or stalled before {at_least} rows were written")
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_only_unfinished_cells(tiny_plugins: Path, tmp_path: Path):
     matrix = write_matrix(tmp_path, "six", ["head", "lora", "bitfit"], seeds=[0, 1])
     db = tmp_path / "results" / "r.duckdb"
@@ -46,5 +49,5 @@ def test_killed_driver_resumes_only_unfinished_cells(tiny_plugins: Path, tmp_pat
     assert len(ok) == 6 and all(n == 1 for _, n in ok)  # every cell once, none twice
     # The killed run's embedded Ray left nothing running (the rerun reaps leftovers).
     sessions = list(temp_dir_for(db.parent).glob("session_2*"))
-    assert all(_holders(s) == [] for s in sessions if not s.name.endswith(f"_{proc.pid}"))
+    assert all(holders(s) == [] for s in sessions if not s.name.endswith(f"_{proc.pid}"))
     assert not any(s.name.endswith(f"_{proc.pid}") for s in sessions)

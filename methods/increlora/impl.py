@@ -122,7 +122,7 @@ class RankIncreaser(StepHooks):
 
     def before_optimizer_step(self, step: int) -> None:
         if step == 0:
-            self._register(self._add_reserves(self.modules))
+            self._register(self.add_reserves(self.modules))
         if self.total_rank < self.target:
             for m in self.modules:
                 self.ema.update(m, m.score)
@@ -140,7 +140,7 @@ class RankIncreaser(StepHooks):
         elif self.optimizer is not None:
             self.optimizer.add_param_group(group)
 
-    def _add_reserves(self, modules: list[IncreSVDLinear]) -> list[nn.Parameter]:
+    def add_reserves(self, modules: list[IncreSVDLinear]) -> list[nn.Parameter]:
         """A reserve chunk per module: P, Q train in advance, lambda frozen at 1e-5.
         Returns the reserve tensors that train now (none without advance learning)."""
         new = []
@@ -174,7 +174,7 @@ class RankIncreaser(StepHooks):
             new += reserve
         # One group per increase, as the official increase_to_target_rank: the activated
         # tensors and the new reserves together.
-        new += self._add_reserves([self.modules[i] for i in chosen])
+        new += self.add_reserves([self.modules[i] for i in chosen])
         self._register(new)
         if self.total_rank >= self.target:
             self._finish()

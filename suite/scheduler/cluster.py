@@ -95,7 +95,7 @@ def reap_stale_sessions(temp: Path) -> list[int]:
         driver_pid = session.name.rsplit("_", 1)[-1]
         if not driver_pid.isdigit() or _alive(int(driver_pid)):
             continue
-        for pid in _holders(session):
+        for pid in holders(session):
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -115,7 +115,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _holders(folder: Path) -> list[int]:
+def holders(folder: Path) -> list[int]:
     """Pids of this user's processes with a file open under `folder` (Linux /proc)."""
     prefix = str(folder.resolve()) + "/"
     found = []

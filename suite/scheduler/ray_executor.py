@@ -91,6 +91,20 @@ class RayExecutor:
         )
         return _Slot(profile, actor, actor.info.remote())
 
+    def wait_until_started(self, timeout_s: float) -> None:
+        """Block until every worker of the pool is up (tests, benchmarks)."""
+        import ray
+
+        ray.get([slot.ready_ref for slot in self._slots], timeout=timeout_s)
+
+    @property
+    def pool_size(self) -> int:
+        return len(self._slots)
+
+    def busy_nodes(self) -> set[str]:
+        """The node ids of the workers running a cell right now."""
+        return {s.info["node_id"] for s in self._slots if s.cell is not None and s.info}
+
     # -- the loop ----------------------------------------------------------------------
     def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
         if not cells:
