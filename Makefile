@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # otherwise pull a multi-GB CUDA build on machines without it.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test test-fast lint fmt clean browser-deps
+.PHONY: install run test test-fast wheel-check lint fmt clean browser-deps
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ test: install lint browser-deps
 test-fast: install lint
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# `pip install .` outside a checkout: the wheel in a fresh venv lists methods, runs a cell.
+wheel-check: install
+	PY=$(PY) TORCH=$(TORCH) bash .ci/wheel_check.sh
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
