@@ -52,6 +52,8 @@ class Measurements(BaseModel):
     device: str | None = None
     train_tokens: int | None = None
     train_flops: float | None = None
+    # Training examples the method held out for its own outer loop (Method.train_holdout).
+    train_holdout_examples: int | None = None
     # Forgetting (suite/tasks/forgetting.py): loss on the matrix's reference texts.
     reference_loss_before: float | None = None
     reference_loss_after: float | None = None

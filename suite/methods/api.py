@@ -112,6 +112,9 @@ class PrepareContext:
     loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None
     # The training the model will get; None where a model is prepared but not trained.
     training: TrainingPlan | None = None
+    # Batches of the training examples held out from training for the method's own use
+    # (`Method.train_holdout`); None when it holds out nothing.
+    holdout_batches: Callable[[], Iterator[dict[str, torch.Tensor]]] | None = None
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the cell's seed (+ offset), for random inits that
@@ -163,3 +166,10 @@ class Method:
         """Trainable parameters the paper's formula predicts for target weights of `shapes`
         (each (d_out, d_in)), excluding the task head."""
         raise NotImplementedError
+
+    def train_holdout(self) -> float:
+        """The share of the training split this method holds out for its own outer loop
+        (DiffoRA's bi-level step). The runner takes it out of the training stream (a fixed
+        slice, the same for every seed), hands it over as `ctx.holdout_batches`, and records
+        it on the row. Validation and test are never touched. 0: nothing held out."""
+        return 0.0

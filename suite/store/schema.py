@@ -110,6 +110,7 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "device_mismatch_detail": "VARCHAR",
     "train_tokens": "BIGINT",
     "train_flops": "DOUBLE",
+    "train_holdout_examples": "INTEGER",
     "achieved_flops_per_s": "DOUBLE",
     "flops_fraction_of_peak": "DOUBLE",
     "gpu_fraction": "DOUBLE",

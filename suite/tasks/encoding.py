@@ -43,6 +43,22 @@ class EncodedSplit:
         return len(self.labels)
 
 
+def split_examples(split: EncodedSplit, idx: np.ndarray) -> EncodedSplit:
+    """The examples `idx` of a split, as a split of their own (for hold-outs). Per-example
+    lists in `extra` are taken likewise; other extras (an EOS id) are kept as they are."""
+    idx = np.sort(np.asarray(idx))
+    if "counts" in split.extra:  # choices: one sequence per (example, choice)
+        raise ValueError("holding out multiple-choice examples is not supported")
+    take = lambda rows: [rows[i] for i in idx]  # noqa: E731
+    extra = {
+        k: (v[idx] if isinstance(v, np.ndarray) else take(v) if isinstance(v, list) else v)
+        for k, v in split.extra.items()
+    }
+    types = take(split.token_type_ids) if split.token_type_ids is not None else None
+    ids = take(split.input_ids) if split.input_ids else []
+    return EncodedSplit(ids, types, split.labels[idx], extra)
+
+
 def encode_text(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
     texts = [frame[f].astype(str).tolist() for f in task.text_fields]
     enc = tokenizer(*texts, truncation=True, max_length=task.max_length)

@@ -144,11 +144,18 @@ def prepare(cell: Cell, setup: Setup) -> Ready:
     cls = method_class(cell)
     method = cls(cls.Params.model_validate(cell.method.params))
     loss_fn = task_loss(cell.task)
+    held = _hold_out(setup, method.train_holdout())
 
     def batches_for_init():
         split = setup.encoded["train"]
         stream = train_batches(
             split, cell.budget.batch_size, setup.pad, setup.collate, cell.seed + 1
+        )
+        return _to_device(stream, setup.device)
+
+    def holdout_batches():
+        stream = train_batches(
+            held, cell.budget.batch_size, setup.pad, setup.collate, cell.seed + 2
         )
         return _to_device(stream, setup.device)
 
@@ -164,6 +171,7 @@ def prepare(cell: Cell, setup: Setup) -> Ready:
             warmup_steps=int(cell.budget.warmup_ratio * setup.steps),
             weight_decay=cell.method.weight_decay,
         ),
+        holdout_batches=holdout_batches if held is not None else None,
     )
     made = prepare_model(method, setup.model, ctx)
     made.prepared.model.to(setup.device)
@@ -172,8 +180,24 @@ def prepare(cell: Cell, setup: Setup) -> Ready:
         "adapter_dtype": made.adapter_dtype,
         "method_source_hash": source_hash(cls),
         "total_params": sum(p.numel() for p in made.prepared.model.parameters()),
+        "train_holdout_examples": len(held) if held is not None else None,
     }
     return Ready(made.prepared, fields)
+
+
+def _hold_out(setup: Setup, fraction: float):
+    """Take a fixed share of the training split out of the training stream (the same
+    examples whatever the seed); returns the held-out split, or None."""
+    if not fraction:
+        return None
+    from suite.tasks.encoding import split_examples
+
+    train = setup.encoded["train"]
+    n_held = max(1, int(round(fraction * len(train))))
+    order = np.random.default_rng(0).permutation(len(train))
+    held, kept = split_examples(train, order[:n_held]), split_examples(train, order[n_held:])
+    setup.encoded = {**setup.encoded, "train": kept}
+    return held
 
 
 def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any]:
