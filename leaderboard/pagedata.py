@@ -26,6 +26,14 @@ COST_AXES: dict[str, tuple[str, float, str, bool]] = {
     "latency_unmerged_s": ("Inference latency (unmerged)", 1000.0, "ms", False),
     "adapter_bytes": ("Adapter size", 2.0**-10, "KiB", True),
 }
+# How each cost axis reads in a table (leaderboard/format.py).
+COST_KINDS = {
+    "trainable_params": "count",
+    "peak_memory_bytes": "bytes",
+    "train_wall_s": "duration",
+    "latency_unmerged_s": "duration",
+    "adapter_bytes": "bytes",
+}
 _KEY = ["task", "task_hash", "model", "method", "method_hash", "budget", "profile"]
 
 
@@ -140,7 +148,7 @@ def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
         views=["pareto"],
     )
     rows = leaderboard_rows(reader, filters)
-    wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value"]
+    wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value", "method_version"]
     detail = rows[_KEY + [c for c in wanted if c not in points.columns]]
     merged = points.merge(detail, on=_KEY, how="left")
     label, factor, unit, _ = COST_AXES[axis]

@@ -102,7 +102,7 @@ def test_method_page(app):
     checks = at.dataframe[0].value
     assert "claimed" in set(checks["status"])
     results = at.dataframe[1].value
-    assert {"drug-condition", "drug-sentiment"} <= set(results["task"])
+    assert {"drug-condition", "drug-sentiment"} <= set(results["Task"])
     assert len(at.get("vega_lite_chart")) == 1  # loss curves
 
 
@@ -124,12 +124,13 @@ def test_ablations_saved_queries_and_sql_box(app):
 def test_hardware_page(app):
     at = _page(app, "hardware")
     profiles = at.dataframe[0].value
-    assert set(profiles["profile"]) == {"cpu-local", "gpu-a100"}
-    assert profiles.set_index("profile").loc["gpu-a100", "ok"] == 6
+    assert set(profiles["Profile"]) == {"cpu-local", "gpu-a100"}
+    assert profiles.set_index("Profile").loc["gpu-a100", "Ok"] == 6
+    assert "{" not in " ".join(profiles["Hardware"])  # readable fields, not raw JSON
     machines = at.dataframe[1].value
-    assert set(machines["profile_id"]) == {"demo-cpu-2core", "demo-a100-40gb"}
-    a100 = machines.set_index("profile_id").loc["demo-a100-40gb"]
-    assert a100["declared_profiles"] == "gpu-a100" and a100["ok"] == 6
+    assert set(machines["Recorded profile"]) == {"demo-cpu-2core", "demo-a100-40gb"}
+    a100 = machines.set_index("Recorded profile").loc["demo-a100-40gb"]
+    assert a100["Declared profiles"] == "gpu-a100" and a100["Ok"] == 6
     at.selectbox(key="hw_profile").select("gpu-a100").run()
     rows = at.dataframe[-1].value
-    assert set(rows["method"]) == {"full", "lora", "head"}
+    assert set(rows["Method"]) == {"full", "lora", "head"}

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from leaderboard import ui
+from leaderboard import tables, ui
 from leaderboard.catalog import method_info
 from leaderboard.pagedata import long_curves, method_data, methods
 
@@ -52,10 +52,7 @@ with right:
         if info.note:
             st.caption(info.note)
 st.subheader("Results across tasks and models")
-rows = data["rows"]
-cols = ["task", "model", "profile", "n_seeds", "n_failed", "mean", "ci_low", "ci_high"]
-cols += ["rank", "vs_baseline", "p_value", "trainable_params", "lr", "method_version", "stale"]
-st.dataframe(rows[cols], hide_index=True, width="stretch")
+st.dataframe(tables.method_results_table(data["rows"]).styled(), hide_index=True, width="stretch")
 st.subheader("Training loss")
 curves = long_curves(data["curves"])
 if curves.empty:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import charts, tables, ui
-from leaderboard.pagedata import COST_AXES, choices, pareto_data, primary_metric
+from leaderboard.pagedata import COST_AXES, COST_KINDS, choices, pareto_data, primary_metric
 
 reader, filters = ui.page_setup()
 if filters is None:
@@ -32,9 +32,8 @@ st.caption(
     "Hover a point for its hyperparameters and cell ids."
 )
 st.altair_chart(charts.pareto_chart(points, axis, metric), width="stretch")
-label, _, unit, _ = COST_AXES[axis]
 st.dataframe(
-    tables.pareto_table(points, f"{label} ({unit})" if unit else label),
+    tables.pareto_table(points, COST_AXES[axis][0], COST_KINDS[axis]).styled(),
     hide_index=True,
     width="stretch",
 )
