@@ -98,7 +98,13 @@ def text(value) -> str:
     return str(value)
 
 
+def timestamp(value) -> str:
+    """To the second, in the store's time zone (UTC)."""
+    return MISSING if missing(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
+
+
 FORMATS: dict[str, Callable[[object], str]] = {
+    "time": timestamp,
     "count": count,
     "bytes": nbytes,
     "duration": duration,
@@ -111,11 +117,14 @@ FORMATS: dict[str, Callable[[object], str]] = {
 }
 
 
-def styled(frame: pd.DataFrame, kinds: dict[str, str]):
-    """`frame` for st.dataframe: each column formatted by its kind ("text" by default),
-    missing values as "–", the numbers underneath unchanged."""
-    formats = {col: FORMATS[kinds.get(col, "text")] for col in frame.columns}
-    return frame.style.format(formats, na_rep=MISSING)
+def styled(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """`frame` as people read it: each column formatted by its kind ("text" by default),
+    missing values as "–". Strings: Streamlit draws a missing cell as "None" whatever a
+    Styler says, so the page shows these, and its CSV download keeps the raw numbers."""
+    return pd.DataFrame(
+        {col: frame[col].map(FORMATS[kinds.get(col, "text")]) for col in frame.columns},
+        index=frame.index,
+    )
 
 
 def auto_kinds(frame: pd.DataFrame) -> dict[str, str]:

@@ -38,7 +38,7 @@ class _Page:
         self.parts.append(f'<div id="{key}"></div>')
 
     def table(self, table) -> None:
-        self.parts.append(table.styled().hide(axis="index").to_html())
+        self.parts.append(table.styled().to_html(index=False, escape=True))
 
     def text(self, tag: str, value: str) -> None:
         self.parts.append(f"<{tag}>{html.escape(value)}</{tag}>")

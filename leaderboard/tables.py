@@ -1,7 +1,7 @@
 """Display tables: view columns renamed for people, each with the kind of number it holds
 (one place, so the app and the static report agree). The numbers stay raw underneath;
 `Table.styled()` formats them (leaderboard/format.py): counts, bytes, durations, scores,
-and "–" where a value is missing."""
+and "–" where a value is missing; CSV downloads take the view's raw columns instead."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from leaderboard.format import styled
+from leaderboard.format import missing, styled
 from leaderboard.pagedata import Metric
 
 
@@ -146,7 +146,7 @@ def profiles_table(profiles: pd.DataFrame) -> Table:
             "Ok": (profiles["ok"], "count"),
             "Device": (profiles["device"], "text"),
             "Hardware": (profiles["hardware"].map(describe_hardware), "text"),
-            "Newest result": (profiles["newest"], "text"),
+            "Newest result": (profiles["newest"], "time"),
         }
     )
 
@@ -173,7 +173,10 @@ def machines_table(machines: pd.DataFrame) -> Table:
     """What the workers recorded: device, memory, CPU, versions, calibration."""
     m = machines
     drivers = [
-        "; ".join(f"{k} {v}" for k, v in (("driver", d), ("CUDA", c), ("cuDNN", n)) if v) or "–"
+        "; ".join(
+            f"{k} {v}" for k, v in (("driver", d), ("CUDA", c), ("cuDNN", n)) if not missing(v)
+        )
+        or "–"
         for d, c, n in zip(m["driver_version"], m["cuda_version"], m["cudnn_version"], strict=True)
     ]
     return _table(

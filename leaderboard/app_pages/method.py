@@ -48,7 +48,8 @@ with right:
             st.markdown(f"**Code:** {info.url}")
         st.markdown(f"**Implementation follows:** {info.source or 'not declared'}")
         st.subheader("Conformance")
-        st.dataframe(pd.DataFrame(info.conformance, columns=["check", "status"]), hide_index=True)
+        checks = pd.DataFrame(info.conformance, columns=["Check", "Claimed"])
+        st.dataframe(checks, hide_index=True, width="stretch")
         if info.note:
             st.caption(info.note)
 st.subheader("Results across tasks and models")

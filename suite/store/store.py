@@ -187,7 +187,8 @@ def _sql_path(path: Path) -> str:
 
 
 def _yaml(spec) -> str:
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    """The resolved spec as stored with the row (unset options left out)."""
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
 def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> dict[str, Any]:
