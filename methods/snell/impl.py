@@ -18,20 +18,18 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 # torch.quantile refuses inputs above 2**24 elements; larger matrices use kthvalue.
 _QUANTILE_LIMIT = 2**24
 
 
-class SNELLParams(MethodParams):
+class SNELLParams(TargetedParams):
     q: PositiveInt = 8
     kernels: PositiveInt = 2
     sparsity: float = Field(default=0.5, ge=0.0, lt=1.0)
     norm_p: PositiveFloat = 2.0
     coeff: PositiveFloat = 0.1
-    targets: str | list[str] = "qv"
 
 
 def magnitude_threshold(values: torch.Tensor, quantile: float) -> torch.Tensor:
@@ -73,13 +71,10 @@ class SNELLLinear(AdapterLinear):
         return F.linear(x, self.delta_weight().to(x.dtype))
 
 
-class SNELL(Method):
+class SNELL(LinearAdapterMethod):
     Params = SNELLParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda _, lin: SNELLLinear(lin, self.params))
-        return adapter_prepared(model)
+    layer = SNELLLinear
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.q * (d_in + d_out) for d_out, d_in in shapes)
