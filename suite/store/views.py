@@ -5,9 +5,12 @@ store fills, so a plain read-only connection with no user functions can query th
 
 - `t_critical`: the two-sided 95% critical value of Student's t per degree of freedom
   (DuckDB has no t distribution), for confidence intervals over seeds.
-- `comparisons`: each method's paired t-test against the matrix's baseline method,
-  pairing by seed (scipy), refreshed by the store after every write
-  (`suite.store.comparisons.refresh_comparisons`).
+- `comparisons`: each method's bootstrap interval over test examples (and seeds), its
+  paired comparison with the matrix's baseline method over examples (Holm-corrected,
+  McNemar for accuracies) and the seed-level paired t-test, refreshed by the store after
+  every write (`suite.store.comparisons.refresh_comparisons`);
+- `pareto_noise`: each method's probability of being on the Pareto front;
+- `metric_ranges`: each metric's range, to clip intervals.
 Each row names its method's size hyperparameters (`size_params`, declared in the
 method's YAML) for the rank/density ablation.
 
@@ -18,14 +21,9 @@ their own view. Two protocols (task hash, budget, profile) never share a row or 
 
 from __future__ import annotations
 
-ANALYSIS_TABLES = [
-    "CREATE TABLE IF NOT EXISTS t_critical (df INTEGER PRIMARY KEY, t975 DOUBLE NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS comparisons (
-        task_hash VARCHAR NOT NULL, model VARCHAR NOT NULL, method VARCHAR NOT NULL,
-        method_hash VARCHAR NOT NULL, budget VARCHAR NOT NULL, profile VARCHAR NOT NULL,
-        baseline_method VARCHAR, baseline_method_hash VARCHAR, n_pairs INTEGER,
-        mean_diff DOUBLE, t_stat DOUBLE, p_value DOUBLE, vs_baseline VARCHAR)""",
-]
+from suite.store.comparisons import TABLES as COMPARISON_TABLES
+
+ANALYSIS_TABLES = COMPARISON_TABLES
 
 # Cells that count for the leaderboard: everything but tuning trials. A row's
 # metric_version (in `results`, kept per cell as it is written) is the newest version
@@ -80,13 +78,28 @@ grouped AS (
     GROUP BY task, task_hash, model, method, method_hash, budget_key, profile)
 SELECT g.*,
     coalesce(f.n_failed, 0) AS n_failed,
-    CASE WHEN g.n_seeds > 1 THEN g.mean - coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
-    END AS ci_low,
-    CASE WHEN g.n_seeds > 1 THEN g.mean + coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
-    END AS ci_high,
+    -- The interval: the bootstrap's over examples (and seeds, with 3 or more), inside the
+    -- metric's range; rows stored before predictions fall back to the t-interval over
+    -- seeds, clipped to the range. The t-interval stays available beside it.
+    -- (greatest/least skip NULLs, so a missing t bound is kept missing explicitly.)
+    coalesce(c.boot_ci_low,
+        CASE WHEN _t.t_low IS NOT NULL THEN greatest(_t.t_low, coalesce(mr.low, _t.t_low)) END)
+        AS ci_low,
+    coalesce(c.boot_ci_high,
+        CASE WHEN _t.t_high IS NOT NULL THEN least(_t.t_high, coalesce(mr.high, _t.t_high)) END)
+        AS ci_high,
+    coalesce(c.ci_kind, CASE WHEN g.n_seeds > 1 THEN 'seeds (t)' END) AS ci_kind,
+    _t.t_low AS t_ci_low, _t.t_high AS t_ci_high,
     100.0 * g.trainable_params / nullif(g.total_params, 0) AS trainable_pct,
     c.baseline_method_hash, c.n_pairs, c.mean_diff AS diff_vs_baseline, c.p_value,
-    c.vs_baseline,
+    c.n_examples, c.diff AS item_diff, c.diff_low AS item_diff_low, c.diff_high AS item_diff_high,
+    c.p_boot, c.p_holm, c.mcnemar_b, c.mcnemar_c, c.p_mcnemar,
+    -- The verdict from the item-level comparison (Holm-corrected), else the seed-level t.
+    coalesce(c.vs_baseline, c.vs_baseline_t) AS vs_baseline,
+    CASE WHEN c.vs_baseline IS NOT NULL AND c.vs_baseline <> 'baseline' THEN 'examples (Holm)'
+         WHEN c.vs_baseline_t IS NOT NULL AND c.vs_baseline_t <> 'baseline' THEN 'seeds (t)'
+    END AS verdict_basis,
+    c.vs_baseline_t,
     rank() OVER (
         PARTITION BY g.task, g.task_hash, g.model, g.budget, g.profile
         ORDER BY CASE WHEN g.higher_is_better THEN -g.mean ELSE g.mean END NULLS LAST
@@ -104,6 +117,12 @@ LEFT JOIN failed f ON f.task_hash = g.task_hash AND f.model = g.model
     AND f.method = g.method AND f.method_hash = g.method_hash
     AND f.budget_key = g.budget AND f.profile = g.profile
 LEFT JOIN t_critical t ON t.df = g.n_seeds - 1
+LEFT JOIN metric_ranges mr ON mr.metric = g.primary_metric
+CROSS JOIN LATERAL (SELECT
+    CASE WHEN g.n_seeds > 1 THEN g.mean - coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
+    END AS t_low,
+    CASE WHEN g.n_seeds > 1 THEN g.mean + coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
+    END AS t_high) _t
 LEFT JOIN comparisons c ON c.task_hash = g.task_hash AND c.model = g.model
     AND c.method = g.method AND c.method_hash = g.method_hash
     AND c.budget = g.budget AND c.profile = g.profile"""
