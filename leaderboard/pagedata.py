@@ -195,6 +195,26 @@ def loss_curves(reader: Reader, rows: pd.DataFrame) -> pd.DataFrame:
     return latest.sort_values(["task", "model", "profile", "seed"]).reset_index(drop=True)
 
 
+def tuning_curve(reader: Reader, method: str) -> pd.DataFrame:
+    """The method's tuning-budget curves, on every task and model it was tuned on."""
+    return reader.frame(
+        "SELECT task, model, profile, k, n_trials, expected_best_val, expected_best_val_std, "
+        "expected_test_of_selected FROM tuning_curves WHERE method = ? "
+        "ORDER BY task, model, profile, k",
+        [method],
+    )
+
+
+def lost_to_baseline(reader: Reader, method: str, limit: int = 200) -> pd.DataFrame:
+    """Test examples the method gets wrong (most seeds) that its baseline method gets right."""
+    return reader.frame(
+        "SELECT task, model, profile, baseline_method, example, gold, prediction, "
+        "baseline_prediction, share_correct, baseline_share_correct FROM lost_to_baseline "
+        "WHERE method = ? ORDER BY task, model, profile, example LIMIT ?",
+        [method, limit],
+    )
+
+
 def methods(reader: Reader) -> list[str]:
     frame = reader.frame(
         "SELECT DISTINCT method FROM leaderboard ORDER BY method", views=["leaderboard"]

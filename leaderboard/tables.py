@@ -50,8 +50,14 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
             "CI high (95%)": (rows["ci_high"], "score"),
             "Seeds": (rows["n_seeds"], "text"),
             "Failed": (rows["n_failed"], "text"),
+            "Interval over": (rows["ci_kind"], "text"),
             "vs baseline method": (rows["vs_baseline"], "text"),
-            "p": (rows["p_value"], "p"),
+            "p (Holm)": (rows["p_holm"], "p"),
+            "p (bootstrap)": (rows["p_boot"], "p"),
+            "p (McNemar)": (rows["p_mcnemar"], "p"),
+            "vs baseline (seed t-test)": (rows["vs_baseline_t"], "text"),
+            "p (t)": (rows["p_value"], "p"),
+            "t-test pairs": (rows["n_pairs"], "text"),
             "Trainable params": (rows["trainable_params"], "count"),
             "Trainable share": (rows["trainable_pct"], "percent"),
             "Peak memory": (rows["peak_memory_bytes"], "bytes"),
@@ -109,6 +115,7 @@ def pareto_table(points: pd.DataFrame, cost_label: str, cost_kind: str) -> Table
             "CI high": (order["ci_high"], "score"),
             "Seeds": (order["n_seeds"], "text"),
             cost_label: (order["cost"], cost_kind),
+            "P(on front)": (order["p_front"], "percent_share"),
             "Cell ids": (order["cell_ids_text"], "text"),
         }
     )
@@ -133,6 +140,23 @@ def method_results_table(rows: pd.DataFrame) -> Table:
             "Learning rate": (rows["lr"], "text"),
             "Version": (rows["method_version"], "text"),
             "Stale": (rows["stale"], "text"),
+        }
+    )
+
+
+def lost_examples_table(rows: pd.DataFrame) -> Table:
+    return _table(
+        {
+            "Task": (rows["task"], "text"),
+            "Model": (rows["model"], "text"),
+            "Profile": (rows["profile"], "text"),
+            "Example": (rows["example"], "text"),
+            "Gold": (rows["gold"], "text"),
+            "Prediction": (rows["prediction"], "text"),
+            "Baseline method": (rows["baseline_method"], "text"),
+            "Its prediction": (rows["baseline_prediction"], "text"),
+            "Seeds right": (rows["share_correct"], "percent_share"),
+            "Baseline's seeds right": (rows["baseline_share_correct"], "percent_share"),
         }
     )
 

@@ -42,14 +42,20 @@ def _one_task(r, filters: Filters) -> None:
         st.info("No successful results for this selection.")
         return
     baseline = rows["baseline_value"].dropna()
-    note = f"Primary metric: **{metric.label}**; mean and 95% t-interval over seeds."
+    note = (
+        f"Primary metric: **{metric.label}**; mean over seeds, with a 95% bootstrap interval "
+        "over the test examples (and over seeds, where there are 3 or more; with fewer, "
+        "the interval is over examples only: *Interval over*)."
+    )
     if len(baseline):
         note += f" Majority/mean baseline on test: **{baseline.max():.4f}** (dashed line)."
     base_methods = sorted(rows["baseline_method"].dropna().unique())
     if base_methods:
         note += (
-            f" *vs baseline method*: paired t-test over common seeds against "
-            f"**{', '.join(base_methods)}** (p < 0.05; blank with fewer than 2 pairs)."
+            f" *vs baseline method*: paired bootstrap over the same examples and seeds against "
+            f"**{', '.join(base_methods)}**, Holm-corrected over the methods here (p < 0.05), "
+            "with McNemar's exact test for accuracies; the seed-level paired t-test and its "
+            "number of pairs stay beside it."
         )
     st.markdown(note)
     if rows["stale"].fillna(False).any():

@@ -238,14 +238,24 @@ SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_i
 FROM weighted
 GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher_is_better, k"""
 
+
 # Per (task protocol, model, budget, profile, method, test example): the share of the
 # method's seeds that got it right (its latest rows, tuning trials left out).
-EXAMPLE_OUTCOMES = """CREATE OR REPLACE VIEW example_outcomes AS
+def _num_text(column: str) -> str:
+    """A stored number as text: class ids without a trailing .0."""
+    return (
+        f"CASE WHEN {column} = round({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
+        f"ELSE CAST({column} AS VARCHAR) END"
+    )
+
+
+EXAMPLE_OUTCOMES = f"""CREATE OR REPLACE VIEW example_outcomes AS
 SELECT r.task, r.task_hash, r.model, r.method, r.method_hash, CAST(r.budget AS VARCHAR) AS budget,
     r.profile, r.baseline_method, p.example,
     avg(CAST(p.correct AS DOUBLE)) AS share_correct, count(*) AS n_seeds,
-    any_value(coalesce(p.gold_text, CAST(p.gold_num AS VARCHAR))) AS gold,
-    mode(coalesce(p.pred_text, CAST(p.pred_num AS VARCHAR))) AS usual_prediction
+    any_value(coalesce(p.gold_text, {_num_text("p.gold_num")})) AS gold,
+    -- The prediction most of its seeds made (ties: any of them).
+    mode(coalesce(p.pred_text, {_num_text("p.pred_num")})) AS usual_prediction
 FROM results r JOIN predictions p ON p.result_id = r.result_id AND p.split = 'test'
 WHERE r.status = 'ok' AND coalesce(r.phase, 'single') <> 'trial' AND p.correct IS NOT NULL
 GROUP BY ALL"""
