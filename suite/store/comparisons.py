@@ -45,6 +45,13 @@ PARETO_NOISE_COLUMNS = {
     "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL",
     "cost_axis": "VARCHAR NOT NULL", "p_front": "DOUBLE",
 }  # fmt: skip
+EXAMPLE_COLUMNS = {
+    "task": "VARCHAR", "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
+    "method": "VARCHAR NOT NULL", "method_hash": "VARCHAR NOT NULL",
+    "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL", "baseline_method": "VARCHAR",
+    "example": "INTEGER NOT NULL", "share_correct": "DOUBLE", "n_seeds": "INTEGER",
+    "gold": "VARCHAR", "usual_prediction": "VARCHAR",
+}  # fmt: skip
 # The cost axes of the pareto view (suite/store/views.py COST_AXES), at their medians.
 COSTS = ("trainable_params", "peak_memory_bytes", "train_wall_s", "latency_unmerged_s",
          "adapter_bytes")  # fmt: skip
@@ -64,7 +71,13 @@ TABLES = [
     "CREATE TABLE IF NOT EXISTS metric_ranges (metric VARCHAR PRIMARY KEY, low DOUBLE, high DOUBLE)",
     _ddl("comparisons", COMPARISON_COLUMNS),
     _ddl("pareto_noise", PARETO_NOISE_COLUMNS),
+    # Per group, method and test example: the share of the method's seeds that got it
+    # right, the gold answer and the prediction most seeds made (read by the agreement
+    # views; kept at write time, so a page never aggregates the predictions).
+    _ddl("example_outcomes", EXAMPLE_COLUMNS),
 ]
+DERIVED = {"comparisons": COMPARISON_COLUMNS, "pareto_noise": PARETO_NOISE_COLUMNS,
+           "example_outcomes": EXAMPLE_COLUMNS}  # fmt: skip
 
 
 def ensure_tables(con) -> bool:
@@ -76,9 +89,16 @@ def ensure_tables(con) -> bool:
         ("pareto_noise", PARETO_NOISE_COLUMNS),
     ):
         have = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "SELECT column_name, table_type FROM information_schema.columns "
+            "JOIN information_schema.tables USING (table_name) WHERE table_name = ? "
             "ORDER BY ordinal_position", [name]).fetchall()]  # fmt: skip
-        if have and have != list(columns):
+        kinds = {r[0] for r in con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()}  # fmt: skip
+        if "VIEW" in kinds:  # an earlier version kept it as a view
+            con.execute(f"DROP VIEW {name}")
+            recreated = True
+        elif have and have != list(columns):
             con.execute(f"DROP TABLE {name}")  # names from this module only
             recreated = True
     for ddl in TABLES:
@@ -106,7 +126,7 @@ def fill_t_table(con) -> None:
 _ROWS = f"""
 SELECT task_hash, model, method, method_hash, CAST(budget AS VARCHAR), profile,
        baseline_method, seed, test_primary, higher_is_better, primary_metric, result_id,
-       {", ".join(COSTS)}
+       task, {", ".join(COSTS)}
 FROM results
 WHERE status = 'ok' AND coalesce(phase, 'single') <> 'trial' AND test_primary IS NOT NULL"""
 
@@ -118,6 +138,7 @@ class MethodRuns:
     base_label: str | None
     higher_is_better: bool
     metric: str
+    task: str = ""
     scores: dict[int, float] = field(default_factory=dict)
     results: dict[int, str] = field(default_factory=dict)
     costs: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -136,26 +157,40 @@ def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
     )
     groups: dict[tuple, dict[tuple, MethodRuns]] = defaultdict(dict)
     for row in con.execute(_ROWS + where, params).fetchall():
-        task_hash, model, method, mhash, budget, profile, base, seed, value, hib, metric, rid = row[
-            :12
-        ]
+        (
+            task_hash,
+            model,
+            method,
+            mhash,
+            budget,
+            profile,
+            base,
+            seed,
+            value,
+            hib,
+            metric,
+            rid,
+            task,
+        ) = row[:13]
         runs = groups[(task_hash, model, budget, profile)].setdefault(
-            (method, mhash), MethodRuns(base, bool(hib), metric)
+            (method, mhash), MethodRuns(base, bool(hib), metric, task)
         )
         runs.scores[seed], runs.results[seed] = value, rid
-        for name, cost in zip(COSTS, row[12:], strict=True):
+        for name, cost in zip(COSTS, row[13:], strict=True):
             if cost is not None:
                 runs.costs[name].append(float(cost))
     found = _predictions(
         con, [r for g in groups.values() for m in g.values() for r in m.results.values()]
     )
-    comparisons, fronts = [], []
+    comparisons, fronts, examples = [], [], []
     for key, methods in groups.items():
         rows, front = _group_rows(key, methods, found)
         comparisons += rows
         fronts += front
-    con.execute("DELETE FROM comparisons WHERE true" + where, params)
-    con.execute("DELETE FROM pareto_noise WHERE true" + where, params)
+        examples += _example_rows(key, methods, found)
+    for table in DERIVED:  # names from this module only
+        con.execute(f"DELETE FROM {table} WHERE true" + where, params)
+    _insert_examples(con, examples)
     if comparisons:
         names = list(COMPARISON_COLUMNS)
         con.executemany(
@@ -292,3 +327,48 @@ def _fronts(key, methods: dict[tuple, MethodRuns], intervals) -> list[tuple]:
         for (method, mhash), p in itemstats.front_probability(samples, costs, hib).items():
             out.append((key[0], key[1], method, mhash, key[2], key[3], axis, p))
     return out
+
+
+def _example_rows(key, methods: dict[tuple, MethodRuns], found) -> list[dict]:
+    """Per method and test example: the share of seeds right, gold, the usual prediction."""
+    from collections import Counter
+
+    task_hash, model, budget, profile = key
+    rows = []
+    for (method, mhash), runs in methods.items():
+        outcomes = _outcomes(runs, found)
+        if outcomes is None:
+            continue
+        seeds = outcomes.seeds
+        right = np.mean([outcomes.correct(s) for s in seeds], axis=0)
+        gold = outcomes.gold[seeds[0]]
+        for example in range(len(gold)):
+            usual = Counter(_shown(outcomes.pred[s][example]) for s in seeds).most_common(1)[0][0]
+            rows.append({"task": runs.task, "task_hash": task_hash, "model": model,
+                         "method": method, "method_hash": mhash, "budget": budget,
+                         "profile": profile, "baseline_method": runs.base_label,
+                         "example": example, "share_correct": float(right[example]),
+                         "n_seeds": len(seeds), "gold": _shown(gold[example]),
+                         "usual_prediction": usual})  # fmt: skip
+    return rows
+
+
+def _shown(value) -> str:
+    """A stored answer as text: class ids without a trailing .0."""
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _insert_examples(con, rows: list[dict]) -> None:
+    if not rows:
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS))
+    con.register("new_examples", frame)
+    try:
+        con.execute("INSERT INTO example_outcomes BY NAME SELECT * FROM new_examples")
+    finally:
+        con.unregister("new_examples")

@@ -241,26 +241,8 @@ GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher
 
 # Per (task protocol, model, budget, profile, method, test example): the share of the
 # method's seeds that got it right (its latest rows, tuning trials left out).
-def _num_text(column: str) -> str:
-    """A stored number as text: class ids without a trailing .0."""
-    return (
-        f"CASE WHEN {column} = round({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
-        f"ELSE CAST({column} AS VARCHAR) END"
-    )
-
-
-EXAMPLE_OUTCOMES = f"""CREATE OR REPLACE VIEW example_outcomes AS
-SELECT r.task, r.task_hash, r.model, r.method, r.method_hash, CAST(r.budget AS VARCHAR) AS budget,
-    r.profile, r.baseline_method, p.example,
-    avg(CAST(p.correct AS DOUBLE)) AS share_correct, count(*) AS n_seeds,
-    any_value(coalesce(p.gold_text, {_num_text("p.gold_num")})) AS gold,
-    -- The prediction most of its seeds made (ties: any of them).
-    mode(coalesce(p.pred_text, {_num_text("p.pred_num")})) AS usual_prediction
-FROM results r JOIN predictions p ON p.result_id = r.result_id AND p.split = 'test'
-WHERE r.status = 'ok' AND coalesce(r.phase, 'single') <> 'trial' AND p.correct IS NOT NULL
-GROUP BY ALL"""
-
-# The examples on which a group's methods disagree (some get them right, others wrong),
+# `example_outcomes` is a table the store keeps with the comparisons (one row per group,
+# method and test example: the share of its seeds right). The examples on which a group's methods disagree (some get them right, others wrong),
 # with how many methods got each right.
 DISAGREEMENTS = """CREATE OR REPLACE VIEW disagreements AS
 SELECT task, task_hash, model, budget, profile, example, any_value(gold) AS gold,
@@ -285,8 +267,8 @@ JOIN example_outcomes b ON b.task_hash = m.task_hash AND b.model = m.model
 WHERE m.method <> m.baseline_method AND m.share_correct < 0.5 AND b.share_correct >= 0.5"""
 
 ANALYSIS_VIEWS = [
-    LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE, TUNING_CURVES, EXAMPLE_OUTCOMES,
-    DISAGREEMENTS, LOST_TO_BASELINE,
+    LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE, TUNING_CURVES, DISAGREEMENTS,
+    LOST_TO_BASELINE,
 ]  # fmt: skip
 
 VIEW_NAMES = (
