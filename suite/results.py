@@ -59,6 +59,9 @@ class Measurements(BaseModel):
     merge_time_s: float | None = None
     merge_max_abs_diff: float | None = None
     adapter_bytes: int | None = None
+    # Bytes of the optimiser's state tensors at the end of training (moments, step
+    # counters stored as tensors, a method's projections or chosen coordinates).
+    optimizer_state_bytes: int | None = None
     base_dtype: str | None = None
     adapter_dtype: str | None = None
     method_source_hash: str | None = None

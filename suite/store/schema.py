@@ -74,6 +74,8 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "merge_time_s": "DOUBLE",
     "merge_max_abs_diff": "DOUBLE",
     "adapter_bytes": "BIGINT",
+    # The optimiser's state tensors at the end of training (suite/train/measure.py).
+    "optimizer_state_bytes": "BIGINT",
     "final_train_loss": "DOUBLE",
     "loss_curve": "DOUBLE[]",
     "cell_wall_s": "DOUBLE",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 
 from suite.methods.api import Prepared
+from suite.train.measure import optimizer_state_bytes
 from suite.train.precision import MasterWeights
 
 
@@ -31,6 +32,8 @@ class TrainStats:
     wall_s: float = 0.0
     step_times: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    # Bytes of the optimiser's state tensors at the end of training (measure.py).
+    optimizer_state_bytes: int | None = None
 
     @property
     def step_time_median(self) -> float:
@@ -252,4 +255,5 @@ def train(
             on_step(step, stats.losses[-1])
     hooks.on_train_end()
     stats.wall_s = time.perf_counter() - start
+    stats.optimizer_state_bytes = optimizer_state_bytes(driver.optimizer)
     return stats

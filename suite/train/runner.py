@@ -245,6 +245,7 @@ def _train_stats(stats: TrainStats) -> dict[str, Any]:
         "step_time_median_s": stats.step_time_median,
         "final_train_loss": stats.final_loss,
         "loss_curve": stats.losses,
+        "optimizer_state_bytes": stats.optimizer_state_bytes,
     }
 
 
