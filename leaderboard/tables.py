@@ -35,6 +35,7 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
             "Trainable %": rows["trainable_pct"],
             "Peak memory (MiB)": rows["peak_memory_bytes"] / MIB,
             "Train time (s)": rows["train_wall_s"],
+            "Tokens/s": rows["tokens_per_s"] if "tokens_per_s" in rows else None,
             "Latency unmerged (ms)": _ms(rows["latency_unmerged_s"]),
             "Latency merged (ms)": _ms(rows["latency_merged_s"]),
             "Adapter (KiB)": rows["adapter_bytes"] / 1024.0,
@@ -42,6 +43,22 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
         }
     )
     return out.reset_index(drop=True)
+
+
+def reference_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Numbers reported in papers, each with its source (never ranked with measured rows)."""
+    return pd.DataFrame(
+        {
+            "Method (paper's name)": rows["method"],
+            "peftbench method": rows["method_key"].fillna("–"),
+            "Model": rows["model"],
+            "Training tokens": rows["tokens"],
+            f"{rows['metric'].iloc[0] if len(rows) else 'Value'}": rows["value"],
+            "Data set": rows["dataset"],
+            "Source": rows["paper"] + " (arXiv " + rows["arxiv"] + "), " + rows["table_ref"],
+            "Provenance": rows["provenance"],
+        }
+    ).reset_index(drop=True)
 
 
 def fidelity_labels(rows: pd.DataFrame) -> pd.Series:
