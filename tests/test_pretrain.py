@@ -247,3 +247,62 @@ def test_a_pretraining_cell_runs_through_the_cli(tmp_path):
         assert 1 < r["val_perplexity"] < 4096 and 1 < r["test_perplexity"] < 4096
         assert r["test_perplexity"] == pytest.approx(math.exp(r["test_nll"]))
     assert rows[1]["merge_max_abs_diff"] < 1e-4
+    _overview_shows_the_papers_numbers_apart(db)
+
+
+def _overview_shows_the_papers_numbers_apart(db: Path) -> None:
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["PEFTBENCH_DB"] = str(db)
+    try:
+        at = AppTest.from_file(str(REPO / "leaderboard/app.py"), default_timeout=120).run()
+    finally:
+        del os.environ["PEFTBENCH_DB"]
+    assert not at.exception, at.exception
+    assert [s.value for s in at.main.subheader] == ["Reported in papers, not measured here"]
+    measured, reported = at.dataframe[0].value, at.dataframe[1].value
+    assert set(measured["Method"]) == {"full-rank", "sltrain"} and "Tokens/s" in measured
+    assert len(reported) == 20 and set(reported["Provenance"]) == {
+        "reported in paper, not measured here"
+    }
+    assert reported["Source"].str.endswith("Table 2").all()
+
+
+def test_store_init_loads_the_reference_numbers_once_and_marks_them_unmeasured(tmp_path):
+    from leaderboard.data import Reader
+    from leaderboard.pagedata import reference_rows
+    from suite.store.store import Store
+
+    store = Store(tmp_path / "r.duckdb")
+    store.init()
+    store.init()  # re-reading the files replaces the rows, never duplicates them
+    rows = store.query("select * from reference_results order by method, tokens")
+    assert len(rows) == 20 and not rows["measured"].any()
+    galore_60m = rows[(rows["method"] == "GaLore") & (rows["model"] == "LLaMA 60M")].iloc[0]
+    assert galore_60m["value"] == 34.88 and galore_60m["table_ref"] == "Table 2"
+    assert galore_60m["tokens"] == 1_100_000_000 and galore_60m["arxiv"] == "2403.03507v2"
+    reader = Reader(store.path)
+    assert len(reference_rows(reader, ["pretrain"])) == 20
+    assert reference_rows(reader, ["classification"]).empty
+
+
+def test_reference_rows_are_empty_for_a_store_without_the_table(tmp_path):
+    import duckdb
+
+    from leaderboard.data import Reader
+    from leaderboard.pagedata import reference_rows
+
+    path = tmp_path / "old.duckdb"
+    duckdb.connect(str(path)).close()
+    assert reference_rows(Reader(path), ["pretrain"]).empty
+
+
+def test_a_reference_file_without_its_table_is_refused(tmp_path):
+    from suite.errors import SpecError
+    from suite.store.references import load_reference_files
+
+    text = (REPO / "suite/references/pretrain-c4.yaml").read_text()
+    (tmp_path / "bad.yaml").write_text(text.replace("    table: Table 2\n", ""))
+    with pytest.raises(SpecError, match="table"):
+        load_reference_files(tmp_path)
