@@ -29,7 +29,7 @@ setup(
     package_data={
         "suite.matrices": ["*.yaml"],
         "suite.references": ["*.yaml"],
-        "suite.models": ["*.yaml", "tokenizers/*.py", "tokenizers/*/*.json"],
+        "suite.models": ["*.yaml", "tokenizers/*/*.json"],
         **{p: ["**/*.yaml", "**/*.py", "**/*.md"] for p in (*(f"suite._builtin.{n}" for n in BUILTIN), *PLUGIN_FOLDERS)},
     },
     exclude_package_data={"": ["__pycache__/*", "*.pyc"]},

@@ -1,8 +1,8 @@
 """Train the byte-level BPE tokenizer of the small pretraining presets, once.
 
-`python-docs-bpe-4k/` (committed beside this script) was produced by
+suite/models/tokenizers/python-docs-bpe-4k/ (committed) was produced by
 
-    python suite/models/tokenizers/build_python_docs_bpe.py
+    python tasks/python-docs-lm/build_tokenizer.py
 
 from the *train* split of the python-docs-lm task (tasks/python-docs-lm: Debian's
 python3.11-doc reStructuredText sources, pages whose path hash puts them in train; the
@@ -25,15 +25,14 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "python-docs-bpe-4k"
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "suite/models/tokenizers/python-docs-bpe-4k"
 VOCAB = 4096
 EOS = "<|endoftext|>"
 
 
 def train_pages() -> list[str]:
-    root = HERE.parents[2]
-    sys.path.insert(0, str(root))
+    sys.path.insert(0, str(ROOT))
     from suite.registry import Catalog
     from suite.tasks.data import load_task_data
 
