@@ -80,6 +80,21 @@ def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     )
 
 
+def reference_rows(reader: Reader, task_types: list[str]) -> pd.DataFrame:
+    """Numbers reported in papers for these task types (`reference_results`, loaded from
+    suite/references/ at Store.init); empty for a store made before that table existed."""
+    exists = reader.frame(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'reference_results'"
+    )
+    if not task_types or not int(exists["n"].iloc[0]):
+        return pd.DataFrame()
+    return reader.frame(
+        "SELECT * FROM reference_results WHERE task_type IN (SELECT unnest(?)) "
+        "ORDER BY paper, table_ref, method, tokens",
+        [sorted(task_types)],
+    )
+
+
 def all_tasks_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     """The aggregate over tasks: mean score and mean rank per method (stale rows excluded)."""
     clause, extra = _profile_clause(filters)

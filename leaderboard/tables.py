@@ -35,6 +35,11 @@ def _table(columns: dict[str, tuple[pd.Series, str]]) -> Table:
     )
 
 
+def _optional(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column older stores lack, as missing values."""
+    return rows[column] if column in rows else pd.Series([None] * len(rows), index=rows.index)
+
+
 def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
     """One row per method (and profile): score with CI, seeds, and every cost."""
     score = f"{metric.display}{f' ({metric.unit})' if metric.unit else ''}"
@@ -62,12 +67,29 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
             "Trainable share": (rows["trainable_pct"], "percent"),
             "Peak memory": (rows["peak_memory_bytes"], "bytes"),
             "Train time": (rows["train_wall_s"], "duration"),
+            "Tokens/s": (_optional(rows, "tokens_per_s"), "count"),
             "Latency unmerged": (rows["latency_unmerged_s"], "duration"),
             "Latency merged": (rows["latency_merged_s"], "duration"),
             "Adapter size": (rows["adapter_bytes"], "bytes"),
             "Stale": (rows["stale"], "text"),
         }
     )
+
+
+def reference_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Numbers reported in papers, each with its source (never ranked with measured rows)."""
+    return pd.DataFrame(
+        {
+            "Method (paper's name)": rows["method"],
+            "peftbench method": rows["method_key"].fillna("–"),
+            "Model": rows["model"],
+            "Training tokens": rows["tokens"],
+            f"{rows['metric'].iloc[0] if len(rows) else 'Value'}": rows["value"],
+            "Data set": rows["dataset"],
+            "Source": rows["paper"] + " (arXiv " + rows["arxiv"] + "), " + rows["table_ref"],
+            "Provenance": rows["provenance"],
+        }
+    ).reset_index(drop=True)
 
 
 def fidelity_labels(rows: pd.DataFrame) -> pd.Series:

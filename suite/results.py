@@ -69,6 +69,8 @@ class Measurements(BaseModel):
     loss_curve: list[float] = Field(default_factory=list)
     device: str | None = None
     train_tokens: int | None = None
+    # Training tokens (padded, as the model ran them) per second of the training loop.
+    tokens_per_s: float | None = None
     train_flops: float | None = None
     # Training examples the method held out for its own outer loop (Method.train_holdout).
     train_holdout_examples: int | None = None

@@ -11,6 +11,7 @@ from leaderboard.pagedata import (
     all_tasks_rows,
     leaderboard_rows,
     primary_metric,
+    reference_rows,
 )
 
 
@@ -72,6 +73,22 @@ def _one_task(r, filters: Filters) -> None:
     st.dataframe(tables.overview_table(rows, metric).styled(), hide_index=True, width="stretch")
     # The download keeps the view's raw columns (bytes, seconds) for scripts.
     _download(rows, f"peftbench-{filters.task}-{filters.model}.csv")
+    _references(r, rows)
+
+
+def _references(r, rows) -> None:
+    """Papers' numbers for this task type, below the measured table and apart from it."""
+    types = sorted(rows["task_type"].dropna().unique()) if "task_type" in rows else []
+    refs = ui.guarded(reference_rows, r, types)
+    if refs.empty:
+        return
+    st.subheader("Reported in papers, not measured here")
+    st.caption(
+        "Copied from the papers' tables (each row cites its table) on the papers' own data, "
+        "models and token budgets: not comparable with the measured rows above, never "
+        "ranked with them."
+    )
+    st.dataframe(tables.reference_table(refs), hide_index=True, width="stretch")
 
 
 reader, filters = ui.page_setup()

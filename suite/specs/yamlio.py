@@ -121,7 +121,11 @@ def _check_shape(path: Path, data: Any) -> None:
             raise SpecError.single(
                 str(path), getattr(node, "line", None), "", f"nested more than {MAX_DEPTH} levels"
             )
-        if isinstance(node, int) and not isinstance(node, bool) and node.bit_length() > MAX_INT_BITS:
+        if (
+            isinstance(node, int)
+            and not isinstance(node, bool)
+            and node.bit_length() > MAX_INT_BITS
+        ):
             raise SpecError.single(
                 str(path), None, "", f"a number of {node.bit_length():,} bits; no spec needs one"
             )

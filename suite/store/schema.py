@@ -14,10 +14,11 @@ store on every read cost seconds at a million rows. Whoever inserts into `cell_r
 
 from __future__ import annotations
 
+from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 CELL_RUN_COLUMNS: dict[str, str] = {
     "result_id": "VARCHAR PRIMARY KEY",
@@ -111,6 +112,7 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "device_mismatch": "BOOLEAN",
     "device_mismatch_detail": "VARCHAR",
     "train_tokens": "BIGINT",
+    "tokens_per_s": "DOUBLE",
     "train_flops": "DOUBLE",
     "train_holdout_examples": "INTEGER",
     "achieved_flops_per_s": "DOUBLE",
@@ -168,6 +170,8 @@ TABLES = [
     + ", ".join(f"{name} {kind}" for name, kind in HARDWARE_PROFILE_COLUMNS.items())
     + ")",
     *ANALYSIS_TABLES,
+    # Numbers reported in papers (suite/references/), never measured here.
+    REFERENCE_TABLE,
 ]
 
 _SPLIT_PREFIX = {"validation": "val", "test": "test"}

@@ -24,6 +24,7 @@ from suite.cells import Cell, spec_hash
 from suite.paths import DEFAULT_DB
 from suite.results import CellResult
 from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
+from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
     HARDWARE_PROFILE_COLUMNS,
@@ -103,6 +104,7 @@ class Store:
             for ddl in INDEXES + VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
+            refresh_references(con)
             if upgraded or recreated:  # comparisons written by older code: recomputed once
                 refresh_comparisons(con)
             con.execute(

@@ -59,6 +59,7 @@ grouped AS (
         avg(total_params) AS total_params,
         avg(peak_memory_bytes) AS peak_memory_bytes,
         avg(train_wall_s) AS train_wall_s,
+        avg(tokens_per_s) AS tokens_per_s,
         avg(latency_unmerged_s) AS latency_unmerged_s,
         avg(latency_merged_s) AS latency_merged_s,
         avg(merge_time_s) AS merge_time_s,

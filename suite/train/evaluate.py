@@ -4,9 +4,13 @@ Classification, multiple choice (scores per choice) and image classification pre
 arg-max of the model's outputs and train with cross-entropy; regression predicts the
 single output and trains with MSE; generation trains on the answer tokens and predicts
 by greedy decoding, compared by exact match on the decoded answer text
-(suite/tasks/answers.py). Every predictor also returns a score per example: the margin
-between the best and second-best output for classes and choices (the log-likelihood gap
-for choices), the predicted value for regression, and NaN for generated text.
+(suite/tasks/answers.py). Pretraining trains on the next-token loss of every position
+and "predicts", per sequence, its summed negative log-likelihood with the count of
+predicted tokens beside it as the gold value, which the perplexity metric pools over the
+split. Every predictor also returns a score per example: the margin between the best and
+second-best output for classes and choices (the log-likelihood gap for choices), the
+predicted value for regression, the mean NLL per token for pretraining, and NaN for
+generated text.
 """
 
 from __future__ import annotations
@@ -47,6 +51,21 @@ def answer_nll(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return -model(**batch).sum() / tokens
 
 
+def _next_token_nll(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """NLL of every token after the first, per position (batch x length - 1). No attention
+    mask is passed: pretraining rows have no padding, and a causal model without one takes
+    its fused causal-attention path."""
+    logits = model.backbone(input_ids=ids).logits[:, :-1]
+    targets = ids[:, 1:]
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    return nll.view(targets.shape)
+
+
+def token_nll(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Mean next-token negative log-likelihood over the batch (causal LM pretraining)."""
+    return _next_token_nll(model, batch["input_ids"]).mean()
+
+
 def task_loss(task: TaskBase):
     """The training loss the task's type names."""
     return task_type(task).function("loss")
@@ -81,6 +100,23 @@ def predict_values(model, batches: list[dict], task: TaskBase, tokenizer=None) -
         preds.append(model(**batch).float().squeeze(-1))
         gold.append(batch["labels"])
     return _stack(preds, gold, preds)
+
+
+@torch.inference_mode()
+def predict_token_nll(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:
+    """Per sequence: summed next-token NLL (pred), tokens predicted (gold), mean NLL (score),
+    over the first `task.eval_sequences` sequences of the split (all when unset)."""
+    sums, counts, left = [], [], task.eval_sequences
+    for batch in batches:
+        if left is not None and left <= 0:
+            break
+        ids = batch["input_ids"] if left is None else batch["input_ids"][:left]
+        left = None if left is None else left - len(ids)
+        nll = _next_token_nll(model, ids).double()
+        sums.append(nll.sum(dim=1))
+        counts.append(torch.full((nll.shape[0],), float(nll.shape[1]), dtype=torch.float64))
+    pred, gold = torch.cat(sums).cpu().numpy(), torch.cat(counts).cpu().numpy()
+    return Predictions(pred, gold, pred / gold)
 
 
 def _stack(preds, gold, score) -> Predictions:

@@ -57,6 +57,23 @@ def total_steps(n_train: int, batch_size: int, epochs: float, max_steps: int | N
     return min(steps, max_steps) if max_steps else steps
 
 
+def planned_steps(
+    n_train: int,
+    batch_size: int,
+    epochs: float,
+    max_steps: int | None,
+    tokens: int | None = None,
+    seq_len: int = 1,
+) -> int:
+    """Optimiser steps of a budget: `tokens // (batch_size x seq_len)` when it is given in
+    tokens (pretraining sequences are exactly seq_len long), else epochs over the training
+    split; `max_steps` caps either."""
+    if tokens is None:
+        return total_steps(n_train, batch_size, epochs, max_steps)
+    steps = max(tokens // (batch_size * seq_len), 1)
+    return min(steps, max_steps) if max_steps else steps
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     steps: int

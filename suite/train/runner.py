@@ -24,7 +24,7 @@ from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
 from suite.train.evaluate import predict, score, split_predictions, task_loss
 from suite.train.flops import train_flops
-from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, total_steps, train
+from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_steps, train
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
 from suite.train.prepare import prepare_model
 
@@ -115,9 +115,11 @@ def load(cell: Cell) -> Setup:
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
     reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
-    steps = total_steps(
-        len(encoded["train"]), cell.budget.batch_size, cell.budget.epochs, cell.budget.max_steps
-    )
+    budget = cell.budget
+    steps = planned_steps(
+        len(encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps,
+        budget.tokens, cell.task.max_length,
+    )  # fmt: skip
     return Setup(
         device=device,
         data=data,
@@ -232,6 +234,7 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "memory_baseline_bytes": memory.baseline_bytes,
         "cached_model_bytes": caches.cached_model_bytes(),
         "train_tokens": tokens[0],
+        "tokens_per_s": tokens[0] / stats.wall_s if stats.wall_s else None,
         "train_flops": train_flops(model, tokens[0]),
         **_train_stats(stats),
     }
