@@ -55,6 +55,7 @@ HAND_COUNTS = {
     "adalora": lambda p, o, i: p["init_r"] * (i + o + 1),  # P, Q and lambda at init_r
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
+    "allora": lambda p, o, i: p["r"] * (i + o),  # plain LoRA factors
     "head": lambda p, o, i: 0,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
