@@ -56,6 +56,9 @@ HAND_COUNTS = {
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
     "allora": lambda p, o, i: p["r"] * (i + o),  # plain LoRA factors
+    # k coefficients and 2k locations, all trainable after prepare (the locations until
+    # B_s); the row reports the k coefficients (Prepared.trainable_count).
+    "loca": lambda p, o, i: 3 * p["n_frequency"],
     "head": lambda p, o, i: 0,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
