@@ -61,6 +61,7 @@ HAND_COUNTS = {
     "loca": lambda p, o, i: 3 * p["n_frequency"],
     # one pair on half-size subbands: A is r x ceil(d_in / 2), B is ceil(d_out / 2) x r
     "wara": lambda p, o, i: p["r"] * ((i + 1) // 2 + (o + 1) // 2),
+    "diffora": lambda p, o, i: p["r"] * (i + o),  # every module a LoRA before the selection
     "head": lambda p, o, i: 0,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
