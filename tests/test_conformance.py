@@ -62,6 +62,9 @@ HAND_COUNTS = {
     # one pair on half-size subbands: A is r x ceil(d_in / 2), B is ceil(d_out / 2) x r
     "wara": lambda p, o, i: p["r"] * ((i + 1) // 2 + (o + 1) // 2),
     "diffora": lambda p, o, i: p["r"] * (i + o),  # every module a LoRA before the selection
+    # LoRA's budget, r per target, re-split by contribution: the same total when the
+    # targets share d_in + d_out (q and v here)
+    "colora": lambda p, o, i: p["r"] * (i + o),
     "head": lambda p, o, i: 0,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
