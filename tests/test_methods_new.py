@@ -477,3 +477,11 @@ def test_colora_needs_training_batches():
     ctx = PrepareContext(preset=bench.preset, seed=0, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="contribution on training batches"):
         make("colora").prepare(bench.build(0), ctx)
+
+
+def test_allora_evaluates_as_plain_lora_without_autograd():
+    gen = torch.Generator().manual_seed(4)
+    a, b, x = torch.randn(3, 7, generator=gen), torch.randn(5, 3, generator=gen), torch.randn(4, 7)
+    layer = allora_layer(a, b, eta=2.0)
+    with torch.inference_mode():
+        assert torch.allclose(layer.update(x), x @ a.T @ b.T, atol=1e-6)

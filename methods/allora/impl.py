@@ -71,6 +71,8 @@ class ALLoRALinear(LoRAPairLinear):
         self.eta = p.eta
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():  # evaluation: plain LoRA, no row norms to compute
+            return self.lora_B(self.lora_A(x))
         return ALLoRAFunction.apply(x, self.lora_A.weight, self.lora_B.weight, self.eta)
 
 
