@@ -54,6 +54,11 @@ def prepare(
         train_batches=lambda: iter(bench.batches * 100),
         loss_fn=loss_fn,
         training=training,
+        # A method with an outer loop (Method.train_holdout) gets held-out batches; the
+        # bench has no split, so they are its batches in reverse order (plumbing only).
+        holdout_batches=(lambda: iter(bench.batches[::-1] * 100))
+        if method.train_holdout()
+        else None,
     )
     prepared = prepare_model(method, model, ctx).prepared
     prepared.model.eval()

@@ -55,6 +55,16 @@ HAND_COUNTS = {
     "adalora": lambda p, o, i: p["init_r"] * (i + o + 1),  # P, Q and lambda at init_r
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
+    "allora": lambda p, o, i: p["r"] * (i + o),  # plain LoRA factors
+    # k coefficients and 2k locations, all trainable after prepare (the locations until
+    # B_s); the row reports the k coefficients (Prepared.trainable_count).
+    "loca": lambda p, o, i: 3 * p["n_frequency"],
+    # one pair on half-size subbands: A is r x ceil(d_in / 2), B is ceil(d_out / 2) x r
+    "wara": lambda p, o, i: p["r"] * ((i + 1) // 2 + (o + 1) // 2),
+    "diffora": lambda p, o, i: p["r"] * (i + o),  # every module a LoRA before the selection
+    # LoRA's budget, r per target, re-split by contribution: the same total when the
+    # targets share d_in + d_out (q and v here)
+    "colora": lambda p, o, i: p["r"] * (i + o),
     "head": lambda p, o, i: 0,
     # Pretraining replacements (train_rest off: the factors alone train).
     "low-rank": lambda p, o, i: p["r"] * (i + o),
