@@ -56,6 +56,8 @@ HAND_COUNTS = {
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
     "head": lambda p, o, i: 0,
+    # Bottleneck d -> d // 16 -> d at a sublayer output of width d = d_out, with biases.
+    "adapter": lambda p, o, i: 2 * o * (o // 16) + o // 16 + o,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
 # count on the fixture's layers: pools shared across layers, kernels, routers and biases
