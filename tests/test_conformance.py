@@ -58,6 +58,8 @@ HAND_COUNTS = {
     "head": lambda p, o, i: 0,
     # Bottleneck d -> d // 16 -> d at a sublayer output of width d = d_out, with biases.
     "adapter": lambda p, o, i: 2 * o * (o // 16) + o // 16 + o,
+    # The same adapter, its up-projection split into `experts` modules each with its own bias.
+    "mosa": lambda p, o, i: 2 * o * (o // 16) + o // 16 + p["experts"] * o,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
 # count on the fixture's layers: pools shared across layers, kernels, routers and biases

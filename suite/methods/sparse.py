@@ -285,11 +285,19 @@ class PerEntryAdamW(torch.optim.Optimizer):
     regrowth) gets its own age and may start from seeded moments
     (`seed_optimizer_entries`), so its bias correction is its own rather than the global
     step's. eps defaults to SftAdamW's 1e-6.
+
+    `active(p)`, when given, returns a boolean mask of the entries of `p` that take this
+    step (None: all of them): the others keep their value, moments and age, as a
+    parameter without a gradient does under AdamW. MoSA's modules share one tensor, and
+    only the modules a step activated move (its reference keeps one tensor per module).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, active=None
+    ):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
+        self.active = active
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -299,7 +307,6 @@ class PerEntryAdamW(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -308,14 +315,27 @@ class PerEntryAdamW(torch.optim.Optimizer):
                     state["age"] = torch.ones_like(p)
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
-                grad, age = p.grad, state["age"]
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denom = exp_avg_sq.sqrt().add_(group["eps"])
-                denom.mul_(1.0 - beta1**age).div_(torch.sqrt(1.0 - beta2**age))
-                p.addcdiv_(exp_avg, denom, value=-lr)
-                if wd > 0.0:
-                    p.add_(p, alpha=-lr * wd)
-                age.add_(1.0)
+                mask = self.active(p) if self.active is not None else None
+                if mask is None:
+                    _adamw_entries(p, state, p.grad, group, beta1, beta2)
+                else:
+                    saved = {k: v.clone() for k, v in state.items()} | {"p": p.detach().clone()}
+                    _adamw_entries(p, state, p.grad, group, beta1, beta2)
+                    keep = ~mask
+                    p.data[keep] = saved.pop("p")[keep]
+                    for key, old in saved.items():
+                        state[key][keep] = old[keep]
         return loss
+
+
+def _adamw_entries(p, state, grad, group, beta1, beta2) -> None:
+    lr, wd, age = group["lr"], group["weight_decay"], state["age"]
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    denom = exp_avg_sq.sqrt().add_(group["eps"])
+    denom.mul_(1.0 - beta1**age).div_(torch.sqrt(1.0 - beta2**age))
+    p.addcdiv_(exp_avg, denom, value=-lr)
+    if wd > 0.0:
+        p.add_(p, alpha=-lr * wd)
+    age.add_(1.0)
