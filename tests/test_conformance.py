@@ -68,6 +68,7 @@ GOLDEN_COUNTS = {
     "mos": "tests/test_golden_mos.py",
     "smora": "tests/test_golden_smora.py",
     "snell": "tests/test_golden_snell.py",
+    "snella": "tests/test_golden_snella.py",
 }
 
 
