@@ -41,9 +41,9 @@ class _SparseDeltaLinearFn(torch.autograd.Function):
     """y = x (W0 + scatter(idx, v))^T + b, saving only x (not the dense weight)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, values, indices, hook):
+    def forward(ctx, x, weight, bias, values, indices, hook, chunk_rows):
         ctx.save_for_backward(x, weight, values, indices)
-        ctx.hook = hook
+        ctx.hook, ctx.chunk_rows = hook, chunk_rows
         return F.linear(x, _densify(weight, values, indices), bias)
 
     @staticmethod
@@ -52,12 +52,34 @@ class _SparseDeltaLinearFn(torch.autograd.Function):
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
             grad_x = grad_out @ _densify(weight, values, indices).to(grad_out.dtype)
-        if ctx.needs_input_grad[3] or ctx.hook is not None:
-            g2d = grad_out.reshape(-1, grad_out.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        g = grad_out.reshape(-1, grad_out.shape[-1])
+        xs = x.reshape(-1, x.shape[-1])
+        if ctx.hook is None and ctx.chunk_rows and ctx.needs_input_grad[3]:
+            grad_values = _entry_grads(g, xs, indices, ctx.chunk_rows).to(values.dtype)
+        elif ctx.needs_input_grad[3] or ctx.hook is not None:
+            g2d = g.T @ xs
             if ctx.hook is not None:
                 ctx.hook(g2d)
             grad_values = g2d.reshape(-1)[indices.long()].to(values.dtype)
-        return grad_x, None, None, grad_values, None, None
+        return grad_x, None, None, grad_values, None, None, None
+
+
+def _entry_grads(
+    g: torch.Tensor, xs: torch.Tensor, indices: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """The weight gradient at the (sorted, row-major) `indices` only, `rows` output rows
+    at a time: no d_out x d_in gradient is ever formed (SaRA's unstructured
+    backpropagation), only a rows x d_in block."""
+    d_out, d_in = g.shape[1], xs.shape[1]
+    idx = indices.long()
+    bounds = torch.searchsorted(idx, torch.arange(0, d_out + rows, rows, device=idx.device) * d_in)
+    out = torch.empty(len(idx), dtype=g.dtype, device=g.device)
+    for b, r0 in enumerate(range(0, d_out, rows)):
+        lo, hi = int(bounds[b]), int(bounds[b + 1])
+        if lo < hi:
+            block = g[:, r0 : r0 + rows].T @ xs
+            out[lo:hi] = block.reshape(-1)[idx[lo:hi] - r0 * d_in]
+    return out
 
 
 @torch.no_grad()
@@ -84,6 +106,8 @@ class SparseDeltaLinear(AdapterLinear):
             torch.zeros(len(idx), dtype=base.weight.dtype, device=base.weight.device)
         )
         self.grad_hook: GradHook | None = None
+        # Rows per block of the entry-gradient computation; None: one dense gradient.
+        self.grad_chunk_rows: int | None = None
 
     @property
     def k(self) -> int:
@@ -100,7 +124,13 @@ class SparseDeltaLinear(AdapterLinear):
         if self.merged:
             return self.base(x)
         return _SparseDeltaLinearFn.apply(
-            x, self.base.weight, self.base.bias, self.values, self.indices, self.grad_hook
+            x,
+            self.base.weight,
+            self.base.bias,
+            self.values,
+            self.indices,
+            self.grad_hook,
+            self.grad_chunk_rows,
         )
 
     @torch.no_grad()
