@@ -59,6 +59,7 @@ HAND_COUNTS = {
     # Bottleneck d -> d // 16 -> d at a sublayer output of width d = d_out, with biases.
     "adapter": lambda p, o, i: 2 * o * (o // 16) + o // 16 + o,
     # The same adapter, its up-projection split into `experts` modules each with its own bias.
+    "lora-mixer": lambda p, o, i: p["experts"] * (p["r"] * (i + o) + i),  # + router
     "sara": lambda p, o, i: max(1, int(p["fraction"] * o * i)),  # the smallest share
     "mosa": lambda p, o, i: 2 * o * (o // 16) + o // 16 + p["experts"] * o,
 }
