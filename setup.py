@@ -29,7 +29,10 @@ setup(
     package_data={
         "suite.matrices": ["*.yaml"],
         "suite.models": ["*.yaml"],
-        **{p: ["**/*.yaml", "**/*.py", "**/*.md"] for p in (*(f"suite._builtin.{n}" for n in BUILTIN), *PLUGIN_FOLDERS)},
+        **{
+            p: ["**/*.yaml", "**/*.py", "**/*.md"]
+            for p in (*(f"suite._builtin.{n}" for n in BUILTIN), *PLUGIN_FOLDERS)
+        },
     },
     exclude_package_data={"": ["__pycache__/*", "*.pyc"]},
 )

@@ -26,6 +26,14 @@ COST_AXES: dict[str, tuple[str, float, str, bool]] = {
     "latency_unmerged_s": ("Inference latency (unmerged)", 1000.0, "ms", False),
     "adapter_bytes": ("Adapter size", 2.0**-10, "KiB", True),
 }
+# How each cost axis reads in a table (leaderboard/format.py).
+COST_KINDS = {
+    "trainable_params": "count",
+    "peak_memory_bytes": "bytes",
+    "train_wall_s": "duration",
+    "latency_unmerged_s": "duration",
+    "adapter_bytes": "bytes",
+}
 _KEY = ["task", "task_hash", "model", "method", "method_hash", "budget", "profile"]
 
 
@@ -140,7 +148,7 @@ def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
         views=["pareto"],
     )
     rows = leaderboard_rows(reader, filters)
-    wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value"]
+    wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value", "method_version"]
     detail = rows[_KEY + [c for c in wanted if c not in points.columns]]
     merged = points.merge(detail, on=_KEY, how="left")
     label, factor, unit, _ = COST_AXES[axis]
@@ -185,6 +193,26 @@ def loss_curves(reader: Reader, rows: pd.DataFrame) -> pd.DataFrame:
     )
     latest = frame.drop_duplicates("cell_id", keep="last")
     return latest.sort_values(["task", "model", "profile", "seed"]).reset_index(drop=True)
+
+
+def tuning_curve(reader: Reader, method: str) -> pd.DataFrame:
+    """The method's tuning-budget curves, on every task and model it was tuned on."""
+    return reader.frame(
+        "SELECT task, model, profile, k, n_trials, expected_best_val, expected_best_val_std, "
+        "expected_test_of_selected FROM tuning_curves WHERE method = ? "
+        "ORDER BY task, model, profile, k",
+        [method],
+    )
+
+
+def lost_to_baseline(reader: Reader, method: str, limit: int = 200) -> pd.DataFrame:
+    """Test examples the method gets wrong (most seeds) that its baseline method gets right."""
+    return reader.frame(
+        "SELECT task, model, profile, baseline_method, example, gold, prediction, "
+        "baseline_prediction, share_correct, baseline_share_correct FROM lost_to_baseline "
+        "WHERE method = ? ORDER BY task, model, profile, example LIMIT ?",
+        [method, limit],
+    )
 
 
 def methods(reader: Reader) -> list[str]:

@@ -37,8 +37,8 @@ class _Page:
         self.specs[key] = chart.properties(width=900).to_dict()
         self.parts.append(f'<div id="{key}"></div>')
 
-    def table(self, frame) -> None:
-        self.parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+    def table(self, table) -> None:
+        self.parts.append(table.styled().to_html(index=False, escape=True))
 
     def text(self, tag: str, value: str) -> None:
         self.parts.append(f"<{tag}>{html.escape(value)}</{tag}>")

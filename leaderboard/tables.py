@@ -1,47 +1,73 @@
-"""Display tables: view columns renamed and converted to readable units (one place, so the
-app, its CSV download and the static report agree)."""
+"""Display tables: view columns renamed for people, each with the kind of number it holds
+(one place, so the app and the static report agree). The numbers stay raw underneath;
+`Table.styled()` formats them (leaderboard/format.py): counts, bytes, durations, scores,
+and "–" where a value is missing; CSV downloads take the view's raw columns instead."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+
 import pandas as pd
 
+from leaderboard.format import missing, styled
 from leaderboard.pagedata import Metric
 
-MIB = 2.0**20
+
+@dataclass(frozen=True)
+class Table:
+    frame: pd.DataFrame
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    def styled(self):
+        return styled(self.frame, self.kinds)
+
+    @property
+    def empty(self) -> bool:
+        return self.frame.empty
 
 
-def _ms(seconds: pd.Series) -> pd.Series:
-    return seconds * 1000.0
+def _table(columns: dict[str, tuple[pd.Series, str]]) -> Table:
+    """A table from {label: (values, kind)}."""
+    frame = pd.DataFrame({label: values for label, (values, _) in columns.items()})
+    return Table(
+        frame.reset_index(drop=True), {label: kind for label, (_, kind) in columns.items()}
+    )
 
 
-def overview_table(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
     """One row per method (and profile): score with CI, seeds, and every cost."""
     score = f"{metric.display}{f' ({metric.unit})' if metric.unit else ''}"
-    out = pd.DataFrame(
+    return _table(
         {
-            "Rank": rows["rank"],
-            "Method": rows["method"],
-            "Fidelity": fidelity_labels(rows),
-            "Family": rows["family"],
-            "Profile": rows["profile"],
-            score: rows["mean"],
-            "CI low (95%)": rows["ci_low"],
-            "CI high (95%)": rows["ci_high"],
-            "Seeds": rows["n_seeds"],
-            "Failed": rows["n_failed"],
-            "vs baseline method": rows["vs_baseline"],
-            "p": rows["p_value"],
-            "Trainable params": rows["trainable_params"].round(),
-            "Trainable %": rows["trainable_pct"],
-            "Peak memory (MiB)": rows["peak_memory_bytes"] / MIB,
-            "Train time (s)": rows["train_wall_s"],
-            "Latency unmerged (ms)": _ms(rows["latency_unmerged_s"]),
-            "Latency merged (ms)": _ms(rows["latency_merged_s"]),
-            "Adapter (KiB)": rows["adapter_bytes"] / 1024.0,
-            "Stale": rows["stale"],
+            "Rank": (rows["rank"], "text"),
+            "Method": (rows["method"], "text"),
+            "Fidelity": (fidelity_labels(rows), "text"),
+            "Family": (rows["family"], "text"),
+            "Profile": (rows["profile"], "text"),
+            score: (rows["mean"], "score"),
+            "CI low (95%)": (rows["ci_low"], "score"),
+            "CI high (95%)": (rows["ci_high"], "score"),
+            "Seeds": (rows["n_seeds"], "text"),
+            "Failed": (rows["n_failed"], "text"),
+            "Interval over": (rows["ci_kind"], "text"),
+            "vs baseline method": (rows["vs_baseline"], "text"),
+            "p (Holm)": (rows["p_holm"], "p"),
+            "p (bootstrap)": (rows["p_boot"], "p"),
+            "p (McNemar)": (rows["p_mcnemar"], "p"),
+            "vs baseline (seed t-test)": (rows["vs_baseline_t"], "text"),
+            "p (t)": (rows["p_value"], "p"),
+            "t-test pairs": (rows["n_pairs"], "text"),
+            "Trainable params": (rows["trainable_params"], "count"),
+            "Trainable share": (rows["trainable_pct"], "percent"),
+            "Peak memory": (rows["peak_memory_bytes"], "bytes"),
+            "Train time": (rows["train_wall_s"], "duration"),
+            "Latency unmerged": (rows["latency_unmerged_s"], "duration"),
+            "Latency merged": (rows["latency_merged_s"], "duration"),
+            "Adapter size": (rows["adapter_bytes"], "bytes"),
+            "Stale": (rows["stale"], "text"),
         }
     )
-    return out.reset_index(drop=True)
 
 
 def fidelity_labels(rows: pd.DataFrame) -> pd.Series:
@@ -58,36 +84,160 @@ def fidelity_labels(rows: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def aggregate_table(rows: pd.DataFrame) -> pd.DataFrame:
+def aggregate_table(rows: pd.DataFrame) -> Table:
     """All tasks: mean score and mean rank per method across tasks."""
-    return pd.DataFrame(
+    return _table(
         {
-            "Method": rows["method"],
-            "Fidelity": fidelity_labels(rows),
-            "Family": rows["family"],
-            "Profile": rows["profile"],
-            "Tasks": rows["n_tasks"],
-            "Mean score": rows["mean_score"],
-            "Mean rank": rows["mean_rank"],
-            "Better than baseline method": rows["n_better"],
-            "Worse than baseline method": rows["n_worse"],
-        }
-    ).reset_index(drop=True)
-
-
-def pareto_table(points: pd.DataFrame, unit_label: str) -> pd.DataFrame:
-    """The Pareto page's points, front first."""
-    out = pd.DataFrame(
-        {
-            "Pareto-optimal": points["on_front"],
-            "Method": points["method"],
-            "Profile": points["profile"],
-            "Mean": points["mean"],
-            "CI low": points["ci_low"],
-            "CI high": points["ci_high"],
-            "Seeds": points["n_seeds"],
-            unit_label: points["cost_display"],
-            "Cell ids": points["cell_ids_text"],
+            "Method": (rows["method"], "text"),
+            "Fidelity": (fidelity_labels(rows), "text"),
+            "Family": (rows["family"], "text"),
+            "Profile": (rows["profile"], "text"),
+            "Tasks": (rows["n_tasks"], "text"),
+            "Mean score": (rows["mean_score"], "score"),
+            "Mean rank": (rows["mean_rank"], "score"),
+            "Better than baseline method": (rows["n_better"], "text"),
+            "Worse than baseline method": (rows["n_worse"], "text"),
         }
     )
-    return out.sort_values(["Pareto-optimal", "Mean"], ascending=False).reset_index(drop=True)
+
+
+def pareto_table(points: pd.DataFrame, cost_label: str, cost_kind: str) -> Table:
+    """The Pareto page's points, front first; the cost in its own kind of units."""
+    order = points.sort_values(["on_front", "mean"], ascending=False)
+    return _table(
+        {
+            "Pareto-optimal": (order["on_front"], "text"),
+            "Method": (order["method"], "text"),
+            "Fidelity": (fidelity_labels(order), "text"),
+            "Profile": (order["profile"], "text"),
+            "Mean": (order["mean"], "score"),
+            "CI low": (order["ci_low"], "score"),
+            "CI high": (order["ci_high"], "score"),
+            "Seeds": (order["n_seeds"], "text"),
+            cost_label: (order["cost"], cost_kind),
+            "P(on front)": (order["p_front"], "percent_share"),
+            "Cell ids": (order["cell_ids_text"], "text"),
+        }
+    )
+
+
+def method_results_table(rows: pd.DataFrame) -> Table:
+    """The Method page: the method's leaderboard rows across tasks and models."""
+    return _table(
+        {
+            "Task": (rows["task"], "text"),
+            "Model": (rows["model"], "text"),
+            "Profile": (rows["profile"], "text"),
+            "Seeds": (rows["n_seeds"], "text"),
+            "Failed": (rows["n_failed"], "text"),
+            "Mean": (rows["mean"], "score"),
+            "CI low": (rows["ci_low"], "score"),
+            "CI high": (rows["ci_high"], "score"),
+            "Rank": (rows["rank"], "text"),
+            "vs baseline method": (rows["vs_baseline"], "text"),
+            "p": (rows["p_value"], "p"),
+            "Trainable params": (rows["trainable_params"], "count"),
+            "Learning rate": (rows["lr"], "text"),
+            "Version": (rows["method_version"], "text"),
+            "Stale": (rows["stale"], "text"),
+        }
+    )
+
+
+def lost_examples_table(rows: pd.DataFrame) -> Table:
+    return _table(
+        {
+            "Task": (rows["task"], "text"),
+            "Model": (rows["model"], "text"),
+            "Profile": (rows["profile"], "text"),
+            "Example": (rows["example"], "text"),
+            "Gold": (rows["gold"], "text"),
+            "Prediction": (rows["prediction"], "text"),
+            "Baseline method": (rows["baseline_method"], "text"),
+            "Its prediction": (rows["baseline_prediction"], "text"),
+            "Seeds right": (rows["share_correct"], "percent_share"),
+            "Baseline's seeds right": (rows["baseline_share_correct"], "percent_share"),
+        }
+    )
+
+
+def profiles_table(profiles: pd.DataFrame) -> Table:
+    """Declared hardware profiles: how many results ran on each, and on what."""
+    return _table(
+        {
+            "Profile": (profiles["profile"], "text"),
+            "Cell runs": (profiles["cell_runs"], "count"),
+            "Ok": (profiles["ok"], "count"),
+            "Device": (profiles["device"], "text"),
+            "Hardware": (profiles["hardware"].map(describe_hardware), "text"),
+            "Newest result": (profiles["newest"], "time"),
+        }
+    )
+
+
+def describe_hardware(summary) -> str:
+    """A row's recorded hardware (provenance JSON) in words: CPU model, cores, RAM, GPU."""
+    if summary is None or (isinstance(summary, float) and pd.isna(summary)):
+        return "–"
+    facts = json.loads(summary) if isinstance(summary, str) else dict(summary)
+    parts = []
+    if facts.get("gpu"):
+        count = facts.get("gpu_count") or 1
+        parts.append(f"{count} x {facts['gpu']}" if count > 1 else str(facts["gpu"]))
+    cpu = facts.get("cpu") or facts.get("device")
+    if cpu:
+        cores = facts.get("cpu_cores") or facts.get("cpus")
+        parts.append(f"{cpu}" + (f", {cores} cores" if cores else ""))
+    if facts.get("ram_bytes"):
+        parts.append(f"{facts['ram_bytes'] / 2**30:.0f} GiB RAM")
+    return "; ".join(parts) or "–"
+
+
+def machines_table(machines: pd.DataFrame) -> Table:
+    """What the workers recorded: device, memory, CPU, versions, calibration."""
+    m = machines
+    drivers = [
+        "; ".join(
+            f"{k} {v}" for k, v in (("driver", d), ("CUDA", c), ("cuDNN", n)) if not missing(v)
+        )
+        or "–"
+        for d, c, n in zip(m["driver_version"], m["cuda_version"], m["cudnn_version"], strict=True)
+    ]
+    return _table(
+        {
+            "Recorded profile": (m["profile_id"], "text"),
+            "Host": (m["hostname"], "text"),
+            "Device": (m["device_name"], "text"),
+            "Device memory": (m["device_memory_bytes"], "bytes"),
+            "CPU": (m["cpu_model"], "text"),
+            "Cores": (m["cpu_cores"], "text"),
+            "RAM": (m["ram_bytes"], "bytes"),
+            "Driver / CUDA": (pd.Series(drivers, index=m.index), "text"),
+            "Torch threads": (m["torch_threads"], "text"),
+            "Calibrated matmul": (m["matmul_flops"], "flops"),
+            "Copy bandwidth": (m["memory_bandwidth_bytes_s"], "bandwidth"),
+            "Cell runs": (m["cell_runs"], "count"),
+            "Ok": (m["ok"], "count"),
+            "Declared profiles": (m["declared_profiles"], "text"),
+        }
+    )
+
+
+def results_on_table(rows: pd.DataFrame) -> Table:
+    """The leaderboard rows measured on one profile."""
+    return _table(
+        {
+            "Task": (rows["task"], "text"),
+            "Model": (rows["model"], "text"),
+            "Method": (rows["method"], "text"),
+            "Seeds": (rows["n_seeds"], "text"),
+            "Failed": (rows["n_failed"], "text"),
+            "Mean": (rows["mean"], "score"),
+            "CI low": (rows["ci_low"], "score"),
+            "CI high": (rows["ci_high"], "score"),
+            "Peak memory": (rows["peak_memory_bytes"], "bytes"),
+            "Train time": (rows["train_wall_s"], "duration"),
+            "Latency unmerged": (rows["latency_unmerged_s"], "duration"),
+            "Rank": (rows["rank"], "text"),
+        }
+    )

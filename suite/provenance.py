@@ -61,7 +61,7 @@ def hardware_summary() -> dict[str, object]:
     summary: dict[str, object] = {
         "hostname": platform.node(),
         "os": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "ram_bytes": psutil.virtual_memory().total,
     }
@@ -77,7 +77,8 @@ def hardware_summary() -> dict[str, object]:
     return summary
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -19,11 +19,26 @@ from pydantic import BaseModel, Field
 Status = Literal["ok", "failed", "nan", "oom", "timeout", "crashed"]
 
 
+class SplitPredictions(BaseModel):
+    """Per-example predictions on one split, in the split's order (the example id is the
+    position: stable across cells of the same task). `score` is the margin between the two
+    best outputs (classes, choices), the value (regression), or None (generated text)."""
+
+    pred: list[float | str | None]
+    gold: list[float | str | None]
+    score: list[float | None]
+
+
 class Measurements(BaseModel):
     """Everything a trained cell measured. Costs are None where they could not be measured."""
 
     val_metrics: dict[str, float] = Field(default_factory=dict)
     test_metrics: dict[str, float] = Field(default_factory=dict)
+    # A tuning trial's test metrics, kept apart (split "trial_test"): selection reads only
+    # validation; the tuning-budget curves read these.
+    trial_test_metrics: dict[str, float] = Field(default_factory=dict)
+    # Per split ("validation", "test", or "trial_test" for a trial).
+    predictions: dict[str, SplitPredictions] = Field(default_factory=dict, exclude=True)
     baseline_val: dict[str, float] = Field(default_factory=dict)
     baseline_test: dict[str, float] = Field(default_factory=dict)
     trainable_params: int | None = None
@@ -119,6 +134,7 @@ class CellResult(Measurements, Placement):
             peak_fraction = achieved / peak if peak else None
         return cls(
             **m.model_dump(),
+            predictions=m.predictions,  # excluded from dumps (the store writes them apart)
             **placement.model_dump(),
             cell_id=cell_id,
             status=measured.status,

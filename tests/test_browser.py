@@ -62,6 +62,7 @@ def test_pareto_and_table_render_in_chromium(server):
         assert state["title"].startswith("Overview: drug-condition")
         assert state["exceptions"] == 0
         chrome.screenshot(ARTIFACTS / "overview.png")
+        assert "None" not in chrome.evaluate("document.body.innerText")
 
         chrome.navigate(server + "/pareto")
         state = chrome.wait_for(
@@ -72,5 +73,15 @@ def test_pareto_and_table_render_in_chromium(server):
         assert state["nav"].split() == NAV
         shot = chrome.screenshot(ARTIFACTS / "leaderboard.png")
         assert shot.stat().st_size > 20_000  # a drawn page, not a blank one
+        for page, title in (("method", "Method"), ("ablations", "Ablations"),
+                            ("hardware", "Hardware")):  # fmt: skip
+            chrome.navigate(f"{server}/{page}")
+            state = chrome.wait_for(
+                lambda s, t=title: s["title"].startswith(t) and s["tables"] >= 1, timeout_s=120
+            )
+            assert state["exceptions"] == 0, page
+            chrome.screenshot(ARTIFACTS / f"{page}.png")
+        text = chrome.evaluate("document.body.innerText")
+        assert "None" not in text  # missing values read "–"
     finally:
         chrome.close()

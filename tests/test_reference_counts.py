@@ -3,7 +3,8 @@
 The architecture is built from a hand-written LlamaConfig on the meta device (no weights,
 no download); peftbench's methods are instantiated on it and counted, and each method's
 formula is evaluated on the same shapes. PEFT's own counts on the same model are checked
-too, so the reference numbers in METHODS.md are tied to the installed PEFT.
+too, so the reference numbers in ../shared/METHODS.md (the project brief's method catalogue)
+are tied to the installed PEFT.
 """
 
 from __future__ import annotations

@@ -105,3 +105,13 @@ def test_in_process_timeout_interrupts_the_cell():
     assert time.monotonic() - start < 5
     with alarm(None):  # no timeout: a no-op
         pass
+
+
+def test_the_recorded_cpu_profile_names_the_cpu_model():
+    import torch
+
+    from suite.provenance import cpu_model
+    from suite.scheduler.hardware import device_facts
+
+    facts = device_facts(torch.device("cpu"))
+    assert facts["device_name"] == cpu_model() and facts["device_name"] != "cpu"

@@ -6,6 +6,7 @@ import altair as alt
 import streamlit as st
 
 from leaderboard import sqlbox, ui
+from leaderboard.format import styled_auto
 from leaderboard.pagedata import choices
 from leaderboard.saved import SAVED, run_saved
 
@@ -34,8 +35,10 @@ else:
             tooltip=list(frame.columns[:8]),
         )
     )
-    st.altair_chart(points, width="stretch")
-    st.dataframe(frame, hide_index=True, width="stretch")
+    if query.facet:
+        points = points.properties(width=220, height=160).facet(facet=f"{query.facet}:N", columns=3)
+    st.altair_chart(points, width="stretch" if not query.facet else "content")
+    st.dataframe(styled_auto(frame), hide_index=True, width="stretch")
 with st.expander("SQL of this saved query (? = task, model)"):
     st.code(query.sql, language="sql")
 
@@ -57,4 +60,4 @@ if st.button("Run query", key="run_sql"):
     else:
         if answer.truncated:
             st.warning(f"Showing the first {sqlbox.ROW_CAP:,} rows.")
-        st.dataframe(answer.frame, hide_index=True, width="stretch")
+        st.dataframe(styled_auto(answer.frame), hide_index=True, width="stretch")

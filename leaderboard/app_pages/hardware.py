@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from leaderboard import ui
+from leaderboard import tables, ui
 from leaderboard.hardware import profiles, recorded, results_on
 
 reader, _ = ui.page_setup(with_filters=False)
@@ -14,16 +14,16 @@ if table.empty:
     st.info("No results yet.")
     st.stop()
 st.caption(
-    "Each profile names the resources a cell asked for; `hardware` is what the worker "
-    "recorded. Costs (memory, time, latency) compare only within one profile."
+    "Each profile names the resources a cell asked for; Hardware is what the runs recorded. "
+    "Costs (memory, time, latency) compare only within one profile."
 )
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(tables.profiles_table(table).styled(), hide_index=True, width="stretch")
 machines = ui.guarded(recorded, reader)
 if not machines.empty:
     st.subheader("Recorded hardware")
-    st.caption("What the workers measured (device, memory, calibrated matmul FLOP/s).")
-    st.dataframe(machines, hide_index=True, width="stretch")
+    st.caption("What the workers measured: device, memory, CPU, versions, calibrated speed.")
+    st.dataframe(tables.machines_table(machines).styled(), hide_index=True, width="stretch")
 st.subheader("Results by profile")
 profile = st.selectbox("Results measured on", table["profile"].tolist(), key="hw_profile")
 rows = ui.guarded(results_on, reader, profile)
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe(tables.results_on_table(rows).styled(), hide_index=True, width="stretch")

@@ -16,7 +16,10 @@ from leaderboard.pagedata import (
 
 def _download(frame, name: str) -> None:
     st.download_button(
-        "Download CSV", frame.to_csv(index=False).encode(), file_name=name, mime="text/csv"
+        "Download CSV (raw units: bytes, seconds)",
+        frame.to_csv(index=False).encode(),
+        file_name=name,
+        mime="text/csv",
     )
 
 
@@ -27,9 +30,8 @@ def _all_tasks(r, filters: Filters) -> None:
         "Mean of each method's primary score over the tasks it ran, and its mean rank "
         "(1 = best within a task). Tasks use different metrics: compare ranks first."
     )
-    table = tables.aggregate_table(rows)
-    st.dataframe(table, hide_index=True, width="stretch")
-    _download(table, f"peftbench-all-tasks-{filters.model}.csv")
+    st.dataframe(tables.aggregate_table(rows).styled(), hide_index=True, width="stretch")
+    _download(rows, f"peftbench-all-tasks-{filters.model}.csv")
 
 
 def _one_task(r, filters: Filters) -> None:
@@ -40,14 +42,20 @@ def _one_task(r, filters: Filters) -> None:
         st.info("No successful results for this selection.")
         return
     baseline = rows["baseline_value"].dropna()
-    note = f"Primary metric: **{metric.label}**; mean and 95% t-interval over seeds."
+    note = (
+        f"Primary metric: **{metric.label}**; mean over seeds, with a 95% bootstrap interval "
+        "over the test examples (and over seeds, where there are 3 or more; with fewer, "
+        "the interval is over examples only: *Interval over*)."
+    )
     if len(baseline):
         note += f" Majority/mean baseline on test: **{baseline.max():.4f}** (dashed line)."
     base_methods = sorted(rows["baseline_method"].dropna().unique())
     if base_methods:
         note += (
-            f" *vs baseline method*: paired t-test over common seeds against "
-            f"**{', '.join(base_methods)}** (p < 0.05; blank with fewer than 2 pairs)."
+            f" *vs baseline method*: paired bootstrap over the same examples and seeds against "
+            f"**{', '.join(base_methods)}**, Holm-corrected over the methods here (p < 0.05), "
+            "with McNemar's exact test for accuracies; the seed-level paired t-test and its "
+            "number of pairs stay beside it."
         )
     st.markdown(note)
     if rows["stale"].fillna(False).any():
@@ -61,17 +69,9 @@ def _one_task(r, filters: Filters) -> None:
             "implementation is the project's reading of the abstract (docs/fidelity.md)."
         )
     st.altair_chart(charts.overview_chart(rows, metric), width="stretch")
-    table = tables.overview_table(rows, metric)
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "Trainable params": st.column_config.NumberColumn(format="%d"),
-            "Trainable %": st.column_config.NumberColumn(format="%.3f %%"),
-        },
-    )
-    _download(table, f"peftbench-{filters.task}-{filters.model}.csv")
+    st.dataframe(tables.overview_table(rows, metric).styled(), hide_index=True, width="stretch")
+    # The download keeps the view's raw columns (bytes, seconds) for scripts.
+    _download(rows, f"peftbench-{filters.task}-{filters.model}.csv")
 
 
 reader, filters = ui.page_setup()

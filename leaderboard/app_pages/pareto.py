@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import charts, tables, ui
-from leaderboard.pagedata import COST_AXES, choices, pareto_data, primary_metric
+from leaderboard.pagedata import COST_AXES, COST_KINDS, choices, pareto_data, primary_metric
 
 reader, filters = ui.page_setup()
 if filters is None:
@@ -29,12 +29,13 @@ if points.empty:
 st.caption(
     "Diamonds joined by the red line are Pareto-optimal (no other method is at least as good "
     "and at most as costly). Bars: 95% CI over seeds. Dashed line: the majority/mean baseline. "
-    "Hover a point for its hyperparameters and cell ids."
+    "Hover a point for its hyperparameters and cell ids. P(on front): the share of bootstrap "
+    "replicates of quality (over test examples and seeds, costs at their medians) in which "
+    "the method is on the front."
 )
 st.altair_chart(charts.pareto_chart(points, axis, metric), width="stretch")
-label, _, unit, _ = COST_AXES[axis]
 st.dataframe(
-    tables.pareto_table(points, f"{label} ({unit})" if unit else label),
+    tables.pareto_table(points, COST_AXES[axis][0], COST_KINDS[axis]).styled(),
     hide_index=True,
     width="stretch",
 )

@@ -11,17 +11,16 @@ from __future__ import annotations
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared, StepHooks
 from suite.methods.svd_adapters import SensitivityEMA, SVDLinear, orthogonality_penalty, to_steps
 
 
-class AdaLoRAParams(MethodParams):
+class AdaLoRAParams(TargetedParams):
     init_r: PositiveInt = 12
     target_r: PositiveInt = 8
     alpha: PositiveFloat = 8
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
     # Steps if >= 1, else a fraction of the run's steps (PEFT takes steps only).
     tinit: NonNegativeFloat = 0.1
     tfinal: NonNegativeFloat = 0.3

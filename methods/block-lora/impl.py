@@ -9,16 +9,14 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class BlockLoRAParams(MethodParams):
+class BlockLoRAParams(TargetedParams):
     r: PositiveInt = 8
     blocks: PositiveInt = 4
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
 
 
 class BlockLoRALinear(AdapterLinear):
@@ -51,13 +49,10 @@ class BlockLoRALinear(AdapterLinear):
         return (self.lora_B.weight @ down) * self.scaling
 
 
-class BlockLoRA(Method):
+class BlockLoRA(LinearAdapterMethod):
     Params = BlockLoRAParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, lin: BlockLoRALinear(lin, self.params))
-        return adapter_prepared(model)
+    layer = BlockLoRALinear
 
     def expected_trainable_params(self, shapes) -> int:
         p = self.params

@@ -16,16 +16,14 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class CompLoRAParams(MethodParams):
+class CompLoRAParams(TargetedParams):
     r: PositiveInt = 8
     k: PositiveInt = 16
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
 
 
 class CompLoRALinear(AdapterLinear):
@@ -63,13 +61,10 @@ class CompLoRALinear(AdapterLinear):
         return ba * self.scaling
 
 
-class CompLoRA(Method):
+class CompLoRA(LinearAdapterMethod):
     Params = CompLoRAParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, lin: CompLoRALinear(lin, self.params))
-        return adapter_prepared(model)
+    layer = CompLoRALinear
 
     def expected_trainable_params(self, shapes) -> int:
         # LoRA's count: the projections are fixed buffers computed from W0.

@@ -9,15 +9,13 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class DoRAParams(MethodParams):
+class DoRAParams(TargetedParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
     rslora: bool = False
 
 
@@ -86,13 +84,10 @@ class DoRALinear(AdapterLinear):
         return (factor * weight).to(self.base.weight.dtype)
 
 
-class DoRA(Method):
+class DoRA(LinearAdapterMethod):
     Params = DoRAParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, linear: DoRALinear(linear, self.params))
-        return adapter_prepared(model)
+    layer = DoRALinear
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.r * (d_in + d_out) + d_out for d_out, d_in in shapes)

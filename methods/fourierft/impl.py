@@ -9,17 +9,15 @@ import torch.nn.functional as F
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class FourierFTParams(MethodParams):
+class FourierFTParams(TargetedParams):
     n_frequency: PositiveInt = 1000
     scaling: PositiveFloat = 150.0
     random_loc_seed: NonNegativeInt = 777
     # PEFT's default (False) draws the spectrum from N(0, 1); True starts it at zero.
     init_zero: bool = False
-    targets: str | list[str] = "qv"
 
 
 @lru_cache(maxsize=16)
@@ -63,13 +61,10 @@ class FourierFTLinear(AdapterLinear):
         return F.linear(x, self.delta_weight())
 
 
-class FourierFT(Method):
+class FourierFT(LinearAdapterMethod):
     Params = FourierFTParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, linear: FourierFTLinear(linear, self.params))
-        return adapter_prepared(model)
+    layer = FourierFTLinear
 
     def expected_trainable_params(self, shapes) -> int:
         return self.params.n_frequency * len(shapes)

@@ -13,11 +13,10 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class HydraParams(MethodParams):
+class HydraParams(TargetedParams):
     r_par: PositiveInt = 8
     r_seq: PositiveInt = 8
     scale: PositiveFloat = 1.0
@@ -90,14 +89,11 @@ class HydraLinear(AdapterLinear):
             self._added_bias = False
 
 
-class Hydra(Method):
+class Hydra(LinearAdapterMethod):
     Params = HydraParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        wrap_targets(model, patterns, lambda name, lin: HydraLinear(lin, self.params, gen))
-        return adapter_prepared(model)
+    layer = HydraLinear
+    seeded = True
 
     def expected_trainable_params(self, shapes) -> int:
         rp, rs = self.params.r_par, self.params.r_seq

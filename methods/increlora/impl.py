@@ -22,8 +22,8 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks, Trainer
+from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared, StepHooks, Trainer
 from suite.methods.svd_adapters import (
     SensitivityEMA,
     SVDLinear,
@@ -36,7 +36,7 @@ from suite.methods.svd_adapters import (
 RESERVE_E = 1e-5  # singular value of a reserve triplet trained in advance (official code)
 
 
-class IncreLoRAParams(MethodParams):
+class IncreLoRAParams(TargetedParams):
     r: PositiveInt = 1
     target_rank: PositiveInt = 8
     # Ranks added to a chosen module per round; None = target_rank // 2, which is the
@@ -53,7 +53,6 @@ class IncreLoRAParams(MethodParams):
     orth_reg_weight: NonNegativeFloat = 0.1
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
     weight_decay: NonNegativeFloat = 0.0  # for the parameter groups added while training
 
     @property

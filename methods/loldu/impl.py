@@ -14,18 +14,16 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 from suite.methods.lowrank_common import ldu
 
 
-class LoLDUParams(MethodParams):
+class LoLDUParams(TargetedParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 1.0
     # The repo's get_loldu_params hands only vector_z to its optimiser (the scale is an
     # nn.Parameter there, but never optimised). True: also train the scale (not official).
     train_scale: bool = False
-    targets: str | list[str] = "qv"
 
 
 class LoLDULinear(AdapterLinear):
@@ -57,13 +55,10 @@ class LoLDULinear(AdapterLinear):
         return low_rank[self.perm]
 
 
-class LoLDU(Method):
+class LoLDU(LinearAdapterMethod):
     Params = LoLDUParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, lin: LoLDULinear(lin, self.params))
-        return adapter_prepared(model)
+    layer = LoLDULinear
 
     def expected_trainable_params(self, shapes) -> int:
         per_layer = [min(self.params.r, d_out, d_in) for d_out, d_in in shapes]

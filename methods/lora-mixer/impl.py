@@ -18,12 +18,12 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared
 from suite.methods.gated_lora import SoftTopKExpertLoRALinear, SpecializationLossHooks
 
 
-class LoRAMixerParams(MethodParams):
+class LoRAMixerParams(TargetedParams):
     experts: int = Field(default=4, ge=2)
     r: PositiveInt = 8
     top_k: PositiveInt = 2

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from pydantic import PositiveFloat, PositiveInt
 
-from suite.methods.adapters import adapter_prepared
-from suite.methods.api import Method, MethodParams, Prepared, TrainingPlan
+from suite.methods.adapters import TargetedParams, adapter_prepared
+from suite.methods.api import Method, Prepared, TrainingPlan
 from suite.methods.lowrank_common import FrozenFactorLinear, target_gradients, top_svd
 from suite.methods.targets import find_targets, replace_module
 
@@ -24,7 +24,7 @@ from suite.methods.targets import find_targets, replace_module
 UNPLANNED_STEP = 1e-4
 
 
-class LoRASBParams(MethodParams):
+class LoRASBParams(TargetedParams):
     r: PositiveInt = 8
     # eta of the approximate first step. None: the official lr / warmup steps
     # (train_glue.py:102, lr / (warmup_ratio * total_training_steps)). A number: a fixed
@@ -32,7 +32,6 @@ class LoRASBParams(MethodParams):
     init_step: PositiveFloat | None = None
     # train_glue.py:108 (the GLUE script) uses 2; train_arithmetic.py 50, train_cr.py 170.
     grad_samples: PositiveInt = 2
-    targets: str | list[str] = "qv"
 
 
 def update_step(p: LoRASBParams, training: TrainingPlan | None) -> float:

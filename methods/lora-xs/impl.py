@@ -11,16 +11,14 @@ from __future__ import annotations
 import torch
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import LinearAdapterMethod, TargetedParams
 from suite.methods.lowrank_common import FrozenFactorLinear, top_svd
 
 
-class LoRAXSParams(MethodParams):
+class LoRAXSParams(TargetedParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     init_std: NonNegativeFloat = 1e-5
-    targets: str | list[str] = "qv"
 
 
 def lora_xs_layer(base, p: LoRAXSParams, generator: torch.Generator) -> FrozenFactorLinear:
@@ -32,14 +30,11 @@ def lora_xs_layer(base, p: LoRAXSParams, generator: torch.Generator) -> FrozenFa
     return layer
 
 
-class LoRAXS(Method):
+class LoRAXS(LinearAdapterMethod):
     Params = LoRAXSParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        wrap_targets(model, patterns, lambda name, lin: lora_xs_layer(lin, self.params, gen))
-        return adapter_prepared(model)
+    layer = staticmethod(lora_xs_layer)
+    seeded = True
 
     def expected_trainable_params(self, shapes) -> int:
         return len(shapes) * self.params.r**2

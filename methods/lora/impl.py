@@ -9,15 +9,13 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class LoRAParams(MethodParams):
+class LoRAParams(TargetedParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
     rslora: bool = False
     init: Literal["kaiming", "pissa"] = "kaiming"
 
@@ -58,13 +56,10 @@ class LoRALinear(AdapterLinear):
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
 
 
-class LoRA(Method):
+class LoRA(LinearAdapterMethod):
     Params = LoRAParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, linear: LoRALinear(linear, self.params))
-        return adapter_prepared(model)
+    layer = LoRALinear
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.r * (d_in + d_out) for d_out, d_in in shapes)

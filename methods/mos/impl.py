@@ -19,19 +19,23 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, load_state_strict
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import (
+    AdapterLinear,
+    TargetedParams,
+    adapter_prepared,
+    load_state_strict,
+)
+from suite.methods.api import Method, Prepared
 from suite.methods.targets import find_targets, replace_module
 
 
-class MoSParams(MethodParams):
+class MoSParams(TargetedParams):
     r: PositiveInt = 6  # rank each layer uses ("lora_r")
     valid_r: PositiveInt = 2  # parameter budget in equivalent LoRA ranks ("valid_param_lora_r")
     private_r: NonNegativeInt = 1  # equivalent ranks kept private per layer
     shards: PositiveInt = 2  # shards per vector ("num_chunk_per_vec")
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
 
 
 class ShardPool(nn.Module):

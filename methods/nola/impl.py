@@ -18,8 +18,8 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared
 from suite.methods.lowrank_common import (
     RegeneratedMixture,
     kaiming_uniform_seeded,
@@ -30,7 +30,7 @@ from suite.methods.lowrank_common import (
 )
 
 
-class NOLAParams(MethodParams):
+class NOLAParams(TargetedParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 8
     # gpt/scripts/finetune_gpt2m_e2e_qv_nola.sh (the script this method cites) uses 512;
@@ -41,7 +41,6 @@ class NOLAParams(MethodParams):
     # memory = coefficients). False: keep them as buffers (same values, more memory,
     # much faster on CPU).
     regenerate: bool = False
-    targets: str | list[str] = "qv"
 
 
 class NOLALinear(AdapterLinear):

@@ -9,18 +9,17 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared
 from suite.methods.random_bases import SharedBases, kaiming_uniform_a5, largest_shape
 from suite.methods.targets import find_targets
 
 
-class RandLoRAParams(MethodParams):
+class RandLoRAParams(TargetedParams):
     r: PositiveInt = 32
     alpha: PositiveFloat = 640  # PEFT's randlora_alpha default: 20 x the default r
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
     projection_prng_key: NonNegativeInt = 0
-    targets: str | list[str] = "qv"
 
 
 def num_bases(d_out: int, d_in: int, r: int) -> int:

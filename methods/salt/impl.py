@@ -15,14 +15,12 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 
 
-class SALTParams(MethodParams):
+class SALTParams(TargetedParams):
     ratio: float = Field(default=0.1, gt=0.0, le=1.0)
     r_lora: PositiveInt = 8
-    targets: str | list[str] = "qv"
 
 
 def salt_ranks(shape: tuple[int, int], ratio: float) -> tuple[int, int]:
@@ -72,14 +70,11 @@ class SALTLinear(AdapterLinear):
         return nn.functional.linear(x, self.delta_weight())
 
 
-class SALT(Method):
+class SALT(LinearAdapterMethod):
     Params = SALTParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        wrap_targets(model, patterns, lambda name, lin: SALTLinear(lin, self.params, gen))
-        return adapter_prepared(model)
+    layer = SALTLinear
+    seeded = True
 
     def expected_trainable_params(self, shapes) -> int:
         total = 0

@@ -20,12 +20,12 @@ from __future__ import annotations
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared, StepHooks
 from suite.methods.sparse import SparseDeltaLinear, load_sparse_state, sparse_state
 
 
-class SaRAParams(MethodParams):
+class SaRAParams(TargetedParams):
     threshold: PositiveFloat | None = 2e-3  # the scripts' --threshold (absolute |w|)
     fraction: float | None = Field(default=None, gt=0.0, lt=1.0)  # or: smallest share
     lambda_rank: NonNegativeFloat = 5e-4  # the scripts' --lambda_rank

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
-from suite.methods.adapters import adapter_prepared
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import TargetedParams, adapter_prepared
+from suite.methods.api import Method, Prepared
 from suite.methods.sparse import (
     MaskKind,
     budget,
@@ -26,12 +26,11 @@ from suite.methods.sparse import (
 from suite.methods.targets import find_targets
 
 
-class ShiraParams(MethodParams):
+class ShiraParams(TargetedParams):
     r: PositiveInt = 8
     density: float | None = Field(default=None, gt=0.0, le=1.0)
     mask: MaskKind = "random"
     mask_batches: PositiveInt = 4
-    targets: str | list[str] = "qv"
 
 
 class Shira(Method):

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from suite.methods.adapters import adapter_prepared, load_state_strict, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import TargetedParams, adapter_prepared, load_state_strict, wrap_targets
+from suite.methods.api import Method, Prepared
 from suite.methods.gated_lora import RankGatedLoRALinear, gated_state
 
 
-class SMoRAParams(MethodParams):
+class SMoRAParams(TargetedParams):
     r: int = Field(default=16, ge=2)
     top_k: PositiveInt = 8  # srmole's activate_r
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
     bias_update_rate: NonNegativeFloat = 1e-5  # srmole's default, never overridden there
     # The reference's bias is requires_grad (PEFT's set_adapter), so AdamW trains it too;
     # false keeps it a pure sign-updated balancing term (the paper's description).

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared, StepHooks
 from suite.methods.kernelized import SNELLLinear, sparsify
 
 
-class SNELLAParams(MethodParams):
+class SNELLAParams(TargetedParams):
     q: PositiveInt = 32  # low_rank_dim of every SNELLA script
     kernels: PositiveInt = 2
     init_sparsity: float = Field(default=0.01, ge=0.0, lt=1.0)  # init_thres (VTAB scripts)
@@ -42,7 +42,6 @@ class SNELLAParams(MethodParams):
     final_warmup: NonNegativeInt = 0
     mask_interval: PositiveInt = 1
     rounds: PositiveInt = 100  # allocation rounds (the reference: one per epoch, 100 epochs)
-    targets: str | list[str] = "qv"
 
 
 class SNELLALinear(SNELLLinear):

@@ -18,16 +18,21 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, load_state_strict, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.adapters import (
+    AdapterLinear,
+    TargetedParams,
+    adapter_prepared,
+    load_state_strict,
+    wrap_targets,
+)
+from suite.methods.api import Method, Prepared, StepHooks
 from suite.methods.sparse import PerEntryAdamW
 
 
-class SoRAParams(MethodParams):
+class SoRAParams(TargetedParams):
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
-    targets: str | list[str] = "qv"
     sparse_lambda: NonNegativeFloat = 1e-3  # L1 penalty on the gates (trainer.py)
     sparse_lambda_2: NonNegativeFloat = 1e-3  # soft threshold after each step
     schedule: Literal["none", "linear", "log_linear"] = "none"

@@ -19,18 +19,16 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
 from suite.methods.lowrank_common import energy_rank
 
 
-class SVFitParams(MethodParams):
+class SVFitParams(TargetedParams):
     # The paper's rule: keep the top singular values holding more than this share.
     energy: float = Field(default=0.99, gt=0.0, le=1.0)
     energy_of: Literal["sigma_squared", "sigma"] = "sigma_squared"
     # A fixed rank per layer instead of the energy rule (not the paper's rule).
     r: PositiveInt | None = None
-    targets: str | list[str] = "qv"
 
 
 def svfit_rank(weight: torch.Tensor, p: SVFitParams) -> tuple[int, tuple[torch.Tensor, ...]]:
@@ -60,13 +58,10 @@ class SVFitLinear(AdapterLinear):
         return (self.svd_U * (self.sigma - self.sigma0)) @ self.svd_Vh
 
 
-class SVFit(Method):
+class SVFit(LinearAdapterMethod):
     Params = SVFitParams
 
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, lin: SVFitLinear(lin, self.params))
-        return adapter_prepared(model)
+    layer = SVFitLinear
 
     def expected_trainable_params(self, shapes) -> int:
         if self.params.r is None:

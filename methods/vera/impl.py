@@ -7,18 +7,17 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.api import Method, Prepared
 from suite.methods.random_bases import SharedBases, kaiming_uniform_fan_in, largest_shape
 from suite.methods.targets import find_targets
 
 
-class VeRAParams(MethodParams):
+class VeRAParams(TargetedParams):
     r: PositiveInt = 256
     d_initial: float = 0.1
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
     projection_prng_key: NonNegativeInt = 0
-    targets: str | list[str] = "qv"
 
 
 def vera_bases(linears: list[nn.Linear], p: VeRAParams) -> SharedBases:

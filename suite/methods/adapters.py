@@ -8,11 +8,44 @@ override `forward` and `merged_weight` instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from suite.methods.api import Prepared, StepHooks
+from suite.methods.api import Method, MethodParams, PrepareContext, Prepared, StepHooks
 from suite.methods.targets import find_targets, replace_module
+
+
+class TargetedParams(MethodParams):
+    """Hyperparameters of a method that adapts target modules: a preset's family name
+    ("qv", "attention", "mlp", "all-linear") or explicit module names."""
+
+    targets: str | list[str] = "qv"
+
+
+class LinearAdapterMethod(Method):
+    """A method that wraps every target linear in one `layer` (an AdapterLinear).
+
+    A new method of this shape needs only its layer and its Params: `layer(linear, params)`,
+    or with `seeded`, `layer(linear, params, generator)`, one CPU generator seeded from the
+    cell's seed and shared by the layers in module order (random inits that must not
+    depend on the global random state)."""
+
+    Params: ClassVar[type[MethodParams]] = TargetedParams
+    layer: ClassVar[Callable[..., AdapterLinear]]
+    seeded: ClassVar[bool] = False
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
+        patterns = ctx.preset.resolve_targets(self.params.targets)
+        layer, params = type(self).layer, self.params
+        if self.seeded:
+            gen = ctx.generator()
+            wrap_targets(model, patterns, lambda _name, linear: layer(linear, params, gen))
+        else:
+            wrap_targets(model, patterns, lambda _name, linear: layer(linear, params))
+        return adapter_prepared(model)
 
 
 class AdapterLinear(nn.Module):

@@ -83,7 +83,9 @@ def device_facts(device: torch.device) -> dict[str, Any]:
         "cudnn_version": None,
     }
     if device.type != "cuda":
-        facts["device_name"] = "cpu"
+        from suite.provenance import cpu_model
+
+        facts.update(device_name=cpu_model(), device_count=1)
         return facts
     props = torch.cuda.get_device_properties(device)
     facts.update(
@@ -115,11 +117,11 @@ def host_facts() -> dict[str, Any]:
     """CPU model and cores, RAM, OS, library versions."""
     import psutil
 
-    from suite.provenance import _cpu_model, versions
+    from suite.provenance import cpu_model, versions
 
     return {
         "hostname": platform.node(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "ram_bytes": int(psutil.virtual_memory().total),
         "os": platform.platform(),

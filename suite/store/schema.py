@@ -154,6 +154,14 @@ TABLES = [
         task VARCHAR NOT NULL, task_hash VARCHAR NOT NULL, kind VARCHAR, split VARCHAR NOT NULL,
         metric VARCHAR NOT NULL, value DOUBLE,
         PRIMARY KEY (task_hash, split, metric))""",
+    # Per-example predictions of every cell, on validation and test ("trial_test" for a
+    # trial), written with the cell's result: the example is its position in the split,
+    # the same for every cell of the task. Numbers (class ids, values) go to *_num, text
+    # (generated answers) to *_text; `correct` is pred == gold where that is defined.
+    """CREATE TABLE IF NOT EXISTS predictions (
+        result_id VARCHAR NOT NULL, split VARCHAR NOT NULL, example INTEGER NOT NULL,
+        pred_num DOUBLE, pred_text VARCHAR, gold_num DOUBLE, gold_text VARCHAR,
+        score DOUBLE, correct BOOLEAN)""",
     "CREATE TABLE IF NOT EXISTS hardware_profiles ("
     + ", ".join(f"{name} {kind}" for name, kind in HARDWARE_PROFILE_COLUMNS.items())
     + ")",
@@ -202,6 +210,7 @@ _ONE_RESULT_SELECT = _latest_select(
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS cell_runs_by_cell ON cell_runs (cell_id)",
     "CREATE INDEX IF NOT EXISTS metrics_by_result ON metrics (result_id)",
+    "CREATE INDEX IF NOT EXISTS predictions_by_result ON predictions (result_id)",
 ]
 
 

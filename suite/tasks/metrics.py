@@ -93,5 +93,18 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
+# The range each metric's values lie in: bootstrap intervals are clipped to it.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "macro_f1": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "exact_match": (0.0, 1.0),
+    "mcc": (-1.0, 1.0),
+    "pearson": (-1.0, 1.0),
+    "spearman": (-1.0, 1.0),
+    "mse": (0.0, float("inf")),
+}
+
+
 def compute(names: list[str], pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
     return {name: METRICS[name](pred, gold) for name in names}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from suite.results import SplitPredictions
 from suite.specs.task import TaskBase
 from suite.tasks.answers import normalised_answer, predicted_answer
 from suite.tasks.metrics import compute
@@ -123,6 +124,24 @@ def generate_answers(model, batches: list[dict], task: TaskBase, tokenizer) -> P
         answers = batch["answer_ids"].tolist()
         gold += [normalised_answer(decode([t for t in row if t != -100]), task) for row in answers]
     return Predictions(_objects(preds), _objects(gold), np.full(len(preds), np.nan))
+
+
+def _plain(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return None if number != number else number  # NaN: no value
+
+
+def split_predictions(found: Predictions):
+    """Predictions as the row stores them (lists of numbers, strings or None)."""
+    return SplitPredictions(
+        pred=[_plain(v) for v in found.pred.tolist()],
+        gold=[_plain(v) for v in found.gold.tolist()],
+        score=[_plain(v) for v in found.score.tolist()],
+    )
 
 
 def predict(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:

@@ -22,7 +22,7 @@ from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
-from suite.train.evaluate import evaluate, task_loss
+from suite.train.evaluate import predict, score, split_predictions, task_loss
 from suite.train.flops import train_flops
 from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, total_steps, train
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
@@ -249,7 +249,10 @@ def _train_stats(stats: TrainStats) -> dict[str, Any]:
 
 
 def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str, Any]:
-    """Validation and test metrics on fixed batches; trials are never scored on test."""
+    """Validation and test metrics and per-example predictions on fixed batches.
+
+    A tuning trial's test results are kept apart (split "trial_test"): selection reads
+    only validation, so they cannot steer it; the tuning-budget curves use them."""
     model.eval()
     eval_sets = {
         s: _to_list(
@@ -258,17 +261,19 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         )
         for s in ("validation", "test")
     }
-    val = evaluate(model, eval_sets["validation"], cell.task, setup.tokenizer)
-    # Tuning trials are never scored on test, so test metrics cannot steer selection.
-    test = (
-        {}
-        if cell.phase == "trial"
-        else evaluate(model, eval_sets["test"], cell.task, setup.tokenizer)
-    )
+    found = {s: predict(model, eval_sets[s], cell.task, setup.tokenizer) for s in eval_sets}
+    val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
+    trial = cell.phase == "trial"
+    test_split = "trial_test" if trial else "test"
     baselines = caches.baselines(cell.task, cell.task_dir)
     return {
         "val_metrics": val,
-        "test_metrics": test,
+        "test_metrics": {} if trial else test,
+        "trial_test_metrics": test if trial else {},
+        "predictions": {
+            "validation": split_predictions(found["validation"]),
+            test_split: split_predictions(found["test"]),
+        },
         "baseline_val": baselines.get("validation", {}),
         "baseline_test": baselines.get("test", {}),
         "eval_sets": eval_sets,

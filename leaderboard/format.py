@@ -1,0 +1,165 @@
+"""Numbers as people read them: counts with separators (or k/M/B when large), bytes in
+KiB/MiB/GiB, durations in ms/s/min/h, scores to four places, and "–" where a value is
+missing. Tables keep their raw numbers (so sorting and CSV downloads stay exact) and are
+shown through `styled`, which formats each column by its kind."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pandas as pd
+
+MISSING = "–"
+
+
+def missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def count(value) -> str:
+    """77,578; 22.7 M; 3.21 B."""
+    if missing(value):
+        return MISSING
+    n = float(value)
+    for limit, suffix in ((1e9, "B"), (1e6, "M")):
+        if abs(n) >= limit:
+            return f"{n / limit:.3g} {suffix}"
+    return f"{round(n):,}"
+
+
+def nbytes(value) -> str:
+    """1.69 GiB; 607 MiB; 12.3 KiB; 512 B."""
+    if missing(value):
+        return MISSING
+    b = float(value)
+    for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if abs(b) >= 1024**power:
+            return f"{b / 1024**power:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def duration(value) -> str:
+    """Seconds as 44 ms, 60.3 s, 1 min 45 s, 2.1 h."""
+    if missing(value):
+        return MISSING
+    s = float(value)
+    if s < 1:
+        return f"{s * 1000:.3g} ms"
+    if s < 60:
+        return f"{s:.3g} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(round(s % 60))} s"
+    return f"{s / 3600:.2g} h"
+
+
+def score(value) -> str:
+    return MISSING if missing(value) else f"{float(value):.4f}"
+
+
+def p_value(value) -> str:
+    if missing(value):
+        return MISSING
+    p = float(value)
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def percent(value) -> str:
+    return MISSING if missing(value) else f"{float(value):.3g} %"
+
+
+def share(value) -> str:
+    """A fraction as a percentage: 0.5 -> 50 %."""
+    return MISSING if missing(value) else f"{100 * float(value):.0f} %"
+
+
+def flops(value) -> str:
+    """FLOP/s as 50.9 TFLOP/s."""
+    if missing(value):
+        return MISSING
+    f = float(value)
+    for power, unit in ((12, "TFLOP/s"), (9, "GFLOP/s"), (6, "MFLOP/s")):
+        if f >= 10**power:
+            return f"{f / 10**power:.3g} {unit}"
+    return f"{f:.3g} FLOP/s"
+
+
+def bandwidth(value) -> str:
+    return MISSING if missing(value) else f"{float(value) / 1e9:.3g} GB/s"
+
+
+def text(value) -> str:
+    if missing(value):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return f"{int(value)}"
+    return str(value)
+
+
+def timestamp(value) -> str:
+    """To the second, in the store's time zone (UTC)."""
+    return MISSING if missing(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
+
+
+FORMATS: dict[str, Callable[[object], str]] = {
+    "time": timestamp,
+    "count": count,
+    "bytes": nbytes,
+    "duration": duration,
+    "score": score,
+    "p": p_value,
+    "percent": percent,
+    "percent_share": share,
+    "flops": flops,
+    "bandwidth": bandwidth,
+    "text": text,
+}
+
+
+def styled(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """`frame` as people read it: each column formatted by its kind ("text" by default),
+    missing values as "–". Strings: Streamlit draws a missing cell as "None" whatever a
+    Styler says, so the page shows these, and its CSV download keeps the raw numbers."""
+    return pd.DataFrame(
+        {col: frame[col].map(FORMATS[kinds.get(col, "text")]) for col in frame.columns},
+        index=frame.index,
+    )
+
+
+def auto_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """Kinds guessed from the store's column names, for frames of arbitrary SQL: *_bytes
+    are bytes, *_s durations, counts of parameters and seeds counts, means and interval
+    bounds scores, p_value a p-value."""
+    kinds = {}
+    for col in frame.columns:
+        name = str(col)
+        if name.endswith("_bytes"):
+            kinds[col] = "bytes"
+        elif name.endswith("_s") and pd.api.types.is_numeric_dtype(frame[col]):
+            kinds[col] = "duration"
+        elif name.endswith("_params") or name in ("cell_runs", "train_tokens"):
+            kinds[col] = "count"
+        elif name in (
+            "mean",
+            "ci_low",
+            "ci_high",
+            "std",
+            "val_score",
+            "mean_score",
+        ) or name.startswith(("val_", "test_")):
+            kinds[col] = "score" if pd.api.types.is_numeric_dtype(frame[col]) else "text"
+        elif name in ("p_value", "p_holm"):
+            kinds[col] = "p"
+    return kinds
+
+
+def styled_auto(frame: pd.DataFrame):
+    """`styled` with kinds guessed from the column names."""
+    return styled(frame, auto_kinds(frame))

@@ -1,0 +1,55 @@
+"""The leaderboard reads like a product: numbers in human units, "–" for what is
+missing (never "None" or "nan"), raw numbers kept underneath for sorting."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from leaderboard import format as fmt
+from leaderboard import pagedata, tables
+from leaderboard.data import Reader
+from tests.support.demo import demo_db_copy
+
+
+def test_each_kind_of_number_reads_in_its_units():
+    assert fmt.count(77578) == "77,578" and fmt.count(22_700_000) == "22.7 M"
+    assert fmt.nbytes(1819279360) == "1.69 GiB" and fmt.nbytes(3 * 2**20) == "3 MiB"
+    assert fmt.duration(0.044) == "44 ms" and fmt.duration(105.4) == "1 min 45 s"
+    assert fmt.duration(60.3) == "1 min 0 s" and fmt.duration(3.2) == "3.2 s"
+    assert fmt.p_value(0.00005) == "<0.001" and fmt.score(0.76284) == "0.7628"
+    assert fmt.flops(5.09e13) == "50.9 TFLOP/s"
+    for missing in (None, math.nan, pd.NA):
+        assert all(f(missing) == "–" for f in fmt.FORMATS.values())
+
+
+def test_every_page_table_renders_without_none_or_nan(tmp_path):
+    reader = Reader(demo_db_copy(tmp_path / "demo.duckdb"))
+    filters = pagedata.Filters("drug-condition", "minilm-l6")
+    rows = pagedata.leaderboard_rows(reader, filters)
+    metric = pagedata.primary_metric(reader, "drug-condition")
+    built = [
+        tables.overview_table(rows, metric),
+        tables.aggregate_table(pagedata.all_tasks_rows(reader, filters)),
+        tables.method_results_table(pagedata.method_data(reader, "lora")["rows"]),
+    ]
+    for axis, kind in pagedata.COST_KINDS.items():
+        points = pagedata.pareto_data(reader, filters, axis)
+        built.append(tables.pareto_table(points, pagedata.COST_AXES[axis][0], kind))
+    from leaderboard.hardware import hardware_data
+
+    hw = hardware_data(reader)
+    built += [
+        tables.profiles_table(hw["profiles"]),
+        tables.machines_table(hw["recorded"]),
+        tables.results_on_table(hw["rows"]),
+    ]
+    for table in built:
+        shown = table.styled()
+        cells = {str(v) for v in shown.to_numpy().ravel()}
+        assert not cells & {"None", "nan", "NaN", "<NA>"}, cells
+        assert all(shown[c].map(type).eq(str).all() for c in shown.columns)
+    overview = " ".join(built[0].styled().to_numpy().ravel())
+    assert "MiB" in overview and " ms" in overview and "–" in overview
+    assert any(" GiB" in " ".join(t.styled().to_numpy().ravel()) for t in built)
