@@ -71,6 +71,12 @@ HAND_COUNTS = {
     "sltrain": lambda p, o, i: p["r"] * (i + o) + int(p["delta"] * o * i),  # + the support
     "sst": lambda p, o, i: min(o, i) + p["r"] * (i + o),  # all sigma, r pairs of vectors
     "lost": lambda p, o, i: p["r"] * (i + o) + o * max(1, round(p["channel_ratio"] * i)),
+    # Bottleneck d -> d // 16 -> d at a sublayer output of width d = d_out, with biases.
+    "adapter": lambda p, o, i: 2 * o * (o // 16) + o // 16 + o,
+    # The same adapter, its up-projection split into `experts` modules each with its own bias.
+    "lora-mixer": lambda p, o, i: p["experts"] * (p["r"] * (i + o) + i),  # + router
+    "sara": lambda p, o, i: max(1, int(p["fraction"] * o * i)),  # the smallest share
+    "mosa": lambda p, o, i: 2 * o * (o // 16) + o // 16 + p["experts"] * o,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
 # count on the fixture's layers: pools shared across layers, kernels, routers and biases
@@ -79,6 +85,7 @@ GOLDEN_COUNTS = {
     "mos": "tests/test_golden_mos.py",
     "smora": "tests/test_golden_smora.py",
     "snell": "tests/test_golden_snell.py",
+    "snella": "tests/test_golden_snella.py",
 }
 
 

@@ -181,6 +181,73 @@ class BalanceLossHooks(StepHooks):
         return self.weight * torch.stack(terms).mean() if terms else None
 
 
+class SoftTopKExpertLoRALinear(GatedLoRALinear):
+    """LoRA-Mixer's routed experts (the project's reading of arXiv 2507.00029): p =
+    softmax(W_g x) over E experts of rank r. "Hard-soft" routing: training fuses every
+    expert by p (soft, so every expert and the router get gradients), evaluation keeps
+    the top-k and renormalises them (sparse); `routing="topk"` uses the sparse gate in
+    training too. A training forward records, for `SpecializationLossHooks`, the share of
+    top-k selections per expert, the mean router probability and the mean entropy."""
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        experts: int,
+        r: int,
+        top_k: int,
+        scaling: float,
+        dropout: float = 0.0,
+        routing: str = "hard-soft",
+    ):
+        if not 1 <= top_k <= experts:
+            raise ValueError(f"top_k must be in [1, {experts}], got {top_k}")
+        super().__init__(base, experts, r, scaling, dropout)
+        self.top_k, self.routing = top_k, routing
+        self.last_load: torch.Tensor | None = None
+        self.last_probs: torch.Tensor | None = None
+        self.last_entropy: torch.Tensor | None = None
+
+    def _topk(self, probs: torch.Tensor) -> torch.Tensor:
+        top, chosen = probs.topk(self.top_k, dim=-1)
+        sparse = torch.zeros_like(probs).scatter(-1, chosen, top)
+        return sparse / sparse.sum(dim=-1, keepdim=True)
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        return self._topk(F.softmax(self.router(x).float(), dim=-1))
+
+    def _route(self, x: torch.Tensor, x_dropped: torch.Tensor) -> torch.Tensor:
+        probs = F.softmax(self.router(x).float(), dim=-1)
+        sparse = self._topk(probs)
+        if not self.training:
+            return sparse
+        flat = probs.reshape(-1, self.experts)
+        selected = (sparse.reshape(-1, self.experts) > 0).float()
+        self.last_load = (selected.sum(0) / selected.sum()).detach()
+        self.last_probs = flat.mean(0)
+        self.last_entropy = -(flat * torch.log(flat.clamp_min(1e-12))).sum(-1).mean()
+        return probs if self.routing == "hard-soft" else sparse
+
+
+class SpecializationLossHooks(BalanceLossHooks):
+    """LoRA-Mixer's routing specialisation loss, as read: balance_weight * E * sum_e f_e
+    P_e (BalanceLossHooks' term, f_e from the top-k selections) + entropy_weight * mean
+    token entropy of p, averaged over modules. A positive entropy weight sharpens the
+    routing (the paper's stated aim); its Eq. 5 as quoted by reviewers subtracts the
+    entropy term, which a negative weight reproduces."""
+
+    def __init__(self, modules, balance_weight: float, entropy_weight: float):
+        super().__init__(modules, balance_weight)
+        self.entropy_weight = entropy_weight
+
+    def extra_loss(self) -> torch.Tensor | None:
+        balance = super().extra_loss()
+        terms = [m.last_entropy for m in self.modules if m.last_entropy is not None]
+        if not self.entropy_weight or not terms:
+            return balance
+        entropy = self.entropy_weight * torch.stack(terms).mean()
+        return entropy if balance is None else balance + entropy
+
+
 def gated_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The trainable tensors plus every routing bias (state even when not trained)."""
     state = trainable_state(model)

@@ -41,9 +41,9 @@ class _SparseDeltaLinearFn(torch.autograd.Function):
     """y = x (W0 + scatter(idx, v))^T + b, saving only x (not the dense weight)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, values, indices, hook):
+    def forward(ctx, x, weight, bias, values, indices, hook, chunk_rows):
         ctx.save_for_backward(x, weight, values, indices)
-        ctx.hook = hook
+        ctx.hook, ctx.chunk_rows = hook, chunk_rows
         return F.linear(x, _densify(weight, values, indices), bias)
 
     @staticmethod
@@ -52,12 +52,34 @@ class _SparseDeltaLinearFn(torch.autograd.Function):
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
             grad_x = grad_out @ _densify(weight, values, indices).to(grad_out.dtype)
-        if ctx.needs_input_grad[3] or ctx.hook is not None:
-            g2d = grad_out.reshape(-1, grad_out.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+        g = grad_out.reshape(-1, grad_out.shape[-1])
+        xs = x.reshape(-1, x.shape[-1])
+        if ctx.hook is None and ctx.chunk_rows and ctx.needs_input_grad[3]:
+            grad_values = _entry_grads(g, xs, indices, ctx.chunk_rows).to(values.dtype)
+        elif ctx.needs_input_grad[3] or ctx.hook is not None:
+            g2d = g.T @ xs
             if ctx.hook is not None:
                 ctx.hook(g2d)
             grad_values = g2d.reshape(-1)[indices.long()].to(values.dtype)
-        return grad_x, None, None, grad_values, None, None
+        return grad_x, None, None, grad_values, None, None, None
+
+
+def _entry_grads(
+    g: torch.Tensor, xs: torch.Tensor, indices: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """The weight gradient at the (sorted, row-major) `indices` only, `rows` output rows
+    at a time: no d_out x d_in gradient is ever formed (SaRA's unstructured
+    backpropagation), only a rows x d_in block."""
+    d_out, d_in = g.shape[1], xs.shape[1]
+    idx = indices.long()
+    bounds = torch.searchsorted(idx, torch.arange(0, d_out + rows, rows, device=idx.device) * d_in)
+    out = torch.empty(len(idx), dtype=g.dtype, device=g.device)
+    for b, r0 in enumerate(range(0, d_out, rows)):
+        lo, hi = int(bounds[b]), int(bounds[b + 1])
+        if lo < hi:
+            block = g[:, r0 : r0 + rows].T @ xs
+            out[lo:hi] = block.reshape(-1)[idx[lo:hi] - r0 * d_in]
+    return out
 
 
 @torch.no_grad()
@@ -84,6 +106,8 @@ class SparseDeltaLinear(AdapterLinear):
             torch.zeros(len(idx), dtype=base.weight.dtype, device=base.weight.device)
         )
         self.grad_hook: GradHook | None = None
+        # Rows per block of the entry-gradient computation; None: one dense gradient.
+        self.grad_chunk_rows: int | None = None
 
     @property
     def k(self) -> int:
@@ -100,7 +124,13 @@ class SparseDeltaLinear(AdapterLinear):
         if self.merged:
             return self.base(x)
         return _SparseDeltaLinearFn.apply(
-            x, self.base.weight, self.base.bias, self.values, self.indices, self.grad_hook
+            x,
+            self.base.weight,
+            self.base.bias,
+            self.values,
+            self.indices,
+            self.grad_hook,
+            self.grad_chunk_rows,
         )
 
     @torch.no_grad()
@@ -285,11 +315,19 @@ class PerEntryAdamW(torch.optim.Optimizer):
     regrowth) gets its own age and may start from seeded moments
     (`seed_optimizer_entries`), so its bias correction is its own rather than the global
     step's. eps defaults to SftAdamW's 1e-6.
+
+    `active(p)`, when given, returns a boolean mask of the entries of `p` that take this
+    step (None: all of them): the others keep their value, moments and age, as a
+    parameter without a gradient does under AdamW. MoSA's modules share one tensor, and
+    only the modules a step activated move (its reference keeps one tensor per module).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, active=None
+    ):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
+        self.active = active
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -299,7 +337,6 @@ class PerEntryAdamW(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -308,14 +345,27 @@ class PerEntryAdamW(torch.optim.Optimizer):
                     state["age"] = torch.ones_like(p)
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
-                grad, age = p.grad, state["age"]
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denom = exp_avg_sq.sqrt().add_(group["eps"])
-                denom.mul_(1.0 - beta1**age).div_(torch.sqrt(1.0 - beta2**age))
-                p.addcdiv_(exp_avg, denom, value=-lr)
-                if wd > 0.0:
-                    p.add_(p, alpha=-lr * wd)
-                age.add_(1.0)
+                mask = self.active(p) if self.active is not None else None
+                if mask is None:
+                    _adamw_entries(p, state, p.grad, group, beta1, beta2)
+                else:
+                    saved = {k: v.clone() for k, v in state.items()} | {"p": p.detach().clone()}
+                    _adamw_entries(p, state, p.grad, group, beta1, beta2)
+                    keep = ~mask
+                    p.data[keep] = saved.pop("p")[keep]
+                    for key, old in saved.items():
+                        state[key][keep] = old[keep]
         return loss
+
+
+def _adamw_entries(p, state, grad, group, beta1, beta2) -> None:
+    lr, wd, age = group["lr"], group["weight_decay"], state["age"]
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    denom = exp_avg_sq.sqrt().add_(group["eps"])
+    denom.mul_(1.0 - beta1**age).div_(torch.sqrt(1.0 - beta2**age))
+    p.addcdiv_(exp_avg, denom, value=-lr)
+    if wd > 0.0:
+        p.add_(p, alpha=-lr * wd)
+    age.add_(1.0)
