@@ -52,6 +52,18 @@ class Measurements(BaseModel):
     device: str | None = None
     train_tokens: int | None = None
     train_flops: float | None = None
+    # The base's storage (suite/models/storage.py; the preset's dtype when unset) and its
+    # bytes as stored while training and for inference (LoRAM trains on a pruned base).
+    base_storage: str | None = None
+    base_bytes: int | None = None
+    inference_base_bytes: int | None = None
+    # Training memory broken down (suite/train/memory.py): exact tensor bytes of the
+    # first four parts, and the measured peak beyond them.
+    mem_frozen_weights_bytes: int | None = None
+    mem_trainable_weights_bytes: int | None = None
+    mem_gradients_bytes: int | None = None
+    mem_optimizer_state_bytes: int | None = None
+    mem_activations_other_bytes: int | None = None
     # Training examples the method held out for its own outer loop (Method.train_holdout).
     train_holdout_examples: int | None = None
     # Forgetting (suite/tasks/forgetting.py): loss on the matrix's reference texts.

@@ -111,6 +111,16 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "train_tokens": "BIGINT",
     "train_flops": "DOUBLE",
     "train_holdout_examples": "INTEGER",
+    # The base's storage and bytes as stored (training, inference), and the training
+    # memory broken down (suite/train/memory.py).
+    "base_storage": "VARCHAR",
+    "base_bytes": "BIGINT",
+    "inference_base_bytes": "BIGINT",
+    "mem_frozen_weights_bytes": "BIGINT",
+    "mem_trainable_weights_bytes": "BIGINT",
+    "mem_gradients_bytes": "BIGINT",
+    "mem_optimizer_state_bytes": "BIGINT",
+    "mem_activations_other_bytes": "BIGINT",
     "achieved_flops_per_s": "DOUBLE",
     "flops_fraction_of_peak": "DOUBLE",
     "gpu_fraction": "DOUBLE",
