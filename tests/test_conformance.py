@@ -55,6 +55,8 @@ HAND_COUNTS = {
     "adalora": lambda p, o, i: p["init_r"] * (i + o + 1),  # P, Q and lambda at init_r
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
+    "lq-lora": lambda p, o, i: p["r"] * (i + o),  # L1 and L2 as LoRA's B and A
+    "qlora": lambda p, o, i: p["r"] * (i + o),
     "head": lambda p, o, i: 0,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's

@@ -91,6 +91,11 @@ def test_stored_linear_forward_backward_and_merge_roundtrip(name):
     assert not torch.equal(layer.weight, w.to(layer.weight.dtype))
     layer.restore(saved)
     assert torch.equal(layer.weight.float(), w)
+    merged = w + 0.125
+    layer.merge_dense(merged)  # a merge holds W' densely: outputs do not move
+    assert torch.equal(layer.weight, merged) and layer.stored.codec.name == "dense"
+    layer.restore(saved)
+    assert torch.equal(layer.weight.float(), w)
 
 
 @pytest.mark.parametrize("name", ["nf4", "int8", "fp8"])

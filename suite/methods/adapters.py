@@ -100,10 +100,10 @@ class AdapterLinear(nn.Module):
     def merge(self) -> None:
         if not self.merged:
             if hasattr(self.base, "snapshot"):
-                # A compressed base (suite/models/storage.py): the merged matrix is stored
-                # again (re-quantised, as PEFT merges into a 4-bit base).
+                # A compressed base (suite/models/storage.py): the merged matrix is held
+                # densely (PEFT re-quantises it into a 4-bit base, which moves outputs).
                 self._unmerged_weight = self.base.snapshot()
-                self.base.assign(self.merged_weight())
+                self.base.merge_dense(self.merged_weight())
             else:
                 self._unmerged_weight = self.base.weight.detach().clone()
                 self.base.weight.copy_(self.merged_weight())

@@ -162,6 +162,22 @@ def _nf4_tensor_class():
     return NF4Tensor
 
 
+class DenseCodec(Codec):
+    """A matrix kept as given (what a merge into a compressed base leaves: the merged
+    weight W' = Q + delta, exactly, instead of re-quantising it)."""
+
+    name = "dense"
+
+    def encode(self, w):
+        return w.detach().clone(), {}
+
+    def decode(self, data, extras, shape):
+        return data.view(shape)
+
+    def rows(self, data, extras, shape, idx):
+        return data[idx]
+
+
 CODECS: dict[str, type[Codec]] = {c.name: c for c in (NF4Codec, Int8Codec, FP8Codec)}
 
 
@@ -169,14 +185,15 @@ class StoredWeight(nn.Module):
     """A frozen matrix as stored: its codes (a Parameter, so counts and devices follow it,
     never trained) and the codec's extras (buffers)."""
 
-    def __init__(self, w: torch.Tensor, codec: Codec):
+    def __init__(self, w: torch.Tensor, codec: Codec, encoded=None):
+        """`encoded`: `codec.encode(w)` already computed (LQ-LoRA's last iteration)."""
         super().__init__()
         self.codec = codec
         self.shape = tuple(w.shape)
-        self._store(w)
+        self._store(w, encoded)
 
-    def _store(self, w: torch.Tensor) -> None:
-        data, extras = self.codec.encode(w)
+    def _store(self, w: torch.Tensor, encoded=None) -> None:
+        data, extras = encoded if encoded is not None else self.codec.encode(w)
         self.data = nn.Parameter(data, requires_grad=False)
         for name, t in extras.items():
             self.register_buffer(name, t)
@@ -189,23 +206,6 @@ class StoredWeight(nn.Module):
 
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
         return self.codec.rows(self.data, self.extras(), self.shape, idx)
-
-    @torch.no_grad()
-    def assign(self, w: torch.Tensor) -> None:
-        device = self.data.device
-        self._store(w.to(device))
-
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        return {
-            "data": self.data.detach().clone(),
-            **{k: v.clone() for k, v in self.extras().items()},
-        }
-
-    @torch.no_grad()
-    def restore(self, saved: dict[str, torch.Tensor]) -> None:
-        self.data = nn.Parameter(saved["data"], requires_grad=False)
-        for name in self.extras():
-            self.register_buffer(name, saved[name])
 
 
 class _StoredMatmul(torch.autograd.Function):
@@ -246,13 +246,22 @@ class StoredLinear(nn.Linear):
         super().__setattr__(name, value)
 
     def assign(self, w: torch.Tensor) -> None:
-        self.stored.assign(w.detach())
+        """Store a new matrix in this layer's codec (re-quantised; a tied matrix is
+        replaced for this layer only)."""
+        stored = self.stored
+        self.stored = StoredWeight(w.detach().to(stored.data.device), stored.codec)
 
-    def snapshot(self):
-        return self.stored.snapshot()
+    def snapshot(self) -> StoredWeight:
+        return self.stored
 
-    def restore(self, saved) -> None:
-        self.stored.restore(saved)
+    def restore(self, saved: StoredWeight) -> None:
+        self.stored = saved
+
+    def merge_dense(self, w: torch.Tensor) -> None:
+        """Hold the merged matrix `w` densely (AdapterLinear.merge): a merge into a
+        compressed base must not change the outputs by re-quantising; `restore` puts
+        the stored matrix back."""
+        self.stored = StoredWeight(w.detach(), DenseCodec())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = _StoredMatmul.apply(x, self.stored)
