@@ -86,3 +86,25 @@ def test_bad_inputs_are_refused():
         impl.empirical_fisher(nn.Module(), ctx, ["query"], 4)
     with pytest.raises(ValueError):
         impl.LQLoRAParams(storage="nf3")
+
+
+def test_q_stays_nf4_on_a_bf16_base():
+    """The engine's fp32 cast of new tensors must leave the stored Q alone."""
+    from suite.train.prepare import prepare_model
+    from tests.helpers import tiny_bench
+
+    bench = tiny_bench()
+    cls = load_object("impl.py:LQLoRA", str(ROOT / "methods" / "lq-lora"))
+    method = cls(cls.Params(targets="qv", r=4, svd="exact"))
+    model = bench.build(0).to(torch.bfloat16)
+    made = prepare_model(method, model, _ctx(bench))
+    layer = made.prepared.model.backbone.encoder.layer[0].attention.self.query
+    data = layer.base.stored.data
+    assert type(data).__name__ == "NF4Tensor" and data.dtype == torch.bfloat16
+    assert layer.lora_A.weight.dtype == torch.float32 and made.base_dtype == "bfloat16"
+
+
+def _ctx(bench):
+    from suite.methods.api import PrepareContext
+
+    return PrepareContext(preset=bench.preset, seed=0, device=torch.device("cpu"))

@@ -185,6 +185,9 @@ class StoredWeight(nn.Module):
     """A frozen matrix as stored: its codes (a Parameter, so counts and devices follow it,
     never trained) and the codec's extras (buffers)."""
 
+    # Part of the frozen base: the engine's fp32 cast of a method's new tensors skips it.
+    frozen_base = True
+
     def __init__(self, w: torch.Tensor, codec: Codec, encoded=None):
         """`encoded`: `codec.encode(w)` already computed (LQ-LoRA's last iteration)."""
         super().__init__()
@@ -223,6 +226,8 @@ class _StoredMatmul(torch.autograd.Function):
 
 class StoredLinear(nn.Linear):
     """A frozen linear whose weight is stored compressed (an nn.Linear to target finders)."""
+
+    frozen_base = True
 
     def __init__(self, linear: nn.Linear, codec: Codec, stored: StoredWeight | None = None):
         nn.Module.__init__(self)
