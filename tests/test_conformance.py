@@ -57,6 +57,9 @@ HAND_COUNTS = {
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
     "lq-lora": lambda p, o, i: p["r"] * (i + o),  # L1 and L2 as LoRA's B and A
     "qlora": lambda p, o, i: p["r"] * (i + o),
+    # floor(i o / (ratio (i + o))) ranks of two factors (train: factors; biases stay W's).
+    "pela": lambda p, o, i: int(i * o // (p.get("ratio", 3.0) * (i + o))) * (i + o),
+    "sketch-to-adapt": lambda p, o, i: o * p["gpr"] * 2 ** p["bits"],  # a table per group
     "head": lambda p, o, i: 0,
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
