@@ -61,6 +61,11 @@ HAND_COUNTS = {
     "pela": lambda p, o, i: int(i * o // (p.get("ratio", 3.0) * (i + o))) * (i + o),
     "sketch-to-adapt": lambda p, o, i: o * p["gpr"] * 2 ** p["bits"],  # a table per group
     "head": lambda p, o, i: 0,
+    # Pretraining replacements (train_rest off: the factors alone train).
+    "low-rank": lambda p, o, i: p["r"] * (i + o),
+    "sltrain": lambda p, o, i: p["r"] * (i + o) + int(p["delta"] * o * i),  # + the support
+    "sst": lambda p, o, i: min(o, i) + p["r"] * (i + o),  # all sigma, r pairs of vectors
+    "lost": lambda p, o, i: p["r"] * (i + o) + o * max(1, round(p["channel_ratio"] * i)),
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
 # count on the fixture's layers: pools shared across layers, kernels, routers and biases

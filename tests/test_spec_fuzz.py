@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from suite.errors import SpecError
-from suite.registry import REPO_ROOT, Catalog
+from suite.paths import CHECKOUT as REPO_ROOT
+from suite.registry import Catalog
 
 REAL_SPECS = sorted(
     p
@@ -112,9 +113,13 @@ any_bytes = st.one_of(
 )
 
 
+# Taken before any test patches Catalog.discover, so the cache never calls the patch.
+_REAL_DISCOVER = Catalog.discover
+
+
 @functools.lru_cache(maxsize=1)
 def _catalog() -> Catalog:
-    return Catalog.discover()
+    return _REAL_DISCOVER()
 
 
 @pytest.fixture()
