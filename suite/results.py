@@ -59,8 +59,9 @@ class Measurements(BaseModel):
     merge_time_s: float | None = None
     merge_max_abs_diff: float | None = None
     adapter_bytes: int | None = None
-    # Bytes of the optimiser's state tensors at the end of training (moments, step
-    # counters stored as tensors, a method's projections or chosen coordinates).
+    # Bytes of the optimiser's state tensors (moments, step counters stored as tensors,
+    # a method's projections or chosen coordinates), at their largest over the training
+    # steps; the optimiser part of the memory breakdown below.
     optimizer_state_bytes: int | None = None
     base_dtype: str | None = None
     adapter_dtype: str | None = None
@@ -77,12 +78,12 @@ class Measurements(BaseModel):
     base_storage: str | None = None
     base_bytes: int | None = None
     inference_base_bytes: int | None = None
-    # Training memory broken down (suite/train/memory.py): exact tensor bytes of the
-    # first four parts, and the measured peak beyond them.
+    # Training memory broken down (suite/train/memory.py): exact tensor bytes of frozen
+    # and trainable weights, gradients (and optimizer_state_bytes above), and the
+    # measured peak beyond those four.
     mem_frozen_weights_bytes: int | None = None
     mem_trainable_weights_bytes: int | None = None
     mem_gradients_bytes: int | None = None
-    mem_optimizer_state_bytes: int | None = None
     mem_activations_other_bytes: int | None = None
     # Training examples the method held out for its own outer loop (Method.train_holdout).
     train_holdout_examples: int | None = None

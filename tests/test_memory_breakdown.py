@@ -47,7 +47,7 @@ def _parts(m) -> int:
         m.mem_frozen_weights_bytes
         + m.mem_trainable_weights_bytes
         + m.mem_gradients_bytes
-        + m.mem_optimizer_state_bytes
+        + m.optimizer_state_bytes
     )
 
 
@@ -59,7 +59,7 @@ def test_lora_parts_equal_their_tensor_sizes(tiny_plugins):
     assert m.mem_trainable_weights_bytes == 4 * trainable
     assert m.mem_gradients_bytes == 4 * trainable
     tensors = LAYERS * 2 * 2 + 2
-    assert m.mem_optimizer_state_bytes == 2 * 4 * trainable + STEP_BYTES * tensors
+    assert m.optimizer_state_bytes == 2 * 4 * trainable + STEP_BYTES * tensors
     assert m.mem_frozen_weights_bytes == 4 * (ALL - HEAD) + BUFFERS
     assert m.base_bytes == 4 * (ALL - HEAD) + BUFFERS
     assert _parts(m) <= m.peak_memory_bytes
@@ -72,7 +72,7 @@ def test_full_fine_tuning_parts_equal_their_tensor_sizes(tiny_plugins):
     assert m.mem_trainable_weights_bytes == 4 * ALL
     assert m.mem_gradients_bytes == 4 * (ALL - POOLER)
     # AdamW keeps no state for a parameter that never had a gradient (the pooler).
-    assert m.mem_optimizer_state_bytes == 2 * 4 * (ALL - POOLER) + STEP_BYTES * (ALL_TENSORS - 2)
+    assert m.optimizer_state_bytes == 2 * 4 * (ALL - POOLER) + STEP_BYTES * (ALL_TENSORS - 2)
     assert m.mem_frozen_weights_bytes == BUFFERS
     assert _parts(m) <= m.peak_memory_bytes
 

@@ -75,7 +75,8 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "merge_time_s": "DOUBLE",
     "merge_max_abs_diff": "DOUBLE",
     "adapter_bytes": "BIGINT",
-    # The optimiser's state tensors at the end of training (suite/train/measure.py).
+    # The optimiser's state tensors (suite/train/measure.py), at their largest over the
+    # training steps: also the optimiser part of the memory breakdown (mem_* columns).
     "optimizer_state_bytes": "BIGINT",
     "final_train_loss": "DOUBLE",
     "loss_curve": "DOUBLE[]",
@@ -123,7 +124,6 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "mem_frozen_weights_bytes": "BIGINT",
     "mem_trainable_weights_bytes": "BIGINT",
     "mem_gradients_bytes": "BIGINT",
-    "mem_optimizer_state_bytes": "BIGINT",
     "mem_activations_other_bytes": "BIGINT",
     "achieved_flops_per_s": "DOUBLE",
     "flops_fraction_of_peak": "DOUBLE",

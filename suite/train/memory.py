@@ -3,7 +3,8 @@ state, and activations plus the rest.
 
 The first four are exact byte counts of the tensors that hold them (as stored: an nf4
 matrix counts its packed codes and scalers), taken after every optimiser step and kept
-at their largest; trainable weights include the fp32 master copies of low-precision
+at their largest; the optimiser state is `suite.train.measure.optimizer_state_bytes`
+(also what the row's `optimizer_state_bytes` holds, so the two never disagree); trainable weights include the fp32 master copies of low-precision
 trained tensors, gradients those of the masters. The fifth is what the measured peak
 (suite/train/measure.PeakMemory: the cell's own increment; CUDA: max_memory_allocated)
 holds beyond them: activations kept for backward, temporaries, the allocator's slack,
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from suite.models.storage import module_bytes, stored_bytes
+from suite.train.measure import optimizer_state_bytes
 
 
 @dataclass
@@ -29,16 +31,6 @@ class MemoryParts:
 
     def total(self) -> int:
         return self.frozen_weights + self.trainable_weights + self.gradients + self.optimizer_state
-
-
-def _tensors(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    return []
 
 
 def _unique_bytes(tensors) -> int:
@@ -59,7 +51,7 @@ def measure_parts(model: nn.Module, optimizer: torch.optim.Optimizer, masters=()
         frozen_weights=module_bytes(model, trainable=False),
         trainable_weights=_unique_bytes([*trainable, *masters]),
         gradients=_unique_bytes([p.grad for p in [*trainable, *masters]]),
-        optimizer_state=_unique_bytes(_tensors(list(optimizer.state.values()))),
+        optimizer_state=optimizer_state_bytes(optimizer),
     )
 
 
@@ -83,6 +75,6 @@ class MemoryProbe:
             "mem_frozen_weights_bytes": parts.frozen_weights,
             "mem_trainable_weights_bytes": parts.trainable_weights,
             "mem_gradients_bytes": parts.gradients,
-            "mem_optimizer_state_bytes": parts.optimizer_state,
+            "optimizer_state_bytes": parts.optimizer_state,
             "mem_activations_other_bytes": rest,
         }

@@ -259,7 +259,6 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "trainable_params": trainable,
         "adapter_params": trainable - head,
         "peak_memory_bytes": peak,
-        **probe.fields(peak),
         "peak_memory_isolated": memory.isolated,
         "memory_baseline_bytes": memory.baseline_bytes,
         "cached_model_bytes": caches.cached_model_bytes(),
@@ -267,6 +266,8 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "tokens_per_s": tokens[0] / stats.wall_s if stats.wall_s else None,
         "train_flops": train_flops(model, tokens[0]),
         **_train_stats(stats),
+        # After the stats: the optimiser state at its largest over the steps, not the last.
+        **probe.fields(peak),
     }
 
 
