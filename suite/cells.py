@@ -41,6 +41,8 @@ class ResolvedMethod(Frozen):
     # bumps, so bumping any link moves it); None while it is 1, so cells of methods that
     # never changed keep their ids. A bump makes a new cell id: `peftbench run` reruns it.
     version: int | None = None
+    # The base storage the method is defined on (qlora: nf4); None: the matrix's axis.
+    base_storage: str | None = None
     # Labels, not settings: never hashed.
     fidelity: str | None = Field(default=None, exclude=True)
     size_params: list[str] = Field(default_factory=list, exclude=True)
@@ -73,6 +75,9 @@ class Cell(Frozen):
     # 'trial' cells tune (validation only); 'final' cells run the selected configuration.
     phase: Literal["single", "trial", "final"] = "single"
     reference: ReferenceSpec | None = None
+    # How the frozen base is stored (suite/models/storage.py); None: the preset's dtype,
+    # as before (unset, it stays out of the hash, so older ids do not move).
+    base_storage: str | None = None
     # Stored with the row, not hashed: they describe how the cell was chosen.
     baseline_method: str = Field(default="lora", exclude=True)
     tuning: TuningSpec | None = Field(default=None, exclude=True)
@@ -169,6 +174,7 @@ def resolve_method(
     fidelity = next((e.spec.fidelity for e in chain if e.spec.fidelity is not None), None)
     sizes = next((e.spec.size_params for e in chain if e.spec.size_params is not None), [])
     version = 1 + sum((e.spec.version or 1) - 1 for e in chain)
+    storage = next((e.spec.base_storage for e in chain if e.spec.base_storage), None)
     return ResolvedMethod(
         label=item.display,
         name=entry.name,
@@ -180,6 +186,7 @@ def resolve_method(
         weight_decay=training.weight_decay,
         mergeable=mergeable,
         version=version if version > 1 else None,
+        base_storage=storage,
         fidelity=fidelity,
         size_params=sizes,
         ties=ties,
@@ -262,7 +269,7 @@ def expand_matrix(
     _check_every_model_and_task_runs(models, [t.spec for t in tasks], file, line)
     cells: dict[str, Cell] = {}
     for model in models:
-        for method in methods:
+        for storage, method in _with_storages(methods, matrix.base_storage):
             for task in tasks:
                 if not runs_on(model, task.spec):
                     continue
@@ -271,6 +278,7 @@ def expand_matrix(
                         matrix=matrix.name,
                         model=model,
                         method=method,
+                        base_storage=storage,
                         task=task.spec,
                         task_dir=str(task.folder),
                         seed=seed,
@@ -283,6 +291,24 @@ def expand_matrix(
                     cells.setdefault(cell.cell_id, cell)
     skipped = [f"{m.name} x {t.spec.name}" for m in models for t in tasks if not runs_on(m, t.spec)]
     return Expansion(list(cells.values()), skipped)
+
+
+def _with_storages(
+    methods: list[ResolvedMethod], storages: list[str] | None
+) -> list[tuple[str | None, ResolvedMethod]]:
+    """Each method on each base storage of the matrix's axis (expanded like models); a
+    method that declares its own storage (qlora) runs on that one only. Where the axis
+    names several storages, a method's label gains '@storage' so the leaderboard keeps
+    lora on bf16 and lora on nf4 apart."""
+    out: list[tuple[str | None, ResolvedMethod]] = []
+    for method in methods:
+        if method.base_storage or not storages:
+            out.append((method.base_storage, method))
+            continue
+        for storage in storages:
+            label = f"{method.label}@{storage}" if len(storages) > 1 else method.label
+            out.append((storage, method.model_copy(update={"label": label})))
+    return out
 
 
 def _check_every_model_and_task_runs(models, tasks, file: str, line) -> None:

@@ -59,8 +59,9 @@ class Measurements(BaseModel):
     merge_time_s: float | None = None
     merge_max_abs_diff: float | None = None
     adapter_bytes: int | None = None
-    # Bytes of the optimiser's state tensors at the end of training (moments, step
-    # counters stored as tensors, a method's projections or chosen coordinates).
+    # Bytes of the optimiser's state tensors (moments, step counters stored as tensors,
+    # a method's projections or chosen coordinates), at their largest over the training
+    # steps; the optimiser part of the memory breakdown below.
     optimizer_state_bytes: int | None = None
     base_dtype: str | None = None
     adapter_dtype: str | None = None
@@ -72,6 +73,18 @@ class Measurements(BaseModel):
     # Training tokens (padded, as the model ran them) per second of the training loop.
     tokens_per_s: float | None = None
     train_flops: float | None = None
+    # The base's storage (suite/models/storage.py; the preset's dtype when unset) and its
+    # bytes as stored while training and for inference (LoRAM trains on a pruned base).
+    base_storage: str | None = None
+    base_bytes: int | None = None
+    inference_base_bytes: int | None = None
+    # Training memory broken down (suite/train/memory.py): exact tensor bytes of frozen
+    # and trainable weights, gradients (and optimizer_state_bytes above), and the
+    # measured peak beyond those four.
+    mem_frozen_weights_bytes: int | None = None
+    mem_trainable_weights_bytes: int | None = None
+    mem_gradients_bytes: int | None = None
+    mem_activations_other_bytes: int | None = None
     # Training examples the method held out for its own outer loop (Method.train_holdout).
     train_holdout_examples: int | None = None
     # Forgetting (suite/tasks/forgetting.py): loss on the matrix's reference texts.

@@ -65,6 +65,11 @@ HAND_COUNTS = {
     # LoRA's budget, r per target, re-split by contribution: the same total when the
     # targets share d_in + d_out (q and v here)
     "colora": lambda p, o, i: p["r"] * (i + o),
+    "lq-lora": lambda p, o, i: p["r"] * (i + o),  # L1 and L2 as LoRA's B and A
+    "qlora": lambda p, o, i: p["r"] * (i + o),
+    # floor(i o / (ratio (i + o))) ranks of two factors (train: factors; biases stay W's).
+    "pela": lambda p, o, i: int(i * o // (p.get("ratio", 3.0) * (i + o))) * (i + o),
+    "sketch-to-adapt": lambda p, o, i: o * p["gpr"] * 2 ** p["bits"],  # a table per group
     "head": lambda p, o, i: 0,
     # Pretraining replacements (train_rest off: the factors alone train).
     "low-rank": lambda p, o, i: p["r"] * (i + o),

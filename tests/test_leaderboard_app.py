@@ -77,13 +77,15 @@ def test_overview_filters_and_all_tasks(app):
 def test_pareto_every_axis(app):
     at = _page(app, "pareto")
     assert _titles(at)[0].startswith("Pareto: drug-condition on minilm-l6 (cpu-local)")
-    assert len(at.radio(key="cost_axis").options) == 5
+    assert len(at.radio(key="cost_axis").options) == 7
     for axis in (
         "trainable_params",
         "peak_memory_bytes",
         "train_wall_s",
         "latency_unmerged_s",
         "adapter_bytes",
+        "base_bytes",
+        "training_memory_bytes",
     ):
         at.radio(key="cost_axis").set_value(axis).run()
         assert not at.exception, at.exception

@@ -323,3 +323,37 @@ def test_pareto_window_matches_brute_force_front(seed):
     expected = _brute_force_front(rows)
     assert got == expected
     assert any(expected.values()) and not all(expected.values())
+
+
+def test_base_and_training_memory_cost_axes(tmp_path):
+    """Base memory is base_bytes; training memory is the breakdown beyond the frozen base
+    (trainable weights, gradients, optimiser state, activations and the rest)."""
+    store = Store(tmp_path / "m.duckdb")
+    store.init()
+    memory = {  # method: (score, base bytes, trainable, gradients, optimiser, rest)
+        "lora": (0.80, 4000, 100, 100, 200, 1000),
+        "qlora": (0.79, 1000, 100, 100, 200, 1100),
+        "full": (0.90, 4000, 4000, 4000, 8000, 1500),
+    }
+    with store.connect() as con:
+        for method, (score, base, tw, g, opt, rest) in memory.items():
+            for seed in range(2):
+                _row(con, method, seed, score + 0.01 * seed, base_bytes=base,
+                     mem_frozen_weights_bytes=base, mem_trainable_weights_bytes=tw,
+                     mem_gradients_bytes=g, optimizer_state_bytes=opt,
+                     mem_activations_other_bytes=rest + seed)  # fmt: skip
+        refresh_comparisons(con)
+    board = _board(store)
+    assert board["qlora"]["base_bytes"] == 1000
+    assert board["lora"]["training_memory_bytes"] == 100 + 100 + 200 + 1000.5
+    points = store.query(
+        "SELECT method, cost_axis, cost, on_front FROM pareto"
+        " WHERE cost_axis IN ('base_bytes', 'training_memory_bytes')"
+    )
+    got = {(r["method"], r["cost_axis"]): (r["cost"], r["on_front"]) for _, r in points.iterrows()}
+    assert got[("full", "base_bytes")] == (4000, True)
+    assert got[("lora", "base_bytes")] == (4000, False)  # full: the same base, better
+    assert got[("qlora", "base_bytes")] == (1000, True)
+    assert got[("lora", "training_memory_bytes")] == (1400.5, True)
+    assert got[("qlora", "training_memory_bytes")] == (1500.5, False)  # lora: less, better
+    assert got[("full", "training_memory_bytes")] == (17500.5, True)

@@ -99,15 +99,24 @@ class AdapterLinear(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         if not self.merged:
-            self._unmerged_weight = self.base.weight.detach().clone()
-            self.base.weight.copy_(self.merged_weight())
+            if hasattr(self.base, "snapshot"):
+                # A compressed base (suite/models/storage.py): the merged matrix is held
+                # densely (PEFT re-quantises it into a 4-bit base, which moves outputs).
+                self._unmerged_weight = self.base.snapshot()
+                self.base.merge_dense(self.merged_weight())
+            else:
+                self._unmerged_weight = self.base.weight.detach().clone()
+                self.base.weight.copy_(self.merged_weight())
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         # Restoring the saved weight (rather than subtracting) keeps unmerge exact.
         if self.merged:
-            self.base.weight.copy_(self._unmerged_weight)
+            if hasattr(self.base, "restore"):
+                self.base.restore(self._unmerged_weight)
+            else:
+                self.base.weight.copy_(self._unmerged_weight)
             del self._unmerged_weight
             self.merged = False
 

@@ -148,6 +148,11 @@ class Prepared:
     # A learning-rate multiplier per trainable parameter name (LoCA's locations train at
     # their own rate); the default optimiser groups parameters by it. None: 1 for all.
     lr_scale: Callable[[str], float] | None = None
+    # Bytes of the base the model trains on and of the base it is scored with, as stored,
+    # where they are not the backbone's frozen tensors (PELA's and SketchTune's trained
+    # factors are their base; LoRAM trains on a pruned base and infers on the full one).
+    base_bytes: Callable[[], int] | None = None
+    inference_base_bytes: Callable[[], int] | None = None
 
     @property
     def mergeable(self) -> bool:

@@ -48,7 +48,8 @@ def _linear_head(backbone: nn.Module, num_outputs: int, seed: int) -> nn.Module:
         # Seeded so the head, like everything else, is a function of the cell's seed.
         head.weight.normal_(0.0, 0.02, generator=generator)
         head.bias.zero_()
-    return head.to(next(backbone.parameters()).dtype)
+    # The first floating tensor's dtype (a stored base's int8 / fp8 codes are not one).
+    return head.to(next(p.dtype for p in backbone.parameters() if p.is_floating_point()))
 
 
 def _encoder_forward(model: TaskModel, batch: dict) -> torch.Tensor:

@@ -71,6 +71,12 @@ class MatrixSpec(Frozen):
     baseline_method: Name = "lora"
     tuning: TuningSpec | None = None
     reference: ReferenceSpec | None = None
+    # Base storages to run every method on, expanded like models (suite/models/storage.py:
+    # bf16, nf4, int8, fp8); unset: the preset's own dtype, as before. A method that
+    # declares its own `base_storage` (qlora) keeps it.
+    base_storage: list[Literal["bf16", "nf4", "int8", "fp8"]] | None = Field(
+        default=None, min_length=1
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:
@@ -80,6 +86,8 @@ class MatrixSpec(Frozen):
             raise ValueError(f"method labels repeat: {dupes}; give each entry a distinct label")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds repeat")
+        if self.base_storage and len(set(self.base_storage)) != len(self.base_storage):
+            raise ValueError("base_storage repeats")
         return self
 
     def entries(self) -> list[MethodEntry]:

@@ -98,6 +98,9 @@ class MethodSpec(Frozen):
     # and `peftbench run` reruns them (version 1 stays out of the cell hash).
     version: PositiveInt | None = None
     conformance: ConformanceSpec = ConformanceSpec()
+    # The base storage the method is defined on (QLoRA: LoRA on an nf4 base); it overrides
+    # a matrix's `base_storage` axis for this method's cells (suite/models/storage.py).
+    base_storage: Literal["bf16", "nf4", "int8", "fp8"] | None = None
 
     @model_validator(mode="after")
     def _kind_or_implementation(self) -> MethodSpec:

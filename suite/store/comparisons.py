@@ -54,7 +54,15 @@ EXAMPLE_COLUMNS = {
 }  # fmt: skip
 # The cost axes of the pareto view (suite/store/views.py COST_AXES), at their medians.
 COSTS = ("trainable_params", "peak_memory_bytes", "train_wall_s", "latency_unmerged_s",
-         "adapter_bytes")  # fmt: skip
+         "adapter_bytes", "base_bytes", "training_memory_bytes")  # fmt: skip
+# Training memory: what training holds beyond the frozen base (suite/train/memory.py):
+# trainable weights (and fp32 masters), gradients, optimiser state, activations and the
+# rest of the measured peak. Base memory (base_bytes) is the base as stored.
+TRAINING_MEMORY_SQL = (
+    "(mem_trainable_weights_bytes + mem_gradients_bytes + optimizer_state_bytes"
+    " + mem_activations_other_bytes)"
+)
+COST_SQL = {name: name for name in COSTS} | {"training_memory_bytes": TRAINING_MEMORY_SQL}
 
 
 def _ddl(name: str, columns: dict[str, str]) -> str:
@@ -126,7 +134,7 @@ def fill_t_table(con) -> None:
 _ROWS = f"""
 SELECT task_hash, model, method, method_hash, CAST(budget AS VARCHAR), profile,
        baseline_method, seed, test_primary, higher_is_better, primary_metric, result_id,
-       task, {", ".join(COSTS)}
+       task, {", ".join(COST_SQL[c] for c in COSTS)}
 FROM results
 WHERE status = 'ok' AND coalesce(phase, 'single') <> 'trial' AND test_primary IS NOT NULL"""
 

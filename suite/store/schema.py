@@ -75,7 +75,8 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "merge_time_s": "DOUBLE",
     "merge_max_abs_diff": "DOUBLE",
     "adapter_bytes": "BIGINT",
-    # The optimiser's state tensors at the end of training (suite/train/measure.py).
+    # The optimiser's state tensors (suite/train/measure.py), at their largest over the
+    # training steps: also the optimiser part of the memory breakdown (mem_* columns).
     "optimizer_state_bytes": "BIGINT",
     "final_train_loss": "DOUBLE",
     "loss_curve": "DOUBLE[]",
@@ -115,6 +116,15 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "tokens_per_s": "DOUBLE",
     "train_flops": "DOUBLE",
     "train_holdout_examples": "INTEGER",
+    # The base's storage and bytes as stored (training, inference), and the training
+    # memory broken down (suite/train/memory.py).
+    "base_storage": "VARCHAR",
+    "base_bytes": "BIGINT",
+    "inference_base_bytes": "BIGINT",
+    "mem_frozen_weights_bytes": "BIGINT",
+    "mem_trainable_weights_bytes": "BIGINT",
+    "mem_gradients_bytes": "BIGINT",
+    "mem_activations_other_bytes": "BIGINT",
     "achieved_flops_per_s": "DOUBLE",
     "flops_fraction_of_peak": "DOUBLE",
     "gpu_fraction": "DOUBLE",

@@ -22,6 +22,7 @@ their own view. Two protocols (task hash, budget, profile) never share a row or 
 from __future__ import annotations
 
 from suite.store.comparisons import TABLES as COMPARISON_TABLES
+from suite.store.comparisons import TRAINING_MEMORY_SQL
 
 ANALYSIS_TABLES = COMPARISON_TABLES
 
@@ -64,6 +65,10 @@ grouped AS (
         avg(latency_merged_s) AS latency_merged_s,
         avg(merge_time_s) AS merge_time_s,
         avg(adapter_bytes) AS adapter_bytes,
+        string_agg(DISTINCT base_storage, ',') AS base_storage,
+        avg(base_bytes) AS base_bytes,
+        avg(inference_base_bytes) AS inference_base_bytes,
+        avg({TRAINING_MEMORY_SQL}) AS training_memory_bytes,
         avg(forgetting_delta_loss) AS forgetting_delta_loss,
         any_value(lr) AS lr,
         any_value(params) AS params,
@@ -135,6 +140,8 @@ COST_AXES = (
     "train_wall_s",
     "latency_unmerged_s",
     "adapter_bytes",
+    "base_bytes",
+    "training_memory_bytes",
 )
 
 # A point is on the front when no other point of its (task, task_hash, model, budget,

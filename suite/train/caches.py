@@ -123,25 +123,41 @@ def _backbone(preset: ModelPreset):
     return _cached(("backbone", spec_hash(preset)), build)
 
 
+def _stored_backbone(preset: ModelPreset, storage: str | None):
+    """The backbone stored as `storage` (compressed once per worker, then cached like the
+    loaded model); None: the backbone as loaded."""
+    if storage is None:
+        return _backbone(preset)
+
+    def build():
+        from suite.models.storage import apply_storage
+
+        COUNTS["base_compressions"] = COUNTS.get("base_compressions", 0) + 1
+        return apply_storage(copy.deepcopy(_backbone(preset)), storage)
+
+    return _cached(("backbone", spec_hash(preset), storage), build)
+
+
 def cached_model_bytes() -> int:
-    """Bytes of every backbone this worker keeps cached (reported beside a cell's peak,
-    which does not include them)."""
-    return sum(
-        t.numel() * t.element_size()
-        for key, model in _CACHE.items()
-        if key[0] == "backbone"
-        for t in [*model.parameters(), *model.buffers()]
-    )
+    """Bytes (as stored) of every backbone this worker keeps cached (reported beside a
+    cell's peak, which does not include them)."""
+    from suite.models.storage import module_bytes
+
+    return sum(module_bytes(model) for key, model in _CACHE.items() if key[0] == "backbone")
 
 
-def warm(preset: ModelPreset) -> None:
-    """Load the preset's backbone into the cache now (outside any seeded section)."""
-    _backbone(preset)
+def warm(preset: ModelPreset, storage: str | None = None) -> None:
+    """Load the preset's backbone (and its stored form) into the cache now (outside any
+    seeded section)."""
+    _stored_backbone(preset, storage)
 
 
-def task_model(preset: ModelPreset, num_outputs: int, seed: int) -> TaskModel:
-    """A fresh TaskModel: a copy of the cached backbone, every weight frozen but the head."""
-    backbone = copy.deepcopy(_backbone(preset))
+def task_model(
+    preset: ModelPreset, num_outputs: int, seed: int, storage: str | None = None
+) -> TaskModel:
+    """A fresh TaskModel: a copy of the cached (stored) backbone, every weight frozen but
+    the head."""
+    backbone = copy.deepcopy(_stored_backbone(preset, storage))
     for p in backbone.parameters():
         p.requires_grad_(False)
     return TaskModel(backbone, num_outputs, preset.pooling, seed)

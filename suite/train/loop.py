@@ -240,8 +240,10 @@ def train(
     loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor],
     cfg: LoopConfig,
     on_step: Callable[[int, float], None] | None = None,
+    probe: Callable[[TrainingDriver], None] | None = None,
 ) -> TrainStats:
-    """Run `cfg.steps` optimiser steps; raise NonFiniteLoss on NaN/inf."""
+    """Run `cfg.steps` optimiser steps; raise NonFiniteLoss on NaN/inf. `probe(driver)`
+    runs after every optimiser step (the memory breakdown, suite/train/memory.py)."""
     model, hooks = prepared.model, prepared.hooks
     model.train()
     driver = TrainingDriver(prepared, cfg)
@@ -264,6 +266,8 @@ def train(
         hooks.after_backward(step)
         driver.optimizer_step(lambda step=step: hooks.before_optimizer_step(step))
         hooks.after_optimizer_step(step)
+        if probe is not None:
+            probe(driver)
         stats.step_times.append(time.perf_counter() - t0)
         stats.losses.append(float(loss.detach()))
         stats.steps += 1

@@ -15,6 +15,8 @@ parameter at 1.0 does not move at lr 1e-3. So:
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -25,8 +27,15 @@ class AdapterDtype:
     """Remembers the base's tensors before `prepare`, then casts what the method added."""
 
     def __init__(self, model: nn.Module):
-        self.base_tensors = {id(t) for t in model.parameters()} | {id(t) for t in model.buffers()}
+        # Weak references by id: a method may free base tensors in `prepare` (LoRAM prunes
+        # them), and a new tensor can then reuse a freed one's id.
+        tensors = [*model.parameters(), *model.buffers()]
+        self._base = {id(t): weakref.ref(t) for t in tensors}
         self.base_dtype = _dominant_dtype(model)
+
+    def is_base(self, t: torch.Tensor) -> bool:
+        ref = self._base.get(id(t))
+        return ref is not None and ref() is t
 
     def cast_new_tensors(self, model: nn.Module) -> int:
         """Cast the method's new low-precision floating tensors to fp32; returns how many."""
@@ -34,12 +43,16 @@ class AdapterDtype:
 
         cast = 0
         for module in model.modules():
+            if getattr(module, "frozen_base", False):
+                # A method's pruned or compressed copy of the base (suite/models/storage.py,
+                # LoRAM's pruned linears): it keeps the base's storage, like the base.
+                continue
             for p in list(module._parameters.values()):
-                if p is not None and id(p) not in self.base_tensors and p.dtype in LOW_PRECISION:
+                if p is not None and not self.is_base(p) and p.dtype in LOW_PRECISION:
                     p.data = p.data.float()
                     cast += 1
             for name, b in list(module._buffers.items()):
-                if b is not None and id(b) not in self.base_tensors and b.dtype in LOW_PRECISION:
+                if b is not None and not self.is_base(b) and b.dtype in LOW_PRECISION:
                     module._buffers[name] = b.float()
                     cast += 1
             if isinstance(module, AdapterLinear) and self.base_dtype in LOW_PRECISION:
@@ -48,11 +61,7 @@ class AdapterDtype:
 
     def adapter_dtype(self, model: nn.Module) -> str | None:
         """The dtype of the method's new trainable tensors (None when it adds none)."""
-        dtypes = {
-            p.dtype
-            for p in model.parameters()
-            if p.requires_grad and id(p) not in self.base_tensors
-        }
+        dtypes = {p.dtype for p in model.parameters() if p.requires_grad and not self.is_base(p)}
         if not dtypes:
             return None
         return ",".join(sorted(_name(d) for d in dtypes))

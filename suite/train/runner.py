@@ -16,6 +16,7 @@ import torch
 from suite.cells import Cell
 from suite.methods.api import Method, PrepareContext, Prepared, TrainingPlan
 from suite.methods.source import source_hash
+from suite.models.storage import parameter_count
 from suite.plugins import load_object
 from suite.results import Measured, Measurements
 from suite.tasks.forgetting import ReferenceProbe
@@ -26,6 +27,7 @@ from suite.train.evaluate import predict, score, split_predictions, task_loss
 from suite.train.flops import train_flops
 from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_steps, train
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
+from suite.train.memory import MemoryProbe
 from suite.train.prepare import prepare_model
 
 # Latency is measured on this many fixed test batches (enough for a stable median).
@@ -107,12 +109,13 @@ def load(cell: Cell) -> Setup:
     # Load (or find cached) the backbone before seeding: loading draws random numbers for
     # weights it then overwrites, so the first cell of a worker would otherwise start
     # from a different random state than the same cell run later on that worker.
-    caches.warm(cell.model)
+    caches.warm(cell.model, cell.base_storage)
     # The cell's memory counts from here: the worker's caches above are not the cell's.
     memory = PeakMemory(device)
     memory.reset()
     seed_everything(cell.seed)
-    model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
+    model = caches.task_model(cell.model, data.num_outputs, cell.seed, cell.base_storage)
+    model = model.to(device)
     # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
     reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
     budget = cell.budget
@@ -181,10 +184,33 @@ def prepare(cell: Cell, setup: Setup) -> Ready:
         "base_dtype": made.base_dtype,
         "adapter_dtype": made.adapter_dtype,
         "method_source_hash": source_hash(cls),
-        "total_params": sum(p.numel() for p in made.prepared.model.parameters()),
+        "total_params": parameter_count(made.prepared.model),
         "train_holdout_examples": len(held) if held is not None else None,
+        **_base_fields(cell, made.prepared),
     }
     return Ready(made.prepared, fields)
+
+
+def _base_fields(cell: Cell, prepared: Prepared) -> dict[str, Any]:
+    """The base's storage and bytes as stored, for training and for inference; refuses a
+    method that would train a compressed base's codes."""
+    from suite.models.storage import module_bytes, stored_parameters
+
+    model = prepared.model
+    trained = [name for name, p in stored_parameters(model) if p.requires_grad]
+    if trained:
+        raise ValueError(
+            f"method '{cell.method.name}' trains weights of the {cell.base_storage} base "
+            f"({trained[0]}, ...), which a compressed storage keeps frozen; run it on a "
+            "bf16 base (base_storage: bf16)"
+        )
+    base = prepared.base_bytes() if prepared.base_bytes else module_bytes(model.backbone, False)
+    infer = prepared.inference_base_bytes() if prepared.inference_base_bytes else base
+    return {
+        "base_storage": cell.base_storage or cell.model.dtype,
+        "base_bytes": base,
+        "inference_base_bytes": infer,
+    }
 
 
 def _hold_out(setup: Setup, fraction: float):
@@ -221,7 +247,10 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
     tokens = [0]  # padded tokens trained on, for the FLOP estimate
     memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
-    stats = train(prepared, _counted(stream, tokens), task_loss(cell.task), cfg, on_step=report)
+    probe = MemoryProbe(model)
+    stats = train(
+        prepared, _counted(stream, tokens), task_loss(cell.task), cfg, on_step=report, probe=probe
+    )
     peak = memory.peak_bytes()
     # Counted after training: ranks IncreLoRA grew and ranks SoRA pruned both count.
     head = _trainable(model.head)
@@ -237,6 +266,8 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "tokens_per_s": tokens[0] / stats.wall_s if stats.wall_s else None,
         "train_flops": train_flops(model, tokens[0]),
         **_train_stats(stats),
+        # After the stats: the optimiser state at its largest over the steps, not the last.
+        **probe.fields(peak),
     }
 
 
