@@ -78,6 +78,9 @@ class Cell(Frozen):
     tuning: TuningSpec | None = Field(default=None, exclude=True)
     trial_index: int | None = Field(default=None, exclude=True)
     selection: dict[str, Any] | None = Field(default=None, exclude=True)
+    # Where the worker saves the cell's artifact (None: it saves none). Set by the plan
+    # for matrices that save, and for every cell a post-hoc stage consumes; not hashed.
+    artifact_dir: str | None = Field(default=None, exclude=True)
 
     @property
     def cell_id(self) -> str:
@@ -261,10 +264,11 @@ def expand_matrix(
     ]
     _check_every_model_and_task_runs(models, [t.spec for t in tasks], file, line)
     cells: dict[str, Cell] = {}
+    restricted = [set(e.tasks) if e.tasks else None for e in matrix.entries()]
     for model in models:
-        for method in methods:
+        for method, only in zip(methods, restricted, strict=True):
             for task in tasks:
-                if not runs_on(model, task.spec):
+                if not runs_on(model, task.spec) or (only and task.spec.name not in only):
                     continue
                 for seed in matrix.seeds:
                     cell = Cell(

@@ -187,3 +187,47 @@ def factor_positions(factors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.
 def positions_to_factors(vectors: torch.Tensor, d_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse of `factor_positions` for one task's rebuilt vectors (positions x r)."""
     return vectors[:d_out], vectors[d_out:].T
+
+
+def compact(deltas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors an update needs to be kept: each as (int32 flat indices, values) where
+    at most half its entries are nonzero, else dense."""
+    out = {}
+    for name, delta in deltas.items():
+        nonzero = torch.nonzero(delta.reshape(-1)).reshape(-1)
+        if len(nonzero) <= delta.numel() // 2:
+            out[f"{name}.indices"] = nonzero.to(torch.int32)
+            out[f"{name}.values"] = delta.reshape(-1)[nonzero].contiguous()
+        else:
+            out[name] = delta.contiguous()
+    return out
+
+
+def concatenated(updates, weights: list[float]) -> dict[str, torch.Tensor] | None:
+    """A weighted sum of low-rank updates kept exactly as one LoRA of the summed rank,
+    [w_1 B_1 ... w_T B_T] [A_1; ...; A_T] (None unless every update is low-rank)."""
+    if not all(u.factors and set(u.factors) == set(u.deltas) for u in updates):
+        return None
+    out = {}
+    for name in updates[0].factors:
+        if not all(name in u.factors for u in updates):
+            return None
+        pairs = [
+            (w * u.factors[name][0], u.factors[name][1])
+            for u, w in zip(updates, weights, strict=True)
+        ]
+        out[f"{name}.B"] = torch.cat([b for b, _ in pairs], dim=1).contiguous()
+        out[f"{name}.A"] = torch.cat([a for _, a in pairs], dim=0).contiguous()
+    return out
+
+
+def summed(updates, weights: list[float]) -> dict[str, torch.Tensor]:
+    """sum_t w_t tau_t for every parameter any task changed."""
+    names = sorted({n for u in updates for n in u.deltas})
+    out = {}
+    for name in names:
+        parts = [
+            (u.deltas[name], w) for u, w in zip(updates, weights, strict=True) if name in u.deltas
+        ]
+        out[name] = weighted_sum([p for p, _ in parts], [w for _, w in parts])
+    return out

@@ -152,9 +152,11 @@ def _ends(rows: int, last: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _take(order: torch.Tensor, pointers, steps, side: torch.Tensor) -> torch.Tensor:
-    """The entry each row's pointer on `side` names, moving that pointer on."""
+    """The entry each row's pointer on `side` names, moving that pointer on. A pointer
+    past the end stays at it (the reference then indexes out of range and crashes; on
+    every input where it does not, this clamp never acts)."""
     at = torch.gather(pointers, 1, side)
-    chosen = torch.gather(order, 1, at)
+    chosen = torch.gather(order, 1, at.clamp(0, order.shape[1] - 1))
     pointers.scatter_(1, side, at + steps.gather(1, side))
     return chosen
 
@@ -223,7 +225,7 @@ def dsnot_nm(
         cycle += 1
         side = (error > 0).long()
         at = torch.gather(regrow_ptr, 1, side)
-        regrow = torch.gather(regrow_order, 1, at)
+        regrow = torch.gather(regrow_order, 1, at.clamp(0, regrow_order.shape[1] - 1))
         start = regrow - regrow % m
         block = torch.gather(initial, 1, offsets + start)
         prune = torch.topk(block, 1, dim=1, largest=False)[1] + start

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
-
-
-class Budget(Frozen):
-    """The training budget every method in a matrix gets (stored with every row)."""
-
-    epochs: PositiveFloat = 1.0
-    max_steps: PositiveInt | None = None
-    batch_size: PositiveInt = 16
-    warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
-    grad_clip: NonNegativeFloat = 1.0
-    max_train_samples: PositiveInt | None = None
+from suite.specs.budget import Budget
+from suite.specs.posthoc import PosthocStageSpec
 
 
 class TuningSpec(Frozen):
@@ -46,6 +37,9 @@ class MethodEntry(Frozen):
     label: Name | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     lr: PositiveFloat | None = None
+    # Only these of the matrix's tasks (default: all); e.g. a full fine-tune that only a
+    # compress stage on one task needs.
+    tasks: list[Name] | None = Field(default=None, min_length=1)
 
     @property
     def display(self) -> str:
@@ -68,6 +62,11 @@ class MatrixSpec(Frozen):
     baseline_method: Name = "lora"
     tuning: TuningSpec | None = None
     reference: ReferenceSpec | None = None
+    # Save every trained cell's adapter (or whole model) as an artifact; cells a post-hoc
+    # stage consumes always save (docs/posthoc.md).
+    save_artifacts: bool | None = None
+    # Merge and compress stages run on the trained cells' artifacts once they are stored.
+    posthoc: list[PosthocStageSpec] | None = None
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:
@@ -77,6 +76,15 @@ class MatrixSpec(Frozen):
             raise ValueError(f"method labels repeat: {dupes}; give each entry a distinct label")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds repeat")
+        for entry in self.entries():
+            unknown = sorted(set(entry.tasks or []) - set(self.tasks))
+            if unknown:
+                raise ValueError(
+                    f"method {entry.display!r} names tasks not in the matrix: {unknown}"
+                )
+        stages = [s.name for s in self.posthoc or []]
+        if len(set(stages)) != len(stages):
+            raise ValueError(f"post-hoc stage names repeat: {sorted(stages)}")
         return self
 
     def entries(self) -> list[MethodEntry]:
