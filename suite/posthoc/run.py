@@ -22,6 +22,7 @@ from suite.posthoc.api import CompressContext, MergeContext, TaskUpdate
 from suite.posthoc.cells import PosthocCell
 from suite.posthoc.inputs import LoadedInput, build_model, load_input
 from suite.results import PosthocMeasured, PosthocMeasurements, PosthocScore
+from suite.train.batches import eval_batches
 from suite.train.loop import NonFiniteLoss
 from suite.train.measure import median_latency, safetensors_bytes
 from suite.train.runner import LATENCY_BATCHES, evaluate_cell, seed_everything
@@ -65,6 +66,13 @@ def _run(cell: PosthocCell) -> PosthocMeasurements:
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         }
     )
+
+
+def latency_batches_of(source: LoadedInput) -> list[dict]:
+    """The source task's fixed test batches, on its device (for latency)."""
+    setup, task = source.setup, source.cell.task
+    batches = eval_batches(setup.encoded["test"], task.eval_batch_size, setup.pad, setup.collate)
+    return [{k: v.to(setup.device) for k, v in b.items()} for b in batches]
 
 
 def score_rows(source: LoadedInput, scores: dict) -> list[PosthocScore]:
@@ -132,8 +140,7 @@ def _compress(cell: PosthocCell, method, inputs: list[LoadedInput]) -> PosthocMe
 
     source = inputs[0]
     model = build_model(source, source.deltas)
-    batches = evaluate_cell(source.cell, source.setup, model)["eval_sets"]["test"]
-    latency_batches = batches[:LATENCY_BATCHES]
+    latency_batches = latency_batches_of(source)[:LATENCY_BATCHES]
     dense_latency = median_latency(lambda b: model(**b), latency_batches, source.setup.device)
     ctx: CompressContext = compress_context(cell, source, model)
     start = time.perf_counter()
