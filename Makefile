@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # otherwise pull a multi-GB CUDA build on machines without it.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test test-fast wheel-check lint fmt clean browser-deps
+.PHONY: install run test test-fast wheel-check lint fmt clean browser-deps corpus-deps corpus-root
 
 install: $(STAMP)
 
@@ -42,13 +42,30 @@ browser-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed: the browser test will be skipped"; fi; }
 
+# The pretraining corpus (tasks/python-docs-lm): Debian's Python 3.11 documentation, whose
+# reST sources it reads under /usr/share/doc/python3.11/html/_sources. Installed where we
+# are root and apt works, as chromium is.
+CORPUS_DEB ?= python3.11-doc
+CORPUS_DIR := /usr/share/doc/python3.11/html/_sources
+corpus-deps:
+	@test -d $(CORPUS_DIR) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CORPUS_DEB) >/dev/null; \
+	  else echo "$(CORPUS_DEB) not installed: the pretraining corpus tests will fail"; fi; }
+
+# The corpus alone (11 MB) under results/deb-root, for a machine without apt (a GPU node):
+# run there with PEFTBENCH_DEBIAN_ROOT=results/deb-root.
+corpus-root: corpus-deps
+	mkdir -p results/deb-root$(dir $(CORPUS_DIR))
+	cp -r $(CORPUS_DIR) results/deb-root$(dir $(CORPUS_DIR))
+
 # Every test (slow ones included); GPU tests skip themselves without a CUDA device.
-test: install lint browser-deps
+test: install lint browser-deps corpus-deps
 	$(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # Everything but the tests marked slow.
-test-fast: install lint
+test-fast: install lint corpus-deps
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

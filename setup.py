@@ -28,7 +28,8 @@ setup(
     package_dir={f"suite._builtin.{name}": name for name in BUILTIN},
     package_data={
         "suite.matrices": ["*.yaml"],
-        "suite.models": ["*.yaml"],
+        "suite.references": ["*.yaml"],
+        "suite.models": ["*.yaml", "tokenizers/*/*.json"],
         **{
             p: ["**/*.yaml", "**/*.py", "**/*.md"]
             for p in (*(f"suite._builtin.{n}" for n in BUILTIN), *PLUGIN_FOLDERS)

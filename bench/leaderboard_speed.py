@@ -68,6 +68,32 @@ def _multiply(con, seeds: int) -> None:
             substr(md5(task_hash || t), 1, 16), kind, split, metric, value
         FROM baselines, range({TASKS}) t(t)"""
     )
+    # Per-example predictions of every copied row (about 200 per row).
+    con.execute(
+        f"""INSERT INTO predictions SELECT md5(x.result_id || {key}) AS result_id, x.split,
+            x.example, x.pred_num, x.pred_text, x.gold_num, x.gold_text, x.score, x.correct
+        FROM predictions x JOIN base USING (result_id), {combos} WHERE {keep}"""
+    )
+    _copy_derived(con)
+
+
+def _copy_derived(con) -> None:
+    """What the store computes at write time for each comparison group (intervals,
+    comparisons, Pareto-front probabilities, per-example outcomes), copied with the rows
+    it belongs to: a copied group is the same computation under new names (seed blocks
+    add seeds to the same groups, whose rows are copied once)."""
+    combos = f"range({TASKS}) t(t), range({METHODS}) m(m), range({MODELS}) d(d)"
+    keep = "NOT (t = 0 AND m = 0 AND d = 0)"
+    renamed = (
+        "substr(md5(task_hash || t), 1, 16) AS task_hash, method || '-m' || m AS method, "
+        "substr(md5(method_hash || m), 1, 16) AS method_hash, model || '-d' || d AS model"
+    )
+    for table in ("comparisons", "pareto_noise", "example_outcomes"):
+        extra = ", task || '-t' || t AS task" if table == "example_outcomes" else ""
+        con.execute(
+            f"INSERT INTO {table} SELECT x.* REPLACE ({renamed}{extra}) FROM {table} x, {combos} "
+            f"WHERE {keep}"
+        )
 
 
 def build(path: Path, rows: int, base_db: Path) -> int:
@@ -105,7 +131,12 @@ def page_builders(reader: data.Reader) -> dict:
         ),
         "overview (all tasks)": lambda: pagedata.overview_data(reader, everywhere),
         "pareto": lambda: pagedata.pareto_data(reader, filters, "trainable_params"),
-        "method": lambda: (pagedata.methods(reader), pagedata.method_data(reader, "lora")),
+        "method": lambda: (
+            pagedata.methods(reader),
+            pagedata.method_data(reader, "lora"),
+            pagedata.tuning_curve(reader, "head"),
+            pagedata.lost_to_baseline(reader, "head"),
+        ),
         "ablations": lambda: [
             saved.run_saved(reader, name, filters.task, filters.model) for name in saved.SAVED
         ],
@@ -123,7 +154,7 @@ def time_snapshots(path: Path) -> None:
     print(f"\nfirst read of each view into the snapshot, once per database version ({path.name})")
     for name in ("leaderboard", "aggregate", "rank_sweep", "pareto"):
         start = time.perf_counter()
-        current.ensure([name], reader._connect)
+        current.ensure([name], reader.connect)
         took = time.perf_counter() - start
         rows = current.query(f'SELECT count(*) AS n FROM "{name}"', [])["n"].iloc[0]
         print(f"{name:32} {took:11.3f}s  ({rows:,} rows)")

@@ -73,6 +73,11 @@ def percent(value) -> str:
     return MISSING if missing(value) else f"{float(value):.3g} %"
 
 
+def share(value) -> str:
+    """A fraction as a percentage: 0.5 -> 50 %."""
+    return MISSING if missing(value) else f"{100 * float(value):.0f} %"
+
+
 def flops(value) -> str:
     """FLOP/s as 50.9 TFLOP/s."""
     if missing(value):
@@ -111,6 +116,7 @@ FORMATS: dict[str, Callable[[object], str]] = {
     "score": score,
     "p": p_value,
     "percent": percent,
+    "percent_share": share,
     "flops": flops,
     "bandwidth": bandwidth,
     "text": text,

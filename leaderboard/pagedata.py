@@ -80,6 +80,21 @@ def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     )
 
 
+def reference_rows(reader: Reader, task_types: list[str]) -> pd.DataFrame:
+    """Numbers reported in papers for these task types (`reference_results`, loaded from
+    suite/references/ at Store.init); empty for a store made before that table existed."""
+    exists = reader.frame(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'reference_results'"
+    )
+    if not task_types or not int(exists["n"].iloc[0]):
+        return pd.DataFrame()
+    return reader.frame(
+        "SELECT * FROM reference_results WHERE task_type IN (SELECT unnest(?)) "
+        "ORDER BY paper, table_ref, method, tokens",
+        [sorted(task_types)],
+    )
+
+
 def all_tasks_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     """The aggregate over tasks: mean score and mean rank per method (stale rows excluded)."""
     clause, extra = _profile_clause(filters)
@@ -193,6 +208,26 @@ def loss_curves(reader: Reader, rows: pd.DataFrame) -> pd.DataFrame:
     )
     latest = frame.drop_duplicates("cell_id", keep="last")
     return latest.sort_values(["task", "model", "profile", "seed"]).reset_index(drop=True)
+
+
+def tuning_curve(reader: Reader, method: str) -> pd.DataFrame:
+    """The method's tuning-budget curves, on every task and model it was tuned on."""
+    return reader.frame(
+        "SELECT task, model, profile, k, n_trials, expected_best_val, expected_best_val_std, "
+        "expected_test_of_selected FROM tuning_curves WHERE method = ? "
+        "ORDER BY task, model, profile, k",
+        [method],
+    )
+
+
+def lost_to_baseline(reader: Reader, method: str, limit: int = 200) -> pd.DataFrame:
+    """Test examples the method gets wrong (most seeds) that its baseline method gets right."""
+    return reader.frame(
+        "SELECT task, model, profile, baseline_method, example, gold, prediction, "
+        "baseline_prediction, share_correct, baseline_share_correct FROM lost_to_baseline "
+        "WHERE method = ? ORDER BY task, model, profile, example LIMIT ?",
+        [method, limit],
+    )
 
 
 def methods(reader: Reader) -> list[str]:

@@ -25,6 +25,7 @@ class SavedQuery:
     color: str
     x_log: bool = False
     views: tuple[str, ...] = ("leaderboard",)
+    facet: str | None = None  # one panel per value of this column
 
 
 SAVED: dict[str, SavedQuery] = {
@@ -50,6 +51,20 @@ SAVED: dict[str, SavedQuery] = {
         y="mean",
         color="method_kind",
         x_log=True,
+    ),
+    "tuning": SavedQuery(
+        "Tuning-budget curves",
+        "Each method's expected best validation score after k of its tuning trials "
+        "(Dodge et al. 2019), with the test score of the configuration validation would "
+        "select at each k; one panel per method. From the `tuning_curves` view.",
+        "SELECT method, k, n_trials, expected_best_val, expected_best_val_std, "
+        "expected_test_of_selected FROM tuning_curves WHERE task = ? AND model = ? "
+        "ORDER BY method, k",
+        x="k",
+        y="expected_best_val",
+        color="method",
+        views=(),
+        facet="method",
     ),
     "seeds": SavedQuery(
         "Seed variance",

@@ -35,6 +35,11 @@ def _table(columns: dict[str, tuple[pd.Series, str]]) -> Table:
     )
 
 
+def _optional(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column older stores lack, as missing values."""
+    return rows[column] if column in rows else pd.Series([None] * len(rows), index=rows.index)
+
+
 def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
     """One row per method (and profile): score with CI, seeds, and every cost."""
     score = f"{metric.display}{f' ({metric.unit})' if metric.unit else ''}"
@@ -50,18 +55,41 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
             "CI high (95%)": (rows["ci_high"], "score"),
             "Seeds": (rows["n_seeds"], "text"),
             "Failed": (rows["n_failed"], "text"),
+            "Interval over": (rows["ci_kind"], "text"),
             "vs baseline method": (rows["vs_baseline"], "text"),
-            "p": (rows["p_value"], "p"),
+            "p (Holm)": (rows["p_holm"], "p"),
+            "p (bootstrap)": (rows["p_boot"], "p"),
+            "p (McNemar)": (rows["p_mcnemar"], "p"),
+            "vs baseline (seed t-test)": (rows["vs_baseline_t"], "text"),
+            "p (t)": (rows["p_value"], "p"),
+            "t-test pairs": (rows["n_pairs"], "text"),
             "Trainable params": (rows["trainable_params"], "count"),
             "Trainable share": (rows["trainable_pct"], "percent"),
             "Peak memory": (rows["peak_memory_bytes"], "bytes"),
             "Train time": (rows["train_wall_s"], "duration"),
+            "Tokens/s": (_optional(rows, "tokens_per_s"), "count"),
             "Latency unmerged": (rows["latency_unmerged_s"], "duration"),
             "Latency merged": (rows["latency_merged_s"], "duration"),
             "Adapter size": (rows["adapter_bytes"], "bytes"),
             "Stale": (rows["stale"], "text"),
         }
     )
+
+
+def reference_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Numbers reported in papers, each with its source (never ranked with measured rows)."""
+    return pd.DataFrame(
+        {
+            "Method (paper's name)": rows["method"],
+            "peftbench method": rows["method_key"].fillna("–"),
+            "Model": rows["model"],
+            "Training tokens": rows["tokens"],
+            f"{rows['metric'].iloc[0] if len(rows) else 'Value'}": rows["value"],
+            "Data set": rows["dataset"],
+            "Source": rows["paper"] + " (arXiv " + rows["arxiv"] + "), " + rows["table_ref"],
+            "Provenance": rows["provenance"],
+        }
+    ).reset_index(drop=True)
 
 
 def fidelity_labels(rows: pd.DataFrame) -> pd.Series:
@@ -109,6 +137,7 @@ def pareto_table(points: pd.DataFrame, cost_label: str, cost_kind: str) -> Table
             "CI high": (order["ci_high"], "score"),
             "Seeds": (order["n_seeds"], "text"),
             cost_label: (order["cost"], cost_kind),
+            "P(on front)": (order["p_front"], "percent_share"),
             "Cell ids": (order["cell_ids_text"], "text"),
         }
     )
@@ -133,6 +162,23 @@ def method_results_table(rows: pd.DataFrame) -> Table:
             "Learning rate": (rows["lr"], "text"),
             "Version": (rows["method_version"], "text"),
             "Stale": (rows["stale"], "text"),
+        }
+    )
+
+
+def lost_examples_table(rows: pd.DataFrame) -> Table:
+    return _table(
+        {
+            "Task": (rows["task"], "text"),
+            "Model": (rows["model"], "text"),
+            "Profile": (rows["profile"], "text"),
+            "Example": (rows["example"], "text"),
+            "Gold": (rows["gold"], "text"),
+            "Prediction": (rows["prediction"], "text"),
+            "Baseline method": (rows["baseline_method"], "text"),
+            "Its prediction": (rows["baseline_prediction"], "text"),
+            "Seeds right": (rows["share_correct"], "percent_share"),
+            "Baseline's seeds right": (rows["baseline_share_correct"], "percent_share"),
         }
     )
 

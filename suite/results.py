@@ -23,11 +23,26 @@ Status = Literal[
 ]
 
 
+class SplitPredictions(BaseModel):
+    """Per-example predictions on one split, in the split's order (the example id is the
+    position: stable across cells of the same task). `score` is the margin between the two
+    best outputs (classes, choices), the value (regression), or None (generated text)."""
+
+    pred: list[float | str | None]
+    gold: list[float | str | None]
+    score: list[float | None]
+
+
 class Measurements(BaseModel):
     """Everything a trained cell measured. Costs are None where they could not be measured."""
 
     val_metrics: dict[str, float] = Field(default_factory=dict)
     test_metrics: dict[str, float] = Field(default_factory=dict)
+    # A tuning trial's test metrics, kept apart (split "trial_test"): selection reads only
+    # validation; the tuning-budget curves read these.
+    trial_test_metrics: dict[str, float] = Field(default_factory=dict)
+    # Per split ("validation", "test", or "trial_test" for a trial).
+    predictions: dict[str, SplitPredictions] = Field(default_factory=dict, exclude=True)
     baseline_val: dict[str, float] = Field(default_factory=dict)
     baseline_test: dict[str, float] = Field(default_factory=dict)
     trainable_params: int | None = None
@@ -48,6 +63,9 @@ class Measurements(BaseModel):
     merge_time_s: float | None = None
     merge_max_abs_diff: float | None = None
     adapter_bytes: int | None = None
+    # Bytes of the optimiser's state tensors at the end of training (moments, step
+    # counters stored as tensors, a method's projections or chosen coordinates).
+    optimizer_state_bytes: int | None = None
     base_dtype: str | None = None
     adapter_dtype: str | None = None
     method_source_hash: str | None = None
@@ -55,6 +73,8 @@ class Measurements(BaseModel):
     loss_curve: list[float] = Field(default_factory=list)
     device: str | None = None
     train_tokens: int | None = None
+    # Training tokens (padded, as the model ran them) per second of the training loop.
+    tokens_per_s: float | None = None
     train_flops: float | None = None
     # Training examples the method held out for its own outer loop (Method.train_holdout).
     train_holdout_examples: int | None = None
@@ -192,6 +212,7 @@ class CellResult(Measurements, Placement):
             peak_fraction = achieved / peak if peak else None
         return cls(
             **m.model_dump(),
+            predictions=m.predictions,  # excluded from dumps (the store writes them apart)
             **placement.model_dump(),
             cell_id=cell_id,
             status=measured.status,

@@ -22,9 +22,15 @@ from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
 from suite.specs.posthoc import PosthocMethodSpec
 from suite.specs.profile import HardwareProfile
+from suite.specs.reference import ReferenceFile
 from suite.tasks.types import TaskSpec
 
-_BY_FOLDER = {"hardware_profiles": HardwareProfile, "matrices": MatrixSpec, "models": ModelPreset}
+_BY_FOLDER = {
+    "hardware_profiles": HardwareProfile,
+    "matrices": MatrixSpec,
+    "models": ModelPreset,
+    "references": ReferenceFile,
+}
 _BY_NAME = {"method.yaml": MethodSpec, "task.yaml": TaskSpec, "posthoc.yaml": PosthocMethodSpec}
 _LABEL = {
     MethodSpec: "method",
@@ -33,6 +39,7 @@ _LABEL = {
     MatrixSpec: "matrix",
     ModelPreset: "model",
     PosthocMethodSpec: "posthoc",
+    ReferenceFile: "reference",
 }
 
 
@@ -87,7 +94,7 @@ def validate_paths(paths: list[Path], plugins: list[Path]) -> list[tuple[Path, s
                         "",
                         "cannot tell which kind of spec this is "
                         "(name it method.yaml/task.yaml or put it under "
-                        "hardware_profiles/, matrices/ or models/)",
+                        "hardware_profiles/, matrices/, models/ or references/)",
                     )
                 )
                 continue
@@ -115,6 +122,8 @@ def _catalog_with(plugins: list[Path], parsed) -> Catalog:
         PosthocMethodSpec: "posthoc",
     }
     for _, kind, entry in parsed:
+        if kind not in attr:  # reference numbers are not plugins
+            continue
         registry = getattr(catalog, attr[kind])
         known = registry.entries.get(entry.name)
         if known is None:

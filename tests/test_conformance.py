@@ -56,6 +56,11 @@ HAND_COUNTS = {
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
     "head": lambda p, o, i: 0,
+    # Pretraining replacements (train_rest off: the factors alone train).
+    "low-rank": lambda p, o, i: p["r"] * (i + o),
+    "sltrain": lambda p, o, i: p["r"] * (i + o) + int(p["delta"] * o * i),  # + the support
+    "sst": lambda p, o, i: min(o, i) + p["r"] * (i + o),  # all sigma, r pairs of vectors
+    "lost": lambda p, o, i: p["r"] * (i + o) + o * max(1, round(p["channel_ratio"] * i)),
 }
 # Counts whose external numbers live in a golden test instead (their reference code's
 # count on the fixture's layers: pools shared across layers, kernels, routers and biases

@@ -47,7 +47,9 @@ def test_overview_one_task(app):
     assert set(table["Profile"]) == {"cpu-local", "gpu-a100"}
     assert "Accuracy" in table.columns  # display name from the task YAML
     full = table[(table["Method"] == "full") & (table["Profile"] == "cpu-local")].iloc[0]
-    assert full["Seeds"] == "1" and full["CI low (95%)"] == "–"  # one seed: no interval
+    # One seed: the interval is over its test examples only, and says so.
+    assert full["Seeds"] == "1" and full["Interval over"] == "examples"
+    assert float(full["CI low (95%)"]) < float(full["Accuracy"]) < float(full["CI high (95%)"])
     lora16 = table[(table["Method"] == "lora-r16") & (table["Profile"] == "cpu-local")].iloc[0]
     assert lora16["Seeds"] == "2" and lora16["Failed"] == "1"
     low, mean, high = (float(lora16[c]) for c in ("CI low (95%)", "Accuracy", "CI high (95%)"))
@@ -106,7 +108,13 @@ def test_method_page(app):
     assert "claimed" in set(checks["Claimed"])
     results = at.dataframe[1].value
     assert {"drug-condition", "drug-sentiment"} <= set(results["Task"])
-    assert len(at.get("vega_lite_chart")) == 1  # loss curves
+    assert len(at.get("vega_lite_chart")) == 1  # loss curves (the demo has no trials)
+    at.selectbox(key="method").select("head").run()
+    assert not at.exception
+    lost = at.dataframe[-1].value  # test examples head gets wrong that lora gets right
+    assert len(lost) > 0 and set(lost["Baseline method"]) == {"lora"}
+    assert (lost["Prediction"] != lost["Gold"]).mean() > 0.5  # most seeds' usual answer
+    assert not lost["Gold"].str.endswith(".0").any()  # class ids read as ids
 
 
 def test_ablations_saved_queries_and_sql_box(app):

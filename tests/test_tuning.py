@@ -94,6 +94,12 @@ def test_trials_then_finals_and_test_never_steers_selection(tiny_plugins: Path, 
             "SELECT count(*) FROM metrics JOIN cell_runs USING (result_id) "
             "WHERE phase = 'trial' AND split = 'test'"
         ).fetchone() == (0,)
+        # Their test scores are kept apart (split trial_test) for the tuning-budget curves.
+        assert con.execute(
+            "SELECT count(*) FROM trials WHERE trial_test_score IS NOT NULL"
+        ).fetchone() == (6,)
+        curves = con.execute("SELECT method, max(k) FROM tuning_curves GROUP BY 1 ORDER BY 1")
+        assert curves.fetchall() == [("head", 3), ("lora", 3)]
         trials = con.execute(
             "SELECT method, trial_index, val_score, lr, selected FROM trials ORDER BY 1, 2"
         ).fetchall()

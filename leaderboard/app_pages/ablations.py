@@ -35,7 +35,9 @@ else:
             tooltip=list(frame.columns[:8]),
         )
     )
-    st.altair_chart(points, width="stretch")
+    if query.facet:
+        points = points.properties(width=220, height=160).facet(facet=f"{query.facet}:N", columns=3)
+    st.altair_chart(points, width="stretch" if not query.facet else "content")
     st.dataframe(styled_auto(frame), hide_index=True, width="stretch")
 with st.expander("SQL of this saved query (? = task, model)"):
     st.code(query.sql, language="sql")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from leaderboard import tables, ui
 from leaderboard.catalog import method_info
-from leaderboard.pagedata import long_curves, method_data, methods
+from leaderboard.pagedata import long_curves, lost_to_baseline, method_data, methods, tuning_curve
 
 reader, _ = ui.page_setup(with_filters=False)
 names = ui.guarded(methods, reader)
@@ -54,6 +54,39 @@ with right:
             st.caption(info.note)
 st.subheader("Results across tasks and models")
 st.dataframe(tables.method_results_table(data["rows"]).styled(), hide_index=True, width="stretch")
+st.subheader("Tuning budget")
+curve = ui.guarded(tuning_curve, reader, method)
+if curve.empty:
+    st.info("This method was not tuned here (no tuning trials with this label).")
+else:
+    st.caption(
+        "Expected best validation score after k of the method's trials (Dodge et al. 2019), "
+        "band: its spread; dashed: the expected test score of the configuration validation "
+        "would select at k. Trials' test scores never steer selection."
+    )
+    curve["panel"] = curve["task"] + " / " + curve["model"] + " / " + curve["profile"]
+    base = alt.Chart(curve).encode(x=alt.X("k:Q", title="trials (k)"), color="panel:N")
+    band = (
+        base.mark_area(opacity=0.15)
+        .encode(y=alt.Y("low:Q", title="score"), y2="high:Q")
+        .transform_calculate(
+            low="datum.expected_best_val - datum.expected_best_val_std",
+            high="datum.expected_best_val + datum.expected_best_val_std",
+        )
+    )
+    val = base.mark_line(point=True).encode(y="expected_best_val:Q")
+    test = base.mark_line(strokeDash=[4, 3]).encode(y="expected_test_of_selected:Q")
+    st.altair_chart(band + val + test, width="stretch")
+st.subheader("Examples it gets wrong that the baseline method gets right")
+lost = ui.guarded(lost_to_baseline, reader, method)
+if lost.empty:
+    st.info("None (or no per-example predictions stored for this method and its baseline).")
+else:
+    st.caption(
+        "Test examples (by position in the split) the method gets wrong on most of its "
+        "seeds while its matrix's baseline method gets them right; predictions as stored."
+    )
+    st.dataframe(tables.lost_examples_table(lost).styled(), hide_index=True, width="stretch")
 st.subheader("Training loss")
 curves = long_curves(data["curves"])
 if curves.empty:

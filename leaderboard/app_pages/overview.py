@@ -11,6 +11,7 @@ from leaderboard.pagedata import (
     all_tasks_rows,
     leaderboard_rows,
     primary_metric,
+    reference_rows,
 )
 
 
@@ -42,14 +43,20 @@ def _one_task(r, filters: Filters) -> None:
         st.info("No successful results for this selection.")
         return
     baseline = rows["baseline_value"].dropna()
-    note = f"Primary metric: **{metric.label}**; mean and 95% t-interval over seeds."
+    note = (
+        f"Primary metric: **{metric.label}**; mean over seeds, with a 95% bootstrap interval "
+        "over the test examples (and over seeds, where there are 3 or more; with fewer, "
+        "the interval is over examples only: *Interval over*)."
+    )
     if len(baseline):
         note += f" Majority/mean baseline on test: **{baseline.max():.4f}** (dashed line)."
     base_methods = sorted(rows["baseline_method"].dropna().unique())
     if base_methods:
         note += (
-            f" *vs baseline method*: paired t-test over common seeds against "
-            f"**{', '.join(base_methods)}** (p < 0.05; blank with fewer than 2 pairs)."
+            f" *vs baseline method*: paired bootstrap over the same examples and seeds against "
+            f"**{', '.join(base_methods)}**, Holm-corrected over the methods here (p < 0.05), "
+            "with McNemar's exact test for accuracies; the seed-level paired t-test and its "
+            "number of pairs stay beside it."
         )
     st.markdown(note)
     if rows["stale"].fillna(False).any():
@@ -66,6 +73,22 @@ def _one_task(r, filters: Filters) -> None:
     st.dataframe(tables.overview_table(rows, metric).styled(), hide_index=True, width="stretch")
     # The download keeps the view's raw columns (bytes, seconds) for scripts.
     _download(rows, f"peftbench-{filters.task}-{filters.model}.csv")
+    _references(r, rows)
+
+
+def _references(r, rows) -> None:
+    """Papers' numbers for this task type, below the measured table and apart from it."""
+    types = sorted(rows["task_type"].dropna().unique()) if "task_type" in rows else []
+    refs = ui.guarded(reference_rows, r, types)
+    if refs.empty:
+        return
+    st.subheader("Reported in papers, not measured here")
+    st.caption(
+        "Copied from the papers' tables (each row cites its table) on the papers' own data, "
+        "models and token budgets: not comparable with the measured rows above, never "
+        "ranked with them."
+    )
+    st.dataframe(tables.reference_table(refs), hide_index=True, width="stretch")
 
 
 reader, filters = ui.page_setup()

@@ -29,7 +29,9 @@ if points.empty:
 st.caption(
     "Diamonds joined by the red line are Pareto-optimal (no other method is at least as good "
     "and at most as costly). Bars: 95% CI over seeds. Dashed line: the majority/mean baseline. "
-    "Hover a point for its hyperparameters and cell ids."
+    "Hover a point for its hyperparameters and cell ids. P(on front): the share of bootstrap "
+    "replicates of quality (over test examples and seeds, costs at their medians) in which "
+    "the method is on the front."
 )
 st.altair_chart(charts.pareto_chart(points, axis, metric), width="stretch")
 st.dataframe(

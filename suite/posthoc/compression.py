@@ -28,7 +28,7 @@ from suite.tasks.encoding import split_examples
 from suite.tasks.types import task_type
 from suite.train.batches import train_batches
 from suite.train.evaluate import task_loss
-from suite.train.loop import LoopConfig, TrainStats, total_steps, train
+from suite.train.loop import LoopConfig, TrainStats, planned_steps, train
 
 
 def calibration_slice(source: LoadedInput, cell: PosthocCell) -> list[dict]:
@@ -90,9 +90,10 @@ def _retrainer(cell: PosthocCell, source: LoadedInput):
     budget on the source task's training split, every weight trainable, under `masks`."""
     budget = cell.budget
     setup = source.setup
-    steps = total_steps(
-        len(setup.encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps
-    )
+    steps = planned_steps(
+        len(setup.encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps,
+        budget.tokens, source.cell.task.max_length,
+    )  # fmt: skip
 
     def retrain(model, seed: int, lr: float, weight_decay: float, masks) -> TrainStats:
         for p in model.parameters():

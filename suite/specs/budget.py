@@ -17,3 +17,6 @@ class Budget(Frozen):
     warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
     grad_clip: NonNegativeFloat = 1.0
     max_train_samples: PositiveInt | None = None
+    # A budget in training tokens instead of epochs: steps = tokens // (batch_size x the
+    # task's max_length), still capped by max_steps. None (unset) keeps older cell ids.
+    tokens: PositiveInt | None = None

@@ -25,6 +25,15 @@ def _expected(err: dict) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _short_repr(value: Any) -> str:
+    """The value as an error message shows it: at most 200 characters, never a failure."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # e.g. an integer past Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def validation_issues(
     path: Path,
     data: Any,
@@ -48,7 +57,7 @@ def validation_issues(
         if err.get("type") == "extra_forbidden" and loc:
             message += did_you_mean(str(loc[-1]), known)
         elif err.get("type") not in ("missing", "extra_forbidden") and "input" in err:
-            message += f" (got {err['input']!r})"[:200]
+            message += f" (got {_short_repr(err['input'])})"
         issues.append(SpecIssue(str(path), line_of(data, loc), _field(loc), message))
     return issues
 

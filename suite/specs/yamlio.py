@@ -60,6 +60,7 @@ _LineLoader.add_constructor(
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_VALUES = 100_000
+MAX_INT_BITS = 1024
 
 
 def load_yaml(path: Path) -> Any:
@@ -119,6 +120,14 @@ def _check_shape(path: Path, data: Any) -> None:
         if depth > MAX_DEPTH:
             raise SpecError.single(
                 str(path), getattr(node, "line", None), "", f"nested more than {MAX_DEPTH} levels"
+            )
+        if (
+            isinstance(node, int)
+            and not isinstance(node, bool)
+            and node.bit_length() > MAX_INT_BITS
+        ):
+            raise SpecError.single(
+                str(path), None, "", f"a number of {node.bit_length():,} bits; no spec needs one"
             )
         if not isinstance(node, dict | list):
             return 1

@@ -1,20 +1,120 @@
 """The tables the analysis views read statistics from, filled by the store.
 
-The views need no user functions on a read-only connection, so the store keeps:
-`t_critical` (Student's t critical values per degree of freedom) and `comparisons`
-(each method's paired test against its matrix's baseline method), refreshed for the
-comparison group of every result it writes. The statistics are suite/stats.py's.
+The views need no user functions on a read-only connection, so the store keeps, for the
+comparison group of every result it writes (task protocol, model, budget, profile):
+
+- `comparisons`: one row per method: its bootstrap interval over test examples (and seeds
+  where there are 3 or more: suite/itemstats.py), and its comparison with the matrix's
+  baseline method: the paired bootstrap over examples and seeds with Holm's correction
+  over the group's methods, McNemar's exact test for accuracies, and the seed-level
+  paired t-test with its n (suite/stats.py);
+- `pareto_noise`: each method's probability of being on the Pareto front of quality
+  against each cost, over the bootstrap replicates of quality (costs at their medians);
+- `t_critical`: Student's t critical values, for the seed-level t-intervals.
+
+Rows without stored predictions (older stores) get the seed-level columns only.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from suite import itemstats
 from suite.stats import T_TABLE_MAX_DF, paired_test
+
+COMPARISON_COLUMNS = {
+    "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
+    "method": "VARCHAR NOT NULL", "method_hash": "VARCHAR NOT NULL",
+    "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL",
+    "baseline_method": "VARCHAR", "baseline_method_hash": "VARCHAR",
+    # Seed level: the paired t-test over common seeds.
+    "n_pairs": "INTEGER", "mean_diff": "DOUBLE", "t_stat": "DOUBLE", "p_value": "DOUBLE",
+    "vs_baseline_t": "VARCHAR",
+    # Item level: the method's own interval, then its paired comparison.
+    "n_examples": "INTEGER", "ci_kind": "VARCHAR", "boot_ci_low": "DOUBLE",
+    "boot_ci_high": "DOUBLE", "diff": "DOUBLE", "diff_low": "DOUBLE", "diff_high": "DOUBLE",
+    "p_boot": "DOUBLE", "p_holm": "DOUBLE", "mcnemar_b": "INTEGER", "mcnemar_c": "INTEGER",
+    "p_mcnemar": "DOUBLE", "vs_baseline": "VARCHAR",
+}  # fmt: skip
+PARETO_NOISE_COLUMNS = {
+    "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
+    "method": "VARCHAR NOT NULL", "method_hash": "VARCHAR NOT NULL",
+    "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL",
+    "cost_axis": "VARCHAR NOT NULL", "p_front": "DOUBLE",
+}  # fmt: skip
+EXAMPLE_COLUMNS = {
+    "task": "VARCHAR", "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
+    "method": "VARCHAR NOT NULL", "method_hash": "VARCHAR NOT NULL",
+    "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL", "baseline_method": "VARCHAR",
+    "example": "INTEGER NOT NULL", "share_correct": "DOUBLE", "n_seeds": "INTEGER",
+    "gold": "VARCHAR", "usual_prediction": "VARCHAR",
+}  # fmt: skip
+# The cost axes of the pareto view (suite/store/views.py COST_AXES), at their medians.
+COSTS = ("trainable_params", "peak_memory_bytes", "train_wall_s", "latency_unmerged_s",
+         "adapter_bytes")  # fmt: skip
+
+
+def _ddl(name: str, columns: dict[str, str]) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {name} ("
+        + ", ".join(f"{k} {v}" for k, v in columns.items())
+        + ")"
+    )
+
+
+TABLES = [
+    "CREATE TABLE IF NOT EXISTS t_critical (df INTEGER PRIMARY KEY, t975 DOUBLE NOT NULL)",
+    # Each metric's range (suite/tasks/metrics.py): seed-level t-intervals are clipped to it.
+    "CREATE TABLE IF NOT EXISTS metric_ranges (metric VARCHAR PRIMARY KEY, low DOUBLE, high DOUBLE)",
+    _ddl("comparisons", COMPARISON_COLUMNS),
+    _ddl("pareto_noise", PARETO_NOISE_COLUMNS),
+    # Per group, method and test example: the share of the method's seeds that got it
+    # right, the gold answer and the prediction most seeds made (read by the agreement
+    # views; kept at write time, so a page never aggregates the predictions).
+    _ddl("example_outcomes", EXAMPLE_COLUMNS),
+]
+DERIVED = {"comparisons": COMPARISON_COLUMNS, "pareto_noise": PARETO_NOISE_COLUMNS,
+           "example_outcomes": EXAMPLE_COLUMNS}  # fmt: skip
+
+
+def ensure_tables(con) -> bool:
+    """Create the derived tables, recreating any whose columns are out of date (they
+    are recomputed from the results); True when something was recreated."""
+    recreated = False
+    for name, columns in (
+        ("comparisons", COMPARISON_COLUMNS),
+        ("pareto_noise", PARETO_NOISE_COLUMNS),
+    ):
+        have = [r[0] for r in con.execute(
+            "SELECT column_name, table_type FROM information_schema.columns "
+            "JOIN information_schema.tables USING (table_name) WHERE table_name = ? "
+            "ORDER BY ordinal_position", [name]).fetchall()]  # fmt: skip
+        kinds = {r[0] for r in con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()}  # fmt: skip
+        if "VIEW" in kinds:  # an earlier version kept it as a view
+            con.execute(f"DROP VIEW {name}")
+            recreated = True
+        elif have and have != list(columns):
+            con.execute(f"DROP TABLE {name}")  # names from this module only
+            recreated = True
+    for ddl in TABLES:
+        con.execute(ddl)
+    return recreated
 
 
 def fill_t_table(con) -> None:
-    """Fill `t_critical` once (df 1..T_TABLE_MAX_DF); larger df use the normal 1.96."""
+    """Fill `t_critical` once (df 1..T_TABLE_MAX_DF; larger df use the normal 1.96) and
+    `metric_ranges` from the metrics' declared ranges."""
+    from suite.tasks.metrics import METRIC_RANGES
+
+    con.executemany(
+        "INSERT OR REPLACE INTO metric_ranges VALUES (?, ?, ?)",
+        [(name, low, high) for name, (low, high) in METRIC_RANGES.items()],
+    )
     if con.execute("SELECT count(*) FROM t_critical").fetchone()[0]:
         return
     from scipy.stats import t
@@ -23,51 +123,252 @@ def fill_t_table(con) -> None:
     con.executemany("INSERT INTO t_critical VALUES (?, ?)", rows)
 
 
-_ROWS = """
+_ROWS = f"""
 SELECT task_hash, model, method, method_hash, CAST(budget AS VARCHAR), profile,
-       baseline_method, seed, test_primary, higher_is_better
+       baseline_method, seed, test_primary, higher_is_better, primary_metric, result_id,
+       task, {", ".join(COSTS)}
 FROM results
 WHERE status = 'ok' AND coalesce(phase, 'single') <> 'trial' AND test_primary IS NOT NULL"""
 
 
+@dataclass
+class MethodRuns:
+    """One method (label and configuration) of a group: its seeds' results."""
+
+    base_label: str | None
+    higher_is_better: bool
+    metric: str
+    task: str = ""
+    scores: dict[int, float] = field(default_factory=dict)
+    results: dict[int, str] = field(default_factory=dict)
+    costs: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
 def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
-    """Recompute methods' paired tests against their baseline; returns the row count.
+    """Recompute every method's interval and comparison; returns the comparison rows.
 
     Groups are (task protocol, model, budget, profile); within one, the baseline is the
-    group whose label is the row's `baseline_method` (the one with most seeds if several
-    configurations share the label). `scope` = (task_hash, model, profile) limits the
-    refresh to what one new result can change, so a write costs one group, not the table.
+    method whose label is the rows' `baseline_method` (the configuration with most seeds
+    if several share the label). `scope` = (task_hash, model, profile) limits the refresh
+    to what one new result can change, so a write costs one group, not the table.
     """
-    groups: dict[tuple, dict[tuple, dict[int, float]]] = defaultdict(dict)
-    meta: dict[tuple, tuple[str | None, bool]] = {}
     where, params = (
         (" AND task_hash = ? AND model = ? AND profile = ?", list(scope)) if scope else ("", [])
     )
-    for task_hash, model, method, mhash, budget, profile, base, seed, value, hib in con.execute(
-        _ROWS + where, params
-    ).fetchall():
-        key = (task_hash, model, budget, profile)
-        groups[key].setdefault((method, mhash), {})[seed] = value
-        meta[(*key, method, mhash)] = (base, bool(hib))
-    rows = []
+    groups: dict[tuple, dict[tuple, MethodRuns]] = defaultdict(dict)
+    for row in con.execute(_ROWS + where, params).fetchall():
+        (
+            task_hash,
+            model,
+            method,
+            mhash,
+            budget,
+            profile,
+            base,
+            seed,
+            value,
+            hib,
+            metric,
+            rid,
+            task,
+        ) = row[:13]
+        runs = groups[(task_hash, model, budget, profile)].setdefault(
+            (method, mhash), MethodRuns(base, bool(hib), metric, task)
+        )
+        runs.scores[seed], runs.results[seed] = value, rid
+        for name, cost in zip(COSTS, row[13:], strict=True):
+            if cost is not None:
+                runs.costs[name].append(float(cost))
+    found = _predictions(
+        con, [r for g in groups.values() for m in g.values() for r in m.results.values()]
+    )
+    comparisons, fronts, examples = [], [], []
     for key, methods in groups.items():
-        for (method, mhash), scores in methods.items():
-            base_label, hib = meta[(*key, method, mhash)]
-            rows.append(_comparison_row(key, method, mhash, scores, methods, base_label, hib))
-    con.execute("DELETE FROM comparisons WHERE true" + where, params)
-    if rows:
-        con.executemany(f"INSERT INTO comparisons VALUES ({', '.join('?' * 13)})", rows)
-    return len(rows)
+        rows, front = _group_rows(key, methods, found)
+        comparisons += rows
+        fronts += front
+        examples += _example_rows(key, methods, found)
+    for table in DERIVED:  # names from this module only
+        con.execute(f"DELETE FROM {table} WHERE true" + where, params)
+    _insert_examples(con, examples)
+    if comparisons:
+        names = list(COMPARISON_COLUMNS)
+        con.executemany(
+            f"INSERT INTO comparisons ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [[r.get(n) for n in names] for r in comparisons],
+        )
+    if fronts:
+        con.executemany(f"INSERT INTO pareto_noise VALUES ({', '.join('?' * 8)})", fronts)
+    return len(comparisons)
 
 
-def _comparison_row(key, method, mhash, scores, methods, base_label, hib) -> tuple:
+def _predictions(con, result_ids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(pred, gold) per result on the test split, in example order."""
+    if not result_ids:
+        return {}
+    frame = con.execute(
+        "SELECT result_id, pred_num, pred_text, gold_num, gold_text FROM predictions "
+        "WHERE split = 'test' AND result_id IN (SELECT unnest(?)) ORDER BY result_id, example",
+        [result_ids],
+    ).df()
+    out = {}
+    for rid, part in frame.groupby("result_id", sort=False):
+        text = part["gold_text"].notna().any()
+        pred = part["pred_text" if text else "pred_num"].to_numpy()
+        gold = part["gold_text" if text else "gold_num"].to_numpy()
+        out[rid] = (pred.astype(object), gold.astype(object)) if text else (pred, gold)
+    return out
+
+
+def _outcomes(runs: MethodRuns, found) -> itemstats.Outcomes | None:
+    if not all(rid in found for rid in runs.results.values()):
+        return None
+    pred = {s: found[rid][0] for s, rid in runs.results.items()}
+    gold = {s: found[rid][1] for s, rid in runs.results.items()}
+    if len({len(g) for g in gold.values()}) != 1:
+        return None
+    if next(iter(gold.values())).dtype != object:  # numbers: class ids or values
+        pred = {s: _as_labels(p, runs.metric) for s, p in pred.items()}
+        gold = {s: _as_labels(g, runs.metric) for s, g in gold.items()}
+    return itemstats.Outcomes(runs.metric, pred, gold)
+
+
+def _as_labels(values: np.ndarray, metric: str) -> np.ndarray:
+    """Class ids back to integers for class metrics (stored as doubles)."""
+    values = values.astype(float)
+    if metric in ("mse", "pearson", "spearman"):
+        return values
+    return values.astype(int)
+
+
+def _key_text(key: tuple, method: str, mhash: str) -> str:
+    return "|".join(map(str, (*key, method, mhash)))
+
+
+def _group_rows(key, methods: dict[tuple, MethodRuns], found) -> tuple[list[dict], list[tuple]]:
+    """The comparison rows and Pareto-under-noise rows of one group."""
     task_hash, model, budget, profile = key
-    candidates = [(m, h) for (m, h) in methods if m == base_label]
-    if not candidates or method == base_label:
-        verdict = "baseline" if method == base_label else None
-        return (task_hash, model, method, mhash, budget, profile, base_label, None,
-                None, None, None, None, verdict)  # fmt: skip
-    base = max(candidates, key=lambda mh: (len(methods[mh]), mh[1]))
-    test = paired_test(scores, methods[base])
-    return (task_hash, model, method, mhash, budget, profile, base_label, base[1],
-            test.n_pairs, test.mean_diff, test.t_stat, test.p_value, test.verdict(hib))  # fmt: skip
+    outcomes = {mk: _outcomes(runs, found) for mk, runs in methods.items()}
+    intervals = {
+        mk: itemstats.interval(o, _key_text(key, *mk))
+        for mk, o in outcomes.items()
+        if o is not None
+    }
+    rows = []
+    for (method, mhash), runs in methods.items():
+        base = _baseline(methods, runs.base_label)
+        row = {"task_hash": task_hash, "model": model, "method": method, "method_hash": mhash,
+               "budget": budget, "profile": profile, "baseline_method": runs.base_label,
+               "baseline_method_hash": base[1] if base else None}  # fmt: skip
+        row |= _seed_level(method, runs, methods, base)
+        row |= _item_level((method, mhash), runs, base, outcomes, intervals, key)
+        rows.append(row)
+    _correct(rows, methods)
+    return rows, _fronts(key, methods, intervals)
+
+
+def _baseline(methods: dict[tuple, MethodRuns], label: str | None) -> tuple | None:
+    candidates = [mk for mk in methods if mk[0] == label]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda mk: (len(methods[mk].scores), mk[1]))
+
+
+def _seed_level(method: str, runs: MethodRuns, methods, base) -> dict:
+    if base is None or method == runs.base_label:
+        return {"vs_baseline_t": "baseline" if method == runs.base_label else None}
+    test = paired_test(runs.scores, methods[base].scores)
+    return {"n_pairs": test.n_pairs, "mean_diff": test.mean_diff, "t_stat": test.t_stat,
+            "p_value": test.p_value, "vs_baseline_t": test.verdict(runs.higher_is_better)}  # fmt: skip
+
+
+def _item_level(mk, runs: MethodRuns, base, outcomes, intervals, key) -> dict:
+    out: dict = {}
+    if mk in intervals:
+        iv = intervals[mk]
+        out |= {"n_examples": iv.n_examples, "ci_kind": iv.kind, "boot_ci_low": iv.low,
+                "boot_ci_high": iv.high}  # fmt: skip
+    if mk[0] == runs.base_label:
+        return out | {"vs_baseline": "baseline"}
+    if base is None or outcomes.get(mk) is None or outcomes.get(base) is None:
+        return out
+    cmp = itemstats.compare(outcomes[mk], outcomes[base], _key_text(key, *mk))
+    if cmp is None:
+        return out
+    return out | {"diff": cmp.diff, "diff_low": cmp.diff_low, "diff_high": cmp.diff_high,
+                  "p_boot": cmp.p_boot, "mcnemar_b": cmp.mcnemar_b, "mcnemar_c": cmp.mcnemar_c,
+                  "p_mcnemar": cmp.p_mcnemar}  # fmt: skip
+
+
+def _correct(rows: list[dict], methods: dict[tuple, MethodRuns]) -> None:
+    """Holm over the group's comparisons with each baseline; the verdict from it."""
+    by_base: dict = defaultdict(list)
+    for row in rows:
+        if row.get("p_boot") is not None:
+            by_base[row["baseline_method"]].append(row)
+    for compared in by_base.values():
+        for row, adjusted in zip(
+            compared, itemstats.holm([r["p_boot"] for r in compared]), strict=True
+        ):
+            hib = methods[(row["method"], row["method_hash"])].higher_is_better
+            row["p_holm"] = adjusted
+            row["vs_baseline"] = itemstats.verdict(row["diff"], adjusted, hib)
+
+
+def _fronts(key, methods: dict[tuple, MethodRuns], intervals) -> list[tuple]:
+    if not intervals:
+        return []
+    hib = next(iter(methods.values())).higher_is_better
+    samples = {mk: iv.samples for mk, iv in intervals.items()}
+    out = []
+    for axis in COSTS:
+        costs = {mk: float(np.median(methods[mk].costs[axis])) if methods[mk].costs[axis] else None
+                 for mk in samples}  # fmt: skip
+        for (method, mhash), p in itemstats.front_probability(samples, costs, hib).items():
+            out.append((key[0], key[1], method, mhash, key[2], key[3], axis, p))
+    return out
+
+
+def _example_rows(key, methods: dict[tuple, MethodRuns], found) -> list[dict]:
+    """Per method and test example: the share of seeds right, gold, the usual prediction."""
+    from collections import Counter
+
+    task_hash, model, budget, profile = key
+    rows = []
+    for (method, mhash), runs in methods.items():
+        outcomes = _outcomes(runs, found)
+        if outcomes is None:
+            continue
+        seeds = outcomes.seeds
+        right = np.mean([outcomes.correct(s) for s in seeds], axis=0)
+        gold = outcomes.gold[seeds[0]]
+        for example in range(len(gold)):
+            usual = Counter(_shown(outcomes.pred[s][example]) for s in seeds).most_common(1)[0][0]
+            rows.append({"task": runs.task, "task_hash": task_hash, "model": model,
+                         "method": method, "method_hash": mhash, "budget": budget,
+                         "profile": profile, "baseline_method": runs.base_label,
+                         "example": example, "share_correct": float(right[example]),
+                         "n_seeds": len(seeds), "gold": _shown(gold[example]),
+                         "usual_prediction": usual})  # fmt: skip
+    return rows
+
+
+def _shown(value) -> str:
+    """A stored answer as text: class ids without a trailing .0."""
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _insert_examples(con, rows: list[dict]) -> None:
+    if not rows:
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS))
+    con.register("new_examples", frame)
+    try:
+        con.execute("INSERT INTO example_outcomes BY NAME SELECT * FROM new_examples")
+    finally:
+        con.unregister("new_examples")

@@ -14,10 +14,11 @@ store on every read cost seconds at a million rows. Whoever inserts into `cell_r
 
 from __future__ import annotations
 
+from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 CELL_RUN_COLUMNS: dict[str, str] = {
     "result_id": "VARCHAR PRIMARY KEY",
@@ -74,6 +75,8 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "merge_time_s": "DOUBLE",
     "merge_max_abs_diff": "DOUBLE",
     "adapter_bytes": "BIGINT",
+    # The optimiser's state tensors at the end of training (suite/train/measure.py).
+    "optimizer_state_bytes": "BIGINT",
     "final_train_loss": "DOUBLE",
     "loss_curve": "DOUBLE[]",
     "cell_wall_s": "DOUBLE",
@@ -109,6 +112,7 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "device_mismatch": "BOOLEAN",
     "device_mismatch_detail": "VARCHAR",
     "train_tokens": "BIGINT",
+    "tokens_per_s": "DOUBLE",
     "train_flops": "DOUBLE",
     "train_holdout_examples": "INTEGER",
     "achieved_flops_per_s": "DOUBLE",
@@ -154,10 +158,20 @@ TABLES = [
         task VARCHAR NOT NULL, task_hash VARCHAR NOT NULL, kind VARCHAR, split VARCHAR NOT NULL,
         metric VARCHAR NOT NULL, value DOUBLE,
         PRIMARY KEY (task_hash, split, metric))""",
+    # Per-example predictions of every cell, on validation and test ("trial_test" for a
+    # trial), written with the cell's result: the example is its position in the split,
+    # the same for every cell of the task. Numbers (class ids, values) go to *_num, text
+    # (generated answers) to *_text; `correct` is pred == gold where that is defined.
+    """CREATE TABLE IF NOT EXISTS predictions (
+        result_id VARCHAR NOT NULL, split VARCHAR NOT NULL, example INTEGER NOT NULL,
+        pred_num DOUBLE, pred_text VARCHAR, gold_num DOUBLE, gold_text VARCHAR,
+        score DOUBLE, correct BOOLEAN)""",
     "CREATE TABLE IF NOT EXISTS hardware_profiles ("
     + ", ".join(f"{name} {kind}" for name, kind in HARDWARE_PROFILE_COLUMNS.items())
     + ")",
     *ANALYSIS_TABLES,
+    # Numbers reported in papers (suite/references/), never measured here.
+    REFERENCE_TABLE,
 ]
 
 _SPLIT_PREFIX = {"validation": "val", "test": "test"}
@@ -202,6 +216,7 @@ _ONE_RESULT_SELECT = _latest_select(
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS cell_runs_by_cell ON cell_runs (cell_id)",
     "CREATE INDEX IF NOT EXISTS metrics_by_result ON metrics (result_id)",
+    "CREATE INDEX IF NOT EXISTS predictions_by_result ON predictions (result_id)",
 ]
 
 

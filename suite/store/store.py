@@ -23,7 +23,7 @@ import yaml
 from suite.cells import Cell, spec_hash
 from suite.paths import DEFAULT_DB
 from suite.results import CellResult
-from suite.store.comparisons import fill_t_table, refresh_comparisons
+from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
 from suite.store.posthoc import (
     POSTHOC_TABLES,
     POSTHOC_VIEWS,
@@ -31,6 +31,7 @@ from suite.store.posthoc import (
     record_artifact,
     write_posthoc,
 )
+from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
     HARDWARE_PROFILE_COLUMNS,
@@ -105,12 +106,14 @@ class Store:
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             _add_missing_columns(con)
             add_missing_columns(con)
+            recreated = ensure_tables(con)
             if upgraded or not latest_is_current(con):
                 rebuild_latest(con)
             for ddl in INDEXES + VIEWS + POSTHOC_VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
-            if upgraded:  # comparisons written by older code are recomputed once
+            refresh_references(con)
+            if upgraded or recreated:  # comparisons written by older code: recomputed once
                 refresh_comparisons(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -141,6 +144,7 @@ class Store:
             metrics = metric_rows(cell, result, row["result_id"])
             if metrics:
                 con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
+            _insert_predictions(con, row["result_id"], result)
             baselines = baseline_rows(cell, result)
             if baselines:
                 con.executemany(
@@ -315,11 +319,60 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
 
 def metric_rows(cell: Cell, result: CellResult, result_id: str) -> list[tuple]:
     rows = []
-    for split, values in (("validation", result.val_metrics), ("test", result.test_metrics)):
+    splits = (
+        ("validation", result.val_metrics),
+        ("test", result.test_metrics),
+        ("trial_test", result.trial_test_metrics),
+    )
+    for split, values in splits:
         for name, value in values.items():
             spec = cell.task.metric(name)
             rows.append((result_id, split, name, value, spec.version, spec.higher_is_better))
     return rows
+
+
+def prediction_frame(result_id: str, result: CellResult):
+    """The result's per-example predictions as rows of the `predictions` table."""
+    import pandas as pd
+
+    frames = []
+    for split, found in result.predictions.items():
+        n = len(found.gold)
+        numeric = all(not isinstance(v, str) for v in (*found.pred, *found.gold))
+        frame = pd.DataFrame(
+            {
+                "result_id": result_id,
+                "split": split,
+                "example": range(n),
+                "pred_num": found.pred if numeric else [None] * n,
+                "pred_text": [None] * n if numeric else [_text(v) for v in found.pred],
+                "gold_num": found.gold if numeric else [None] * n,
+                "gold_text": [None] * n if numeric else [_text(v) for v in found.gold],
+                "score": found.score,
+                "correct": [None if p is None or g is None else p == g
+                            for p, g in zip(found.pred, found.gold, strict=True)],
+            }
+        )  # fmt: skip
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _insert_predictions(con, result_id: str, result: CellResult) -> None:
+    frame = prediction_frame(result_id, result)
+    if frame is None:
+        return
+    # Explicit types: an all-None column would otherwise reach DuckDB as an untyped one.
+    frame = frame.astype({"pred_num": "float64", "gold_num": "float64", "score": "float64",
+                          "pred_text": "object", "gold_text": "object", "correct": "object"})  # fmt: skip
+    con.register("new_predictions", frame)
+    try:
+        con.execute("INSERT INTO predictions BY NAME SELECT * FROM new_predictions")
+    finally:
+        con.unregister("new_predictions")
 
 
 def _insert_profile(con, profile: dict[str, Any] | None) -> None:

@@ -5,9 +5,12 @@ store fills, so a plain read-only connection with no user functions can query th
 
 - `t_critical`: the two-sided 95% critical value of Student's t per degree of freedom
   (DuckDB has no t distribution), for confidence intervals over seeds.
-- `comparisons`: each method's paired t-test against the matrix's baseline method,
-  pairing by seed (scipy), refreshed by the store after every write
-  (`suite.store.comparisons.refresh_comparisons`).
+- `comparisons`: each method's bootstrap interval over test examples (and seeds), its
+  paired comparison with the matrix's baseline method over examples (Holm-corrected,
+  McNemar for accuracies) and the seed-level paired t-test, refreshed by the store after
+  every write (`suite.store.comparisons.refresh_comparisons`);
+- `pareto_noise`: each method's probability of being on the Pareto front;
+- `metric_ranges`: each metric's range, to clip intervals.
 Each row names its method's size hyperparameters (`size_params`, declared in the
 method's YAML) for the rank/density ablation.
 
@@ -18,14 +21,9 @@ their own view. Two protocols (task hash, budget, profile) never share a row or 
 
 from __future__ import annotations
 
-ANALYSIS_TABLES = [
-    "CREATE TABLE IF NOT EXISTS t_critical (df INTEGER PRIMARY KEY, t975 DOUBLE NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS comparisons (
-        task_hash VARCHAR NOT NULL, model VARCHAR NOT NULL, method VARCHAR NOT NULL,
-        method_hash VARCHAR NOT NULL, budget VARCHAR NOT NULL, profile VARCHAR NOT NULL,
-        baseline_method VARCHAR, baseline_method_hash VARCHAR, n_pairs INTEGER,
-        mean_diff DOUBLE, t_stat DOUBLE, p_value DOUBLE, vs_baseline VARCHAR)""",
-]
+from suite.store.comparisons import TABLES as COMPARISON_TABLES
+
+ANALYSIS_TABLES = COMPARISON_TABLES
 
 # Cells that count for the leaderboard: everything but tuning trials. A row's
 # metric_version (in `results`, kept per cell as it is written) is the newest version
@@ -61,6 +59,7 @@ grouped AS (
         avg(total_params) AS total_params,
         avg(peak_memory_bytes) AS peak_memory_bytes,
         avg(train_wall_s) AS train_wall_s,
+        avg(tokens_per_s) AS tokens_per_s,
         avg(latency_unmerged_s) AS latency_unmerged_s,
         avg(latency_merged_s) AS latency_merged_s,
         avg(merge_time_s) AS merge_time_s,
@@ -80,13 +79,28 @@ grouped AS (
     GROUP BY task, task_hash, model, method, method_hash, budget_key, profile)
 SELECT g.*,
     coalesce(f.n_failed, 0) AS n_failed,
-    CASE WHEN g.n_seeds > 1 THEN g.mean - coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
-    END AS ci_low,
-    CASE WHEN g.n_seeds > 1 THEN g.mean + coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
-    END AS ci_high,
+    -- The interval: the bootstrap's over examples (and seeds, with 3 or more), inside the
+    -- metric's range; rows stored before predictions fall back to the t-interval over
+    -- seeds, clipped to the range. The t-interval stays available beside it.
+    -- (greatest/least skip NULLs, so a missing t bound is kept missing explicitly.)
+    coalesce(c.boot_ci_low,
+        CASE WHEN _t.t_low IS NOT NULL THEN greatest(_t.t_low, coalesce(mr.low, _t.t_low)) END)
+        AS ci_low,
+    coalesce(c.boot_ci_high,
+        CASE WHEN _t.t_high IS NOT NULL THEN least(_t.t_high, coalesce(mr.high, _t.t_high)) END)
+        AS ci_high,
+    coalesce(c.ci_kind, CASE WHEN g.n_seeds > 1 THEN 'seeds (t)' END) AS ci_kind,
+    _t.t_low AS t_ci_low, _t.t_high AS t_ci_high,
     100.0 * g.trainable_params / nullif(g.total_params, 0) AS trainable_pct,
     c.baseline_method_hash, c.n_pairs, c.mean_diff AS diff_vs_baseline, c.p_value,
-    c.vs_baseline,
+    c.n_examples, c.diff AS item_diff, c.diff_low AS item_diff_low, c.diff_high AS item_diff_high,
+    c.p_boot, c.p_holm, c.mcnemar_b, c.mcnemar_c, c.p_mcnemar,
+    -- The verdict from the item-level comparison (Holm-corrected), else the seed-level t.
+    coalesce(c.vs_baseline, c.vs_baseline_t) AS vs_baseline,
+    CASE WHEN c.vs_baseline IS NOT NULL AND c.vs_baseline <> 'baseline' THEN 'examples (Holm)'
+         WHEN c.vs_baseline_t IS NOT NULL AND c.vs_baseline_t <> 'baseline' THEN 'seeds (t)'
+    END AS verdict_basis,
+    c.vs_baseline_t,
     rank() OVER (
         PARTITION BY g.task, g.task_hash, g.model, g.budget, g.profile
         ORDER BY CASE WHEN g.higher_is_better THEN -g.mean ELSE g.mean END NULLS LAST
@@ -104,6 +118,12 @@ LEFT JOIN failed f ON f.task_hash = g.task_hash AND f.model = g.model
     AND f.method = g.method AND f.method_hash = g.method_hash
     AND f.budget_key = g.budget AND f.profile = g.profile
 LEFT JOIN t_critical t ON t.df = g.n_seeds - 1
+LEFT JOIN metric_ranges mr ON mr.metric = g.primary_metric
+CROSS JOIN LATERAL (SELECT
+    CASE WHEN g.n_seeds > 1 THEN g.mean - coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
+    END AS t_low,
+    CASE WHEN g.n_seeds > 1 THEN g.mean + coalesce(t.t975, 1.959964) * g.std / sqrt(g.n_seeds)
+    END AS t_high) _t
 LEFT JOIN comparisons c ON c.task_hash = g.task_hash AND c.model = g.model
     AND c.method = g.method AND c.method_hash = g.method_hash
     AND c.budget = g.budget AND c.profile = g.profile"""
@@ -142,15 +162,22 @@ bests AS (
             RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP) AS best_cheaper,
         max(quality) OVER ({_FRONT}, cost) AS best_same_cost
     FROM points)
-SELECT * EXCLUDE (quality, best_cheaper, best_same_cost),
-    (best_cheaper IS NULL OR quality > best_cheaper) AND quality >= best_same_cost AS on_front
-FROM bests"""
+SELECT b.* EXCLUDE (quality, best_cheaper, best_same_cost),
+    (b.best_cheaper IS NULL OR b.quality > b.best_cheaper) AND b.quality >= b.best_same_cost
+        AS on_front,
+    -- Over bootstrap replicates of quality, costs at their medians (store: pareto_noise).
+    n.p_front
+FROM bests b
+LEFT JOIN pareto_noise n ON n.task_hash = b.task_hash AND n.model = b.model
+    AND n.method = b.method AND n.method_hash = b.method_hash AND n.budget = b.budget
+    AND n.profile = b.profile AND n.cost_axis = b.cost_axis"""
 
 TRIALS = """CREATE OR REPLACE VIEW trials AS
 SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method_hash,
     CAST(r.budget AS VARCHAR) AS budget, r.profile, r.matrix, r.tuning, r.trial_index,
     r.seed, r.lr, r.params, r.status, r.error, r.primary_metric, r.higher_is_better,
-    r.val_primary AS val_score, r.trainable_params, r.train_wall_s, r.cell_id,
+    r.val_primary AS val_score, tt.value AS trial_test_score, r.trainable_params,
+    r.train_wall_s, r.cell_id,
     EXISTS (
         -- A final row names the trial cells it chose among and the index it selected.
         SELECT 1 FROM results f
@@ -160,7 +187,11 @@ SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method
                 CAST(json_extract(f.selection, '$.selected_trial') AS INTEGER) + 1
               ] = r.cell_id
     ) AS selected
-FROM results r WHERE r.phase = 'trial'"""
+FROM results r
+-- A trial's test score, kept apart from selection (which reads val_score only).
+LEFT JOIN metrics tt ON tt.result_id = r.result_id AND tt.split = 'trial_test'
+    AND tt.metric = r.primary_metric
+WHERE r.phase = 'trial'"""
 
 RANK_SWEEP = """CREATE OR REPLACE VIEW rank_sweep AS
 WITH sizes AS (SELECT *, unnest(size_params) AS sweep_param FROM leaderboard)
@@ -181,9 +212,70 @@ SELECT model, method, any_value(family) AS family, any_value(fidelity) AS fideli
 FROM leaderboard WHERE NOT stale
 GROUP BY model, method, budget, profile"""
 
-ANALYSIS_VIEWS = [LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE]
+# Expected best validation score after k of a method's N trials (Dodge et al. 2019, "Show
+# Your Work"): with the trials sorted by validation quality, trial i (1-based) is the best
+# of k draws (with replacement) with probability w = (i/N)^k - ((i-1)/N)^k. The same
+# weights give the spread of that best score, and the expected test score of the
+# configuration validation would select (the trials' test scores, kept apart).
+TUNING_CURVES = """CREATE OR REPLACE VIEW tuning_curves AS
+WITH ranked AS (
+    SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
+        val_score, trial_test_score,
+        count(*) OVER w AS n_trials,
+        row_number() OVER (w ORDER BY CASE WHEN higher_is_better THEN val_score
+            ELSE -val_score END, trial_index) AS i
+    FROM trials WHERE status = 'ok' AND val_score IS NOT NULL
+    WINDOW w AS (PARTITION BY task, task_hash, model, method, budget, profile)),
+weighted AS (
+    SELECT r.*, k.k,
+        pow(r.i / r.n_trials, k.k) - pow((r.i - 1) / r.n_trials, k.k) AS w
+    FROM ranked r JOIN range(1, 1001) AS k(k) ON k.k <= r.n_trials)
+SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
+    k, any_value(n_trials) AS n_trials,
+    sum(w * val_score) AS expected_best_val,
+    sqrt(greatest(sum(w * val_score * val_score) - pow(sum(w * val_score), 2), 0))
+        AS expected_best_val_std,
+    sum(w * trial_test_score) AS expected_test_of_selected
+FROM weighted
+GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher_is_better, k"""
 
-VIEW_NAMES = ("results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate")
+
+# Per (task protocol, model, budget, profile, method, test example): the share of the
+# method's seeds that got it right (its latest rows, tuning trials left out).
+# `example_outcomes` is a table the store keeps with the comparisons (one row per group,
+# method and test example: the share of its seeds right). The examples on which a group's methods disagree (some get them right, others wrong),
+# with how many methods got each right.
+DISAGREEMENTS = """CREATE OR REPLACE VIEW disagreements AS
+SELECT task, task_hash, model, budget, profile, example, any_value(gold) AS gold,
+    count(*) AS n_methods,
+    count(*) FILTER (WHERE share_correct >= 0.5) AS n_right,
+    list(method ORDER BY method) FILTER (WHERE share_correct >= 0.5) AS right,
+    list(method ORDER BY method) FILTER (WHERE share_correct < 0.5) AS wrong
+FROM example_outcomes
+GROUP BY task, task_hash, model, budget, profile, example
+HAVING count(*) FILTER (WHERE share_correct >= 0.5) BETWEEN 1 AND count(*) - 1"""
+
+# What a method gets wrong that its matrix's baseline method gets right (by the majority
+# of seeds), per example.
+LOST_TO_BASELINE = """CREATE OR REPLACE VIEW lost_to_baseline AS
+SELECT m.task, m.task_hash, m.model, m.budget, m.profile, m.method, m.baseline_method,
+    m.example, m.gold, m.usual_prediction AS prediction, b.usual_prediction AS baseline_prediction,
+    m.share_correct, b.share_correct AS baseline_share_correct
+FROM example_outcomes m
+JOIN example_outcomes b ON b.task_hash = m.task_hash AND b.model = m.model
+    AND b.budget = m.budget AND b.profile = m.profile AND b.example = m.example
+    AND b.method = m.baseline_method
+WHERE m.method <> m.baseline_method AND m.share_correct < 0.5 AND b.share_correct >= 0.5"""
+
+ANALYSIS_VIEWS = [
+    LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE, TUNING_CURVES, DISAGREEMENTS,
+    LOST_TO_BASELINE,
+]  # fmt: skip
+
+VIEW_NAMES = (
+    "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
+    "example_outcomes", "disagreements", "lost_to_baseline",
+)  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
 # terminal table shows (csv and json show every column).
@@ -194,17 +286,28 @@ VIEW_ORDER = {
     "trials": "task, model, method, trial_index",
     "rank_sweep": "task, model, method_kind, sweep_param, sweep_value",
     "aggregate": "model, mean_rank",
+    "tuning_curves": "task, model, method, k",
+    "example_outcomes": "task, model, method, example",
+    "disagreements": "task, model, example",
+    "lost_to_baseline": "task, model, method, example",
 }
 VIEW_COLUMNS = {
     "results": "task, model, method, seed, phase, status, primary_metric, val_primary, "
     "test_primary, trainable_params",
     "leaderboard": 'task, model, method, fidelity, "rank", primary_metric, n_seeds, n_failed, '
-    "mean, ci_low, ci_high, baseline_value, vs_baseline, p_value, trainable_pct, lr, stale",
-    "pareto": "task, model, method, cost_axis, cost, mean, on_front",
+    "mean, ci_low, ci_high, ci_kind, baseline_value, vs_baseline, p_holm, p_mcnemar, "
+    "vs_baseline_t, p_value, trainable_pct, stale",
+    "pareto": "task, model, method, cost_axis, cost, mean, on_front, p_front",
     "trials": "task, model, method, trial_index, lr, params, status, val_score, selected",
     "rank_sweep": "task, model, method, sweep_param, sweep_value, n_seeds, mean, ci_low, "
     "ci_high, trainable_params",
     "aggregate": "model, method, n_tasks, mean_score, mean_rank, n_better, n_worse",
+    "tuning_curves": "task, model, method, k, n_trials, expected_best_val, "
+    "expected_best_val_std, expected_test_of_selected",
+    "example_outcomes": "task, model, method, example, gold, usual_prediction, share_correct",
+    "disagreements": "task, model, example, gold, n_methods, n_right, right, wrong",
+    "lost_to_baseline": "task, model, method, baseline_method, example, gold, prediction, "
+    "baseline_prediction",
 }
 
 

@@ -12,7 +12,9 @@ Each task type's entry in suite/tasks/types.py names its encoder and collator he
   choice fills the blank and the text after it is the scored part (partial scoring);
 - generation: prompt + " " + answer + EOS for teacher-forced training (loss on the
   answer and EOS only, the prompt masked out), and the left-padded prompt plus the
-  gold answer ids for greedy decoding and exact match.
+  gold answer ids for greedy decoding and exact match;
+- pretrain: the split's documents tokenised, joined with EOS into one stream, and cut
+  into sequences of exactly max_length tokens (one int32 row each, no padding).
 
 Every batch keeps `labels` (one entry per example) so the loop can count examples.
 """
@@ -204,3 +206,31 @@ def collate_lm(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
     batch["eos_id"] = torch.tensor(extra["eos"])
     batch["labels"] = torch.tensor(split.labels[idx], dtype=torch.long)
     return batch
+
+
+def encode_stream(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
+    """The documents as one token stream (EOS between documents, none added inside),
+    cut into rows of `max_length` tokens; the last partial row is dropped. Rows are the
+    examples: the stream's order is kept, and `labels` numbers them."""
+    eos = _eos(tokenizer)
+    texts = frame[task.text_fields[0]].astype(str).tolist()
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+    stream = np.fromiter(
+        (t for doc in ids for t in (*doc, eos)), dtype=np.int32, count=sum(len(d) + 1 for d in ids)
+    )
+    rows = len(stream) // task.max_length
+    tokens = stream[: rows * task.max_length].reshape(rows, task.max_length)
+    return EncodedSplit([], None, np.arange(rows), extra={"tokens": tokens})
+
+
+def collate_stream(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
+    """Rows of the stream as a batch: every position is a real token, every token after
+    the first is a target (`target_mask`, as the causal-LM head reads it)."""
+    ids = torch.from_numpy(split.extra["tokens"][idx].astype(np.int64))
+    ones = torch.ones_like(ids)
+    return {
+        "input_ids": ids,
+        "attention_mask": ones,
+        "target_mask": ones,
+        "labels": torch.as_tensor(split.labels[idx], dtype=torch.long),
+    }

@@ -1,7 +1,10 @@
 """Task metrics, by name. Each takes predictions and gold values as numpy arrays.
 
 Classification metrics take predicted class ids; regression metrics take float
-predictions; exact match takes strings or token-id sequences (object arrays). Versions live in the task YAML so a metric change marks old rows stale.
+predictions; exact match takes strings or token-id sequences (object arrays). Language
+modelling metrics take each sequence's summed negative log-likelihood (nats) as `pred`
+and its count of predicted tokens as `gold`, and pool them over the split. Versions live
+in the task YAML so a metric change marks old rows stale.
 """
 
 from __future__ import annotations
@@ -81,6 +84,17 @@ def exact_match(pred: np.ndarray, gold: np.ndarray) -> float:
     return float(np.mean(hits))
 
 
+def nll(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Mean negative log-likelihood per predicted token (nats), pooled over sequences."""
+    tokens = float(np.sum(gold))
+    return float(np.sum(pred.astype(np.float64)) / tokens) if tokens else float("nan")
+
+
+def perplexity(pred: np.ndarray, gold: np.ndarray) -> float:
+    """exp(mean NLL per token) over the whole split (not a mean of per-sequence values)."""
+    return float(np.exp(nll(pred, gold)))
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy,
     "macro_f1": macro_f1,
@@ -90,6 +104,21 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "spearman": spearman,
     "mse": mse,
     "exact_match": exact_match,
+    "nll": nll,
+    "perplexity": perplexity,
+}
+
+
+# The range each metric's values lie in: bootstrap intervals are clipped to it.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "macro_f1": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "exact_match": (0.0, 1.0),
+    "mcc": (-1.0, 1.0),
+    "pearson": (-1.0, 1.0),
+    "spearman": (-1.0, 1.0),
+    "mse": (0.0, float("inf")),
 }
 
 

@@ -158,6 +158,30 @@ class GenerationTask(TaskBase):
         return normalised_answer(text, self)
 
 
+class PretrainTask(TaskBase):
+    """Causal language modelling of a text corpus, for training a model from scratch.
+
+    Each split's documents (the one text field) are tokenised, joined with the
+    tokenizer's EOS (or SEP) token and cut into sequences of exactly `max_length` tokens
+    (the remainder is dropped); every token after a sequence's first is predicted. The
+    metric is perplexity, exp of the mean negative log-likelihood per predicted token
+    over the split, on fixed validation and test slices. The text is its own target, so
+    there is no trivial-predictor baseline (`baseline: none`).
+    """
+
+    type: Literal["pretrain"] = "pretrain"
+    text_fields: list[str] = Field(min_length=1, max_length=1)
+    baseline: Literal["none"] = "none"
+    # Validation and test are scored on their first `eval_sequences` sequences (a fixed
+    # slice of each split's stream); None: all of them.
+    eval_sequences: PositiveInt | None = None
+    uses: ClassVar[frozenset[str]] = frozenset({"text_fields"})
+
+    def gold_answer(self, value: Any) -> str:
+        """The text itself: a language model's target is its input, shifted by one."""
+        return str(value)
+
+
 class ImageClassificationTask(TaskBase):
     """An image per example (`image_field`), one class per example."""
 
@@ -209,6 +233,11 @@ TASK_TYPES_LIST: tuple[TaskType, ...] = (
         GenerationTask, ("generation",), "text", ("causal-lm",),
         f"{ENCODING}:encode_generation", f"{ENCODING}:collate_lm",
         f"{EVALUATE}:answer_nll", f"{EVALUATE}:generate_answers",
+    ),
+    TaskType(
+        PretrainTask, ("pretrain",), "text", ("causal-lm",),
+        f"{ENCODING}:encode_stream", f"{ENCODING}:collate_stream",
+        f"{EVALUATE}:token_nll", f"{EVALUATE}:predict_token_nll",
     ),
     TaskType(
         ImageClassificationTask, ("image-classification",), "class", ("vision",),

@@ -4,9 +4,13 @@ Classification, multiple choice (scores per choice) and image classification pre
 arg-max of the model's outputs and train with cross-entropy; regression predicts the
 single output and trains with MSE; generation trains on the answer tokens and predicts
 by greedy decoding, compared by exact match on the decoded answer text
-(suite/tasks/answers.py). Every predictor also returns a score per example: the margin
-between the best and second-best output for classes and choices (the log-likelihood gap
-for choices), the predicted value for regression, and NaN for generated text.
+(suite/tasks/answers.py). Pretraining trains on the next-token loss of every position
+and "predicts", per sequence, its summed negative log-likelihood with the count of
+predicted tokens beside it as the gold value, which the perplexity metric pools over the
+split. Every predictor also returns a score per example: the margin between the best and
+second-best output for classes and choices (the log-likelihood gap for choices), the
+predicted value for regression, the mean NLL per token for pretraining, and NaN for
+generated text.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from suite.results import SplitPredictions
 from suite.specs.task import TaskBase
 from suite.tasks.answers import normalised_answer, predicted_answer
 from suite.tasks.metrics import compute
@@ -44,6 +49,21 @@ def answer_nll(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Mean negative log-likelihood per answer token (the prompt is masked out)."""
     tokens = batch["target_mask"][:, 1:].sum().clamp(min=1)
     return -model(**batch).sum() / tokens
+
+
+def _next_token_nll(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """NLL of every token after the first, per position (batch x length - 1). No attention
+    mask is passed: pretraining rows have no padding, and a causal model without one takes
+    its fused causal-attention path."""
+    logits = model.backbone(input_ids=ids).logits[:, :-1]
+    targets = ids[:, 1:]
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
+    return nll.view(targets.shape)
+
+
+def token_nll(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Mean next-token negative log-likelihood over the batch (causal LM pretraining)."""
+    return _next_token_nll(model, batch["input_ids"]).mean()
 
 
 def task_loss(task: TaskBase):
@@ -80,6 +100,23 @@ def predict_values(model, batches: list[dict], task: TaskBase, tokenizer=None) -
         preds.append(model(**batch).float().squeeze(-1))
         gold.append(batch["labels"])
     return _stack(preds, gold, preds)
+
+
+@torch.inference_mode()
+def predict_token_nll(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:
+    """Per sequence: summed next-token NLL (pred), tokens predicted (gold), mean NLL (score),
+    over the first `task.eval_sequences` sequences of the split (all when unset)."""
+    sums, counts, left = [], [], task.eval_sequences
+    for batch in batches:
+        if left is not None and left <= 0:
+            break
+        ids = batch["input_ids"] if left is None else batch["input_ids"][:left]
+        left = None if left is None else left - len(ids)
+        nll = _next_token_nll(model, ids).double()
+        sums.append(nll.sum(dim=1))
+        counts.append(torch.full((nll.shape[0],), float(nll.shape[1]), dtype=torch.float64))
+    pred, gold = torch.cat(sums).cpu().numpy(), torch.cat(counts).cpu().numpy()
+    return Predictions(pred, gold, pred / gold)
 
 
 def _stack(preds, gold, score) -> Predictions:
@@ -123,6 +160,24 @@ def generate_answers(model, batches: list[dict], task: TaskBase, tokenizer) -> P
         answers = batch["answer_ids"].tolist()
         gold += [normalised_answer(decode([t for t in row if t != -100]), task) for row in answers]
     return Predictions(_objects(preds), _objects(gold), np.full(len(preds), np.nan))
+
+
+def _plain(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return None if number != number else number  # NaN: no value
+
+
+def split_predictions(found: Predictions):
+    """Predictions as the row stores them (lists of numbers, strings or None)."""
+    return SplitPredictions(
+        pred=[_plain(v) for v in found.pred.tolist()],
+        gold=[_plain(v) for v in found.gold.tolist()],
+        score=[_plain(v) for v in found.score.tolist()],
+    )
 
 
 def predict(model, batches: list[dict], task: TaskBase, tokenizer=None) -> Predictions:

@@ -4,7 +4,10 @@ Counted from the linear layers only (they dominate a transformer's compute; atte
 scores and element-wise ops are left out, so the figure is a slight underestimate):
 per token, forward 2*W, gradient with respect to inputs 2*W, and gradient with respect
 to weights 2*W_trainable, where W counts the weights of every nn.Linear and
-W_trainable those that train. Padded tokens count: the matmuls run on them.
+W_trainable those that train. Padded tokens count: the matmuls run on them. A module
+that is not an nn.Linear but does a linear layer's work (a pretraining method's
+replacement, suite/methods/pretrain.py) declares `flop_weights`: its multiply-adds per
+token, and of them those whose weight gradient is computed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ def linear_weights(model: nn.Module) -> tuple[int, int]:
             n = module.weight.numel()
             total += n
             trainable += n if module.weight.requires_grad else 0
+        elif hasattr(module, "flop_weights"):
+            n, n_trainable = module.flop_weights
+            total += n
+            trainable += n_trainable
     return total, trainable
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 
 from suite.methods.api import Prepared
+from suite.train.measure import optimizer_state_bytes
 from suite.train.precision import MasterWeights
 
 
@@ -31,6 +32,8 @@ class TrainStats:
     wall_s: float = 0.0
     step_times: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    # Bytes of the optimiser's state tensors at the end of training (measure.py).
+    optimizer_state_bytes: int | None = None
 
     @property
     def step_time_median(self) -> float:
@@ -51,6 +54,23 @@ class TrainStats:
 def total_steps(n_train: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
     per_epoch = max(n_train // batch_size, 1)
     steps = max(int(math.ceil(per_epoch * epochs)), 1)
+    return min(steps, max_steps) if max_steps else steps
+
+
+def planned_steps(
+    n_train: int,
+    batch_size: int,
+    epochs: float,
+    max_steps: int | None,
+    tokens: int | None = None,
+    seq_len: int = 1,
+) -> int:
+    """Optimiser steps of a budget: `tokens // (batch_size x seq_len)` when it is given in
+    tokens (pretraining sequences are exactly seq_len long), else epochs over the training
+    split; `max_steps` caps either."""
+    if tokens is None:
+        return total_steps(n_train, batch_size, epochs, max_steps)
+    steps = max(tokens // (batch_size * seq_len), 1)
     return min(steps, max_steps) if max_steps else steps
 
 
@@ -252,4 +272,5 @@ def train(
             on_step(step, stats.losses[-1])
     hooks.on_train_end()
     stats.wall_s = time.perf_counter() - start
+    stats.optimizer_state_bytes = optimizer_state_bytes(driver.optimizer)
     return stats

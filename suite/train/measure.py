@@ -104,3 +104,28 @@ def safetensors_bytes(state: dict[str, torch.Tensor]) -> int:
     from safetensors.torch import save
 
     return len(save({k: v.detach().contiguous().cpu() for k, v in state.items()}))
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the optimiser's state tensors: numel x element size over every tensor in
+    `optimizer.state` (moments, step counters where torch stores them as tensors, a
+    method's projections), plus what it keeps elsewhere and lists in an optional
+    `extra_state_tensors()` (a shared DCT basis, chosen coordinates). A tensor reached
+    twice counts once; Python numbers (galore-torch's step count) are not tensors and
+    count nothing."""
+    seen: set[tuple[int, int, int]] = set()
+    total = 0
+    extra = getattr(optimizer, "extra_state_tensors", None)
+    pending: list = [*optimizer.state.values(), *(extra() if extra else [])]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, torch.Tensor):
+            key = (item.data_ptr(), item.numel(), item.element_size())
+            if key not in seen:
+                seen.add(key)
+                total += item.numel() * item.element_size()
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return total

@@ -22,9 +22,9 @@ from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
-from suite.train.evaluate import evaluate, task_loss
+from suite.train.evaluate import predict, score, split_predictions, task_loss
 from suite.train.flops import train_flops
-from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, total_steps, train
+from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_steps, train
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
 from suite.train.prepare import prepare_model
 
@@ -140,9 +140,11 @@ def load(cell: Cell) -> Setup:
     model = caches.task_model(cell.model, data.num_outputs, cell.seed).to(device)
     # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
     reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
-    steps = total_steps(
-        len(encoded["train"]), cell.budget.batch_size, cell.budget.epochs, cell.budget.max_steps
-    )
+    budget = cell.budget
+    steps = planned_steps(
+        len(encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps,
+        budget.tokens, cell.task.max_length,
+    )  # fmt: skip
     return Setup(
         device=device,
         data=data,
@@ -257,6 +259,7 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "memory_baseline_bytes": memory.baseline_bytes,
         "cached_model_bytes": caches.cached_model_bytes(),
         "train_tokens": tokens[0],
+        "tokens_per_s": tokens[0] / stats.wall_s if stats.wall_s else None,
         "train_flops": train_flops(model, tokens[0]),
         **_train_stats(stats),
     }
@@ -270,11 +273,15 @@ def _train_stats(stats: TrainStats) -> dict[str, Any]:
         "step_time_median_s": stats.step_time_median,
         "final_train_loss": stats.final_loss,
         "loss_curve": stats.losses,
+        "optimizer_state_bytes": stats.optimizer_state_bytes,
     }
 
 
 def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str, Any]:
-    """Validation and test metrics on fixed batches; trials are never scored on test."""
+    """Validation and test metrics and per-example predictions on fixed batches.
+
+    A tuning trial's test results are kept apart (split "trial_test"): selection reads
+    only validation, so they cannot steer it; the tuning-budget curves use them."""
     model.eval()
     eval_sets = {
         s: _to_list(
@@ -283,17 +290,19 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         )
         for s in ("validation", "test")
     }
-    val = evaluate(model, eval_sets["validation"], cell.task, setup.tokenizer)
-    # Tuning trials are never scored on test, so test metrics cannot steer selection.
-    test = (
-        {}
-        if cell.phase == "trial"
-        else evaluate(model, eval_sets["test"], cell.task, setup.tokenizer)
-    )
+    found = {s: predict(model, eval_sets[s], cell.task, setup.tokenizer) for s in eval_sets}
+    val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
+    trial = cell.phase == "trial"
+    test_split = "trial_test" if trial else "test"
     baselines = caches.baselines(cell.task, cell.task_dir)
     return {
         "val_metrics": val,
-        "test_metrics": test,
+        "test_metrics": {} if trial else test,
+        "trial_test_metrics": test if trial else {},
+        "predictions": {
+            "validation": split_predictions(found["validation"]),
+            test_split: split_predictions(found["test"]),
+        },
         "baseline_val": baselines.get("validation", {}),
         "baseline_test": baselines.get("test", {}),
         "eval_sets": eval_sets,

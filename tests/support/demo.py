@@ -13,7 +13,7 @@ from pathlib import Path
 
 from suite.cells import Cell, expand
 from suite.registry import Catalog
-from suite.results import CellResult
+from suite.results import CellResult, SplitPredictions
 from suite.specs.matrix import MatrixSpec, MethodEntry
 from suite.specs.profile import ExpectedDevice, HardwareProfile, Resources
 from suite.store.store import Store
@@ -133,10 +133,39 @@ def demo_result(cell: Cell) -> CellResult:
         adapter_bytes=4 * trainable,
         final_train_loss=1.0 - acc / 2,
         loss_curve=[2.3 * (0.98**i) + 0.1 * abs(_noise(label, i)) for i in range(0, 200, 10)],
+        predictions={"test": demo_predictions(task, label, seed, acc)},
         device="cuda" if gpu else "cpu",
         hostname="gpu-node" if gpu else "laptop",
         **recorded,
     )
+
+
+# Test examples per task in the demo (drug-condition really has 189).
+_N_TEST = {"drug-condition": 189, "drug-sentiment": 200}
+
+
+def demo_predictions(task: str, label: str, seed: int, accuracy: float) -> SplitPredictions:
+    """Per-example test predictions with the given accuracy: the same gold labels for
+    every cell of a task; which examples a method gets right depends on the method (its
+    easy examples overlap with other methods') and a little on the seed."""
+    import numpy as np
+
+    n = _N_TEST[task]
+    gold = np.random.default_rng(_seed(task)).integers(0, 10, n)
+    difficulty = np.random.default_rng(_seed(task, "difficulty")).random(n)
+    jitter = np.random.default_rng(_seed(task, label, seed)).random(n) * 0.3
+    order = np.argsort(difficulty + jitter)
+    correct = np.zeros(n, dtype=bool)
+    correct[order[: int(round(accuracy * n))]] = True
+    pred = np.where(correct, gold, (gold + 1 + seed) % 10)
+    margin = np.random.default_rng(_seed(task, label, seed, "margin")).random(n)
+    return SplitPredictions(
+        pred=pred.astype(float).tolist(), gold=gold.astype(float).tolist(), score=margin.tolist()
+    )
+
+
+def _seed(*key: object) -> int:
+    return int(hashlib.sha256(repr(key).encode()).hexdigest()[:8], 16)
 
 
 def _recorded(profile: str) -> dict:

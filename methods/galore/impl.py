@@ -1,0 +1,137 @@
+"""GaLore: AdamW whose moments live in a low-rank projection of each target gradient.
+
+Follows galore-torch 1.0 (PyPI; jiaweizzhao/GaLore) `galore_torch/adamw.py` and
+`galore_projector.py` (proj_type std / reverse_std / right / left):
+
+- per target weight W (m x n) with gradient G: if m >= n (std), P = Vh[:r] from the SVD
+  of the current G, R = G P^T, back-projection N P; else P = U[:, :r], R = P^T G,
+  back-projection P N. P is recomputed when the step count (before its increment) is a
+  multiple of `update_proj_gap`: steps 0, T, 2T, ...; the moments keep their projected
+  shape and are neither reset nor rotated when P changes;
+- transformers-style AdamW: denom = sqrt(v) + eps, step size lr sqrt(1 - b2^t) / (1 - b1^t),
+  W -= step size * scale * back(m / denom), then W -= lr * wd * W (after the update);
+- every other tensor takes the same step without projection (the official scripts put
+  the regular parameters in the same optimiser).
+
+P is kept as a tensor in the optimiser state (the package keeps it inside a projector
+object), so the row's optimiser-state bytes count it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.optimizers import (
+    check_rank,
+    optimizer_prepared,
+    projected_names,
+    split_groups,
+    target_shapes,
+)
+
+
+class GaLoreParams(MethodParams):
+    rank: PositiveInt = 4
+    # No default: the official argparse fallback (50) must never apply silently.
+    update_proj_gap: PositiveInt
+    scale: PositiveFloat = 1.0
+    proj_type: Literal["std", "reverse_std", "right", "left"] = "std"
+    targets: str | list[str] = Field(default_factory=lambda: ["attention", "mlp"])
+    eps: PositiveFloat = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+def _side(shape: torch.Size, proj_type: str) -> str:
+    tall = shape[0] >= shape[1]
+    if proj_type == "std":
+        return "right" if tall else "left"
+    if proj_type == "reverse_std":
+        return "left" if tall else "right"
+    return proj_type
+
+
+def projection(grad: torch.Tensor, rank: int, side: str) -> torch.Tensor:
+    """P from the SVD of the gradient (in fp32, cast back as the package does)."""
+    u, _, vh = torch.linalg.svd(grad.float(), full_matrices=False)
+    p = vh[:rank, :] if side == "right" else u[:, :rank]
+    return p.to(grad.dtype)
+
+
+class GaLoreAdamW(torch.optim.Optimizer):
+    """galore-torch's AdamW; a group with a `rank` key is projected."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        super().__init__(
+            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        )
+
+    def _project(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> torch.Tensor:
+        state = self.state[p]
+        side = _side(grad.shape, group["proj_type"])
+        if "projection" not in state or state["step"] % group["update_proj_gap"] == 0:
+            state["projection"] = projection(grad, group["rank"], side)
+        proj = state["projection"]
+        return grad @ proj.T if side == "right" else proj.T @ grad
+
+    def _back(self, p: torch.Tensor, low: torch.Tensor, group: dict) -> torch.Tensor:
+        proj = self.state[p]["projection"]
+        side = _side(p.shape, group["proj_type"])
+        return (low @ proj if side == "right" else proj @ low) * group["scale"]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                state.setdefault("step", 0)
+                grad = self._project(p, p.grad, group) if "rank" in group else p.grad
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(grad)
+                    state["exp_avg_sq"] = torch.zeros_like(grad)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                state["step"] += 1
+                m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                denom = v.sqrt().add_(group["eps"])
+                t = state["step"]
+                step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+                norm_grad = m / denom
+                if "rank" in group:
+                    norm_grad = self._back(p, norm_grad, group)
+                p.add_(norm_grad, alpha=-step_size)
+                if group["weight_decay"] > 0.0:
+                    p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+        return loss
+
+
+class GaLore(Method):
+    Params = GaLoreParams
+
+    def prepare(self, model, ctx) -> Prepared:
+        p = self.params
+        names = projected_names(model, ctx.preset.resolve_targets(p.targets))
+        check_rank(target_shapes(model, names), p.rank, "galore")
+        options = {
+            "rank": p.rank,
+            "update_proj_gap": p.update_proj_gap,
+            "scale": p.scale,
+            "proj_type": p.proj_type,
+        }
+
+        def make_optimizer(named, lr, weight_decay):
+            groups = split_groups(named, set(names), weight_decay, options)
+            return GaLoreAdamW(groups, lr=lr, betas=p.betas, eps=p.eps)
+
+        return optimizer_prepared(model, make_optimizer)
+
+    def expected_trainable_params(self, shapes) -> int:
+        raise NotImplementedError("GaLore trains every weight; it changes the optimiser only")

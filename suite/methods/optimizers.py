@@ -1,0 +1,87 @@
+"""Shared machinery of the optimiser methods (GaLore, DCT-AdamW, FRUGAL).
+
+These methods change the optimiser, not the model: every weight trains, and
+`Prepared.make_optimizer` builds the method's own optimiser. The training driver hands
+that hook the tensors it steps, named like the model's parameters (fp32 master copies
+on a bf16/fp16 base, the parameters themselves otherwise), so the projected set is
+chosen by name: the 2-D weights of the preset's target modules (`attention` and `mlp`
+by default, as the official scripts select "attn"/"mlp" or BERT's query/key/value/
+dense). Everything else (embeddings, norms, biases, the task head) gets the same
+optimiser's plain full-state AdamW path, as in the official scripts.
+
+Groups follow the driver's convention: no weight decay on tensors under 2-D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from suite.methods.adapters import load_state_strict, trainable_state
+from suite.methods.api import Prepared
+from suite.methods.targets import find_targets
+
+
+def projected_names(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Parameter names (as `model.named_parameters()` gives them) of the 2-D weights of
+    the linear modules under `model.backbone` matching `patterns`, in module order."""
+    wanted = {id(m.weight) for _, m in find_targets(model.backbone, patterns)}
+    return [n for n, p in model.named_parameters() if id(p) in wanted and p.ndim == 2]
+
+
+def target_shapes(model: nn.Module, names: list[str]) -> dict[str, tuple[int, int]]:
+    params = dict(model.named_parameters())
+    return {n: tuple(params[n].shape) for n in names}
+
+
+def split_groups(
+    named: list[tuple[str, nn.Parameter]],
+    projected: set[str],
+    weight_decay: float,
+    projected_options: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """[regular decaying, regular non-decaying, projected] groups, empty ones dropped.
+
+    The projected group carries `projected_options` (its rank, refresh gap, ...), which
+    the method's optimiser reads per group, as galore-torch and FRUGAL do."""
+    regular_decay = [p for n, p in named if n not in projected and p.ndim >= 2]
+    regular_flat = [p for n, p in named if n not in projected and p.ndim < 2]
+    proj = [p for n, p in named if n in projected]
+    if not proj:
+        raise ValueError(
+            "none of the optimiser's tensors is a projected target weight: the targets "
+            "matched no trainable 2-D weight"
+        )
+    groups = [
+        {"params": regular_decay, "weight_decay": weight_decay},
+        {"params": regular_flat, "weight_decay": 0.0},
+        {"params": proj, "weight_decay": weight_decay, **projected_options},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def optimizer_prepared(
+    model: nn.Module, make_optimizer: Callable[..., torch.optim.Optimizer]
+) -> Prepared:
+    """Every weight trains (the whole model is the 'adapter'); the optimiser is the method's."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return Prepared(
+        model=model,
+        adapter_state=lambda: trainable_state(model),
+        load_adapter_state=lambda s: load_state_strict(model, s),
+        make_optimizer=make_optimizer,
+    )
+
+
+def check_rank(shapes: dict[str, tuple[int, int]], rank: int, method: str) -> None:
+    """A projection rank must be below every projected matrix's smaller side."""
+    for name, shape in shapes.items():
+        if rank >= min(shape):
+            raise ValueError(
+                f"{method}: rank {rank} is not below the smaller side of {name} "
+                f"{tuple(shape)}; the projected state would not be smaller than AdamW's"
+            )
