@@ -41,6 +41,32 @@ def test_task_arithmetic_with_scale_one_on_disjoint_sparse_deltas_is_their_sum()
     assert torch.equal(merged[a != 0], a[a != 0]) and torch.equal(merged[b != 0], b[b != 0])
 
 
+def test_the_task_arithmetic_method_at_scale_one_adds_disjoint_sparse_deltas_exactly():
+    """Through the plugin (posthoc/task-arithmetic, its YAML's default scale 1), on
+    several tensors: the one update it hands every task is a + b, bit for bit."""
+    from suite.plugins import load_object
+    from suite.posthoc.api import MergeContext, TaskUpdate
+    from tests.helpers import catalog
+
+    entry = catalog().posthoc.get("task-arithmetic")
+    cls = load_object(entry.spec.implementation, entry.folder)
+    method = cls(cls.Params.model_validate(entry.spec.params))
+    assert method.params.scale == 1.0
+    gen = torch.Generator().manual_seed(1)
+    first, second = {}, {}
+    for name, shape in (("w0", (16, 24)), ("w1", (24, 8)), ("b0", (16,))):
+        first[name], taken = _sparse(shape, 0.1, gen)
+        second[name], _ = _sparse(shape, 0.1, gen, taken)
+    merged = method.merge(
+        [TaskUpdate("t1", first), TaskUpdate("t2", second)], MergeContext(seed=0)
+    )
+    for index in (0, 1):
+        update = merged.update_for(index)
+        assert set(update) == set(first)
+        for name in first:
+            assert torch.equal(update[name], first[name] + second[name]), name
+
+
 @pytest.mark.parametrize("density", [0.2, 0.5, 1.0])
 @pytest.mark.parametrize("weights", [[1.0, 1.0], [0.7, 0.3], [1.0, 0.5, 0.25]])
 def test_ties_matches_peft_merge_utils(density, weights):
