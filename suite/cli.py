@@ -166,8 +166,8 @@ def list_(
         Format, typer.Option("--format", help="table, or csv / json for scripts.")
     ] = Format.table,
 ) -> None:
-    """List the registered methods (with their fidelity), tasks, models, hardware profiles
-    or matrices."""
+    """List the registered methods (with their fidelity), post-hoc merge and compress
+    methods (posthoc), tasks, models, hardware profiles or matrices."""
     from suite.listing import list_records, print_records, render_list
 
     try:
@@ -234,8 +234,9 @@ def query(
         str | None,
         typer.Option(
             "--view",
-            help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate "
-            "(a terminal table shows its main columns; csv/json every column).",
+            help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
+            "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
+            "compression (a terminal table shows its main columns; csv/json every column).",
         ),
     ] = None,
 ) -> None:

@@ -7,10 +7,15 @@ normalised by). Its update over the base weights is then read per backbone param
 in fp32, from what each adapter layer would merge (`AdapterLinear.delta_weight`, or
 `merged_weight` for layers whose update is not additive), so no post-hoc stage depends
 on how a method stores its tensors.
+
+A process keeps the last few inputs it rebuilt (keyed by cell id and checksum), so the
+stages of one matrix do not rebuild and re-evaluate the same trained cell for every
+merge or compression; the artifact's bytes are still verified on every use.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -47,9 +52,26 @@ def pristine_backbone(cell: Cell, num_outputs: int) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.backbone.named_parameters()}
 
 
+_LOADED: OrderedDict[tuple[str, str], LoadedInput] = OrderedDict()
+_KEEP = 4
+
+
 def load_input(cell: Cell, artifact) -> LoadedInput:
-    """The trained cell, rebuilt, with its artifact (checksum verified first) loaded."""
+    """The trained cell, rebuilt, with its artifact (checksum verified first) loaded;
+    the same cell with the same verified bytes is rebuilt once per process."""
     state = load_verified(artifact.path, artifact.sha256, artifact.bytes)
+    key = (cell.cell_id, artifact.sha256)
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    loaded = _rebuild(cell, artifact, state)
+    _LOADED[key] = loaded
+    while len(_LOADED) > _KEEP:
+        _LOADED.popitem(last=False)
+    return loaded
+
+
+def _rebuild(cell: Cell, artifact, state: dict) -> LoadedInput:
     setup = load(cell)
     prepared = prepare(cell, setup).prepared
     if prepared.load_adapter_state is None:
