@@ -57,9 +57,7 @@ def test_the_task_arithmetic_method_at_scale_one_adds_disjoint_sparse_deltas_exa
     for name, shape in (("w0", (16, 24)), ("w1", (24, 8)), ("b0", (16,))):
         first[name], taken = _sparse(shape, 0.1, gen)
         second[name], _ = _sparse(shape, 0.1, gen, taken)
-    merged = method.merge(
-        [TaskUpdate("t1", first), TaskUpdate("t2", second)], MergeContext(seed=0)
-    )
+    merged = method.merge([TaskUpdate("t1", first), TaskUpdate("t2", second)], MergeContext(seed=0))
     for index in (0, 1):
         update = merged.update_for(index)
         assert set(update) == set(first)
