@@ -262,11 +262,18 @@ def posthoc_table(store, matrix: str | None, cell_ids: list[str]) -> Table:
     for r in _records(frame):
         metric = "-" if r["value"] is None else f"{r['metric']} {r['value']:.4f}"
         table.add_row(
-            r["stage"], r["method"], "+".join(r["input_methods"] or []) or "-", r["status"],
+            r["stage"], r["method"], _joined(r["input_methods"]), r["status"],
             r["task"] or "-", metric, _fmt(r["source_value"]), _fmt(r["normalised"]),
             r["level_label"] or "-", _kib(r["stored_bytes"]), _ms(r["stage_time_s"]),
         )  # fmt: skip
     return table
+
+
+def _joined(values) -> str:
+    """A list column (a list, an array or missing) as a+b, or "-"."""
+    if values is None or (not hasattr(values, "__len__") and _missing(values)):
+        return "-"
+    return "+".join(str(v) for v in values) or "-"
 
 
 def _kib(value) -> str:
