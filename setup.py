@@ -1,13 +1,13 @@
 """Packaging beside pyproject.toml: the built-in plugin folders ship inside the wheel.
 
-`methods/`, `tasks/` and `hardware_profiles/` are top-level folders of the repository
+`methods/`, `tasks/`, `hardware_profiles/` and `posthoc/` are top-level folders of the repository
 (and are found there in a checkout); a wheel maps them to package data under
 `suite/_builtin/`, where suite/paths.py finds them when no checkout is around.
 """
 
 from setuptools import find_namespace_packages, setup
 
-BUILTIN = ("methods", "tasks", "hardware_profiles")
+BUILTIN = ("methods", "tasks", "hardware_profiles", "posthoc")
 # Every plugin folder is data; those whose names are identifiers (lora, but not lt-sft)
 # would also look like namespace packages, so they are listed as such (setuptools warns
 # about importable folders missing from `packages`).

@@ -1,6 +1,6 @@
 """peftbench leaderboard: `peftbench leaderboard [--db PATH]` runs this with Streamlit.
 
-Pages: Overview, Pareto, Method, Ablations, Hardware. Every page reads the store's views
+Pages: Overview, Pareto, Method, Ablations, Merging, Compression, Hardware. Every page reads the store's views
 through `leaderboard.data.Reader` (read-only, retried, cached per file version) and draws
 the shared sidebar itself (`leaderboard.ui.page_setup`), so its filters follow the page.
 """
@@ -26,6 +26,8 @@ navigation = st.navigation(
         st.Page(PAGES / "pareto.py", title="Pareto"),
         st.Page(PAGES / "method.py", title="Method"),
         st.Page(PAGES / "ablations.py", title="Ablations"),
+        st.Page(PAGES / "merging.py", title="Merging"),
+        st.Page(PAGES / "compression.py", title="Compression"),
         st.Page(PAGES / "hardware.py", title="Hardware"),
     ]
 )

@@ -123,3 +123,53 @@ def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
     return alt.layer(*layers).properties(
         height=_HEIGHT, title=f"{metric.display} against {label.lower()}"
     )
+
+
+def merging_chart(rows: pd.DataFrame) -> alt.Chart:
+    """Normalised score of each merge on each source task (1 = the task's own adapter)."""
+    data = rows[rows["status"] == "ok"][["method", "task", "seed", "normalised"]].dropna()
+    points = (
+        alt.Chart(data)
+        .mark_point(filled=True, size=70)
+        .encode(
+            x=alt.X("mean(normalised):Q", title="Normalised (merged / own adapter)",
+                    scale=alt.Scale(zero=False)),
+            y=alt.Y("method:N", title=None, sort="-x"),
+            color=alt.Color("task:N", title="Source task"),
+            tooltip=["method", "task", alt.Tooltip("mean(normalised):Q", format=".4f"),
+                     alt.Tooltip("count(seed):Q", title="seeds")],
+        )
+    )  # fmt: skip
+    one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color="#888", strokeDash=[6, 4])
+    return alt.layer(points, one.encode(x="x:Q")).properties(
+        height=alt.Step(28), title="Mean over seeds (dashed: each task's own adapter)"
+    )
+
+
+def compression_chart(rows: pd.DataFrame, metric_label: str) -> alt.Chart:
+    """Quality against sparsity per method, the dense model as the reference line."""
+    data = rows[["series", "method", "sparsity", "level_label", "value", "latency_s"]]
+    lines = (
+        alt.Chart(data)
+        .mark_line(point=alt.OverlayMarkDef(filled=True, size=60))
+        .encode(
+            x=alt.X("sparsity:Q", title="Sparsity of the targeted weights",
+                    axis=alt.Axis(format="%")),
+            y=alt.Y("value:Q", title=metric_label, scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title="Method"),
+            tooltip=["method", "level_label", alt.Tooltip("sparsity:Q", format=".1%"),
+                     alt.Tooltip("value:Q", format=".4f"), "latency_s"],
+        )
+    )  # fmt: skip
+    dense = (
+        float(rows["dense_value"].dropna().iloc[0]) if rows["dense_value"].notna().any() else None
+    )
+    layers = [lines]
+    if dense is not None:
+        frame = pd.DataFrame({"dense": [dense], "text": [f"dense {dense:.3f}"]})
+        rule = alt.Chart(frame).mark_rule(color="#444", strokeDash=[6, 4]).encode(y="dense:Q")
+        text = alt.Chart(frame).mark_text(align="left", x=4, dy=-6, color="#444")
+        layers += [rule, text.encode(y="dense:Q", text="text:N")]
+    return alt.layer(*layers).properties(
+        height=_HEIGHT, title="Quality against sparsity (dashed: the dense model)"
+    )

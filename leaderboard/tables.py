@@ -263,3 +263,52 @@ def results_on_table(rows: pd.DataFrame) -> Table:
             "Rank": (rows["rank"], "text"),
         }
     )
+
+
+def merging_table(summary: pd.DataFrame, tasks: list[str]) -> Table:
+    """The Merging page: normalised score per source task (merged / the task's own
+    adapter), its spread over seeds, the scores behind it, the size kept, the merge time."""
+    columns: dict[str, tuple[pd.Series, str]] = {
+        "Stage": (summary["stage_name"], "text"),
+        "Merge": (summary["method"], "text"),
+        "Fidelity": (summary["fidelity"], "text"),
+        "Inputs": (summary["inputs"], "text"),
+        "Model": (summary["model"], "text"),
+        "Seeds ok": (summary["seeds"], "text"),
+        "Not ok": (summary["failed"], "text"),
+    }
+    for task in tasks:
+        columns[f"Normalised on {task}"] = (_optional(summary, f"norm:{task}"), "score")
+        columns[f"Std over seeds ({task})"] = (_optional(summary, f"std:{task}"), "score")
+    columns["Mean normalised"] = (_optional(summary, "norm_mean"), "score")
+    for task in tasks:
+        columns[f"Merged on {task}"] = (_optional(summary, f"merged:{task}"), "score")
+        columns[f"Own adapter on {task}"] = (_optional(summary, f"own:{task}"), "score")
+    columns["Stored (merged update)"] = (_optional(summary, "stored_bytes"), "bytes")
+    columns["Task heads"] = (_optional(summary, "heads_bytes"), "bytes")
+    columns["Merge time"] = (_optional(summary, "merge_time_s"), "duration")
+    return _table(columns)
+
+
+def compression_table(rows: pd.DataFrame) -> Table:
+    """The Compression page: quality at each method's level beside the dense model's,
+    the sparsity reached, stored size and latency against the dense model's."""
+    return _table(
+        {
+            "Method": (rows["method"], "text"),
+            "Fidelity": (rows["fidelity"], "text"),
+            "Level": (rows["level_label"], "text"),
+            "Sparsity reached": (rows["sparsity"], "percent_share"),
+            "Pattern holds": (rows["pattern_ok"], "text"),
+            "Score": (rows["value"], "score"),
+            "Dense score": (rows["dense_value"], "score"),
+            "Normalised": (rows["normalised"], "score"),
+            "Latency": (rows["latency_s"], "duration"),
+            "Dense latency": (rows["dense_latency_s"], "duration"),
+            "Speed-up": (rows["speedup"], "score"),
+            "Stored (compact)": (rows["stored_bytes"], "bytes"),
+            "Nonzero params": (rows["nonzero_params"], "count"),
+            "Retraining steps": (rows["train_steps"], "count"),
+            "Compress time": (rows["compress_time_s"], "duration"),
+        }
+    )

@@ -83,6 +83,9 @@ class Cell(Frozen):
     tuning: TuningSpec | None = Field(default=None, exclude=True)
     trial_index: int | None = Field(default=None, exclude=True)
     selection: dict[str, Any] | None = Field(default=None, exclude=True)
+    # Where the worker saves the cell's artifact (None: it saves none). Set by the plan
+    # for matrices that save, and for every cell a post-hoc stage consumes; not hashed.
+    artifact_dir: str | None = Field(default=None, exclude=True)
 
     @property
     def cell_id(self) -> str:
@@ -268,10 +271,11 @@ def expand_matrix(
     ]
     _check_every_model_and_task_runs(models, [t.spec for t in tasks], file, line)
     cells: dict[str, Cell] = {}
+    restricted = [set(e.tasks) if e.tasks else None for e in matrix.entries()]
     for model in models:
-        for storage, method in _with_storages(methods, matrix.base_storage):
+        for storage, method, only in _with_storages(methods, restricted, matrix.base_storage):
             for task in tasks:
-                if not runs_on(model, task.spec):
+                if not runs_on(model, task.spec) or (only and task.spec.name not in only):
                     continue
                 for seed in matrix.seeds:
                     cell = Cell(
@@ -294,20 +298,21 @@ def expand_matrix(
 
 
 def _with_storages(
-    methods: list[ResolvedMethod], storages: list[str] | None
-) -> list[tuple[str | None, ResolvedMethod]]:
-    """Each method on each base storage of the matrix's axis (expanded like models); a
-    method that declares its own storage (qlora) runs on that one only. Where the axis
-    names several storages, a method's label gains '@storage' so the leaderboard keeps
-    lora on bf16 and lora on nf4 apart."""
-    out: list[tuple[str | None, ResolvedMethod]] = []
-    for method in methods:
+    methods: list[ResolvedMethod], restricted: list[set[str] | None], storages: list[str] | None
+) -> list[tuple[str | None, ResolvedMethod, set[str] | None]]:
+    """Each method on each base storage of the matrix's axis (expanded like models), with
+    the tasks its entry is restricted to (None: all); a method that declares its own
+    storage (qlora) runs on that one only. Where the axis names several storages, a
+    method's label gains '@storage' so the leaderboard keeps lora on bf16 and lora on nf4
+    apart."""
+    out: list[tuple[str | None, ResolvedMethod, set[str] | None]] = []
+    for method, only in zip(methods, restricted, strict=True):
         if method.base_storage or not storages:
-            out.append((method.base_storage, method))
+            out.append((method.base_storage, method, only))
             continue
         for storage in storages:
             label = f"{method.label}@{storage}" if len(storages) > 1 else method.label
-            out.append((storage, method.model_copy(update={"label": label})))
+            out.append((storage, method.model_copy(update={"label": label}), only))
     return out
 
 

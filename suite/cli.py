@@ -104,6 +104,12 @@ def run(
     if the_plan.cells and db.exists():
         # The plan's cells, also those another matrix stored first (cells dedupe).
         _print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells])
+    if the_plan.posthoc_cells and db.exists():
+        from suite.listing import posthoc_table
+
+        out = console if console.is_terminal else Console(width=200)
+        ids = [c.cell_id for c in the_plan.posthoc_cells]
+        out.print(posthoc_table(Store(db), the_plan.matrix, ids))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
     err_console.print(f"done: {counts}")
     raise typer.Exit(0 if summary.all_ok else 1)
@@ -123,6 +129,8 @@ def _plan(plugins, matrix: str, store, rerun: bool):
     then = (
         " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
     )
+    if the_plan.posthoc is not None:
+        then += "; post-hoc stages follow"
     err_console.print(
         f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells{then}, "
         f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {escape(str(store.path))}"
@@ -143,6 +151,7 @@ class Format(str, Enum):
 
 class ListKind(str, Enum):
     methods = "methods"
+    posthoc = "posthoc"
     tasks = "tasks"
     models = "models"
     profiles = "profiles"
@@ -157,8 +166,8 @@ def list_(
         Format, typer.Option("--format", help="table, or csv / json for scripts.")
     ] = Format.table,
 ) -> None:
-    """List the registered methods (with their fidelity), tasks, models, hardware profiles
-    or matrices."""
+    """List the registered methods (with their fidelity), post-hoc merge and compress
+    methods (posthoc), tasks, models, hardware profiles or matrices."""
     from suite.listing import list_records, print_records, render_list
 
     try:
@@ -225,8 +234,9 @@ def query(
         str | None,
         typer.Option(
             "--view",
-            help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate "
-            "(a terminal table shows its main columns; csv/json every column).",
+            help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
+            "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
+            "compression (a terminal table shows its main columns; csv/json every column).",
         ),
     ] = None,
 ) -> None:
@@ -300,6 +310,48 @@ def _print_table(db: Path, title: str | None, cell_ids: list[str] | None) -> Non
     # Off a terminal (CI logs, pipes) rich would wrap the table at 80 columns.
     out = console if console.is_terminal else Console(width=200)
     out.print(results_table(Store(db), title, cell_ids))
+
+
+class ArtifactAction(str, Enum):
+    list = "list"
+    gc = "gc"
+
+
+@app.command()
+def artifacts(
+    action: Annotated[ArtifactAction, typer.Argument(help="list, or gc (remove unreferenced).")],
+    db: DbOpt = DEFAULT_DB,
+    unconsumed: Annotated[
+        bool,
+        typer.Option(help="gc: also remove recorded artifacts no stored post-hoc run consumed."),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="gc: say what would go, remove nothing.")] = False,
+) -> None:
+    """The saved artifacts (adapters, or whole models) by cell id: list them, or remove the
+    unreferenced ones: files no row of the store names (orphans), rows whose file is gone,
+    and with --unconsumed artifacts no stored post-hoc run consumed."""
+    from suite.artifacts import artifacts_dir
+    from suite.listing import artifacts_frame, print_frame
+    from suite.store.store import Store
+
+    store = Store(db)
+    if not db.exists():
+        _error("error:", f"no results database at {db}", 1)
+    store.init()
+    frame, orphans = artifacts_frame(store, artifacts_dir(db))
+    if action == ArtifactAction.list:
+        shown = frame.assign(sha256=frame["sha256"].str[:16]) if len(frame) else frame
+        print_frame(console if console.is_terminal else Console(width=220), shown, "table")
+        for path in orphans:
+            console.print(f"orphan (no row): {path}", markup=False)
+        return
+    from suite.store.artifacts_gc import collect
+
+    removed = collect(store, frame, orphans, unconsumed, dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for line in removed:
+        console.print(f"{verb} {line}", markup=False)
+    console.print(f"{verb} {len(removed)} artifact(s)")
 
 
 @app.command()

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from suite.cells import Cell, PhaseCells, expand_matrix
 from suite.checks import check_cells
@@ -34,6 +34,10 @@ class Plan:
     # The cells whose rows the matrix reports: its cells, or (tuned) the finals the last
     # phase built, done ones included. Filled by run_plan as phases run.
     phase_cells: list[Cell] = field(default_factory=list)
+    # The post-hoc stages (suite/posthoc/plan.py), run after every training phase, and
+    # their cells once built (filled by run_plan).
+    posthoc: Callable[[Store], Any] | None = None
+    posthoc_cells: list[Any] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -66,6 +70,7 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
     expansion = expand_matrix(entry.spec, catalog, entry)
     cells, skipped_pairs = expansion.cells, expansion.skipped_pairs
     check_cells(catalog, cells)
+    cells, posthoc = _with_posthoc(catalog, entry, cells, store, rerun)
     if entry.spec.tuning is not None:
         from suite.tuning import finals_phase, trial_cells
 
@@ -74,10 +79,36 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
         done = set() if rerun else store.ok_cell_ids(c.cell_id for c in trials)
         todo = [c for c in trials if c.cell_id not in done]
         finals = [finals_phase(cells, trials, rerun)]
-        return Plan(entry.spec.name, trials, todo, finals, skipped_pairs)
+        if posthoc is not None:
+            posthoc = posthoc(lambda s: _finals(cells, trials, s))
+        return Plan(entry.spec.name, trials, todo, finals, skipped_pairs, posthoc=posthoc)
     done = set() if rerun else store.ok_cell_ids(c.cell_id for c in cells)
     todo = [c for c in cells if c.cell_id not in done]
-    return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs)
+    if posthoc is not None:
+        posthoc = posthoc(lambda _store: cells)
+    return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs, posthoc=posthoc)
+
+
+def _with_posthoc(catalog: Catalog, entry, cells: list[Cell], store: Store, rerun: bool):
+    """The cells, those that must save an artifact marked, and (when the matrix has
+    post-hoc stages, checked here) a maker of the post-hoc phase given the trained cells."""
+    spec = entry.spec
+    if not spec.posthoc and not spec.save_artifacts:
+        return cells, None
+    from suite.artifacts import artifacts_dir
+    from suite.posthoc.plan import check_posthoc, mark_saving, posthoc_phase
+
+    cells = mark_saving(spec, cells, artifacts_dir(store.path).resolve())
+    if not spec.posthoc:
+        return cells, None
+    check_posthoc(catalog, entry)
+    return cells, lambda trained: posthoc_phase(catalog, entry, trained, rerun)
+
+
+def _finals(cells: list[Cell], trials: list[Cell], store: Store) -> list[Cell]:
+    from suite.tuning import final_cells, validation_scores
+
+    return final_cells(cells, trials, validation_scores(store, [t.cell_id for t in trials]))
 
 
 class Executor(Protocol):
@@ -135,11 +166,17 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
             executor.prepare(the_plan.todo)
             store.init()
 
-            def on_result(cell: Cell, report: CellReport) -> None:
+            def on_result(cell, report: CellReport) -> None:
                 # The driver's id is the one resume looks up.
                 log = write_cell_log(logs, cell, report)
-                result = CellResult.assemble(cell.cell_id, report, str(log))
-                store.write(cell, result, prov)
+                if getattr(cell, "input_ids", None) is not None:  # a post-hoc cell
+                    from suite.posthoc.plan import outcome
+
+                    store.write_posthoc(cell, report, prov, str(log))
+                    result = outcome(cell, report)
+                else:
+                    result = CellResult.assemble(cell.cell_id, report, str(log))
+                    store.write(cell, result, prov)
                 summary.results.append(result)
                 if progress:
                     progress.finish_cell(cell, result)
@@ -148,12 +185,38 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
             for phase in the_plan.phases:
                 built = phase(store)
                 the_plan.phase_cells = built.cells
-                if progress is not None and hasattr(progress, "add_cells"):
-                    progress.add_cells(len(built.todo))
+                _add_to_progress(progress, len(built.todo))
                 executor(built.todo, on_result)
+            if the_plan.posthoc is not None:
+                _run_posthoc(the_plan, store, executor, on_result, progress)
         finally:
             executor.close()
     return summary
+
+
+def _add_to_progress(progress, n: int, note: str | None = None) -> None:
+    if progress is not None and hasattr(progress, "add_cells"):
+        progress.add_cells(n)
+    if note and progress is not None and hasattr(progress, "note"):
+        progress.note(note)
+
+
+def _run_posthoc(the_plan: Plan, store: Store, executor, on_result, progress) -> None:
+    """The post-hoc phase: refused cells get their row at once, the rest run."""
+    from suite.posthoc.plan import refused_report
+
+    built = the_plan.posthoc(store)
+    the_plan.posthoc_cells = built.cells
+    note = (
+        f"post-hoc: {len(built.cells)} cells, {built.done} already stored ok, "
+        f"{len(built.todo)} to run, {len(built.refused)} refused (inputs not ready)"
+    )
+    _add_to_progress(progress, len(built.todo) + len(built.refused), note)
+    for cell, status, reason in built.refused:
+        if progress:
+            progress.start_cell(cell)
+        on_result(cell, refused_report(status, reason))
+    executor(built.todo, on_result)
 
 
 def matrix_cell_ids(catalog: Catalog, matrix_ref: str, store: Store) -> list[str]:

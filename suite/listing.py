@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +17,7 @@ LIST_COLUMNS = {
     "models": ["name", "family", "source", "pooling", "target families"],
     "profiles": ["name", "cpus", "gpus", "expected device", "description"],
     "matrices": ["name", "models", "methods", "tasks", "seeds", "profile"],
+    "posthoc": ["name", "stage", "family", "fidelity", "version", "requires", "citation"],
 }
 
 # How a terminal table marks each fidelity level (docs/fidelity.md); csv/json print the
@@ -31,6 +33,7 @@ def list_records(catalog: Catalog, kind: str) -> list[dict]:
         "models": _model_row,
         "profiles": _profile_row,
         "matrices": _matrix_row,
+        "posthoc": _posthoc_row,
     }[kind]
     columns = LIST_COLUMNS[kind]
     return [dict(zip(columns, rows(catalog, e), strict=True)) for e in getattr(catalog, kind)]
@@ -43,7 +46,7 @@ def render_list(catalog: Catalog, kind: str) -> Table:
         table.add_column(col, overflow="fold")
     for record in records:
         cells = ["-" if v is None else str(v) for v in record.values()]
-        if kind == "methods" and record["fidelity"] in FIDELITY_STYLE:
+        if kind in ("methods", "posthoc") and record["fidelity"] in FIDELITY_STYLE:
             style = FIDELITY_STYLE[record["fidelity"]]
             marked = "reconstructed (!)" if record["fidelity"] == "reconstructed" else None
             cells[3] = Text(marked or record["fidelity"], style=style)
@@ -80,6 +83,12 @@ def _method_row(catalog, e):
         {True: "yes", False: "no", None: "?"}[mergeable],
         citation.short() if citation else "-",
     ]
+
+
+def _posthoc_row(catalog, e):
+    s = e.spec
+    return [e.name, s.stage, s.family, s.fidelity, s.version, s.requires,
+            s.citation.short() if s.citation else "-"]  # fmt: skip
 
 
 def _task_row(catalog, e):
@@ -232,3 +241,60 @@ def results_table(store, matrix: str | None, cell_ids: list[str] | None = None) 
             _ms(r["latency_merged_s"]),
         )
     return table
+
+
+def posthoc_table(store, matrix: str | None, cell_ids: list[str]) -> Table:
+    """The post-hoc cells of a run: each source task's primary test score, normalised by
+    that task's own adapter (merges) or by the dense model (compressions)."""
+    frame = store.query(
+        "SELECT r.cell_id, r.stage, r.method, r.status, r.level_label, r.stored_bytes, "
+        "r.stage_time_s, r.input_methods, s.task, s.metric, s.value, s.source_value, "
+        "s.normalised FROM posthoc_results r LEFT JOIN posthoc_scores s ON s.result_id = "
+        "r.result_id AND s.split = 'test' AND s.is_primary WHERE r.cell_id IN (SELECT unnest(?)) "
+        "ORDER BY r.stage DESC, r.stage_name, r.method, s.task",
+        [cell_ids],
+    )
+    table = Table(title="post-hoc results" + (f" (matrix {matrix})" if matrix else ""))
+    columns = ["stage", "method", "of", "status", "task", "test metric", "source", "normalised",
+               "level", "stored", "stage time"]  # fmt: skip
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for r in _records(frame):
+        metric = "-" if r["value"] is None else f"{r['metric']} {r['value']:.4f}"
+        table.add_row(
+            r["stage"], r["method"], _joined(r["input_methods"]), r["status"],
+            r["task"] or "-", metric, _fmt(r["source_value"]), _fmt(r["normalised"]),
+            r["level_label"] or "-", _kib(r["stored_bytes"]), _ms(r["stage_time_s"]),
+        )  # fmt: skip
+    return table
+
+
+def _joined(values) -> str:
+    """A list column (a list, an array or missing) as a+b, or "-"."""
+    if values is None or (not hasattr(values, "__len__") and _missing(values)):
+        return "-"
+    return "+".join(str(v) for v in values) or "-"
+
+
+def _kib(value) -> str:
+    return "-" if _missing(value) else f"{value / 2**10:,.1f} KiB"
+
+
+def artifacts_frame(store, folder):
+    """Every recorded artifact, whether its file is there, and how many stored post-hoc
+    runs consumed it; plus files in `folder` no row names (orphans)."""
+    import pandas as pd
+
+    from suite.artifacts import artifact_file
+
+    if not store.path.exists():
+        return pd.DataFrame(), []
+    frame = store.query(
+        "SELECT a.cell_id, a.kind, a.method, a.task, a.model, a.seed, a.bytes, a.sha256, a.path, "
+        "(SELECT count(*) FROM posthoc_runs p WHERE list_contains(p.input_cell_ids, a.cell_id)) "
+        "AS consumed_by FROM artifacts a ORDER BY a.method, a.task, a.seed"
+    )
+    frame["on_disk"] = [bool(p) and os.path.isfile(p) for p in frame["path"]]
+    named = {str(artifact_file(folder, c)) for c in frame["cell_id"]} | set(frame["path"])
+    orphans = sorted(str(p) for p in folder.glob("*.safetensors") if str(p) not in named)
+    return frame, orphans

@@ -28,6 +28,7 @@ def builtin_dirs() -> dict[str, Path]:
         "methods": top / "methods",
         "tasks": top / "tasks",
         "profiles": top / "hardware_profiles",
+        "posthoc": top / "posthoc",
         "models": PACKAGE / "models",
         "matrices": PACKAGE / "matrices",
     }

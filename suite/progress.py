@@ -63,6 +63,10 @@ class MatrixProgress:
         self.total += n
         self.progress.update(self.matrix_task, total=self.total)
 
+    def note(self, text: str) -> None:
+        """A line between cells (the driver announces its post-hoc phase)."""
+        self.console.print(escape(text), highlight=False)
+
     def start_cell(self, cell) -> None:
         self.running[cell.cell_id] = cell.title()
         self.progress.update(self.matrix_task, info=self._info())
@@ -97,7 +101,10 @@ class MatrixProgress:
 
 
 def _score_text(cell, result, metric: str) -> str:
-    """Test score; a tuning trial's validation score (trials are never scored on test)."""
+    """Test score; a tuning trial's validation score (trials are never scored on test);
+    a post-hoc result's own summary."""
+    if getattr(result, "summary", None) is not None:
+        return result.summary
     if result.status != "ok":
         return (result.error or "")[-200:]
     if cell.phase == "trial":

@@ -1,7 +1,7 @@
 """One generic registry of named specs, and the catalogue of every plugin kind.
 
 Built-in plugins live in the repository (`methods/`, `tasks/`, `hardware_profiles/`,
-`suite/matrices/`, `suite/models/`); extra plugin folders come from `--plugins DIR`
+`posthoc/`, `suite/matrices/`, `suite/models/`); extra plugin folders come from `--plugins DIR`
 or the `PEFTBENCH_PLUGINS` environment variable (os.pathsep-separated).
 """
 
@@ -21,6 +21,7 @@ from suite.specs.load import load_with_includes, parse
 from suite.specs.matrix import MatrixSpec
 from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
+from suite.specs.posthoc import PosthocMethodSpec
 from suite.specs.profile import HardwareProfile
 from suite.specs.yamlio import line_of
 from suite.tasks.types import TaskSpec
@@ -95,6 +96,7 @@ _LAYOUT: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("models", ModelPreset, ("suite/models/*.yaml", "models/*.yaml")),
     ("profiles", HardwareProfile, ("hardware_profiles/*.yaml",)),
     ("matrices", MatrixSpec, ("suite/matrices/*.yaml", "matrices/*.yaml")),
+    ("posthoc", PosthocMethodSpec, ("posthoc/*/posthoc.yaml", "*/posthoc.yaml", "posthoc.yaml")),
 )
 
 
@@ -107,6 +109,10 @@ class Catalog:
     models: Registry[ModelPreset] = field(default_factory=lambda: Registry("model"))
     profiles: Registry[HardwareProfile] = field(default_factory=lambda: Registry("profile"))
     matrices: Registry[MatrixSpec] = field(default_factory=lambda: Registry("matrix"))
+    # Merge and compress methods (posthoc/<name>/posthoc.yaml), run by a matrix's stages.
+    posthoc: Registry[PosthocMethodSpec] = field(
+        default_factory=lambda: Registry("post-hoc method")
+    )
     roots: list[Path] = field(default_factory=list)
 
     @classmethod
@@ -157,6 +163,7 @@ _BUILTIN_PATTERNS = {
     "profiles": ("*.yaml",),
     "models": ("*.yaml",),
     "matrices": ("*.yaml",),
+    "posthoc": ("*/posthoc.yaml",),
 }
 
 

@@ -16,7 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["ok", "failed", "nan", "oom", "timeout", "crashed"]
+# input_missing: a post-hoc cell whose input cell is not stored ok, or saved no artifact;
+# input_invalid: one whose input artifact fails its checksum. Neither ever retrains.
+Status = Literal[
+    "ok", "failed", "nan", "oom", "timeout", "crashed", "input_missing", "input_invalid"
+]
 
 
 class SplitPredictions(BaseModel):
@@ -91,6 +95,11 @@ class Measurements(BaseModel):
     reference_loss_before: float | None = None
     reference_loss_after: float | None = None
     forgetting_delta_loss: float | None = None
+    # The saved artifact (safetensors under results/artifacts/, by cell id), when saved.
+    artifact_path: str | None = None
+    artifact_bytes: int | None = None
+    artifact_sha256: str | None = None
+    artifact_kind: str | None = None
 
 
 class Measured(BaseModel):
@@ -101,6 +110,70 @@ class Measured(BaseModel):
     started_at: str | None = None
     cell_wall_s: float | None = None
     measurements: Measurements = Field(default_factory=Measurements)
+
+
+class PosthocScore(BaseModel):
+    """One metric of a post-hoc result on one task and split, beside the same metric of
+    its source (the task's own adapter for a merge, the dense model for a compression)."""
+
+    task: str
+    split: str
+    metric: str
+    value: float | None = None
+    source_value: float | None = None
+    higher_is_better: bool = True
+    primary: bool = False
+
+    @property
+    def normalised(self) -> float | None:
+        if self.value is None or not self.source_value:
+            return None
+        return self.value / self.source_value
+
+
+class PosthocMeasurements(BaseModel):
+    """What a post-hoc cell measured (suite/posthoc/run.py)."""
+
+    scores: list[PosthocScore] = Field(default_factory=list)
+    # Seconds the merge or the compression itself took (not loading, not evaluation).
+    stage_time_s: float | None = None
+    # What must be kept: the merged update (RMM: its basis and coefficients), or the
+    # compressed model's weights in their compact form; task heads counted apart.
+    stored_bytes: int | None = None
+    stored_params: int | None = None
+    heads_bytes: int | None = None
+    # Compression: share of the targeted weights that are zero, whether an N:M pattern
+    # holds in every group, nonzeros over the targets, the targets' size.
+    sparsity: float | None = None
+    # The nominal level the method was asked for (the x axis of the quality-against-
+    # sparsity curve: 0.5 for 50% or 2:4) and its label ("50%", "2:4").
+    level: float | None = None
+    level_label: str | None = None
+    pattern_ok: bool | None = None
+    nonzero_params: int | None = None
+    target_params: int | None = None
+    total_params: int | None = None
+    # Median latency per test batch of the result and of its source (dense kernels).
+    latency_s: float | None = None
+    source_latency_s: float | None = None
+    # Stages that train (Sparse Model Soups): steps and seconds over every retraining.
+    train_steps: int | None = None
+    train_wall_s: float | None = None
+    device: str | None = None
+    method_source_hash: str | None = None
+    # The sha256 of every input artifact, as verified before use.
+    input_sha256: list[str] = Field(default_factory=list)
+    notes: str | None = None
+
+
+class PosthocMeasured(BaseModel):
+    """What the post-hoc runner returns for one cell."""
+
+    status: Status
+    error: str | None = None
+    started_at: str | None = None
+    cell_wall_s: float | None = None
+    measurements: PosthocMeasurements = Field(default_factory=PosthocMeasurements)
 
 
 class Placement(BaseModel):
@@ -117,9 +190,9 @@ class Placement(BaseModel):
 
 
 class CellReport(BaseModel):
-    """What an executor delivers for one cell."""
+    """What an executor delivers for one cell (a trained cell's or a post-hoc cell's)."""
 
-    measured: Measured
+    measured: Measured | PosthocMeasured
     placement: Placement = Field(default_factory=Placement)
     attempts: int = 1
     log: str = ""

@@ -1,7 +1,7 @@
 """`peftbench validate`: check every YAML spec under the given paths, recursively.
 
 Each file is parsed as the spec its name or folder says (method.yaml, task.yaml,
-hardware_profiles/, matrices/, models/), falling back to its keys. Matrices are also
+posthoc.yaml, hardware_profiles/, matrices/, models/), falling back to its keys. Matrices are also
 expanded, and methods' code and hyperparameters checked, against the catalogue plus
 the files being validated.
 """
@@ -20,6 +20,7 @@ from suite.specs.load import load_with_includes, parse
 from suite.specs.matrix import MatrixSpec, MethodEntry
 from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
+from suite.specs.posthoc import PosthocMethodSpec
 from suite.specs.profile import HardwareProfile
 from suite.specs.reference import ReferenceFile
 from suite.tasks.types import TaskSpec
@@ -30,13 +31,14 @@ _BY_FOLDER = {
     "models": ModelPreset,
     "references": ReferenceFile,
 }
-_BY_NAME = {"method.yaml": MethodSpec, "task.yaml": TaskSpec}
+_BY_NAME = {"method.yaml": MethodSpec, "task.yaml": TaskSpec, "posthoc.yaml": PosthocMethodSpec}
 _LABEL = {
     MethodSpec: "method",
     TaskSpec: "task",
     HardwareProfile: "profile",
     MatrixSpec: "matrix",
     ModelPreset: "model",
+    PosthocMethodSpec: "posthoc",
     ReferenceFile: "reference",
 }
 
@@ -49,6 +51,8 @@ def spec_kind(path: Path, raw) -> type[BaseModel] | None:
     keys = set(raw) if isinstance(raw, dict) else set()
     if {"models", "methods", "tasks"} <= keys:
         return MatrixSpec
+    if {"stage", "implementation"} <= keys:
+        return PosthocMethodSpec
     if keys & {"implementation", "kind"}:
         return MethodSpec
     if "text_fields" in keys:
@@ -115,6 +119,7 @@ def _catalog_with(plugins: list[Path], parsed) -> Catalog:
         HardwareProfile: "profiles",
         MatrixSpec: "matrices",
         ModelPreset: "models",
+        PosthocMethodSpec: "posthoc",
     }
     for _, kind, entry in parsed:
         if kind not in attr:  # reference numbers are not plugins
@@ -135,6 +140,32 @@ def _cross_check(catalog: Catalog, kind, entry: Entry) -> list[SpecIssue]:
             return check_method(catalog, method)
         if kind is MatrixSpec:
             check_cells(catalog, expand(entry.spec, catalog, entry))
+            if entry.spec.posthoc:
+                from suite.posthoc.plan import check_posthoc
+
+                check_posthoc(catalog, entry)
+        if kind is PosthocMethodSpec:
+            return _check_posthoc_method(entry)
     except SpecError as exc:
         return exc.issues
+    return []
+
+
+def _check_posthoc_method(entry: Entry) -> list[SpecIssue]:
+    """A post-hoc method's implementation imports and its defaults validate."""
+    from pydantic import ValidationError
+
+    from suite.plugins import load_object
+
+    line = entry.line("implementation")
+    try:
+        cls = load_object(entry.spec.implementation, entry.folder)
+        cls.Params.model_validate(entry.spec.params)
+    except ValidationError as exc:
+        return [
+            SpecIssue(str(entry.path), entry.line("params"), "params", e["msg"])
+            for e in exc.errors()
+        ]
+    except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's problem
+        return [SpecIssue(str(entry.path), line, "implementation", f"cannot load: {exc}")]
     return []

@@ -46,7 +46,7 @@ def server(tmp_path):
         proc.wait(timeout=30)
 
 
-NAV = ["Overview", "Pareto", "Method", "Ablations", "Hardware"]
+NAV = ["Overview", "Pareto", "Method", "Ablations", "Merging", "Compression", "Hardware"]
 
 
 @pytest.mark.slow
@@ -74,6 +74,7 @@ def test_pareto_and_table_render_in_chromium(server):
         shot = chrome.screenshot(ARTIFACTS / "leaderboard.png")
         assert shot.stat().st_size > 20_000  # a drawn page, not a blank one
         for page, title in (("method", "Method"), ("ablations", "Ablations"),
+                            ("merging", "Merging"), ("compression", "Compression"),
                             ("hardware", "Hardware")):  # fmt: skip
             chrome.navigate(f"{server}/{page}")
             state = chrome.wait_for(

@@ -3,6 +3,7 @@ by the store's own code: failed cells, single- and multi-seed methods, two profi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,66 @@ def test_hardware_page(app):
     at.selectbox(key="hw_profile").select("gpu-a100").run()
     rows = at.dataframe[-1].value
     assert set(rows["Method"]) == {"full", "lora", "head"}
+
+
+def test_merging_page(app):
+    at = _page(app, "merging")
+    assert _titles(at) == ["Merging"]
+    table = at.dataframe[0].value
+    assert set(table["Merge"]) == {"linear", "task-arithmetic", "ties", "lora-lego", "rmm"}
+    rmm = table.set_index("Merge").loc["rmm"]
+    # seeds 0 and 1 ok; seed 2 refused (input missing): counted, not averaged in
+    assert rmm["Seeds ok"] == "2" and rmm["Not ok"] == "1"
+    assert rmm["Fidelity"] == "reconstructed"
+    for task in ("drug-condition", "drug-sentiment"):
+        value = float(rmm[f"Normalised on {task}"])
+        merged, own = float(rmm[f"Merged on {task}"]), float(rmm[f"Own adapter on {task}"])
+        assert 0.9 < value < 1.05 and merged < own * 1.05
+    assert rmm["Stored (merged update)"].endswith("KiB") and rmm["Merge time"].endswith("s")
+    # best mean normalised first
+    means = [float(v) for v in table["Mean normalised"]]
+    assert means == sorted(means, reverse=True)
+    assert len(at.get("vega_lite_chart")) == 1
+    problems = at.dataframe[1].value
+    assert (
+        list(problems["Status"]) == ["input_missing"] and "never retrain" in problems["Reason"][0]
+    )
+
+
+def test_compression_page(app):
+    at = _page(app, "compression")
+    assert _titles(at) == ["Compression"]
+    assert (
+        at.selectbox(key="compression_source").value
+        == "full on drug-condition x minilm-l6 (seed 0)"
+    )
+    table = at.dataframe[0].value
+    assert len(table) == 11
+    assert set(table["Level"]) == {"30%", "50%", "70%", "2:4"}
+    two_four = table[table["Level"] == "2:4"]
+    assert set(two_four["Method"]) == {"magnitude-2of4", "wanda-2of4"}
+    assert set(two_four["Pattern holds"]) == {"yes"}
+    dense = set(table["Dense score"])
+    assert len(dense) == 1  # one source model: one dense reference
+    assert all(float(s) < float(next(iter(dense))) for s in table["Score"])
+    assert table["Latency"].str.endswith("ms").all()
+    (chart,) = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "rule", "text"]
+
+
+def test_compression_reference_line_is_the_dense_score(db):
+    from leaderboard.charts import compression_chart
+    from leaderboard.data import Reader
+    from leaderboard.posthoc import compression_rows
+
+    rows = compression_rows(Reader(db), "drug-condition", "minilm-l6", "full", 0)
+    spec = compression_chart(rows, "Accuracy").to_dict()
+    rule = spec["layer"][1]
+    (dense,) = spec["datasets"][rule["data"]["name"]]
+    assert dense["dense"] == pytest.approx(rows["dense_value"].iloc[0])
+    lines = spec["datasets"][spec["layer"][0]["data"]["name"]]
+    assert {p["series"] for p in lines} == {
+        "magnitude", "wanda", "magnitude 2:4", "wanda 2:4", "dsnot", "welore",
+        "sparse-model-soups",
+    }  # fmt: skip

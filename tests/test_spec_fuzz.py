@@ -24,6 +24,7 @@ REAL_SPECS = sorted(
     p
     for pattern in (
         "methods/*/method.yaml",
+        "posthoc/*/posthoc.yaml",
         "tasks/*/task.yaml",
         "suite/matrices/*.yaml",
         "suite/models/*.yaml",
@@ -32,8 +33,8 @@ REAL_SPECS = sorted(
     for p in REPO_ROOT.glob(pattern)
 )
 # Where a fuzzed file is placed, so each spec kind's parser sees it.
-PLACES = ["methods/fz/method.yaml", "tasks/fz/task.yaml", "matrices/fz.yaml", "models/fz.yaml",
-          "hardware_profiles/fz.yaml"]  # fmt: skip
+PLACES = ["methods/fz/method.yaml", "posthoc/fz/posthoc.yaml", "tasks/fz/task.yaml",
+          "matrices/fz.yaml", "models/fz.yaml", "hardware_profiles/fz.yaml"]  # fmt: skip
 ENCODINGS = ["utf-16", "utf-32", "latin-1", "cp1252", "utf-8-sig", "shift_jis", "utf-16-be"]
 
 scalars = st.one_of(

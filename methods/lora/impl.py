@@ -55,6 +55,9 @@ class LoRALinear(AdapterLinear):
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
 
+    def low_rank_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lora_B.weight * self.scaling, self.lora_A.weight
+
 
 class LoRA(LinearAdapterMethod):
     Params = LoRAParams

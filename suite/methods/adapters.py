@@ -85,6 +85,12 @@ class AdapterLinear(nn.Module):
     def delta_weight(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def low_rank_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(B, A) with `delta_weight() == B @ A` exactly (any scale folded into B), for
+        layers whose update is a plain low-rank product (LoRA); None otherwise. Post-hoc
+        merges that work on ranks (LoRA-LEGO, RMM) read them."""
+        return None
+
     def merged_weight(self) -> torch.Tensor:
         return self.base.weight + self.delta_weight().to(self.base.weight.dtype)
 

@@ -66,7 +66,12 @@ class CellWorker:
             if on_step:
                 on_step(i, total, loss)
 
-        measured = run_cell(cell, on_step=step)
+        if getattr(cell, "input_ids", None) is not None:  # a post-hoc cell
+            from suite.posthoc.run import run_posthoc
+
+            measured = run_posthoc(cell)
+        else:
+            measured = run_cell(cell, on_step=step)
         log.append(f"status {measured.status} after {time.perf_counter() - started:.2f} s")
         if measured.error:
             log.append(measured.error)

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
-
-
-class Budget(Frozen):
-    """The training budget every method in a matrix gets (stored with every row)."""
-
-    epochs: PositiveFloat = 1.0
-    max_steps: PositiveInt | None = None
-    batch_size: PositiveInt = 16
-    warmup_ratio: float = Field(default=0.06, ge=0.0, lt=1.0)
-    grad_clip: NonNegativeFloat = 1.0
-    max_train_samples: PositiveInt | None = None
-    # A budget in training tokens instead of epochs: steps = tokens // (batch_size x the
-    # task's max_length), still capped by max_steps. None (unset) keeps older cell ids.
-    tokens: PositiveInt | None = None
+from suite.specs.budget import Budget
+from suite.specs.posthoc import PosthocStageSpec
 
 
 class TuningSpec(Frozen):
@@ -49,6 +37,9 @@ class MethodEntry(Frozen):
     label: Name | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     lr: PositiveFloat | None = None
+    # Only these of the matrix's tasks (default: all); e.g. a full fine-tune that only a
+    # compress stage on one task needs.
+    tasks: list[Name] | None = Field(default=None, min_length=1)
 
     @property
     def display(self) -> str:
@@ -77,6 +68,11 @@ class MatrixSpec(Frozen):
     base_storage: list[Literal["bf16", "nf4", "int8", "fp8"]] | None = Field(
         default=None, min_length=1
     )
+    # Save every trained cell's adapter (or whole model) as an artifact; cells a post-hoc
+    # stage consumes always save (docs/posthoc.md).
+    save_artifacts: bool | None = None
+    # Merge and compress stages run on the trained cells' artifacts once they are stored.
+    posthoc: list[PosthocStageSpec] | None = None
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:
@@ -88,6 +84,15 @@ class MatrixSpec(Frozen):
             raise ValueError("seeds repeat")
         if self.base_storage and len(set(self.base_storage)) != len(self.base_storage):
             raise ValueError("base_storage repeats")
+        for entry in self.entries():
+            unknown = sorted(set(entry.tasks or []) - set(self.tasks))
+            if unknown:
+                raise ValueError(
+                    f"method {entry.display!r} names tasks not in the matrix: {unknown}"
+                )
+        stages = [s.name for s in self.posthoc or []]
+        if len(set(stages)) != len(stages):
+            raise ValueError(f"post-hoc stage names repeat: {sorted(stages)}")
         return self
 
     def entries(self) -> list[MethodEntry]:

@@ -24,6 +24,13 @@ from suite.cells import Cell, spec_hash
 from suite.paths import DEFAULT_DB
 from suite.results import CellResult
 from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
+from suite.store.posthoc import (
+    POSTHOC_TABLES,
+    POSTHOC_VIEWS,
+    add_missing_columns,
+    record_artifact,
+    write_posthoc,
+)
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -93,15 +100,16 @@ class Store:
 
     def init(self) -> None:
         with self.connect() as con:
-            for ddl in TABLES:
+            for ddl in TABLES + POSTHOC_TABLES:
                 con.execute(ddl)
             stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             _add_missing_columns(con)
+            add_missing_columns(con)
             recreated = ensure_tables(con)
             if upgraded or not latest_is_current(con):
                 rebuild_latest(con)
-            for ddl in INDEXES + VIEWS:
+            for ddl in INDEXES + VIEWS + POSTHOC_VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             refresh_references(con)
@@ -143,10 +151,65 @@ class Store:
                     "INSERT OR REPLACE INTO baselines VALUES (?, ?, ?, ?, ?, ?)", baselines
                 )
             _insert_profile(con, result.hardware_profile)
+            record_artifact(con, cell, result, row["result_id"])
             refresh_latest(con, row["cell_id"])
             refresh_comparisons(con, (row["task_hash"], row["model"], row["profile"]))
             con.execute("COMMIT")
         return row["result_id"]
+
+    def write_posthoc(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
+        """Store one post-hoc attempt (suite/store/posthoc.py) in its own transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            result_id = write_posthoc(con, cell, report, provenance, log_path)
+            _insert_profile(con, report.placement.hardware_profile)
+            con.execute("COMMIT")
+        return result_id
+
+    def posthoc_ok_ids(self, cell_ids: Iterable[str]) -> set[str]:
+        return self._ids_with("posthoc_runs", "status = 'ok'", cell_ids)
+
+    def artifact_rows(self, cell_ids: Iterable[str]) -> dict[str, tuple[str, int, str]]:
+        """cell id -> (path, bytes, sha256) of its recorded artifact."""
+        ids = list(cell_ids)
+        if not ids or not self.path.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "artifacts"):
+                return {}
+            rows = con.execute(
+                "SELECT cell_id, path, bytes, sha256 FROM artifacts WHERE cell_id IN (SELECT unnest(?))",
+                [ids],
+            ).fetchall()
+        return {r[0]: (r[1], int(r[2]), r[3]) for r in rows}
+
+    def latest_status(self, cell_ids: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+        """cell id -> (status, error) of its latest stored attempt (trained cells)."""
+        ids = list(cell_ids)
+        if not ids or not self.path.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT cell_id, status, error FROM cell_runs WHERE cell_id IN (SELECT unnest(?)) "
+                "QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY finished_at DESC) = 1",
+                [ids],
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def _ids_with(self, table: str, condition: str, cell_ids: Iterable[str]) -> set[str]:
+        ids = list(cell_ids)
+        if not ids or not self.path.exists():
+            return set()
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, table):
+                return set()
+            # `table` and `condition` come from this module, never from users.
+            rows = con.execute(
+                f"SELECT DISTINCT cell_id FROM {table} WHERE {condition} AND cell_id IN "
+                "(SELECT unnest(?))",
+                [ids],
+            ).fetchall()
+        return {r[0] for r in rows}
 
     def query(self, sql: str, params: list | None = None):
         """Run one statement on a read-only connection; returns a pandas DataFrame."""
@@ -170,6 +233,14 @@ class Store:
                 )
                 written.append(out)
         return written
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()[0]
+    )
 
 
 def _add_missing_columns(con) -> None:

@@ -281,7 +281,7 @@ ANALYSIS_VIEWS = [
 
 VIEW_NAMES = (
     "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
-    "example_outcomes", "disagreements", "lost_to_baseline",
+    "example_outcomes", "disagreements", "lost_to_baseline", "merging", "compression",
 )  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
@@ -297,6 +297,8 @@ VIEW_ORDER = {
     "example_outcomes": "task, model, method, example",
     "disagreements": "task, model, example",
     "lost_to_baseline": "task, model, method, example",
+    "merging": "stage_name, method, model, seed, task",
+    "compression": "stage_name, model, seed, method_name, level",
 }
 VIEW_COLUMNS = {
     "results": "task, model, method, seed, phase, status, primary_metric, val_primary, "
@@ -315,6 +317,10 @@ VIEW_COLUMNS = {
     "disagreements": "task, model, example, gold, n_methods, n_right, right, wrong",
     "lost_to_baseline": "task, model, method, baseline_method, example, gold, prediction, "
     "baseline_prediction",
+    "merging": "stage_name, method, fidelity, seed, status, task, merged_value, own_value, "
+    "normalised, stored_bytes, merge_time_s",
+    "compression": "stage_name, method, fidelity, seed, status, task, level_label, sparsity, "
+    "value, dense_value, normalised, latency_s, dense_latency_s, stored_bytes",
 }
 
 

@@ -80,7 +80,32 @@ def _run(cell: Cell, on_step) -> dict[str, Any]:
     trained = train_cell(cell, setup, ready, on_step)
     scores = evaluate_cell(cell, setup, ready.prepared.model)
     costs = measure(cell, setup, ready, scores.pop("eval_sets"))
-    return {**ready.fields, **trained, **scores, **costs, **_reference_fields(setup, ready)}
+    saved = save_cell_artifact(cell, ready.prepared) if cell.artifact_dir else {}
+    return {
+        **ready.fields, **trained, **scores, **costs, **_reference_fields(setup, ready), **saved
+    }  # fmt: skip
+
+
+def save_cell_artifact(cell: Cell, prepared: Prepared) -> dict[str, Any]:
+    """Save the trained adapter (a whole model for methods that train every weight) as
+    the cell's artifact; the fields that tell the store where it is and what it holds."""
+    from suite.artifacts import artifact_file, save_artifact
+
+    if prepared.adapter_state is None:
+        raise ValueError(
+            f"method {cell.method.name!r} saves no adapter state to keep as an artifact"
+        )
+    state = prepared.adapter_state()
+    backbone = {f"backbone.{n}" for n, _ in prepared.model.backbone.named_parameters()}
+    kind = "model" if backbone <= set(state) else "adapter"
+    meta = {"cell_id": cell.cell_id, "method": cell.method.name, "task": cell.task.name}
+    saved = save_artifact(state, artifact_file(cell.artifact_dir, cell.cell_id), kind, meta)
+    return {
+        "artifact_path": saved.path,
+        "artifact_bytes": saved.bytes,
+        "artifact_sha256": saved.sha256,
+        "artifact_kind": saved.kind,
+    }
 
 
 @dataclass

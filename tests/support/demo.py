@@ -3,7 +3,10 @@
 Every row goes through `Store.write` with real `Cell`s expanded from a matrix, so the
 fixture exercises the same columns, metrics and baselines a real run writes. It covers
 what the pages must handle: multi-seed and single-seed methods, failed cells, a rank
-sweep, a learning-rate sweep, two tasks and two hardware profiles.
+sweep, a learning-rate sweep, two tasks and two hardware profiles. Post-hoc rows go
+through `Store.write_posthoc` with real post-hoc cells expanded from a `posthoc:`
+section: merges of the two LoRA adapters (one refused for a missing input), and
+compressions of the full fine-tune at three sparsities and 2:4.
 """
 
 from __future__ import annotations
@@ -12,8 +15,16 @@ import hashlib
 from pathlib import Path
 
 from suite.cells import Cell, expand
+from suite.posthoc.cells import PosthocCell, stage_cells
 from suite.registry import Catalog
-from suite.results import CellResult, SplitPredictions
+from suite.results import (
+    CellReport,
+    CellResult,
+    PosthocMeasured,
+    PosthocMeasurements,
+    PosthocScore,
+    SplitPredictions,
+)
 from suite.specs.matrix import MatrixSpec, MethodEntry
 from suite.specs.profile import ExpectedDevice, HardwareProfile, Resources
 from suite.store.store import Store
@@ -200,7 +211,112 @@ def build_demo_db(path: Path | str, catalog: Catalog | None = None) -> Path:
         gpu = cell.profile.name == GPU_PROFILE.name
         hardware = {"device": "cuda", "gpu": "A100"} if gpu else {"device": "cpu", "cpus": 2}
         store.write(cell, demo_result(cell), {**provenance, "hardware": hardware, "run_id": "demo"})
+    for cell in demo_posthoc_cells(catalog):
+        store.write_posthoc(cell, demo_posthoc_report(cell), {**provenance, "run_id": "demo"})
     return store.path
+
+
+_MERGES = ["linear", "task-arithmetic", "ties", "lora-lego", "rmm"]
+# (label, method, params): compressions of the full fine-tune on drug-condition.
+_COMPRESSIONS = [
+    *[(f"magnitude-{int(s * 100)}", "magnitude", {"sparsity": s}) for s in (0.3, 0.5, 0.7)],
+    *[(f"wanda-{int(s * 100)}", "wanda", {"sparsity": s}) for s in (0.3, 0.5, 0.7)],
+    ("magnitude-2of4", "magnitude", {"pattern": "2:4"}),
+    ("wanda-2of4", "wanda", {"pattern": "2:4"}),
+    ("dsnot-50", "dsnot", {}),
+    ("welore-50", "welore", {}),
+    ("sms-50", "sparse-model-soups", {}),
+]
+# Normalised accuracy (merged / own adapter) per merge method on each task.
+_MERGE_QUALITY = {"linear": 0.86, "task-arithmetic": 0.93, "ties": 0.95, "lora-lego": 0.9,
+                  "rmm": 0.99}  # fmt: skip
+MISSING_INPUT = ("merge-lora", "rmm", 2)  # (stage, method, seed): refused, input missing
+
+
+def demo_posthoc_cells(catalog: Catalog | None = None) -> list[PosthocCell]:
+    """Merges of the two LoRA adapters per seed and compressions of the full fine-tune."""
+    from suite.specs.posthoc import PosthocEntry, PosthocStageSpec
+
+    catalog = catalog or Catalog.discover()
+    trained = [c for c in demo_cells(catalog) if c.profile.name != GPU_PROFILE.name]
+    matrix = MatrixSpec(
+        name="demo",
+        models=["minilm-l6"],
+        methods=[MethodEntry(method="lora"), MethodEntry(method="full")],
+        tasks=["drug-condition", "drug-sentiment"],
+        seeds=[0, 1, 2],
+    )
+    merge = PosthocStageSpec(
+        name="merge-lora", stage="merge", inputs={"method": "lora"}, methods=_MERGES
+    )
+    compress = PosthocStageSpec(
+        name="compress-full", stage="compress",
+        inputs={"method": "full", "tasks": ["drug-condition"]},
+        methods=[PosthocEntry(method=m, label=label, params=p) for label, m, p in _COMPRESSIONS],
+    )  # fmt: skip
+    return [
+        *stage_cells(matrix, merge, 0, catalog, trained),
+        *stage_cells(matrix, compress, 1, catalog, trained),
+    ]
+
+
+def demo_posthoc_report(cell: PosthocCell) -> CellReport:
+    """A plausible post-hoc outcome: merged or compressed scores beside the source's."""
+    if (cell.stage_name, cell.method.name, cell.seed) == MISSING_INPUT:
+        measured = PosthocMeasured(
+            status="input_missing",
+            error="input lora@drug-sentiment saved no artifact; refused (post-hoc stages "
+            "never retrain their inputs)",
+        )
+        return CellReport(measured=measured)
+    own = {c.task.name: demo_result(c).test_metrics["accuracy"] for c in cell.inputs}
+    if cell.method.stage == "merge":
+        measurements = _demo_merge(cell, own)
+    else:
+        measurements = _demo_compression(cell, own["drug-condition"])
+    return CellReport(
+        measured=PosthocMeasured(status="ok", cell_wall_s=30.0, measurements=measurements)
+    )
+
+
+def _demo_merge(cell: PosthocCell, own: dict[str, float]) -> PosthocMeasurements:
+    name = cell.method.name
+    scores = []
+    for task, value in own.items():
+        ratio = _MERGE_QUALITY[name] + 0.02 * _noise(name, task, cell.seed)
+        scores.append(
+            PosthocScore(task=task, split="test", metric="accuracy", value=value * ratio,
+                         source_value=value, primary=True)
+        )  # fmt: skip
+    adapter = 4 * (12 * 384 * 2 * 8)
+    stored = {"rmm": 2 * adapter, "lora-lego": adapter}.get(name, 4 * 22_713_216 // 20)
+    return PosthocMeasurements(
+        scores=scores, stage_time_s=0.05 if name != "lora-lego" else 1.2,
+        stored_bytes=stored, stored_params=stored // 4, heads_bytes=2 * 4 * 3_850,
+    )  # fmt: skip
+
+
+def _demo_compression(cell: PosthocCell, dense: float) -> PosthocMeasurements:
+    params = cell.method.params
+    pattern = params.get("pattern")
+    level = 0.5 if pattern or "reduction" in params else float(params["sparsity"])
+    drop = (
+        {"magnitude": 0.25, "wanda": 0.12, "dsnot": 0.1, "welore": 0.3}.get(cell.method.name, 0.05)
+        * (level / 0.5) ** 2
+        * (1.4 if pattern else 1.0)
+    )
+    total = 21_000_000
+    return PosthocMeasurements(
+        scores=[PosthocScore(task="drug-condition", split="test", metric="accuracy",
+                             value=dense * (1 - drop), source_value=dense, primary=True)],
+        stage_time_s=2.0, stored_bytes=int(4 * total * (1 - level) * 1.03),
+        stored_params=total, heads_bytes=4 * 3_850, sparsity=level, level=level,
+        level_label=pattern or f"{level:.0%}", pattern_ok=True if pattern else None,
+        nonzero_params=int(total * (1 - level)), target_params=total, total_params=total,
+        latency_s=0.041, source_latency_s=0.040,
+        train_steps=60 if cell.method.trains else None,
+        train_wall_s=45.0 if cell.method.trains else None,
+    )  # fmt: skip
 
 
 _BUILT: dict[str, Path] = {}

@@ -1,0 +1,231 @@
+"""The post-hoc part of the store: artifacts, post-hoc runs and their scores, and views.
+
+- `artifacts`: one row per trained cell that saved one (path, bytes, sha256, kind, the
+  result that wrote it); a rerun of the cell replaces the row.
+- `posthoc_runs`: append-only, one row per attempt at a post-hoc cell (its status,
+  inputs, costs and provenance), like `cell_runs` for trained cells;
+- `posthoc_scores`: its metrics per source task and split, beside the source's own.
+
+Views (read by the leaderboard's Merging and Compression pages and `peftbench query`):
+`posthoc_results` (latest attempt of each post-hoc cell), `merging` (one row per merge
+cell and source task: normalised = merged / that task's own adapter, test split, primary
+metric) and `compression` (one row per compress cell: the source task's primary test
+metric at the method's level, beside the dense model's).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from suite.cells import Cell, spec_hash
+from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
+
+ARTIFACT_COLUMNS: dict[str, str] = {
+    "cell_id": "VARCHAR PRIMARY KEY",
+    "result_id": "VARCHAR",
+    "path": "VARCHAR NOT NULL",
+    "bytes": "BIGINT NOT NULL",
+    "sha256": "VARCHAR NOT NULL",
+    "kind": "VARCHAR",
+    "method": "VARCHAR",
+    "task": "VARCHAR",
+    "model": "VARCHAR",
+    "seed": "INTEGER",
+    "created_at": "TIMESTAMP",
+}
+
+POSTHOC_RUN_COLUMNS: dict[str, str] = {
+    "result_id": "VARCHAR PRIMARY KEY",
+    "cell_id": "VARCHAR NOT NULL",
+    "run_id": "VARCHAR",
+    "status": "VARCHAR NOT NULL",
+    "error": "VARCHAR",
+    "matrix": "VARCHAR",
+    "stage": "VARCHAR",
+    "stage_name": "VARCHAR",
+    "method": "VARCHAR",
+    "method_name": "VARCHAR",
+    "family": "VARCHAR",
+    "fidelity": "VARCHAR",
+    "method_version": "INTEGER",
+    "method_source_hash": "VARCHAR",
+    "params": "JSON",
+    "method_yaml": "VARCHAR",
+    "method_hash": "VARCHAR",
+    "input_cell_ids": "VARCHAR[]",
+    "input_methods": "VARCHAR[]",
+    "input_tasks": "VARCHAR[]",
+    "input_sha256": "VARCHAR[]",
+    "model": "VARCHAR",
+    "seed": "INTEGER",
+    "profile": "VARCHAR",
+    "calibration": "JSON",
+    "budget": "JSON",
+    "stage_time_s": "DOUBLE",
+    "stored_bytes": "BIGINT",
+    "stored_params": "BIGINT",
+    "heads_bytes": "BIGINT",
+    "sparsity": "DOUBLE",
+    "level": "DOUBLE",
+    "level_label": "VARCHAR",
+    "pattern_ok": "BOOLEAN",
+    "nonzero_params": "BIGINT",
+    "target_params": "BIGINT",
+    "total_params": "BIGINT",
+    "latency_s": "DOUBLE",
+    "source_latency_s": "DOUBLE",
+    "train_steps": "BIGINT",
+    "train_wall_s": "DOUBLE",
+    "device": "VARCHAR",
+    "hostname": "VARCHAR",
+    "worker_pid": "INTEGER",
+    "hardware_profile_id": "VARCHAR",
+    "started_at": "VARCHAR",
+    "finished_at": "TIMESTAMP",
+    "cell_wall_s": "DOUBLE",
+    "attempts": "INTEGER",
+    "git_sha": "VARCHAR",
+    "git_dirty": "BOOLEAN",
+    "versions": "JSON",
+    "hardware": "JSON",
+    "notes": "VARCHAR",
+    "log_path": "VARCHAR",
+}
+
+POSTHOC_TABLES = [
+    "CREATE TABLE IF NOT EXISTS artifacts ("
+    + ", ".join(f"{n} {k}" for n, k in ARTIFACT_COLUMNS.items())
+    + ")",
+    "CREATE TABLE IF NOT EXISTS posthoc_runs ("
+    + ", ".join(f"{n} {k}" for n, k in POSTHOC_RUN_COLUMNS.items())
+    + ")",
+    """CREATE TABLE IF NOT EXISTS posthoc_scores (
+        result_id VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, task VARCHAR NOT NULL,
+        split VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE, source_value DOUBLE,
+        normalised DOUBLE, higher_is_better BOOLEAN, is_primary BOOLEAN)""",
+]
+
+_LATEST = """CREATE OR REPLACE VIEW posthoc_results AS
+SELECT * FROM posthoc_runs
+QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY finished_at DESC, result_id DESC) = 1"""
+
+_MERGING = """CREATE OR REPLACE VIEW merging AS
+SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.fidelity,
+    r.method_version, r.params, r.model, r.seed, r.profile, r.status, r.error,
+    r.input_methods, r.input_tasks, r.input_cell_ids, s.task, s.metric,
+    s.value AS merged_value, s.source_value AS own_value, s.normalised,
+    r.stored_bytes, r.stored_params, r.heads_bytes, r.stage_time_s AS merge_time_s,
+    r.finished_at
+FROM posthoc_results r
+LEFT JOIN posthoc_scores s
+    ON s.result_id = r.result_id AND s.split = 'test' AND s.is_primary
+WHERE r.stage = 'merge'"""
+
+_COMPRESSION = """CREATE OR REPLACE VIEW compression AS
+SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.fidelity,
+    r.method_version, r.params, r.model, r.seed, r.profile, r.status, r.error,
+    r.input_methods[1] AS source_method, r.input_cell_ids[1] AS source_cell_id,
+    s.task, s.metric, r.level, r.level_label, r.sparsity, r.pattern_ok,
+    s.value, s.source_value AS dense_value, s.normalised,
+    r.latency_s, r.source_latency_s AS dense_latency_s, r.stored_bytes, r.nonzero_params,
+    r.target_params, r.total_params, r.train_steps, r.train_wall_s, r.budget,
+    r.stage_time_s AS compress_time_s, r.finished_at
+FROM posthoc_results r
+LEFT JOIN posthoc_scores s
+    ON s.result_id = r.result_id AND s.split = 'test' AND s.is_primary
+WHERE r.stage = 'compress'"""
+
+POSTHOC_VIEWS = [_LATEST, _MERGING, _COMPRESSION]
+POSTHOC_VIEW_NAMES = ("posthoc_results", "merging", "compression")
+
+
+def add_missing_columns(con) -> None:
+    """Bring post-hoc tables made by older code up to the current columns."""
+    for table, columns in (("artifacts", ARTIFACT_COLUMNS), ("posthoc_runs", POSTHOC_RUN_COLUMNS)):
+        have = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        }
+        for name, kind in columns.items():
+            if name not in have:  # names and types come from this module, never from users
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.split(' PRIMARY')[0]}")
+
+
+def record_artifact(con, cell: Cell, measurements, result_id: str) -> None:
+    """The trained cell's saved artifact (if it saved one), replacing an older row."""
+    if not getattr(measurements, "artifact_sha256", None):
+        return
+    row = {
+        "cell_id": cell.cell_id,
+        "result_id": result_id,
+        "path": measurements.artifact_path,
+        "bytes": measurements.artifact_bytes,
+        "sha256": measurements.artifact_sha256,
+        "kind": measurements.artifact_kind,
+        "method": cell.method.label,
+        "task": cell.task.name,
+        "model": cell.model.name,
+        "seed": cell.seed,
+        "created_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    cols = list(ARTIFACT_COLUMNS)
+    con.execute(
+        f"INSERT OR REPLACE INTO artifacts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [row[c] for c in cols],
+    )
+
+
+def posthoc_row(cell, report: CellReport, provenance: dict[str, Any], log_path: str | None):
+    """The posthoc_runs row and its score rows for one report."""
+    measured = report.measured
+    m = measured.measurements if isinstance(measured, PosthocMeasured) else PosthocMeasurements()
+    method = cell.method
+    result_id = uuid.uuid4().hex
+    row = {
+        **m.model_dump(exclude={"scores", "input_sha256"}),
+        "result_id": result_id, "cell_id": cell.cell_id, "run_id": provenance.get("run_id"),
+        "status": measured.status, "error": measured.error, "matrix": cell.matrix,
+        "stage": method.stage, "stage_name": cell.stage_name, "method": method.label,
+        "method_name": method.name, "family": method.family, "fidelity": method.fidelity,
+        "method_version": method.method_version, "params": json.dumps(method.params),
+        "method_yaml": yaml.safe_dump(method.model_dump(mode="json", exclude_none=True), sort_keys=False),
+        "method_hash": spec_hash(method), "input_cell_ids": list(cell.input_ids),
+        "input_methods": [c.method.label for c in cell.inputs], "input_tasks": cell.tasks,
+        "input_sha256": list(m.input_sha256) or None, "model": cell.model.name, "seed": cell.seed,
+        "profile": cell.profile.name,
+        "calibration": cell.calibration.model_dump_json() if cell.calibration else None,
+        "budget": cell.budget.model_dump_json() if cell.budget else None,
+        "hostname": report.placement.hostname, "worker_pid": report.placement.worker_pid,
+        "hardware_profile_id": report.placement.hardware_profile_id,
+        "started_at": measured.started_at, "finished_at": datetime.now(UTC).replace(tzinfo=None),
+        "cell_wall_s": measured.cell_wall_s, "attempts": report.attempts,
+        "git_sha": provenance.get("git_sha"), "git_dirty": provenance.get("git_dirty"),
+        "versions": json.dumps(provenance.get("versions", {})),
+        "hardware": json.dumps(provenance.get("hardware", {})), "log_path": log_path,
+    }  # fmt: skip
+    scores = [
+        (result_id, cell.cell_id, s.task, s.split, s.metric, s.value, s.source_value,
+         s.normalised, s.higher_is_better, s.primary)
+        for s in m.scores
+    ]  # fmt: skip
+    return row, scores
+
+
+def write_posthoc(con, cell, report: CellReport, provenance: dict, log_path: str | None) -> str:
+    """Insert one post-hoc attempt and its scores (the caller holds a transaction)."""
+    row, scores = posthoc_row(cell, report, provenance, log_path)
+    cols = list(POSTHOC_RUN_COLUMNS)
+    con.execute(
+        f"INSERT INTO posthoc_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [row.get(c) for c in cols],
+    )
+    if scores:
+        con.executemany("INSERT INTO posthoc_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", scores)
+    return row["result_id"]
