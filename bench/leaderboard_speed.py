@@ -137,6 +137,11 @@ def page_builders(reader: data.Reader) -> dict:
             pagedata.tuning_curve(reader, "head"),
             pagedata.lost_to_baseline(reader, "head"),
         ),
+        # The method page's parts, to see which one costs what.
+        "  method: list of methods": lambda: pagedata.methods(reader),
+        "  method: rows and curves": lambda: pagedata.method_data(reader, "lora"),
+        "  method: tuning curve": lambda: pagedata.tuning_curve(reader, "head"),
+        "  method: lost to baseline": lambda: pagedata.lost_to_baseline(reader, "head"),
         "ablations": lambda: [
             saved.run_saved(reader, name, filters.task, filters.model) for name in saved.SAVED
         ],
@@ -225,14 +230,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="0 skips the page timings")
     parser.add_argument("--browser-rows", type=int, default=100_000)
     parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the --rows database at this path, and reuse it when it exists",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="peftbench-speed-") as tmp:
         base = build_demo_db(Path(tmp) / "fixture.duckdb")  # through Store.write, once
         if args.rows > 0:
-            big = Path(tmp) / "rows.duckdb"
-            start = time.perf_counter()
-            count = build(big, args.rows, base)
-            print(f"built {count:,} result rows in {time.perf_counter() - start:.1f} s")
+            big = args.keep or Path(tmp) / "rows.duckdb"
+            if not big.exists():
+                start = time.perf_counter()
+                count = build(big, args.rows, base)
+                print(f"built {count:,} result rows in {time.perf_counter() - start:.1f} s")
             time_snapshots(big)
             time_pages(big)
         if not args.skip_browser:
