@@ -13,13 +13,13 @@ import duckdb
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path = REPO, timeout_s: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "suite.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
     )
 
 

@@ -28,7 +28,8 @@ def test_minilm_lora_beats_the_majority_baseline_by_ten_points(tmp_path):
         """)
     )
     db = tmp_path / "real.duckdb"
-    run = cli("run", str(matrix), "--db", str(db), "--executor", "local")
+    # Minutes of real training: a generous limit, so a busy CI machine is slow, not failing.
+    run = cli("run", str(matrix), "--db", str(db), "--executor", "local", timeout_s=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     out = cli(
         "query", "select status, test_accuracy, baseline_test_primary, fidelity from results",
