@@ -54,7 +54,8 @@ def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
     if rule is not None:
         layers.append(rule)
     return alt.layer(*layers).properties(
-        height=alt.Step(24), title="Mean and 95% CI over seeds (dashed: baseline)"
+        height=alt.Step(24),
+        title="Mean and 95% interval, as the table's Interval over says (dashed: baseline)",
     )
 
 

@@ -28,7 +28,8 @@ if points.empty:
     st.stop()
 st.caption(
     "Diamonds joined by the red line are Pareto-optimal (no other method is at least as good "
-    "and at most as costly). Bars: 95% CI over seeds. Dashed line: the majority/mean baseline. "
+    "and at most as costly). Bars: 95% bootstrap interval (over examples, and seeds where "
+    "there are 3 or more). Dashed line: the majority/mean baseline. "
     "Hover a point for its hyperparameters and cell ids. P(on front): the share of bootstrap "
     "replicates of quality (over test examples and seeds, costs at their medians) in which "
     "the method is on the front."
