@@ -48,9 +48,13 @@ class Paired:
     p_value: float | None
 
     def verdict(self, higher_is_better: bool, alpha: float = ALPHA) -> str | None:
-        """'better' | 'worse' | 'tie', or None where the test cannot be run (< 2 pairs)."""
-        if self.p_value is None:
+        """'better' | 'worse' | 'tie', or None where the test cannot be run (< 2 pairs).
+        Identical differences on every seed (no p-value) are a tie: the t-test is
+        undefined there, and two seeds each one test example ahead show no significance."""
+        if self.n_pairs < 2 or math.isnan(self.mean_diff):
             return None
+        if self.p_value is None:
+            return "tie"
         if self.p_value >= alpha or self.mean_diff == 0:
             return "tie"
         return "better" if (self.mean_diff > 0) == higher_is_better else "worse"
@@ -59,8 +63,9 @@ class Paired:
 def paired_test(method: dict[int, float], baseline: dict[int, float]) -> Paired:
     """Paired t-test (scipy.stats.ttest_rel) over the seeds present in both.
 
-    Identical differences on every seed have zero variance: scipy's statistic is then
-    undefined, so the p-value is 1 for no difference and 0 for a constant non-zero one.
+    Identical differences on every seed have zero variance: the t statistic is then
+    undefined, so the p-value is 1 for no difference and undefined (None, verdict 'tie')
+    for a constant non-zero one; never 0.
     """
     seeds = sorted(set(method) & set(baseline))
     diffs = [method[s] - baseline[s] for s in seeds]
@@ -69,7 +74,7 @@ def paired_test(method: dict[int, float], baseline: dict[int, float]) -> Paired:
         return Paired(len(diffs), mean, None, None)
     mean = sum(diffs) / len(diffs)
     if max(diffs) - min(diffs) <= 1e-12 * max(1.0, abs(mean)):
-        return Paired(len(diffs), mean, None, 1.0 if mean == 0 else 0.0)
+        return Paired(len(diffs), mean, None, 1.0 if mean == 0 else None)
     from scipy.stats import ttest_rel
 
     res = ttest_rel([method[s] for s in seeds], [baseline[s] for s in seeds])

@@ -5,11 +5,14 @@ comparison group of every result it writes (task protocol, model, budget, profil
 
 - `comparisons`: one row per method: its bootstrap interval over test examples (and seeds
   where there are 3 or more: suite/itemstats.py), and its comparison with the matrix's
-  baseline method: the paired bootstrap over examples and seeds with Holm's correction
-  over the group's methods, McNemar's exact test for accuracies, and the seed-level
-  paired t-test with its n (suite/stats.py);
+  baseline method: the paired bootstrap over examples and seeds, the exact sign-flip
+  (McNemar) test for accuracies, Holm's correction over the group's methods of the
+  exact test where there is one (else the bootstrap's p), and the seed-level paired
+  t-test with its n (suite/stats.py);
 - `pareto_noise`: each method's probability of being on the Pareto front of quality
-  against each cost, over the bootstrap replicates of quality (costs at their medians);
+  against each cost, over the bootstrap replicates of quality (costs at their medians).
+  The group's one set of draws (keyed by the group) serves all three, so every method's
+  replicate b saw the same test examples;
 - `t_critical`: Student's t critical values, for the seed-level t-intervals.
 
 Rows without stored predictions (older stores) get the seed-level columns only.
@@ -38,6 +41,8 @@ COMPARISON_COLUMNS = {
     "boot_ci_high": "DOUBLE", "diff": "DOUBLE", "diff_low": "DOUBLE", "diff_high": "DOUBLE",
     "p_boot": "DOUBLE", "p_holm": "DOUBLE", "mcnemar_b": "INTEGER", "mcnemar_c": "INTEGER",
     "p_mcnemar": "DOUBLE", "vs_baseline": "VARCHAR",
+    # The p-value Holm corrects (p_mcnemar for accuracies, else p_boot) and its test.
+    "p_test": "DOUBLE", "holm_test": "VARCHAR",
 }  # fmt: skip
 PARETO_NOISE_COLUMNS = {
     "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
@@ -249,19 +254,11 @@ def _as_labels(values: np.ndarray, metric: str) -> np.ndarray:
     return values.astype(int)
 
 
-def _key_text(key: tuple, method: str, mhash: str) -> str:
-    return "|".join(map(str, (*key, method, mhash)))
-
-
 def _group_rows(key, methods: dict[tuple, MethodRuns], found) -> tuple[list[dict], list[tuple]]:
     """The comparison rows and Pareto-under-noise rows of one group."""
     task_hash, model, budget, profile = key
     outcomes = {mk: _outcomes(runs, found) for mk, runs in methods.items()}
-    intervals = {
-        mk: itemstats.interval(o, _key_text(key, *mk))
-        for mk, o in outcomes.items()
-        if o is not None
-    }
+    intervals, compared = _group_bootstrap(key, methods, outcomes)
     rows = []
     for (method, mhash), runs in methods.items():
         base = _baseline(methods, runs.base_label)
@@ -269,10 +266,53 @@ def _group_rows(key, methods: dict[tuple, MethodRuns], found) -> tuple[list[dict
                "budget": budget, "profile": profile, "baseline_method": runs.base_label,
                "baseline_method_hash": base[1] if base else None}  # fmt: skip
         row |= _seed_level(method, runs, methods, base)
-        row |= _item_level((method, mhash), runs, base, outcomes, intervals, key)
+        row |= _item_level((method, mhash), runs, intervals, compared.get((method, mhash)))
         rows.append(row)
     _correct(rows, methods)
     return rows, _fronts(key, methods, intervals)
+
+
+def _group_bootstrap(key, methods: dict[tuple, MethodRuns], outcomes) -> tuple[dict, dict]:
+    """Every method's interval and comparison with its baseline from ONE set of draws per
+    group (keyed by the group): replicate b re-scores every seed of every method on the
+    same examples, so intervals, paired differences and Pareto replicates line up."""
+    present = {mk: o for mk, o in outcomes.items() if o is not None}
+    requests: list[itemstats.Request] = [(o, o.seeds) for o in present.values()]
+    index = {mk: i for i, mk in enumerate(present)}
+    pairs = {}
+    for mk, o in present.items():
+        base = _baseline(methods, methods[mk].base_label)
+        if mk[0] == methods[mk].base_label or base not in present:
+            continue
+        seeds = itemstats.common_seeds(o, present[base])
+        if seeds is None:
+            continue
+        if seeds == o.seeds == present[base].seeds:
+            pairs[mk] = (base, seeds, index[mk], index[base])
+        else:  # score both on the common seeds only
+            requests += [(o, seeds), (present[base], seeds)]
+            pairs[mk] = (base, seeds, len(requests) - 2, len(requests) - 1)
+    samples = _replicates(key, requests)
+    intervals = {mk: itemstats.interval_of(o, samples[index[mk]]) for mk, o in present.items()}
+    compared = {
+        mk: itemstats.comparison_of(present[mk], present[base], seeds, samples[i] - samples[j])
+        for mk, (base, seeds, i, j) in pairs.items()
+    }
+    return intervals, compared
+
+
+def _replicates(key, requests: list[itemstats.Request]) -> list[np.ndarray]:
+    """Each request's replicates; one Draws per test-set size (one, in a sound group)."""
+    out: list[np.ndarray] = [np.empty(0)] * len(requests)
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for i, (o, _) in enumerate(requests):
+        by_size[o.n_examples].append(i)
+    for n, members in by_size.items():
+        draws = itemstats.Draws("|".join(map(str, key)), n)
+        rows = itemstats.replicate_rows([requests[i] for i in members], draws)
+        for i, row in zip(members, rows, strict=True):
+            out[i] = row
+    return out
 
 
 def _baseline(methods: dict[tuple, MethodRuns], label: str | None) -> tuple | None:
@@ -290,7 +330,7 @@ def _seed_level(method: str, runs: MethodRuns, methods, base) -> dict:
             "p_value": test.p_value, "vs_baseline_t": test.verdict(runs.higher_is_better)}  # fmt: skip
 
 
-def _item_level(mk, runs: MethodRuns, base, outcomes, intervals, key) -> dict:
+def _item_level(mk, runs: MethodRuns, intervals, cmp: itemstats.Comparison | None) -> dict:
     out: dict = {}
     if mk in intervals:
         iv = intervals[mk]
@@ -298,25 +338,23 @@ def _item_level(mk, runs: MethodRuns, base, outcomes, intervals, key) -> dict:
                 "boot_ci_high": iv.high}  # fmt: skip
     if mk[0] == runs.base_label:
         return out | {"vs_baseline": "baseline"}
-    if base is None or outcomes.get(mk) is None or outcomes.get(base) is None:
-        return out
-    cmp = itemstats.compare(outcomes[mk], outcomes[base], _key_text(key, *mk))
     if cmp is None:
         return out
     return out | {"diff": cmp.diff, "diff_low": cmp.diff_low, "diff_high": cmp.diff_high,
                   "p_boot": cmp.p_boot, "mcnemar_b": cmp.mcnemar_b, "mcnemar_c": cmp.mcnemar_c,
-                  "p_mcnemar": cmp.p_mcnemar}  # fmt: skip
+                  "p_mcnemar": cmp.p_mcnemar, "p_test": cmp.p_test,
+                  "holm_test": cmp.test}  # fmt: skip
 
 
 def _correct(rows: list[dict], methods: dict[tuple, MethodRuns]) -> None:
     """Holm over the group's comparisons with each baseline; the verdict from it."""
     by_base: dict = defaultdict(list)
     for row in rows:
-        if row.get("p_boot") is not None:
+        if row.get("p_test") is not None:
             by_base[row["baseline_method"]].append(row)
     for compared in by_base.values():
         for row, adjusted in zip(
-            compared, itemstats.holm([r["p_boot"] for r in compared]), strict=True
+            compared, itemstats.holm([r["p_test"] for r in compared]), strict=True
         ):
             hib = methods[(row["method"], row["method_hash"])].higher_is_better
             row["p_holm"] = adjusted

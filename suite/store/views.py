@@ -99,7 +99,7 @@ SELECT g.*,
     100.0 * g.trainable_params / nullif(g.total_params, 0) AS trainable_pct,
     c.baseline_method_hash, c.n_pairs, c.mean_diff AS diff_vs_baseline, c.p_value,
     c.n_examples, c.diff AS item_diff, c.diff_low AS item_diff_low, c.diff_high AS item_diff_high,
-    c.p_boot, c.p_holm, c.mcnemar_b, c.mcnemar_c, c.p_mcnemar,
+    c.p_boot, c.p_holm, c.mcnemar_b, c.mcnemar_c, c.p_mcnemar, c.p_test, c.holm_test,
     -- The verdict from the item-level comparison (Holm-corrected), else the seed-level t.
     coalesce(c.vs_baseline, c.vs_baseline_t) AS vs_baseline,
     CASE WHEN c.vs_baseline IS NOT NULL AND c.vs_baseline <> 'baseline' THEN 'examples (Holm)'
@@ -229,8 +229,10 @@ WITH ranked AS (
     SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
         val_score, trial_test_score,
         count(*) OVER w AS n_trials,
+        -- Ties: the earlier trial ranks higher, as tuning.select picks it.
         row_number() OVER (w ORDER BY CASE WHEN higher_is_better THEN val_score
-            ELSE -val_score END, trial_index) AS i
+            ELSE -val_score END, trial_index DESC) AS i,
+        count(trial_test_score) OVER w AS n_tested
     FROM trials WHERE status = 'ok' AND val_score IS NOT NULL
     WINDOW w AS (PARTITION BY task, task_hash, model, method, budget, profile)),
 weighted AS (
@@ -242,7 +244,10 @@ SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_i
     sum(w * val_score) AS expected_best_val,
     sqrt(greatest(sum(w * val_score * val_score) - pow(sum(w * val_score), 2), 0))
         AS expected_best_val_std,
-    sum(w * trial_test_score) AS expected_test_of_selected
+    -- Any trial could be the one selected, so a trial without a test score leaves the
+    -- expected test score unknown (NULL) rather than renormalised over the others.
+    CASE WHEN min(n_tested) = any_value(n_trials) THEN sum(w * trial_test_score) END
+        AS expected_test_of_selected
 FROM weighted
 GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher_is_better, k"""
 
