@@ -54,7 +54,8 @@ def test_the_user_run_the_seed_level_test_called_a_tie_is_significant_over_examp
     store = _store_user_run(tmp_path, counts)
     board = store.query(
         "SELECT method, mean, ci_low, ci_high, ci_kind, t_ci_low, t_ci_high, vs_baseline, "
-        "vs_baseline_t, p_value, n_pairs, p_boot, p_holm, p_mcnemar, verdict_basis "
+        "vs_baseline_t, p_value, n_pairs, p_boot, p_holm, p_mcnemar, verdict_basis, "
+        "mcnemar_b, mcnemar_c, holm_test "
         "FROM leaderboard ORDER BY method"
     ).set_index("method")
     lora, plugin = board.loc["lora"], board.loc["plugin"]
@@ -63,9 +64,13 @@ def test_the_user_run_the_seed_level_test_called_a_tie_is_significant_over_examp
     # The seed-level t over 2 seeds: an interval past 1, and no call.
     assert lora["t_ci_high"] > 1.0 and plugin["vs_baseline_t"] == "tie"
     assert 0.05 < plugin["p_value"] < 0.2 and plugin["n_pairs"] == 2
-    # Over the 2 x 189 paired reviews: significant, after Holm, and by McNemar.
+    # Over the 189 paired reviews: significant after Holm, by the exact sign-flip test on
+    # each review's difference summed over both seeds (issue 27: not McNemar pooled over
+    # the seeds, which counted every review twice as if it were two).
     assert plugin["vs_baseline"] == "worse" and plugin["verdict_basis"] == "examples (Holm)"
-    assert plugin["p_holm"] < 0.01 and plugin["p_mcnemar"] < 1e-6
+    assert plugin["holm_test"] == "sign-flip (exact)" and plugin["p_holm"] < 0.01
+    assert plugin["p_holm"] == plugin["p_mcnemar"] < 1e-6  # one comparison: Holm keeps it
+    assert plugin["mcnemar_b"] + plugin["mcnemar_c"] <= N_TEST  # reviews, not seed-reviews
     for row in (lora, plugin):
         assert 0.0 <= row["ci_low"] <= row["mean"] <= row["ci_high"] <= 1.0
         assert row["ci_kind"] == "examples"  # fewer than 3 seeds: over examples only
@@ -124,6 +129,7 @@ def test_paired_bootstrap_pairs_examples_and_counts_discordance():
     assert cmp.diff == pytest.approx(0.2) and cmp.diff_low > 0
     assert (cmp.mcnemar_b, cmp.mcnemar_c) == (20, 0) and cmp.p_mcnemar == pytest.approx(2 * 0.5**20)
     assert cmp.p_boot <= 2 / (itemstats.N_BOOT + 1) + 1e-12
+    assert cmp.test == "sign-flip (exact)" and cmp.p_test == cmp.p_mcnemar
 
 
 def test_holm_by_hand():
