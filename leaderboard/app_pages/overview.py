@@ -53,10 +53,12 @@ def _one_task(r, filters: Filters) -> None:
     base_methods = sorted(rows["baseline_method"].dropna().unique())
     if base_methods:
         note += (
-            f" *vs baseline method*: paired bootstrap over the same examples and seeds against "
-            f"**{', '.join(base_methods)}**, Holm-corrected over the methods here (p < 0.05), "
-            "with McNemar's exact test for accuracies; the seed-level paired t-test and its "
-            "number of pairs stay beside it."
+            f" *vs baseline method*: against **{', '.join(base_methods)}** on the same test "
+            "examples (and seeds), Holm-corrected over the methods here (p < 0.05): for "
+            "accuracies the exact sign-flip test on each example's difference summed over "
+            "seeds (McNemar's exact test at one seed), else the paired bootstrap (*Holm "
+            "over* says which); the seed-level paired t-test and its number of pairs stay "
+            "beside it."
         )
     st.markdown(note)
     if rows["stale"].fillna(False).any():

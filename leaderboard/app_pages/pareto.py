@@ -32,7 +32,8 @@ st.caption(
     "there are 3 or more). Dashed line: the majority/mean baseline. "
     "Hover a point for its hyperparameters and cell ids. P(on front): the share of bootstrap "
     "replicates of quality (over test examples and seeds, costs at their medians) in which "
-    "the method is on the front."
+    "the method is on the front; every method's replicate is scored on the same drawn "
+    "examples, so a method no better and dearer than another is never on it."
 )
 st.altair_chart(charts.pareto_chart(points, axis, metric), width="stretch")
 st.dataframe(
