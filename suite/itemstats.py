@@ -277,6 +277,48 @@ def sign_flip_exact(diffs: np.ndarray) -> float:
     return float(min(1.0, 2 * upper))
 
 
+def group_statistics(
+    key: str, outcomes: dict, baselines: dict
+) -> tuple[dict[object, Interval], dict[object, Comparison]]:
+    """Every method's interval, and its comparison with its baseline (`baselines`: method
+    -> baseline, both keys of `outcomes`), from ONE set of draws keyed by the group: its
+    replicate b re-scores every seed of every method on the same examples, so intervals,
+    paired differences and Pareto replicates (`Interval.samples`) line up."""
+    requests: list[Request] = [(o, o.seeds) for o in outcomes.values()]
+    index = {mk: i for i, mk in enumerate(outcomes)}
+    pairs = {}
+    for mk, base in baselines.items():
+        o, b = outcomes[mk], outcomes[base]
+        seeds = common_seeds(o, b)
+        if seeds is None:
+            continue
+        if seeds == o.seeds == b.seeds:
+            pairs[mk] = (base, seeds, index[mk], index[base])
+        else:  # score both on the common seeds only
+            requests += [(o, seeds), (b, seeds)]
+            pairs[mk] = (base, seeds, len(requests) - 2, len(requests) - 1)
+    samples = _by_size(key, requests)
+    intervals = {mk: interval_of(o, samples[index[mk]]) for mk, o in outcomes.items()}
+    compared = {
+        mk: comparison_of(outcomes[mk], outcomes[base], seeds, samples[i] - samples[j])
+        for mk, (base, seeds, i, j) in pairs.items()
+    }
+    return intervals, compared
+
+
+def _by_size(key: str, requests: list[Request]) -> list[np.ndarray]:
+    """Each request's replicates; one Draws per test-set size (one, in a sound group)."""
+    out: list[np.ndarray] = [np.empty(0)] * len(requests)
+    by_size: dict[int, list[int]] = {}
+    for i, (o, _) in enumerate(requests):
+        by_size.setdefault(o.n_examples, []).append(i)
+    for n, members in by_size.items():
+        rows = replicate_rows([requests[i] for i in members], Draws(key, n))
+        for i, row in zip(members, rows, strict=True):
+            out[i] = row
+    return out
+
+
 def bootstrap_p(diffs: np.ndarray) -> float:
     """Two-sided p-value of "no difference" from bootstrap replicates of the difference:
     twice the smaller tail beyond zero, with the +1 correction (never exactly 0)."""

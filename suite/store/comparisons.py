@@ -273,46 +273,15 @@ def _group_rows(key, methods: dict[tuple, MethodRuns], found) -> tuple[list[dict
 
 
 def _group_bootstrap(key, methods: dict[tuple, MethodRuns], outcomes) -> tuple[dict, dict]:
-    """Every method's interval and comparison with its baseline from ONE set of draws per
-    group (keyed by the group): replicate b re-scores every seed of every method on the
-    same examples, so intervals, paired differences and Pareto replicates line up."""
+    """Intervals and comparisons of the group's methods with predictions, from the
+    group's one set of draws (suite/itemstats.py `group_statistics`)."""
     present = {mk: o for mk, o in outcomes.items() if o is not None}
-    requests: list[itemstats.Request] = [(o, o.seeds) for o in present.values()]
-    index = {mk: i for i, mk in enumerate(present)}
-    pairs = {}
-    for mk, o in present.items():
+    baselines = {}
+    for mk in present:
         base = _baseline(methods, methods[mk].base_label)
-        if mk[0] == methods[mk].base_label or base not in present:
-            continue
-        seeds = itemstats.common_seeds(o, present[base])
-        if seeds is None:
-            continue
-        if seeds == o.seeds == present[base].seeds:
-            pairs[mk] = (base, seeds, index[mk], index[base])
-        else:  # score both on the common seeds only
-            requests += [(o, seeds), (present[base], seeds)]
-            pairs[mk] = (base, seeds, len(requests) - 2, len(requests) - 1)
-    samples = _replicates(key, requests)
-    intervals = {mk: itemstats.interval_of(o, samples[index[mk]]) for mk, o in present.items()}
-    compared = {
-        mk: itemstats.comparison_of(present[mk], present[base], seeds, samples[i] - samples[j])
-        for mk, (base, seeds, i, j) in pairs.items()
-    }
-    return intervals, compared
-
-
-def _replicates(key, requests: list[itemstats.Request]) -> list[np.ndarray]:
-    """Each request's replicates; one Draws per test-set size (one, in a sound group)."""
-    out: list[np.ndarray] = [np.empty(0)] * len(requests)
-    by_size: dict[int, list[int]] = defaultdict(list)
-    for i, (o, _) in enumerate(requests):
-        by_size[o.n_examples].append(i)
-    for n, members in by_size.items():
-        draws = itemstats.Draws("|".join(map(str, key)), n)
-        rows = itemstats.replicate_rows([requests[i] for i in members], draws)
-        for i, row in zip(members, rows, strict=True):
-            out[i] = row
-    return out
+        if mk[0] != methods[mk].base_label and base in present:
+            baselines[mk] = base
+    return itemstats.group_statistics("|".join(map(str, key)), present, baselines)
 
 
 def _baseline(methods: dict[tuple, MethodRuns], label: str | None) -> tuple | None:
