@@ -40,7 +40,8 @@ from suite.tasks.metrics import METRIC_RANGES, METRICS
 # methods); its Monte Carlo standard error near p = 0.05 is 2 sqrt(0.025 x 0.975 / B) =
 # 0.0022.
 N_BOOT = 20_000
-CHUNK = 1_000  # replicates drawn and scored at a time (memory: CHUNK x n counts)
+# Replicates drawn and scored at a time: about 2e6 example counts (16 MB) per chunk.
+CHUNK_CELLS = 2_000_000
 HIERARCHICAL_MIN_SEEDS = 3
 LEVEL = 0.95
 # Metrics that are a mean of per-example correctness: the exact sign-flip (McNemar) test.
@@ -93,7 +94,8 @@ class Draws:
     n_boot: int = N_BOOT
 
     def chunks(self) -> list[tuple[int, int]]:
-        return [(lo, min(lo + CHUNK, self.n_boot)) for lo in range(0, self.n_boot, CHUNK)]
+        size = max(100, min(1_000, CHUNK_CELLS // max(self.n_examples, 1)))
+        return [(lo, min(lo + size, self.n_boot)) for lo in range(0, self.n_boot, size)]
 
     def example_counts(self, lo: int, hi: int) -> np.ndarray:
         """(hi - lo, n): how often each replicate drew each example (once for all seeds)."""
