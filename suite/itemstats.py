@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from suite.resample import correct as _correct
+from suite.resample import correct as correct_per_example
 from suite.resample import linear_form, weighted_metric
 from suite.tasks.metrics import METRIC_RANGES, METRICS
 
@@ -73,7 +73,7 @@ class Outcomes:
 
     def correct(self, seed: int) -> np.ndarray:
         if seed not in self._correct:  # asked for by every comparison of the group
-            self._correct[seed] = _correct(self.pred[seed], self.gold[seed])
+            self._correct[seed] = correct_per_example(self.pred[seed], self.gold[seed])
         return self._correct[seed]
 
 
