@@ -31,6 +31,7 @@ from suite.store.posthoc import (
     record_artifact,
     write_posthoc,
 )
+from suite.store.protocols import fill_protocols
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -106,14 +107,15 @@ class Store:
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             _add_missing_columns(con)
             add_missing_columns(con)
+            named = fill_protocols(con)  # rows stored before protocols existed
             recreated = ensure_tables(con)
-            if upgraded or not latest_is_current(con):
+            if upgraded or named or not latest_is_current(con):
                 rebuild_latest(con)
             for ddl in INDEXES + VIEWS + POSTHOC_VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             refresh_references(con)
-            if upgraded or recreated:  # comparisons written by older code: recomputed once
+            if upgraded or recreated or named:  # comparisons written by older code: recomputed once
                 refresh_comparisons(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -313,6 +315,7 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
         trial_index=cell.trial_index,
         tuning=cell.tuning.model_dump_json() if cell.tuning else None,
         selection=json.dumps(cell.selection) if cell.selection else None,
+        protocol=cell.protocol_name,
     )
     return row
 
