@@ -90,10 +90,15 @@ def budget_words(budget: dict[str, Any], tuning: dict[str, Any] | None, seeds: l
 def describe(row: dict[str, Any]) -> str:
     """A `protocols` view row in words; several budgets (a declared protocol run with two
     budgets by mistake) are said, not hidden."""
-    budgets = [_json(b) for b in row.get("budgets") or []] or [{}]
-    tunings = [_json(t) for t in row.get("tunings") or []]
-    seeds = list(row.get("seeds") or [])
+    budgets = [_json(b) for b in _items(row.get("budgets"))] or [{}]
+    tunings = [_json(t) for t in _items(row.get("tunings"))]
+    seeds = _items(row.get("seeds"))
     text = budget_words(budgets[0], tunings[0] if tunings else None, seeds)
     if len(budgets) > 1 or len(tunings) > 1:
         text += f" (warning: {len(budgets)} budgets and {len(tunings)} tuning rules stored)"
     return text
+
+
+def _items(value: Any) -> list:
+    """A list column as read (a list, a numpy array, or None when empty)."""
+    return [] if value is None else list(value)

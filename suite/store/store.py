@@ -121,6 +121,21 @@ class Store:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
 
+    def upgrade_if_older(self) -> bool:
+        """Upgrade a store written by older code in place (`init`) before it is read, so
+        the leaderboard and queries see today's columns (the protocol of older rows);
+        True when it did. A current store is only read."""
+        if not self.path.exists():
+            return False
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "meta"):
+                return False
+            stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if stored is None or stored[0] == str(SCHEMA_VERSION):
+            return False
+        self.init()
+        return True
+
     def ok_cell_ids(self, cell_ids: Iterable[str]) -> set[str]:
         ids = list(cell_ids)
         if not ids or not self.path.exists():

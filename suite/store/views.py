@@ -232,25 +232,26 @@ GROUP BY model, method, budget, profile, protocol"""
 # configuration validation would select (the trials' test scores, kept apart).
 TUNING_CURVES = """CREATE OR REPLACE VIEW tuning_curves AS
 WITH ranked AS (
-    SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
-        val_score, trial_test_score,
+    SELECT task, task_hash, model, method, budget, profile, protocol, primary_metric,
+        higher_is_better, val_score, trial_test_score,
         count(*) OVER w AS n_trials,
         row_number() OVER (w ORDER BY CASE WHEN higher_is_better THEN val_score
             ELSE -val_score END, trial_index) AS i
     FROM trials WHERE status = 'ok' AND val_score IS NOT NULL
-    WINDOW w AS (PARTITION BY task, task_hash, model, method, budget, profile)),
+    WINDOW w AS (PARTITION BY task, task_hash, model, method, budget, profile, protocol)),
 weighted AS (
     SELECT r.*, k.k,
         pow(r.i / r.n_trials, k.k) - pow((r.i - 1) / r.n_trials, k.k) AS w
     FROM ranked r JOIN range(1, 1001) AS k(k) ON k.k <= r.n_trials)
-SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
-    k, any_value(n_trials) AS n_trials,
+SELECT task, task_hash, model, method, budget, profile, protocol, primary_metric,
+    higher_is_better, k, any_value(n_trials) AS n_trials,
     sum(w * val_score) AS expected_best_val,
     sqrt(greatest(sum(w * val_score * val_score) - pow(sum(w * val_score), 2), 0))
         AS expected_best_val_std,
     sum(w * trial_test_score) AS expected_test_of_selected
 FROM weighted
-GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher_is_better, k"""
+GROUP BY task, task_hash, model, method, budget, profile, protocol, primary_metric,
+    higher_is_better, k"""
 
 
 # Per (task protocol, model, budget, profile, method, test example): the share of the
@@ -301,7 +302,7 @@ VIEW_ORDER = {
     "trials": "protocol, task, model, method, trial_index",
     "rank_sweep": "protocol, task, model, method_kind, sweep_param, sweep_value",
     "aggregate": "protocol, model, mean_rank",
-    "tuning_curves": "task, model, method, k",
+    "tuning_curves": "protocol, task, model, method, k",
     "example_outcomes": "protocol, task, model, method, example",
     "disagreements": "protocol, task, model, example",
     "lost_to_baseline": "protocol, task, model, method, example",
@@ -320,7 +321,7 @@ VIEW_COLUMNS = {
     "rank_sweep": "protocol, task, model, method, sweep_param, sweep_value, n_seeds, mean, ci_low, "
     "ci_high, trainable_params",
     "aggregate": "protocol, model, method, n_tasks, mean_score, mean_rank, n_better, n_worse",
-    "tuning_curves": "task, model, method, k, n_trials, expected_best_val, "
+    "tuning_curves": "protocol, task, model, method, k, n_trials, expected_best_val, "
     "expected_best_val_std, expected_test_of_selected",
     "example_outcomes": "protocol, task, model, method, example, gold, usual_prediction, share_correct",
     "disagreements": "protocol, task, model, example, gold, n_methods, n_right, right, wrong",
