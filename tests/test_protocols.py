@@ -251,3 +251,49 @@ def test_an_older_store_names_its_rows_protocols_on_upgrade(tmp_path):
     board = store.query("SELECT protocol, method, n_seeds FROM leaderboard")
     assert set(board["protocol"]) == {spec.protocol_name, default_protocol("legacy", budget)}
     assert store.query("SELECT count(*) AS n FROM comparisons WHERE protocol IS NULL")["n"][0] == 0
+
+
+def test_a_declared_protocol_refuses_another_budget(two, tmp_path):
+    from suite.driver import plan
+    from suite.errors import SpecError
+
+    def league_matrix(budget: str) -> str:
+        path = tmp_path / "slice.yaml"
+        path.write_text(
+            "name: slice\nprotocol: league-v1\nmodels: [minilm-l6]\nmethods: [lora]\n"
+            f"tasks: [drug-condition]\nseeds: [0]\nbudget: {budget}\n"
+        )
+        return str(path)
+
+    with pytest.raises(SpecError) as caught:
+        plan(catalog(), league_matrix("{max_steps: 5}"), Store(two))
+    text = str(caught.value)
+    assert "slice.yaml:2: protocol: protocol 'league-v1' is stored in" in text
+    assert "'3 epochs, batch 32'" in text and "'1 epoch, at most 5 steps, batch 16'" in text
+    assert "declare a new version of it (league-v1 -> league-v2)" in text
+    # The league's own budget: a slice of it, whose cells are the league's.
+    same = plan(catalog(), league_matrix("{epochs: 3, batch_size: 32}"), Store(two))
+    assert same.todo == []
+
+
+def test_the_app_opens_on_the_league_and_switches_protocol(two, monkeypatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PEFTBENCH_DB", str(two))
+    app = str(Path(__file__).resolve().parents[1] / "leaderboard" / "app.py")
+    at = AppTest.from_file(app, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="protocol").value == LEAGUE_PROTOCOL
+    assert any("3 epochs, batch 32" in c.value for c in at.sidebar.caption)
+    table = at.dataframe[0].value
+    assert sorted(table["Method"]) == ["head", "lora"]  # one lora: the league's
+    assert float(table.set_index("Method").loc["lora", "Accuracy"]) == pytest.approx(0.782)
+    at.sidebar.selectbox(key="protocol").select(MINE).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["Method"]) == ["head", "lora"]
+    assert float(table.set_index("Method").loc["lora", "Accuracy"]) == pytest.approx(0.404)
+    at.switch_page("app_pages/pareto.py").run()
+    assert not at.exception, at.exception
+    assert sorted(at.dataframe[0].value["Method"]) == ["head", "lora"]  # the chosen protocol's

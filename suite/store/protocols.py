@@ -62,9 +62,11 @@ def _json(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def budget_words(budget: dict[str, Any], tuning: dict[str, Any] | None, seeds: list[int]) -> str:
+def budget_words(
+    budget: dict[str, Any], tuning: dict[str, Any] | None = None, seeds: list[int] | None = None
+) -> str:
     """A protocol's budget as a sentence: "3 epochs, batch 32, lr tuned over 4 trials on
-    validation, 3 seeds"."""
+    validation, 3 seeds" (the budget alone where `seeds` is None)."""
     parts = []
     if budget.get("tokens"):
         parts.append(f"{int(budget['tokens']):,} training tokens")
@@ -77,6 +79,8 @@ def budget_words(budget: dict[str, Any], tuning: dict[str, Any] | None, seeds: l
         parts.append(f"batch {int(budget['batch_size'])}")
     if budget.get("max_train_samples"):
         parts.append(f"{int(budget['max_train_samples']):,} training examples")
+    if seeds is None:
+        return ", ".join(parts)
     if tuning:
         trials = int(tuning.get("trials", 0))
         # Each method draws from its own search space (the learning rate at least).

@@ -136,6 +136,23 @@ class Store:
         self.init()
         return True
 
+    def protocol_budgets(self, protocol: str) -> list[str]:
+        """The distinct budgets (JSON) stored under a protocol; a declared protocol fixes
+        its budget (suite/driver.py refuses a matrix that would change it)."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "cell_runs"):
+                return []
+            columns = {r[0] for r in con.execute("DESCRIBE cell_runs").fetchall()}
+            if "protocol" not in columns:
+                return []
+            rows = con.execute(
+                "SELECT DISTINCT CAST(budget AS VARCHAR) FROM cell_runs WHERE protocol = ?",
+                [protocol],
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def ok_cell_ids(self, cell_ids: Iterable[str]) -> set[str]:
         ids = list(cell_ids)
         if not ids or not self.path.exists():
