@@ -237,7 +237,8 @@ def query(
             help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
             "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
             "compression, protocols (a terminal table shows its main columns; csv/json every "
-            "column). Every view has a protocol column: compare rows of one protocol only.",
+            "column). The analysis views carry a protocol column: compare rows of one "
+            "protocol only.",
         ),
     ] = None,
 ) -> None:
