@@ -297,3 +297,23 @@ def test_the_app_opens_on_the_league_and_switches_protocol(two, monkeypatch):
     at.switch_page("app_pages/pareto.py").run()
     assert not at.exception, at.exception
     assert sorted(at.dataframe[0].value["Method"]) == ["head", "lora"]  # the chosen protocol's
+
+
+def test_post_hoc_rows_carry_their_inputs_protocol(tmp_path):
+    """Merges and compressions are in the protocol of the trained cells they read; an
+    older store's post-hoc rows get it from their first input's row on upgrade."""
+    from tests.support.demo import demo_db_copy
+
+    path = demo_db_copy(tmp_path / "demo.duckdb")
+    store = Store(path)
+    written = store.query(
+        "SELECT DISTINCT protocol FROM merging UNION SELECT protocol FROM compression"
+    )
+    trained = store.query("SELECT DISTINCT protocol FROM cell_runs")
+    assert written["protocol"].tolist() == trained["protocol"].tolist() and len(trained) == 1
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE posthoc_runs SET protocol = NULL")
+        con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    assert store.upgrade_if_older()
+    again = store.query("SELECT DISTINCT protocol FROM posthoc_runs")
+    assert again["protocol"].tolist() == trained["protocol"].tolist()

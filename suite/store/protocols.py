@@ -54,6 +54,16 @@ def fill_protocols(con) -> int:
     return named
 
 
+def fill_posthoc_protocols(con) -> int:
+    """A post-hoc row stored before protocols gets its first input's protocol (a stage
+    reads the trained cells of one matrix)."""
+    return con.execute(
+        "UPDATE posthoc_runs p SET protocol = (SELECT any_value(c.protocol) FROM cell_runs c "
+        "WHERE c.cell_id = p.input_cell_ids[1]) WHERE p.protocol IS NULL "
+        "AND len(p.input_cell_ids) > 0"
+    ).fetchone()[0]
+
+
 def _json(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text) if text else {}

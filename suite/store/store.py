@@ -31,7 +31,7 @@ from suite.store.posthoc import (
     record_artifact,
     write_posthoc,
 )
-from suite.store.protocols import fill_protocols
+from suite.store.protocols import fill_posthoc_protocols, fill_protocols
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -108,6 +108,7 @@ class Store:
             _add_missing_columns(con)
             add_missing_columns(con)
             named = fill_protocols(con)  # rows stored before protocols existed
+            fill_posthoc_protocols(con)
             recreated = ensure_tables(con)
             if upgraded or named or not latest_is_current(con):
                 rebuild_latest(con)

@@ -306,8 +306,8 @@ VIEW_ORDER = {
     "example_outcomes": "protocol, task, model, method, example",
     "disagreements": "protocol, task, model, example",
     "lost_to_baseline": "protocol, task, model, method, example",
-    "merging": "stage_name, method, model, seed, task",
-    "compression": "stage_name, model, seed, method_name, level",
+    "merging": "protocol, stage_name, method, model, seed, task",
+    "compression": "protocol, stage_name, model, seed, method_name, level",
     "protocols": "n_rows DESC, protocol",
 }
 VIEW_COLUMNS = {
@@ -327,10 +327,10 @@ VIEW_COLUMNS = {
     "disagreements": "protocol, task, model, example, gold, n_methods, n_right, right, wrong",
     "lost_to_baseline": "protocol, task, model, method, baseline_method, example, gold, prediction, "
     "baseline_prediction",
-    "merging": "stage_name, method, fidelity, seed, status, task, merged_value, own_value, "
-    "normalised, stored_bytes, merge_time_s",
-    "compression": "stage_name, method, fidelity, seed, status, task, level_label, sparsity, "
-    "value, dense_value, normalised, latency_s, dense_latency_s, stored_bytes",
+    "merging": "protocol, stage_name, method, fidelity, seed, status, task, merged_value, "
+    "own_value, normalised, stored_bytes, merge_time_s",
+    "compression": "protocol, stage_name, method, fidelity, seed, status, task, level_label, "
+    "sparsity, value, dense_value, normalised, latency_s, dense_latency_s, stored_bytes",
     "protocols": "protocol, n_rows, n_ok, seeds, tasks, models, profiles, budgets, tunings",
 }
 
