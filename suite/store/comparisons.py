@@ -154,9 +154,9 @@ class MethodRuns:
 def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
     """Recompute every method's interval and comparison; returns the comparison rows.
 
-    Groups are (task protocol, model, budget, profile); within one, the baseline is the
-    method whose label is the rows' `baseline_method` (the configuration with most seeds
-    if several share the label). `scope` = (task_hash, model, profile) limits the refresh
+    Groups are (task protocol, model, budget, profile, benchmark protocol); within one,
+    the baseline is the method whose label is the rows' `baseline_method` (the
+    configuration with most seeds if several share the label). `scope` = (task_hash, model, profile) limits the refresh
     to what one new result can change, so a write costs one group, not the table.
     """
     where, params = (
