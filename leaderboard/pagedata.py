@@ -62,7 +62,7 @@ class Filters:
 
 def protocols(reader: Reader) -> pd.DataFrame:
     """One row per protocol with reported rows (the `protocols` view), its budget in
-    words (`budget_words`), most rows first; empty for a store made before protocols."""
+    words (`budget_words`), most rows first."""
     frame = reader.frame("SELECT * FROM protocols ORDER BY n_rows DESC, protocol")
     frame["budget_words"] = [describe(row) for row in frame.to_dict("records")]
     return frame
