@@ -121,7 +121,8 @@ def page_builders(reader: data.Reader) -> dict:
     filters = pagedata.Filters(first["task"], first["model"], first["profile"])
     everywhere = pagedata.Filters(pagedata.ALL_TASKS, first["model"])
     return {
-        "sidebar (choices + freshness)": lambda: (
+        "sidebar (protocols + choices + freshness)": lambda: (
+            pagedata.protocols(reader),
             pagedata.choices(reader),
             data.freshness(reader),
         ),

@@ -65,11 +65,12 @@ def recorded(reader: Reader, scan: pd.DataFrame | None = None) -> pd.DataFrame:
 
 
 def results_on(reader: Reader, profile: str) -> pd.DataFrame:
-    """The leaderboard rows measured on one profile (bound parameter)."""
+    """The leaderboard rows measured on one profile (bound parameter), by protocol (the
+    same method under two budgets is two rows, each naming its protocol)."""
     return reader.frame(
-        "SELECT task, model, method, n_seeds, n_failed, mean, ci_low, ci_high, "
+        "SELECT protocol, task, model, method, n_seeds, n_failed, mean, ci_low, ci_high, "
         'peak_memory_bytes, train_wall_s, latency_unmerged_s, "rank" FROM leaderboard '
-        'WHERE profile = ? ORDER BY task, model, "rank"',
+        'WHERE profile = ? ORDER BY protocol, task, model, "rank"',
         [profile],
         views=["leaderboard"],
     )

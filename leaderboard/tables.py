@@ -247,9 +247,10 @@ def machines_table(machines: pd.DataFrame) -> Table:
 
 
 def results_on_table(rows: pd.DataFrame) -> Table:
-    """The leaderboard rows measured on one profile."""
+    """The leaderboard rows measured on one profile, each with its protocol."""
     return _table(
         {
+            "Protocol": (rows["protocol"], "text"),
             "Task": (rows["task"], "text"),
             "Model": (rows["model"], "text"),
             "Method": (rows["method"], "text"),

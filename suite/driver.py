@@ -8,6 +8,7 @@ process) run the cells and call back with each result.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 from suite.cells import Cell, PhaseCells, expand_matrix
 from suite.checks import check_cells
+from suite.errors import SpecError
 from suite.registry import Catalog
 from suite.results import CellReport, CellResult
 from suite.store.store import RunLock, Store
@@ -70,6 +72,7 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
     expansion = expand_matrix(entry.spec, catalog, entry)
     cells, skipped_pairs = expansion.cells, expansion.skipped_pairs
     check_cells(catalog, cells)
+    _check_protocol_budget(entry, store)
     cells, posthoc = _with_posthoc(catalog, entry, cells, store, rerun)
     if entry.spec.tuning is not None:
         from suite.tuning import finals_phase, trial_cells
@@ -87,6 +90,30 @@ def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -
     if posthoc is not None:
         posthoc = posthoc(lambda _store: cells)
     return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs, posthoc=posthoc)
+
+
+def _check_protocol_budget(entry, store: Store) -> None:
+    """A declared protocol fixes its budget: a matrix that declares one the store already
+    holds with another budget is refused before anything runs (its rows would sit in one
+    leaderboard beside rows of another budget). The tuning rule is not checked: a slice
+    of a protocol may run its selected configurations without tuning again."""
+    from suite.specs.budget import budget_tag
+    from suite.store.protocols import budget_words
+
+    spec = entry.spec
+    if spec.protocol is None:
+        return  # the default name carries the budget's tag
+    mine = spec.budget.model_dump(mode="json")
+    for budget in store.protocol_budgets(spec.protocol):
+        stored = json.loads(budget or "{}")
+        if budget_tag(stored) != budget_tag(mine):
+            raise SpecError.single(
+                str(entry.path), entry.line("protocol"), "protocol",
+                f"protocol '{spec.protocol}' is stored in {store.path} with the budget "
+                f"'{budget_words(stored)}'; this matrix gives it '{budget_words(mine)}'. "
+                "A protocol fixes its budget: declare a new version of it "
+                "(league-v1 -> league-v2) or use its budget",
+            )  # fmt: skip
 
 
 def _with_posthoc(catalog: Catalog, entry, cells: list[Cell], store: Store, rerun: bool):

@@ -95,6 +95,8 @@ POSTHOC_RUN_COLUMNS: dict[str, str] = {
     "hardware": "JSON",
     "notes": "VARCHAR",
     "log_path": "VARCHAR",
+    # The benchmark protocol of its inputs' rows (suite/store/protocols.py).
+    "protocol": "VARCHAR",
 }
 
 POSTHOC_TABLES = [
@@ -120,7 +122,7 @@ SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.f
     r.input_methods, r.input_tasks, r.input_cell_ids, s.task, s.metric,
     s.value AS merged_value, s.source_value AS own_value, s.normalised,
     r.stored_bytes, r.stored_params, r.heads_bytes, r.stage_time_s AS merge_time_s,
-    r.finished_at
+    r.finished_at, r.protocol
 FROM posthoc_results r
 LEFT JOIN posthoc_scores s
     ON s.result_id = r.result_id AND s.split = 'test' AND s.is_primary
@@ -134,7 +136,7 @@ SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.f
     s.value, s.source_value AS dense_value, s.normalised,
     r.latency_s, r.source_latency_s AS dense_latency_s, r.stored_bytes, r.nonzero_params,
     r.target_params, r.total_params, r.train_steps, r.train_wall_s, r.budget,
-    r.stage_time_s AS compress_time_s, r.finished_at
+    r.stage_time_s AS compress_time_s, r.finished_at, r.protocol
 FROM posthoc_results r
 LEFT JOIN posthoc_scores s
     ON s.result_id = r.result_id AND s.split = 'test' AND s.is_primary
@@ -209,6 +211,7 @@ def posthoc_row(cell, report: CellReport, provenance: dict[str, Any], log_path: 
         "git_sha": provenance.get("git_sha"), "git_dirty": provenance.get("git_dirty"),
         "versions": json.dumps(provenance.get("versions", {})),
         "hardware": json.dumps(provenance.get("hardware", {})), "log_path": log_path,
+        "protocol": cell.inputs[0].protocol_name if cell.inputs else None,
     }  # fmt: skip
     scores = [
         (result_id, cell.cell_id, s.task, s.split, s.metric, s.value, s.source_value,
