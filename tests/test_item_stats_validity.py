@@ -81,7 +81,7 @@ def _group(methods: dict[str, tuple[dict[int, np.ndarray], float]], metric="accu
     for label, (correct, cost) in methods.items():
         runs[(label, f"h-{label}")], f = _method_runs(correct, label, cost, metric)
         found |= f
-    return comparisons._group_rows(("task", "model", "budget", "profile"), runs, found)
+    return comparisons._group_rows(("task", "model", "budget", "profile", "protocol"), runs, found)
 
 
 def test_identical_predictions_at_twice_the_cost_are_never_on_the_front():
