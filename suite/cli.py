@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from suite.cli_published import register as _register_published
 from suite.errors import SpecError
 from suite.paths import DEFAULT_DB
 
@@ -379,6 +380,9 @@ def report(
     if not db.exists():
         _error("error:", f"no results database at {db}", 1)
     console.print(f"wrote {write_report(db, html)}")
+
+
+_register_published(app, console, err_console)
 
 
 def main() -> None:

@@ -130,6 +130,9 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "gpu_fraction": "DOUBLE",
     "attempts": "INTEGER",
     "log_path": "VARCHAR",
+    # Where the row came from: NULL for a row this store's own runs wrote; the published
+    # dataset's name (suite/store/published.py) for a row loaded from one.
+    "origin": "VARCHAR",
 }
 
 # What a worker actually had, recorded once per worker and dtype (suite/scheduler/hardware.py).
