@@ -1,7 +1,9 @@
 """The data each page shows, built from the store's views with bound parameters only.
 
 One function per page returns plain DataFrames (no Streamlit), so the static report and
-`bench/leaderboard_speed.py` build exactly what the app shows.
+`bench/leaderboard_speed.py` build exactly what the app shows. Every page shows one
+benchmark protocol (`Filters.protocol`; unset: `default_protocol`), so rows of two
+protocols are never ranked, charted or listed together.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import yaml
 
 from leaderboard.data import Reader
 from suite.specs.task import MetricSpec
+from suite.store.protocols import LEAGUE_PROTOCOL, describe
 
 ALL_TASKS = "(all tasks)"
 ALL_PROFILES = "(all profiles)"
@@ -40,7 +43,7 @@ COST_KINDS = {
     "base_bytes": "bytes",
     "training_memory_bytes": "bytes",
 }
-_KEY = ["task", "task_hash", "model", "method", "method_hash", "budget", "profile"]
+_KEY = ["task", "task_hash", "model", "method", "method_hash", "budget", "profile", "protocol"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +56,49 @@ class Filters:
     # Only rows of methods whose fidelity is `reference` (golden-tested against their
     # own code; docs/fidelity.md).
     reference_only: bool = False
+    # The benchmark protocol shown (None: `default_protocol` of the store).
+    protocol: str | None = None
+
+
+def protocols(reader: Reader) -> pd.DataFrame:
+    """One row per protocol with reported rows (the `protocols` view), its budget in
+    words (`budget_words`), most rows first; empty for a store made before protocols."""
+    frame = reader.frame("SELECT * FROM protocols ORDER BY n_rows DESC, protocol")
+    frame["budget_words"] = [describe(row) for row in frame.to_dict("records")]
+    return frame
+
+
+def default_protocol(frame: pd.DataFrame) -> str | None:
+    """The protocol a page opens on: the published league where the store holds it,
+    otherwise the protocol with the most rows (`frame`: `protocols`, most rows first)."""
+    if frame.empty:
+        return None
+    names = frame["protocol"].tolist()
+    return LEAGUE_PROTOCOL if LEAGUE_PROTOCOL in names else names[0]
+
+
+def chosen_protocol(reader: Reader, filters: Filters | None) -> str | None:
+    """The filters' protocol, or the store's default one."""
+    if filters is not None and filters.protocol is not None:
+        return filters.protocol
+    return default_protocol(protocols(reader))
 
 
 def choices(reader: Reader) -> pd.DataFrame:
-    """(task, model, profile) of the leaderboard with their row counts, for the selectors."""
+    """(protocol, task, model, profile) of the leaderboard with their row counts, for the
+    selectors."""
     return reader.frame(
-        "SELECT task, model, profile, count(*) AS n FROM leaderboard "
-        "GROUP BY task, model, profile ORDER BY task, model, profile",
+        "SELECT protocol, task, model, profile, count(*) AS n FROM leaderboard "
+        "GROUP BY protocol, task, model, profile ORDER BY protocol, task, model, profile",
         views=["leaderboard"],
     )
 
 
-def _profile_clause(filters: Filters) -> tuple[str, list]:
-    """The sidebar's profile and fidelity choices, as a bound WHERE fragment."""
-    clause, params = "", []
+def _profile_clause(reader: Reader, filters: Filters) -> tuple[str, list]:
+    """The sidebar's protocol, profile and fidelity choices, as a bound WHERE fragment."""
+    clause, params = " AND protocol IS NOT DISTINCT FROM ?", [chosen_protocol(reader, filters)]
     if filters.profile != ALL_PROFILES:
-        clause, params = " AND profile = ?", [filters.profile]
+        clause, params = clause + " AND profile = ?", [*params, filters.profile]
     if filters.reference_only:
         clause += " AND fidelity = 'reference'"
     return clause, params
@@ -76,7 +106,7 @@ def _profile_clause(filters: Filters) -> tuple[str, list]:
 
 def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     """Leaderboard rows for one task and model (optionally one profile), best first."""
-    clause, extra = _profile_clause(filters)
+    clause, extra = _profile_clause(reader, filters)
     return reader.frame(
         "SELECT * FROM leaderboard WHERE task = ? AND model = ?"
         + clause
@@ -103,7 +133,7 @@ def reference_rows(reader: Reader, task_types: list[str]) -> pd.DataFrame:
 
 def all_tasks_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     """The aggregate over tasks: mean score and mean rank per method (stale rows excluded)."""
-    clause, extra = _profile_clause(filters)
+    clause, extra = _profile_clause(reader, filters)
     return reader.frame(
         "SELECT * FROM aggregate WHERE model = ?" + clause + " ORDER BY mean_rank, method",
         [filters.model, *extra],
@@ -160,7 +190,7 @@ def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
     """Pareto points on one cost axis, with the hover's hyperparameters and cell ids."""
     if axis not in COST_AXES:
         raise ValueError(f"unknown cost axis {axis!r}; choose one of {sorted(COST_AXES)}")
-    clause, extra = _profile_clause(filters)
+    clause, extra = _profile_clause(reader, filters)
     points = reader.frame(
         "SELECT * FROM pareto WHERE task = ? AND model = ? AND cost_axis = ?"
         + clause
@@ -182,16 +212,21 @@ def _join_ids(ids) -> str:
     return "" if ids is None or not len(ids) else ", ".join(str(i) for i in ids)
 
 
-def method_data(reader: Reader, method: str) -> dict[str, pd.DataFrame]:
-    """Method page: its stored YAML, its leaderboard rows everywhere, and its loss curves."""
+def method_data(
+    reader: Reader, method: str, protocol: str | None = None
+) -> dict[str, pd.DataFrame]:
+    """Method page: its stored YAML, its leaderboard rows on every task and model of one
+    protocol (None: the default), and its loss curves."""
+    protocol = protocol or chosen_protocol(reader, None)
     spec = reader.frame(
         "SELECT method_name, method_kind, family, method_yaml FROM cell_runs "
-        "WHERE method = ? ORDER BY finished_at DESC LIMIT 1",
-        [method],
+        "WHERE method = ? AND protocol IS NOT DISTINCT FROM ? ORDER BY finished_at DESC LIMIT 1",
+        [method, protocol],
     )
     rows = reader.frame(
-        'SELECT * FROM leaderboard WHERE method = ? ORDER BY task, model, profile, "rank"',
-        [method],
+        "SELECT * FROM leaderboard WHERE method = ? AND protocol IS NOT DISTINCT FROM ? "
+        'ORDER BY task, model, profile, "rank"',
+        [method, protocol],
         views=["leaderboard"],
     )
     return {"spec": spec, "rows": rows, "curves": loss_curves(reader, rows)}
@@ -216,29 +251,38 @@ def loss_curves(reader: Reader, rows: pd.DataFrame) -> pd.DataFrame:
     return latest.sort_values(["task", "model", "profile", "seed"]).reset_index(drop=True)
 
 
-def tuning_curve(reader: Reader, method: str) -> pd.DataFrame:
-    """The method's tuning-budget curves, on every task and model it was tuned on."""
+def tuning_curve(reader: Reader, method: str, protocol: str | None = None) -> pd.DataFrame:
+    """The method's tuning-budget curves, on every task and model it was tuned on in one
+    protocol (None: the default)."""
     return reader.frame(
         "SELECT task, model, profile, k, n_trials, expected_best_val, expected_best_val_std, "
         "expected_test_of_selected FROM tuning_curves WHERE method = ? "
-        "ORDER BY task, model, profile, k",
-        [method],
+        "AND protocol IS NOT DISTINCT FROM ? ORDER BY task, model, profile, k",
+        [method, protocol or chosen_protocol(reader, None)],
     )
 
 
-def lost_to_baseline(reader: Reader, method: str, limit: int = 200) -> pd.DataFrame:
-    """Test examples the method gets wrong (most seeds) that its baseline method gets right."""
+def lost_to_baseline(
+    reader: Reader, method: str, limit: int = 200, protocol: str | None = None
+) -> pd.DataFrame:
+    """Test examples the method gets wrong (most seeds) that its baseline method gets
+    right, in one protocol (None: the default)."""
     return reader.frame(
         "SELECT task, model, profile, baseline_method, example, gold, prediction, "
         "baseline_prediction, share_correct, baseline_share_correct FROM lost_to_baseline "
-        "WHERE method = ? ORDER BY task, model, profile, example LIMIT ?",
-        [method, limit],
+        "WHERE method = ? AND protocol IS NOT DISTINCT FROM ? "
+        "ORDER BY task, model, profile, example LIMIT ?",
+        [method, protocol or chosen_protocol(reader, None), limit],
     )
 
 
-def methods(reader: Reader) -> list[str]:
+def methods(reader: Reader, protocol: str | None = None) -> list[str]:
+    """The methods with leaderboard rows in one protocol (None: the default)."""
     frame = reader.frame(
-        "SELECT DISTINCT method FROM leaderboard ORDER BY method", views=["leaderboard"]
+        "SELECT DISTINCT method FROM leaderboard WHERE protocol IS NOT DISTINCT FROM ? "
+        "ORDER BY method",
+        [protocol or chosen_protocol(reader, None)],
+        views=["leaderboard"],
     )
     return frame["method"].tolist()
 

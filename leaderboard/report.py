@@ -56,7 +56,8 @@ class _Page:
 
 
 def build_report(db: Path) -> str:
-    """The HTML of the report for every (task, model) with successful results."""
+    """The HTML of the report: one section per protocol (the default first), and in it
+    every (task, model) with successful results."""
     reader = data.Reader(db)
     fresh = data.freshness(reader)
     page = _Page()
@@ -67,20 +68,32 @@ def build_report(db: Path) -> str:
         "Scores: mean and 95% t-interval over seeds; dashed line: majority/mean baseline; "
         "red line: the Pareto front.",
     )
-    pairs = pagedata.choices(reader)[["task", "model"]].drop_duplicates()
-    for task, model in pairs.itertuples(index=False):
-        filters = pagedata.Filters(task=task, model=model)
-        metric = pagedata.primary_metric(reader, task)
-        rows = pagedata.leaderboard_rows(reader, filters)
-        page.text("h2", f"{task} on {model}")
-        page.chart(charts.overview_chart(rows, metric))
-        page.table(tables.overview_table(rows, metric))
-        for axis, (label, *_rest) in pagedata.COST_AXES.items():
-            points = pagedata.pareto_data(reader, filters, axis).dropna(subset=["cost"])
-            if not points.empty:
-                page.text("h3", f"Pareto: {metric.display} against {label.lower()}")
-                page.chart(charts.pareto_chart(points, axis, metric))
+    protocols = pagedata.protocols(reader)
+    first = pagedata.default_protocol(protocols)  # the league, if stored, opens the report
+    protocols = protocols.sort_values("protocol", key=lambda c: c != first, kind="stable")
+    triples = pagedata.choices(reader)[["protocol", "task", "model"]].drop_duplicates()
+    for protocol, words in zip(protocols["protocol"], protocols["budget_words"], strict=True):
+        page.text("h2", f"Protocol {protocol}")
+        page.text("p", f"{words}. Rows of other protocols are never ranked or charted with these.")
+        pairs = triples[triples["protocol"] == protocol]
+        for task, model in pairs[["task", "model"]].itertuples(index=False):
+            _task_section(page, reader, pagedata.Filters(task, model, protocol=protocol))
     return page.render("peftbench leaderboard")
+
+
+def _task_section(page: _Page, reader: data.Reader, filters: pagedata.Filters) -> None:
+    """One protocol's task and model: the overview chart and table, then its fronts."""
+    task, model = filters.task, filters.model
+    metric = pagedata.primary_metric(reader, task)
+    rows = pagedata.leaderboard_rows(reader, filters)
+    page.text("h3", f"{task} on {model}")
+    page.chart(charts.overview_chart(rows, metric))
+    page.table(tables.overview_table(rows, metric))
+    for axis, (label, *_rest) in pagedata.COST_AXES.items():
+        points = pagedata.pareto_data(reader, filters, axis).dropna(subset=["cost"])
+        if not points.empty:
+            page.text("h4", f"Pareto: {metric.display} against {label.lower()}")
+            page.chart(charts.pareto_chart(points, axis, metric))
 
 
 def write_report(db: Path, out: Path) -> Path:

@@ -1,7 +1,8 @@
 """The Ablations page's saved queries: named SELECTs over the store's views.
 
 They are trusted, fixed text (the SQL box shows them for copying); the only inputs are
-the sidebar's task and model, passed as bound parameters.
+the sidebar's task, model and protocol, passed as bound parameters (one protocol per
+series: two budgets never share a line).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from leaderboard.data import Reader
+from leaderboard.pagedata import chosen_protocol
 
 
 @dataclass(frozen=True)
 class SavedQuery:
-    """A named ablation: its SQL (`?` = task, model) and how to chart it."""
+    """A named ablation: its SQL (`?` = task, model, protocol) and how to chart it."""
 
     title: str
     description: str
@@ -35,6 +37,7 @@ SAVED: dict[str, SavedQuery] = {
         "hyperparameter (rank r, density, ...), from the `rank_sweep` view.",
         "SELECT method_kind, method, profile, sweep_param, sweep_value, mean, ci_low, "
         "ci_high, n_seeds, trainable_params FROM rank_sweep WHERE task = ? AND model = ? "
+        "AND protocol = ? "
         "ORDER BY method_kind, profile, sweep_value",
         x="sweep_value",
         y="mean",
@@ -46,7 +49,8 @@ SAVED: dict[str, SavedQuery] = {
         "Mean test score against learning rate for every configuration of a method kind "
         "(leaderboard rows), so a method that only works at one rate shows it.",
         "SELECT method_kind, method, profile, lr, mean, ci_low, ci_high, n_seeds "
-        "FROM leaderboard WHERE task = ? AND model = ? ORDER BY method_kind, lr",
+        "FROM leaderboard WHERE task = ? AND model = ? AND protocol = ? "
+        "ORDER BY method_kind, lr",
         x="lr",
         y="mean",
         color="method_kind",
@@ -59,7 +63,7 @@ SAVED: dict[str, SavedQuery] = {
         "select at each k; one panel per method. From the `tuning_curves` view.",
         "SELECT method, k, n_trials, expected_best_val, expected_best_val_std, "
         "expected_test_of_selected FROM tuning_curves WHERE task = ? AND model = ? "
-        "ORDER BY method, k",
+        "AND protocol = ? ORDER BY method, k",
         x="k",
         y="expected_best_val",
         color="method",
@@ -71,7 +75,8 @@ SAVED: dict[str, SavedQuery] = {
         "Standard deviation over seeds and the 95% interval's width, widest first; "
         "single-seed rows have no interval and are listed last.",
         "SELECT method, profile, n_seeds, n_failed, mean, std, ci_high - ci_low AS ci_width "
-        "FROM leaderboard WHERE task = ? AND model = ? ORDER BY ci_width DESC NULLS LAST",
+        "FROM leaderboard WHERE task = ? AND model = ? AND protocol = ? "
+        "ORDER BY ci_width DESC NULLS LAST",
         x="method",
         y="std",
         color="profile",
@@ -79,7 +84,11 @@ SAVED: dict[str, SavedQuery] = {
 }
 
 
-def run_saved(reader: Reader, name: str, task: str, model: str) -> pd.DataFrame:
-    """Run a saved query by its whitelisted name with the task and model bound."""
+def run_saved(
+    reader: Reader, name: str, task: str, model: str, protocol: str | None = None
+) -> pd.DataFrame:
+    """Run a saved query by its whitelisted name with the task, model and protocol (None:
+    the store's default) bound."""
     query = SAVED[name]
-    return reader.frame(query.sql, [task, model], views=query.views)
+    protocol = protocol or chosen_protocol(reader, None)
+    return reader.frame(query.sql, [task, model, protocol], views=query.views)

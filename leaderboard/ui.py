@@ -1,4 +1,5 @@
-"""Streamlit pieces every page shares: the reader, the sidebar's filters, the freshness note."""
+"""Streamlit pieces every page shares: the reader, the sidebar's filters (a benchmark
+protocol first: every page shows one), the freshness note."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ from dataclasses import replace
 import streamlit as st
 
 from leaderboard.data import Reader, db_path, freshness
-from leaderboard.pagedata import ALL_PROFILES, ALL_TASKS, Filters, choices
+from leaderboard.pagedata import (
+    ALL_PROFILES,
+    ALL_TASKS,
+    Filters,
+    choices,
+    default_protocol,
+    protocols,
+)
 from suite.store.store import StoreBusy
 
-FILTER_KEYS = ("task", "model", "profile")
+FILTER_KEYS = ("protocol", "task", "model", "profile")
 
 
 def reader() -> Reader:
@@ -47,9 +55,28 @@ def _select(label: str, options: list[str], key: str, default: int = 0) -> str:
     return value
 
 
+def protocol_select(r: Reader) -> str | None:
+    """The benchmark protocol selector (the published league, or the protocol with the
+    most rows, by default) and its budget in words; None while nothing is stored."""
+    frame = guarded(protocols, r)
+    if frame.empty:
+        return None
+    names = frame["protocol"].tolist()
+    default = names.index(default_protocol(frame))
+    name = _select("Protocol", names, "protocol", default=default)
+    row = frame[frame["protocol"] == name].iloc[0]
+    st.sidebar.caption(
+        f"**{name}**: {row['budget_words']}. Rows of other protocols (other budgets, "
+        "tuning rules or tasks) are never ranked or charted with these."
+    )
+    return name
+
+
 def sidebar_filters(r: Reader) -> Filters | None:
-    """Task (or all tasks), model and profile selectors, kept across pages."""
+    """Protocol, task (or all tasks), model and profile selectors, kept across pages."""
+    protocol = protocol_select(r)
     frame = guarded(choices, r)
+    frame = frame[frame["protocol"] == protocol]
     if frame.empty:
         st.sidebar.info("No successful results yet.")
         return None
@@ -66,7 +93,9 @@ def sidebar_filters(r: Reader) -> Filters | None:
         "Show only methods golden-tested against their own reference code "
         "(docs/fidelity.md); `paper` and `reconstructed` rows are hidden.",
     )
-    return Filters(task=task, model=model, profile=profile, reference_only=reference_only)
+    return Filters(
+        task=task, model=model, profile=profile, reference_only=reference_only, protocol=protocol
+    )
 
 
 def _check(label: str, key: str, help: str) -> bool:
@@ -103,12 +132,31 @@ def need_single_profile(filters: Filters, frame) -> Filters:
     """Costs compare only on one hardware profile: pick the one with the most results."""
     if filters.profile != ALL_PROFILES:
         return filters
-    scoped = frame[(frame["task"] == filters.task) & (frame["model"] == filters.model)]
+    scoped = frame[
+        (frame["task"] == filters.task)
+        & (frame["model"] == filters.model)
+        & (frame["protocol"] == filters.protocol)
+    ]
     if scoped.empty:
         return filters
     profile = scoped.sort_values("n", ascending=False, kind="stable")["profile"].iloc[0]
     st.info(f"Costs are compared within one hardware profile; showing **{profile}**.")
     return replace(filters, profile=profile)
+
+
+def scoped_choices(r: Reader, filters: Filters):
+    """The selector rows (`choices`) of the filters' protocol only."""
+    frame = guarded(choices, r)
+    return frame[frame["protocol"] == filters.protocol]
+
+
+def protocol_page_setup() -> tuple[Reader, str | None]:
+    """The sidebar of a page that spans tasks and models: title, protocol, freshness."""
+    st.sidebar.title("peftbench")
+    r = reader()
+    protocol = protocol_select(r)
+    freshness_note(r)
+    return r, protocol
 
 
 def page_setup(with_filters: bool = True) -> tuple[Reader, Filters | None]:

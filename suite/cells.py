@@ -18,6 +18,7 @@ from pydantic import Field
 from suite.errors import SpecError, SpecIssue
 from suite.registry import Catalog, Entry
 from suite.specs.base import Frozen
+from suite.specs.budget import default_protocol
 from suite.specs.matrix import Budget, MatrixSpec, MethodEntry, ReferenceSpec, TuningSpec
 from suite.specs.method import MethodSpec, Tie
 from suite.specs.model import ModelPreset
@@ -78,6 +79,11 @@ class Cell(Frozen):
     # How the frozen base is stored (suite/models/storage.py); None: the preset's dtype,
     # as before (unset, it stays out of the hash, so older ids do not move).
     base_storage: str | None = None
+    # The protocol the matrix declares (None: the default, `<matrix>@<budget tag>`, which
+    # stays out of the hash). A declared one is hashed, so a league cell and an identical
+    # cell of an ad-hoc matrix are two rows, each in its own protocol, while every matrix
+    # that declares `league-v1` (a slice of the league) shares the league's cells.
+    protocol: str | None = None
     # Stored with the row, not hashed: they describe how the cell was chosen.
     baseline_method: str = Field(default="lora", exclude=True)
     tuning: TuningSpec | None = Field(default=None, exclude=True)
@@ -96,6 +102,11 @@ class Cell(Frozen):
         if data["phase"] != "trial":
             del data["phase"]
         return hashlib.sha256(canonical_json(semantic(data)).encode()).hexdigest()[:16]
+
+    @property
+    def protocol_name(self) -> str:
+        """The protocol stored with the row (`MatrixSpec.protocol_name`)."""
+        return self.protocol or default_protocol(self.matrix, self.budget.model_dump(mode="json"))
 
     def title(self) -> str:
         return f"{self.method.label} x {self.task.name} x {self.model.name} (seed {self.seed})"
@@ -291,6 +302,7 @@ def expand_matrix(
                         timeout_s=matrix.timeout_s,
                         reference=matrix.reference if model.architecture == "causal-lm" else None,
                         baseline_method=matrix.baseline_method,
+                        protocol=matrix.protocol,
                     )
                     cells.setdefault(cell.cell_id, cell)
     skipped = [f"{m.name} x {t.spec.name}" for m in models for t in tasks if not runs_on(m, t.spec)]

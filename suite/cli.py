@@ -237,7 +237,8 @@ def query(
             "--view",
             help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
             "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
-            "compression (a terminal table shows its main columns; csv/json every column).",
+            "compression, protocols (a terminal table shows its main columns; csv/json every "
+            "column). Every view has a protocol column: compare rows of one protocol only.",
         ),
     ] = None,
 ) -> None:
@@ -252,6 +253,7 @@ def query(
     except ValueError as exc:
         _error("error:", exc, 2)
     try:
+        Store(db).upgrade_if_older()
         frame = Store(db).query(statement)
     except FileNotFoundError as exc:
         _error("error:", exc, 1)
@@ -363,8 +365,14 @@ def leaderboard(
         str, typer.Option(help="Address to bind; 0.0.0.0 shares it with the network.")
     ] = "127.0.0.1",
 ) -> None:
-    """Start the Streamlit leaderboard (reads the database read-only) and print its URL."""
+    """Start the Streamlit leaderboard (reads the database read-only) and print its URL.
+
+    It opens on the published league protocol where the store holds it, else on the
+    protocol with the most rows; the sidebar chooses another (one protocol at a time)."""
     from leaderboard import serve  # streamlit is imported by the child process only
+    from suite.store.store import Store
+
+    Store(db).upgrade_if_older()  # an older store gains the protocol column first
 
     raise typer.Exit(serve.run(db, host, port, echo=console.print))
 
@@ -374,11 +382,14 @@ def report(
     html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
     db: DbOpt = DEFAULT_DB,
 ) -> None:
-    """Write the Overview and Pareto charts as one static HTML file (no server needed)."""
+    """Write the Overview and Pareto charts as one static HTML file (no server needed),
+    one section per benchmark protocol."""
     from leaderboard.report import write_report
+    from suite.store.store import Store
 
     if not db.exists():
         _error("error:", f"no results database at {db}", 1)
+    Store(db).upgrade_if_older()
     console.print(f"wrote {write_report(db, html)}")
 
 

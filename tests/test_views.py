@@ -259,7 +259,15 @@ def _brute_force_front(rows: list[dict]) -> dict[tuple, bool]:
         quality = r["mean"] if r["higher_is_better"] else -r["mean"]
         for axis in COST_AXES:
             if r[axis] is not None:
-                part = (r["task"], r["task_hash"], r["model"], r["budget"], r["profile"], axis)
+                part = (
+                    r["task"],
+                    r["task_hash"],
+                    r["model"],
+                    r["budget"],
+                    r["profile"],
+                    r["protocol"],
+                    axis,
+                )
                 points.append((part, r["method"], float(r[axis]), quality))
     front = {}
     for part, method, cost, quality in points:
@@ -288,12 +296,13 @@ def test_pareto_window_matches_brute_force_front(seed):
     for task in ("t1", "t2"):
         higher = {"t1": True, "t2": False}[task]
         for model in ("a", "b"):
-            for budget in ("b1", "b2"):
+            # One budget under two protocols: their points never share a front.
+            for budget, protocol in (("b1", "p1"), ("b2", "p1"), ("b1", "p2")):
                 for i in range(rng.randint(1, 25)):
                     row = {
                         "task": task, "task_hash": f"h-{task}", "model": model,
                         "method": f"m{i}", "method_hash": f"mh{i}", "budget": budget,
-                        "profile": "p", "family": "f", "method_kind": "k", "fidelity": "reference",
+                        "profile": "p", "protocol": protocol, "family": "f", "method_kind": "k", "fidelity": "reference",
                         "matrix": "x",
                         "primary_metric": "acc", "higher_is_better": higher,
                         "mean": None if rng.random() < 0.05 else rng.choice([0.1, 0.2, 0.3, 0.4]),
@@ -312,10 +321,10 @@ def test_pareto_window_matches_brute_force_front(seed):
             con.execute(ddl)
         con.execute(PARETO)
         got = {
-            (*r[:6], r[6]): r[7]
+            (*r[:7], r[7]): r[8]
             for r in con.execute(
-                "SELECT task, task_hash, model, budget, profile, cost_axis, method, on_front "
-                "FROM pareto"
+                "SELECT task, task_hash, model, budget, profile, protocol, cost_axis, method, "
+                "on_front FROM pareto"
             ).fetchall()
         }
     finally:

@@ -7,18 +7,18 @@ import streamlit as st
 
 from leaderboard import sqlbox, ui
 from leaderboard.format import styled_auto
-from leaderboard.pagedata import choices
 from leaderboard.saved import SAVED, run_saved
 
 reader, filters = ui.page_setup()
 if filters is None:
     st.stop()
-filters = ui.need_single_task(filters, sorted(ui.guarded(choices, reader)["task"].unique()))
+filters = ui.need_single_task(filters, sorted(ui.scoped_choices(reader, filters)["task"].unique()))
 st.title(f"Ablations: {filters.task} on {filters.model}")
+st.caption(f"Protocol **{filters.protocol}**: every series is one protocol's rows.")
 name = st.radio("Saved query", list(SAVED), format_func=lambda k: SAVED[k].title, key="saved")
 query = SAVED[name]
 st.caption(query.description)
-frame = ui.guarded(run_saved, reader, name, filters.task, filters.model)
+frame = ui.guarded(run_saved, reader, name, filters.task, filters.model, filters.protocol)
 if frame.empty:
     st.info("No rows for this selection.")
 else:
@@ -39,7 +39,7 @@ else:
         points = points.properties(width=220, height=160).facet(facet=f"{query.facet}:N", columns=3)
     st.altair_chart(points, width="stretch" if not query.facet else "content")
     st.dataframe(styled_auto(frame), hide_index=True, width="stretch")
-with st.expander("SQL of this saved query (? = task, model)"):
+with st.expander("SQL of this saved query (? = task, model, protocol)"):
     st.code(query.sql, language="sql")
 
 st.subheader("SQL")

@@ -10,15 +10,16 @@ from leaderboard import tables, ui
 from leaderboard.catalog import method_info
 from leaderboard.pagedata import long_curves, lost_to_baseline, method_data, methods, tuning_curve
 
-reader, _ = ui.page_setup(with_filters=False)
-names = ui.guarded(methods, reader)
+reader, protocol = ui.protocol_page_setup()
+names = ui.guarded(methods, reader, protocol) if protocol else []
 if not names:
     st.info("No successful results yet.")
     st.stop()
 method = st.selectbox("Method", names, key="method")
-data = ui.guarded(method_data, reader, method)
+data = ui.guarded(method_data, reader, method, protocol)
 spec = data["spec"]
 st.title(f"Method: {method}")
+st.caption(f"Results of protocol **{protocol}** (chosen in the sidebar).")
 fidelity = data["rows"]["fidelity"].dropna() if "fidelity" in data["rows"] else []
 if len(fidelity):
     level = fidelity.iloc[0]
@@ -55,7 +56,7 @@ with right:
 st.subheader("Results across tasks and models")
 st.dataframe(tables.method_results_table(data["rows"]).styled(), hide_index=True, width="stretch")
 st.subheader("Tuning budget")
-curve = ui.guarded(tuning_curve, reader, method)
+curve = ui.guarded(tuning_curve, reader, method, protocol)
 if curve.empty:
     st.info("This method was not tuned here (no tuning trials with this label).")
 else:
@@ -78,7 +79,7 @@ else:
     test = base.mark_line(strokeDash=[4, 3]).encode(y="expected_test_of_selected:Q")
     st.altair_chart(band + val + test, width="stretch")
 st.subheader("Examples it gets wrong that the baseline method gets right")
-lost = ui.guarded(lost_to_baseline, reader, method)
+lost = ui.guarded(lost_to_baseline, reader, method, protocol=protocol)
 if lost.empty:
     st.info("None (or no per-example predictions stored for this method and its baseline).")
 else:

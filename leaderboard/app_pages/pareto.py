@@ -5,15 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import charts, tables, ui
-from leaderboard.pagedata import COST_AXES, COST_KINDS, choices, pareto_data, primary_metric
+from leaderboard.pagedata import COST_AXES, COST_KINDS, pareto_data, primary_metric
 
 reader, filters = ui.page_setup()
 if filters is None:
     st.stop()
-available = ui.guarded(choices, reader)
+available = ui.scoped_choices(reader, filters)
 filters = ui.need_single_task(filters, sorted(available["task"].unique()))
 filters = ui.need_single_profile(filters, available)
 st.title(f"Pareto: {filters.task} on {filters.model} ({filters.profile})")
+st.caption(f"Protocol **{filters.protocol}**: one front per protocol and hardware profile.")
 axis = st.radio(
     "Cost axis",
     list(COST_AXES),

@@ -3,6 +3,10 @@ post-hoc stages both declare one)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
+
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from suite.specs.base import Frozen
@@ -20,3 +24,18 @@ class Budget(Frozen):
     # A budget in training tokens instead of epochs: steps = tokens // (batch_size x the
     # task's max_length), still capped by max_steps. None (unset) keeps older cell ids.
     tokens: PositiveInt | None = None
+
+
+def budget_tag(budget: dict[str, Any]) -> str:
+    """Eight hex digits naming a budget by its set fields (a `Budget` dumped, or the JSON a
+    row stores), so an ad-hoc matrix's default protocol changes whenever its budget does
+    and an older store's rows get the same name from their stored budget."""
+    data = {k: v for k, v in budget.items() if v is not None}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def default_protocol(matrix: str, budget: dict[str, Any]) -> str:
+    """The protocol of a matrix that declares none: `<matrix>@<budget tag>`. A declared
+    protocol is a `Name`, which never contains '@', so the two never collide."""
+    return f"{matrix}@{budget_tag(budget)}"

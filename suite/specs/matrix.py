@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
-from suite.specs.budget import Budget
+from suite.specs.budget import Budget, default_protocol
 from suite.specs.posthoc import PosthocStageSpec
 
 
@@ -51,6 +51,11 @@ class MatrixSpec(Frozen):
 
     name: Name
     description: str = ""
+    # The benchmark protocol its rows belong to (docs/tasks-and-fairness.md, "Protocols"):
+    # rows of different protocols are never ranked, charted or compared together. A
+    # declared protocol (`league-v1`) is shared by every matrix that names it and enters
+    # each cell's id; unset, the protocol is `<name>@<budget tag>` (protocol_name).
+    protocol: Name | None = None
     models: list[Name] = Field(min_length=1)
     methods: list[Name | MethodEntry] = Field(min_length=1)
     tasks: list[Name] = Field(min_length=1)
@@ -94,6 +99,11 @@ class MatrixSpec(Frozen):
         if len(set(stages)) != len(stages):
             raise ValueError(f"post-hoc stage names repeat: {sorted(stages)}")
         return self
+
+    @property
+    def protocol_name(self) -> str:
+        """The declared protocol, or the default named after the matrix and its budget."""
+        return self.protocol or default_protocol(self.name, self.budget.model_dump(mode="json"))
 
     def entries(self) -> list[MethodEntry]:
         return [MethodEntry(method=e) if isinstance(e, str) else e for e in self.methods]

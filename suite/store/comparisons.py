@@ -1,7 +1,8 @@
 """The tables the analysis views read statistics from, filled by the store.
 
 The views need no user functions on a read-only connection, so the store keeps, for the
-comparison group of every result it writes (task protocol, model, budget, profile):
+comparison group of every result it writes (task protocol, model, budget, profile,
+benchmark protocol):
 
 - `comparisons`: one row per method: its bootstrap interval over test examples (and seeds
   where there are 3 or more: suite/itemstats.py), and its comparison with the matrix's
@@ -38,19 +39,20 @@ COMPARISON_COLUMNS = {
     "boot_ci_high": "DOUBLE", "diff": "DOUBLE", "diff_low": "DOUBLE", "diff_high": "DOUBLE",
     "p_boot": "DOUBLE", "p_holm": "DOUBLE", "mcnemar_b": "INTEGER", "mcnemar_c": "INTEGER",
     "p_mcnemar": "DOUBLE", "vs_baseline": "VARCHAR",
+    "protocol": "VARCHAR",
 }  # fmt: skip
 PARETO_NOISE_COLUMNS = {
     "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
     "method": "VARCHAR NOT NULL", "method_hash": "VARCHAR NOT NULL",
     "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL",
-    "cost_axis": "VARCHAR NOT NULL", "p_front": "DOUBLE",
+    "cost_axis": "VARCHAR NOT NULL", "p_front": "DOUBLE", "protocol": "VARCHAR",
 }  # fmt: skip
 EXAMPLE_COLUMNS = {
     "task": "VARCHAR", "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
     "method": "VARCHAR NOT NULL", "method_hash": "VARCHAR NOT NULL",
     "budget": "VARCHAR NOT NULL", "profile": "VARCHAR NOT NULL", "baseline_method": "VARCHAR",
     "example": "INTEGER NOT NULL", "share_correct": "DOUBLE", "n_seeds": "INTEGER",
-    "gold": "VARCHAR", "usual_prediction": "VARCHAR",
+    "gold": "VARCHAR", "usual_prediction": "VARCHAR", "protocol": "VARCHAR",
 }  # fmt: skip
 # The cost axes of the pareto view (suite/store/views.py COST_AXES), at their medians.
 COSTS = ("trainable_params", "peak_memory_bytes", "train_wall_s", "latency_unmerged_s",
@@ -92,10 +94,7 @@ def ensure_tables(con) -> bool:
     """Create the derived tables, recreating any whose columns are out of date (they
     are recomputed from the results); True when something was recreated."""
     recreated = False
-    for name, columns in (
-        ("comparisons", COMPARISON_COLUMNS),
-        ("pareto_noise", PARETO_NOISE_COLUMNS),
-    ):
+    for name, columns in DERIVED.items():
         have = [r[0] for r in con.execute(
             "SELECT column_name, table_type FROM information_schema.columns "
             "JOIN information_schema.tables USING (table_name) WHERE table_name = ? "
@@ -134,7 +133,7 @@ def fill_t_table(con) -> None:
 _ROWS = f"""
 SELECT task_hash, model, method, method_hash, CAST(budget AS VARCHAR), profile,
        baseline_method, seed, test_primary, higher_is_better, primary_metric, result_id,
-       task, {", ".join(COST_SQL[c] for c in COSTS)}
+       task, protocol, {", ".join(COST_SQL[c] for c in COSTS)}
 FROM results
 WHERE status = 'ok' AND coalesce(phase, 'single') <> 'trial' AND test_primary IS NOT NULL"""
 
@@ -179,12 +178,13 @@ def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
             metric,
             rid,
             task,
-        ) = row[:13]
-        runs = groups[(task_hash, model, budget, profile)].setdefault(
+            protocol,
+        ) = row[:14]
+        runs = groups[(task_hash, model, budget, profile, protocol)].setdefault(
             (method, mhash), MethodRuns(base, bool(hib), metric, task)
         )
         runs.scores[seed], runs.results[seed] = value, rid
-        for name, cost in zip(COSTS, row[13:], strict=True):
+        for name, cost in zip(COSTS, row[14:], strict=True):
             if cost is not None:
                 runs.costs[name].append(float(cost))
     found = _predictions(
@@ -206,7 +206,7 @@ def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
             [[r.get(n) for n in names] for r in comparisons],
         )
     if fronts:
-        con.executemany(f"INSERT INTO pareto_noise VALUES ({', '.join('?' * 8)})", fronts)
+        con.executemany(f"INSERT INTO pareto_noise VALUES ({', '.join('?' * 9)})", fronts)
     return len(comparisons)
 
 
@@ -250,12 +250,14 @@ def _as_labels(values: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _key_text(key: tuple, method: str, mhash: str) -> str:
-    return "|".join(map(str, (*key, method, mhash)))
+    # The bootstrap's seed; the protocol (key[4]) stays out of it, so a store's intervals
+    # do not move when its rows gain their protocol.
+    return "|".join(map(str, (*key[:4], method, mhash)))
 
 
 def _group_rows(key, methods: dict[tuple, MethodRuns], found) -> tuple[list[dict], list[tuple]]:
     """The comparison rows and Pareto-under-noise rows of one group."""
-    task_hash, model, budget, profile = key
+    task_hash, model, budget, profile, protocol = key
     outcomes = {mk: _outcomes(runs, found) for mk, runs in methods.items()}
     intervals = {
         mk: itemstats.interval(o, _key_text(key, *mk))
@@ -267,7 +269,8 @@ def _group_rows(key, methods: dict[tuple, MethodRuns], found) -> tuple[list[dict
         base = _baseline(methods, runs.base_label)
         row = {"task_hash": task_hash, "model": model, "method": method, "method_hash": mhash,
                "budget": budget, "profile": profile, "baseline_method": runs.base_label,
-               "baseline_method_hash": base[1] if base else None}  # fmt: skip
+               "baseline_method_hash": base[1] if base else None,
+               "protocol": protocol}  # fmt: skip
         row |= _seed_level(method, runs, methods, base)
         row |= _item_level((method, mhash), runs, base, outcomes, intervals, key)
         rows.append(row)
@@ -333,7 +336,7 @@ def _fronts(key, methods: dict[tuple, MethodRuns], intervals) -> list[tuple]:
         costs = {mk: float(np.median(methods[mk].costs[axis])) if methods[mk].costs[axis] else None
                  for mk in samples}  # fmt: skip
         for (method, mhash), p in itemstats.front_probability(samples, costs, hib).items():
-            out.append((key[0], key[1], method, mhash, key[2], key[3], axis, p))
+            out.append((key[0], key[1], method, mhash, key[2], key[3], axis, p, key[4]))
     return out
 
 
@@ -341,7 +344,7 @@ def _example_rows(key, methods: dict[tuple, MethodRuns], found) -> list[dict]:
     """Per method and test example: the share of seeds right, gold, the usual prediction."""
     from collections import Counter
 
-    task_hash, model, budget, profile = key
+    task_hash, model, budget, profile, protocol = key
     rows = []
     for (method, mhash), runs in methods.items():
         outcomes = _outcomes(runs, found)
@@ -357,7 +360,7 @@ def _example_rows(key, methods: dict[tuple, MethodRuns], found) -> list[dict]:
                          "profile": profile, "baseline_method": runs.base_label,
                          "example": example, "share_correct": float(right[example]),
                          "n_seeds": len(seeds), "gold": _shown(gold[example]),
-                         "usual_prediction": usual})  # fmt: skip
+                         "usual_prediction": usual, "protocol": protocol})  # fmt: skip
     return rows
 
 

@@ -18,7 +18,7 @@ from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 CELL_RUN_COLUMNS: dict[str, str] = {
     "result_id": "VARCHAR PRIMARY KEY",
@@ -130,6 +130,9 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     "gpu_fraction": "DOUBLE",
     "attempts": "INTEGER",
     "log_path": "VARCHAR",
+    # The benchmark protocol (suite/store/protocols.py): the matrix's declared one, or
+    # `<matrix>@<budget tag>`; rows of different protocols are never compared.
+    "protocol": "VARCHAR",
     # Where the row came from: NULL for a row this store's own runs wrote; the published
     # dataset's name (suite/store/published.py) for a row loaded from one.
     "origin": "VARCHAR",

@@ -31,6 +31,7 @@ from suite.store.posthoc import (
     record_artifact,
     write_posthoc,
 )
+from suite.store.protocols import fill_protocols
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -106,18 +107,34 @@ class Store:
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             _add_missing_columns(con)
             add_missing_columns(con)
+            named = fill_protocols(con)  # rows stored before protocols existed
             recreated = ensure_tables(con)
-            if upgraded or not latest_is_current(con):
+            if upgraded or named or not latest_is_current(con):
                 rebuild_latest(con)
             for ddl in INDEXES + VIEWS + POSTHOC_VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             refresh_references(con)
-            if upgraded or recreated:  # comparisons written by older code: recomputed once
+            if upgraded or recreated or named:  # comparisons written by older code: recomputed once
                 refresh_comparisons(con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
+
+    def upgrade_if_older(self) -> bool:
+        """Upgrade a store written by older code in place (`init`) before it is read, so
+        the leaderboard and queries see today's columns (the protocol of older rows);
+        True when it did. A current store is only read."""
+        if not self.path.exists():
+            return False
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "meta"):
+                return False
+            stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if stored is None or stored[0] == str(SCHEMA_VERSION):
+            return False
+        self.init()
+        return True
 
     def ok_cell_ids(self, cell_ids: Iterable[str]) -> set[str]:
         ids = list(cell_ids)
@@ -313,6 +330,7 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
         trial_index=cell.trial_index,
         tuning=cell.tuning.model_dump_json() if cell.tuning else None,
         selection=json.dumps(cell.selection) if cell.selection else None,
+        protocol=cell.protocol_name,
     )
     return row
 

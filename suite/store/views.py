@@ -16,13 +16,16 @@ method's YAML) for the rank/density ablation.
 
 Contract with the leaderboard app (columns may be added, never renamed or removed):
 see docs/tasks-and-fairness.md. Tuning trials never enter the leaderboard; they have
-their own view. Two protocols (task hash, budget, profile) never share a row or a rank.
+their own view. Two comparison groups (benchmark protocol, task hash, budget, profile)
+never share a row or a rank; every view carries the `protocol` column
+(suite/store/protocols.py), and the leaderboard pages show one protocol at a time.
 """
 
 from __future__ import annotations
 
 from suite.store.comparisons import TABLES as COMPARISON_TABLES
 from suite.store.comparisons import TRAINING_MEMORY_SQL
+from suite.store.protocols import PROTOCOLS
 
 ANALYSIS_TABLES = COMPARISON_TABLES
 
@@ -34,7 +37,7 @@ _REPORTED = """
     FROM results r
     WHERE coalesce(r.phase, 'single') <> 'trial'"""
 
-_GROUP = "task, task_hash, model, method, method_hash, budget_key, profile"
+_GROUP = "task, task_hash, model, method, method_hash, budget_key, profile, protocol"
 
 LEADERBOARD = f"""CREATE OR REPLACE VIEW leaderboard AS
 WITH reported AS ({_REPORTED}),
@@ -42,7 +45,7 @@ failed AS (
     SELECT {_GROUP}, count(*) AS n_failed FROM reported WHERE status <> 'ok' GROUP BY ALL),
 grouped AS (
     SELECT task, task_hash, model, method, method_hash, budget_key AS budget, profile,
-        any_value(family) AS family, any_value(method_kind) AS method_kind,
+        protocol, any_value(family) AS family, any_value(method_kind) AS method_kind,
         any_value(fidelity) AS fidelity,
         max(coalesce(method_version, 1)) AS method_version,
         string_agg(DISTINCT base_dtype, ',') AS base_dtype,
@@ -81,7 +84,7 @@ grouped AS (
         any_value(note) AS note,
         max(metric_version) AS metric_version
     FROM reported WHERE status = 'ok'
-    GROUP BY task, task_hash, model, method, method_hash, budget_key, profile)
+    GROUP BY {_GROUP})
 SELECT g.*,
     coalesce(f.n_failed, 0) AS n_failed,
     -- The interval: the bootstrap's over examples (and seeds, with 3 or more), inside the
@@ -107,7 +110,7 @@ SELECT g.*,
     END AS verdict_basis,
     c.vs_baseline_t,
     rank() OVER (
-        PARTITION BY g.task, g.task_hash, g.model, g.budget, g.profile
+        PARTITION BY g.task, g.task_hash, g.model, g.budget, g.profile, g.protocol
         ORDER BY CASE WHEN g.higher_is_better THEN -g.mean ELSE g.mean END NULLS LAST
     ) AS "rank",
     g.metric_version < max(g.metric_version) OVER (PARTITION BY g.task)
@@ -122,6 +125,7 @@ FROM grouped g
 LEFT JOIN failed f ON f.task_hash = g.task_hash AND f.model = g.model
     AND f.method = g.method AND f.method_hash = g.method_hash
     AND f.budget_key = g.budget AND f.profile = g.profile
+    AND f.protocol IS NOT DISTINCT FROM g.protocol
 LEFT JOIN t_critical t ON t.df = g.n_seeds - 1
 LEFT JOIN metric_ranges mr ON mr.metric = g.primary_metric
 CROSS JOIN LATERAL (SELECT
@@ -131,9 +135,10 @@ CROSS JOIN LATERAL (SELECT
     END AS t_high) _t
 LEFT JOIN comparisons c ON c.task_hash = g.task_hash AND c.model = g.model
     AND c.method = g.method AND c.method_hash = g.method_hash
-    AND c.budget = g.budget AND c.profile = g.profile"""
+    AND c.budget = g.budget AND c.profile = g.profile
+    AND c.protocol IS NOT DISTINCT FROM g.protocol"""
 
-_KEY = "task, task_hash, model, method, method_hash, budget, profile"
+_KEY = "task, task_hash, model, method, method_hash, budget, profile, protocol"
 COST_AXES = (
     "trainable_params",
     "peak_memory_bytes",
@@ -145,14 +150,14 @@ COST_AXES = (
 )
 
 # A point is on the front when no other point of its (task, task_hash, model, budget,
-# profile, cost_axis) is at least as good in quality and cost and strictly better in one.
+# profile, protocol, cost_axis) is at least as good in quality and cost and strictly better in one.
 # Each method appears once per partition (the leaderboard groups by it), and a point
 # never dominates itself, so that is: its quality is strictly better than every point of
 # strictly lower cost (`best_cheaper`: the frame is the rows ordered before it, minus its
 # cost peers) and no point of the same cost has better quality (`best_same_cost`). Two
 # windows, O(n log n), instead of a self-join; tests/test_views.py checks it against a
 # brute-force front on random points with ties.
-_FRONT = "PARTITION BY task, task_hash, model, budget, profile, cost_axis"
+_FRONT = "PARTITION BY task, task_hash, model, budget, profile, protocol, cost_axis"
 PARETO = f"""CREATE OR REPLACE VIEW pareto AS
 WITH points AS (
     SELECT {_KEY}, family, method_kind, fidelity, matrix, primary_metric, higher_is_better,
@@ -177,19 +182,20 @@ SELECT b.* EXCLUDE (quality, best_cheaper, best_same_cost),
 FROM bests b
 LEFT JOIN pareto_noise n ON n.task_hash = b.task_hash AND n.model = b.model
     AND n.method = b.method AND n.method_hash = b.method_hash AND n.budget = b.budget
-    AND n.profile = b.profile AND n.cost_axis = b.cost_axis"""
+    AND n.profile = b.profile AND n.cost_axis = b.cost_axis
+    AND n.protocol IS NOT DISTINCT FROM b.protocol"""
 
 TRIALS = """CREATE OR REPLACE VIEW trials AS
 SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method_hash,
     CAST(r.budget AS VARCHAR) AS budget, r.profile, r.matrix, r.tuning, r.trial_index,
     r.seed, r.lr, r.params, r.status, r.error, r.primary_metric, r.higher_is_better,
     r.val_primary AS val_score, tt.value AS trial_test_score, r.trainable_params,
-    r.train_wall_s, r.cell_id,
+    r.train_wall_s, r.cell_id, r.protocol,
     EXISTS (
         -- A final row names the trial cells it chose among and the index it selected.
         SELECT 1 FROM results f
         WHERE f.phase = 'final' AND f.task_hash = r.task_hash AND f.model = r.model
-          AND f.method = r.method
+          AND f.method = r.method AND f.protocol IS NOT DISTINCT FROM r.protocol
           AND CAST(json_extract(f.selection, '$.trial_cell_ids') AS VARCHAR[])[
                 CAST(json_extract(f.selection, '$.selected_trial') AS INTEGER) + 1
               ] = r.cell_id
@@ -203,7 +209,7 @@ WHERE r.phase = 'trial'"""
 RANK_SWEEP = """CREATE OR REPLACE VIEW rank_sweep AS
 WITH sizes AS (SELECT *, unnest(size_params) AS sweep_param FROM leaderboard)
 SELECT task, task_hash, model, method, method_kind, family, method_hash,
-    budget, profile, primary_metric, higher_is_better, sweep_param,
+    budget, profile, protocol, primary_metric, higher_is_better, sweep_param,
     TRY_CAST(json_extract_string(params, '$.' || sweep_param) AS DOUBLE) AS sweep_value,
     mean, std, ci_low, ci_high, n_seeds, trainable_params, stale
 FROM sizes
@@ -211,13 +217,13 @@ WHERE TRY_CAST(json_extract_string(params, '$.' || sweep_param) AS DOUBLE) IS NO
 
 AGGREGATE = """CREATE OR REPLACE VIEW aggregate AS
 SELECT model, method, any_value(family) AS family, any_value(fidelity) AS fidelity,
-    budget, profile,
+    budget, profile, protocol,
     count(DISTINCT task) AS n_tasks, list(DISTINCT task ORDER BY task) AS tasks,
     avg(mean) AS mean_score, avg("rank") AS mean_rank,
     sum(CASE WHEN vs_baseline = 'better' THEN 1 ELSE 0 END) AS n_better,
     sum(CASE WHEN vs_baseline = 'worse' THEN 1 ELSE 0 END) AS n_worse
 FROM leaderboard WHERE NOT stale
-GROUP BY model, method, budget, profile"""
+GROUP BY model, method, budget, profile, protocol"""
 
 # Expected best validation score after k of a method's N trials (Dodge et al. 2019, "Show
 # Your Work"): with the trials sorted by validation quality, trial i (1-based) is the best
@@ -226,25 +232,26 @@ GROUP BY model, method, budget, profile"""
 # configuration validation would select (the trials' test scores, kept apart).
 TUNING_CURVES = """CREATE OR REPLACE VIEW tuning_curves AS
 WITH ranked AS (
-    SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
-        val_score, trial_test_score,
+    SELECT task, task_hash, model, method, budget, profile, protocol, primary_metric,
+        higher_is_better, val_score, trial_test_score,
         count(*) OVER w AS n_trials,
         row_number() OVER (w ORDER BY CASE WHEN higher_is_better THEN val_score
             ELSE -val_score END, trial_index) AS i
     FROM trials WHERE status = 'ok' AND val_score IS NOT NULL
-    WINDOW w AS (PARTITION BY task, task_hash, model, method, budget, profile)),
+    WINDOW w AS (PARTITION BY task, task_hash, model, method, budget, profile, protocol)),
 weighted AS (
     SELECT r.*, k.k,
         pow(r.i / r.n_trials, k.k) - pow((r.i - 1) / r.n_trials, k.k) AS w
     FROM ranked r JOIN range(1, 1001) AS k(k) ON k.k <= r.n_trials)
-SELECT task, task_hash, model, method, budget, profile, primary_metric, higher_is_better,
-    k, any_value(n_trials) AS n_trials,
+SELECT task, task_hash, model, method, budget, profile, protocol, primary_metric,
+    higher_is_better, k, any_value(n_trials) AS n_trials,
     sum(w * val_score) AS expected_best_val,
     sqrt(greatest(sum(w * val_score * val_score) - pow(sum(w * val_score), 2), 0))
         AS expected_best_val_std,
     sum(w * trial_test_score) AS expected_test_of_selected
 FROM weighted
-GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher_is_better, k"""
+GROUP BY task, task_hash, model, method, budget, profile, protocol, primary_metric,
+    higher_is_better, k"""
 
 
 # Per (task protocol, model, budget, profile, method, test example): the share of the
@@ -253,74 +260,78 @@ GROUP BY task, task_hash, model, method, budget, profile, primary_metric, higher
 # method and test example: the share of its seeds right). The examples on which a group's methods disagree (some get them right, others wrong),
 # with how many methods got each right.
 DISAGREEMENTS = """CREATE OR REPLACE VIEW disagreements AS
-SELECT task, task_hash, model, budget, profile, example, any_value(gold) AS gold,
+SELECT task, task_hash, model, budget, profile, protocol, example, any_value(gold) AS gold,
     count(*) AS n_methods,
     count(*) FILTER (WHERE share_correct >= 0.5) AS n_right,
     list(method ORDER BY method) FILTER (WHERE share_correct >= 0.5) AS right,
     list(method ORDER BY method) FILTER (WHERE share_correct < 0.5) AS wrong
 FROM example_outcomes
-GROUP BY task, task_hash, model, budget, profile, example
+GROUP BY task, task_hash, model, budget, profile, protocol, example
 HAVING count(*) FILTER (WHERE share_correct >= 0.5) BETWEEN 1 AND count(*) - 1"""
 
 # What a method gets wrong that its matrix's baseline method gets right (by the majority
 # of seeds), per example.
 LOST_TO_BASELINE = """CREATE OR REPLACE VIEW lost_to_baseline AS
-SELECT m.task, m.task_hash, m.model, m.budget, m.profile, m.method, m.baseline_method,
+SELECT m.task, m.task_hash, m.model, m.budget, m.profile, m.protocol, m.method,
+    m.baseline_method,
     m.example, m.gold, m.usual_prediction AS prediction, b.usual_prediction AS baseline_prediction,
     m.share_correct, b.share_correct AS baseline_share_correct
 FROM example_outcomes m
 JOIN example_outcomes b ON b.task_hash = m.task_hash AND b.model = m.model
     AND b.budget = m.budget AND b.profile = m.profile AND b.example = m.example
-    AND b.method = m.baseline_method
+    AND b.method = m.baseline_method AND b.protocol IS NOT DISTINCT FROM m.protocol
 WHERE m.method <> m.baseline_method AND m.share_correct < 0.5 AND b.share_correct >= 0.5"""
 
 ANALYSIS_VIEWS = [
     LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE, TUNING_CURVES, DISAGREEMENTS,
-    LOST_TO_BASELINE,
+    LOST_TO_BASELINE, PROTOCOLS,
 ]  # fmt: skip
 
 VIEW_NAMES = (
     "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
     "example_outcomes", "disagreements", "lost_to_baseline", "merging", "compression",
+    "protocols",
 )  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
 # terminal table shows (csv and json show every column).
 VIEW_ORDER = {
-    "results": "task, model, method, seed",
-    "leaderboard": 'task, model, budget, profile, "rank", method',
-    "pareto": "task, model, cost_axis, cost",
-    "trials": "task, model, method, trial_index",
-    "rank_sweep": "task, model, method_kind, sweep_param, sweep_value",
-    "aggregate": "model, mean_rank",
-    "tuning_curves": "task, model, method, k",
-    "example_outcomes": "task, model, method, example",
-    "disagreements": "task, model, example",
-    "lost_to_baseline": "task, model, method, example",
+    "results": "protocol, task, model, method, seed",
+    "leaderboard": 'protocol, task, model, budget, profile, "rank", method',
+    "pareto": "protocol, task, model, cost_axis, cost",
+    "trials": "protocol, task, model, method, trial_index",
+    "rank_sweep": "protocol, task, model, method_kind, sweep_param, sweep_value",
+    "aggregate": "protocol, model, mean_rank",
+    "tuning_curves": "protocol, task, model, method, k",
+    "example_outcomes": "protocol, task, model, method, example",
+    "disagreements": "protocol, task, model, example",
+    "lost_to_baseline": "protocol, task, model, method, example",
     "merging": "stage_name, method, model, seed, task",
     "compression": "stage_name, model, seed, method_name, level",
+    "protocols": "n_rows DESC, protocol",
 }
 VIEW_COLUMNS = {
-    "results": "task, model, method, seed, phase, status, primary_metric, val_primary, "
+    "results": "protocol, task, model, method, seed, phase, status, primary_metric, val_primary, "
     "test_primary, trainable_params",
-    "leaderboard": 'task, model, method, fidelity, "rank", primary_metric, n_seeds, n_failed, '
+    "leaderboard": 'protocol, task, model, method, fidelity, "rank", primary_metric, n_seeds, n_failed, '
     "mean, ci_low, ci_high, ci_kind, baseline_value, vs_baseline, p_holm, p_mcnemar, "
     "vs_baseline_t, p_value, trainable_pct, stale",
-    "pareto": "task, model, method, cost_axis, cost, mean, on_front, p_front",
-    "trials": "task, model, method, trial_index, lr, params, status, val_score, selected",
-    "rank_sweep": "task, model, method, sweep_param, sweep_value, n_seeds, mean, ci_low, "
+    "pareto": "protocol, task, model, method, cost_axis, cost, mean, on_front, p_front",
+    "trials": "protocol, task, model, method, trial_index, lr, params, status, val_score, selected",
+    "rank_sweep": "protocol, task, model, method, sweep_param, sweep_value, n_seeds, mean, ci_low, "
     "ci_high, trainable_params",
-    "aggregate": "model, method, n_tasks, mean_score, mean_rank, n_better, n_worse",
-    "tuning_curves": "task, model, method, k, n_trials, expected_best_val, "
+    "aggregate": "protocol, model, method, n_tasks, mean_score, mean_rank, n_better, n_worse",
+    "tuning_curves": "protocol, task, model, method, k, n_trials, expected_best_val, "
     "expected_best_val_std, expected_test_of_selected",
-    "example_outcomes": "task, model, method, example, gold, usual_prediction, share_correct",
-    "disagreements": "task, model, example, gold, n_methods, n_right, right, wrong",
-    "lost_to_baseline": "task, model, method, baseline_method, example, gold, prediction, "
+    "example_outcomes": "protocol, task, model, method, example, gold, usual_prediction, share_correct",
+    "disagreements": "protocol, task, model, example, gold, n_methods, n_right, right, wrong",
+    "lost_to_baseline": "protocol, task, model, method, baseline_method, example, gold, prediction, "
     "baseline_prediction",
     "merging": "stage_name, method, fidelity, seed, status, task, merged_value, own_value, "
     "normalised, stored_bytes, merge_time_s",
     "compression": "stage_name, method, fidelity, seed, status, task, level_label, sparsity, "
     "value, dense_value, normalised, latency_s, dense_latency_s, stored_bytes",
+    "protocols": "protocol, n_rows, n_ok, seeds, tasks, models, profiles, budgets, tunings",
 }
 
 

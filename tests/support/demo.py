@@ -107,7 +107,7 @@ def demo_cells(catalog: Catalog | None = None) -> list[Cell]:
     # The best three methods also ran on a second profile, one seed each.
     for cell in list(cells):
         if cell.method.label in ("lora", "full", "head") and cell.seed == 0:
-            cells.append(cell.model_copy(update={"profile": GPU_PROFILE, "matrix": "demo-gpu"}))
+            cells.append(cell.model_copy(update={"profile": GPU_PROFILE}))
     return cells
 
 

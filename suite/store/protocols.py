@@ -1,0 +1,104 @@
+"""Benchmark protocols in the store: naming older rows, and a protocol's budget in words.
+
+A protocol (docs/tasks-and-fairness.md, "Protocols") fixes what decides quality: tasks and
+splits, model, precision, budget, tuning rule, seeds and metric versions, never the
+hardware. Every row carries its protocol's name; the analysis views group by it, so rows
+of two protocols are never ranked, charted or compared together.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from suite.specs.budget import default_protocol
+
+# The protocol the leaderboard opens on when the store holds it (the published league);
+# otherwise it opens on the protocol with the most rows.
+LEAGUE_PROTOCOL = "league-v1"
+
+# One row per protocol: what it holds, for the leaderboard's selector and `peftbench query`.
+PROTOCOLS = """CREATE OR REPLACE VIEW protocols AS
+SELECT protocol, count(*) AS n_rows,
+    count(*) FILTER (WHERE status = 'ok') AS n_ok,
+    list(DISTINCT CAST(budget AS VARCHAR) ORDER BY CAST(budget AS VARCHAR)) AS budgets,
+    list(DISTINCT CAST(tuning AS VARCHAR) ORDER BY CAST(tuning AS VARCHAR))
+        FILTER (WHERE tuning IS NOT NULL) AS tunings,
+    list(DISTINCT seed ORDER BY seed) AS seeds,
+    list(DISTINCT task ORDER BY task) AS tasks,
+    list(DISTINCT model ORDER BY model) AS models,
+    list(DISTINCT matrix ORDER BY matrix) AS matrices,
+    list(DISTINCT profile ORDER BY profile) AS profiles,
+    max(finished_at) AS newest
+FROM results
+WHERE coalesce(phase, 'single') <> 'trial'
+GROUP BY protocol"""
+
+
+def fill_protocols(con) -> int:
+    """Name the protocol of rows stored before protocols existed: the default a matrix
+    without one gets (`<matrix>@<budget tag>`, from the row's stored matrix and budget),
+    so their cells, rerun by today's code, land in the same protocol. Returns the number
+    of rows named."""
+    pairs = con.execute(
+        "SELECT DISTINCT matrix, CAST(budget AS VARCHAR) FROM cell_runs WHERE protocol IS NULL"
+    ).fetchall()
+    named = 0
+    for matrix, budget in pairs:
+        name = default_protocol(matrix or "unnamed", _json(budget))
+        named += con.execute(
+            "UPDATE cell_runs SET protocol = ? WHERE protocol IS NULL "
+            "AND matrix IS NOT DISTINCT FROM ? AND CAST(budget AS VARCHAR) IS NOT DISTINCT FROM ?",
+            [name, matrix, budget],
+        ).fetchone()[0]
+    return named
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def budget_words(budget: dict[str, Any], tuning: dict[str, Any] | None, seeds: list[int]) -> str:
+    """A protocol's budget as a sentence: "3 epochs, batch 32, lr tuned over 4 trials on
+    validation, 3 seeds"."""
+    parts = []
+    if budget.get("tokens"):
+        parts.append(f"{int(budget['tokens']):,} training tokens")
+    elif budget.get("epochs") is not None:
+        epochs = float(budget["epochs"])
+        parts.append(f"{epochs:g} epoch{'s' if epochs != 1 else ''}")
+    if budget.get("max_steps"):
+        parts.append(f"at most {int(budget['max_steps']):,} steps")
+    if budget.get("batch_size"):
+        parts.append(f"batch {int(budget['batch_size'])}")
+    if budget.get("max_train_samples"):
+        parts.append(f"{int(budget['max_train_samples']):,} training examples")
+    if tuning:
+        trials = int(tuning.get("trials", 0))
+        # Each method draws from its own search space (the learning rate at least).
+        parts.append(f"lr tuned over {trials} trial{'s' if trials != 1 else ''} on validation")
+    else:
+        parts.append("untuned (each method's default learning rate)")
+    parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
+    return ", ".join(parts)
+
+
+def describe(row: dict[str, Any]) -> str:
+    """A `protocols` view row in words; several budgets (a declared protocol run with two
+    budgets by mistake) are said, not hidden."""
+    budgets = [_json(b) for b in _items(row.get("budgets"))] or [{}]
+    tunings = [_json(t) for t in _items(row.get("tunings"))]
+    seeds = _items(row.get("seeds"))
+    text = budget_words(budgets[0], tunings[0] if tunings else None, seeds)
+    if len(budgets) > 1 or len(tunings) > 1:
+        text += f" (warning: {len(budgets)} budgets and {len(tunings)} tuning rules stored)"
+    return text
+
+
+def _items(value: Any) -> list:
+    """A list column as read (a list, a numpy array, or None when empty)."""
+    return [] if value is None else list(value)

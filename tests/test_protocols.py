@@ -1,0 +1,253 @@
+"""Benchmark protocols: how a matrix names one, that it is stored on every row (older
+stores included), and that no view, page or report ranks, charts or compares the rows
+of two protocols together (issue 20's reproduction: a user's short run of lora beside
+the league's)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from pydantic import ValidationError
+
+from leaderboard import pagedata, report, saved
+from leaderboard.data import Reader
+from suite.cells import expand
+from suite.specs.budget import budget_tag, default_protocol
+from suite.specs.matrix import MatrixSpec
+from suite.store.protocols import LEAGUE_PROTOCOL, budget_words
+from suite.store.schema import CELL_RUN_COLUMNS
+from suite.store.store import Store
+from tests.helpers import catalog
+from tests.support.demo import demo_predictions, demo_result
+
+LEAGUE_BUDGET = {"epochs": 3, "batch_size": 32}
+SHORT_BUDGET = {"max_steps": 20, "batch_size": 16, "warmup_ratio": 0.1}
+
+
+def matrix(**over) -> MatrixSpec:
+    base = dict(
+        name="mine",
+        models=["minilm-l6"],
+        methods=["head", "lora"],
+        tasks=["drug-condition"],
+        seeds=[0, 1],
+    )
+    return MatrixSpec.model_validate({**base, **over})
+
+
+# --- the spec ---------------------------------------------------------------------------
+
+
+def test_a_matrix_without_a_protocol_is_named_after_itself_and_its_budget():
+    plain = matrix(budget=SHORT_BUDGET)
+    tag = budget_tag(plain.budget.model_dump(mode="json"))
+    assert plain.protocol_name == f"mine@{tag}" and len(tag) == 8
+    # Another budget, another protocol; a description or seed change keeps it.
+    assert matrix(budget=LEAGUE_BUDGET).protocol_name != plain.protocol_name
+    assert matrix(budget=SHORT_BUDGET, seeds=[0, 1, 2], description="x").protocol_name == (
+        plain.protocol_name
+    )
+    # The tag reads the budget's set fields only, so a row's stored JSON (unset fields as
+    # null) names the same protocol.
+    stored = json.loads(plain.budget.model_dump_json())
+    assert None in stored.values() and default_protocol("mine", stored) == plain.protocol_name
+
+
+def test_a_declared_protocol_is_shared_and_enters_the_cell_id():
+    league = matrix(name="league", protocol="league-v1", budget=LEAGUE_BUDGET)
+    smoke = matrix(name="smoke", protocol="league-v1", budget=LEAGUE_BUDGET, seeds=[0])
+    adhoc = matrix(name="league", budget=LEAGUE_BUDGET)
+    assert league.protocol_name == smoke.protocol_name == "league-v1"
+    ids = {c.cell_id for c in expand(league, catalog())}
+    # A slice of the league (make run, later) has the league's cells...
+    assert {c.cell_id for c in expand(smoke, catalog())} <= ids
+    # ...and an ad-hoc matrix with the same cells runs its own, in its own protocol.
+    assert not ids & {c.cell_id for c in expand(adhoc, catalog())}
+    cell = expand(adhoc, catalog())[0]
+    assert cell.protocol is None and cell.protocol_name == adhoc.protocol_name
+
+
+def test_an_undeclared_protocol_keeps_older_cell_ids():
+    """Unset, the protocol stays out of the hash (tests/test_expand.py pins the builtin
+    matrices' ids); the matrix name never enters it."""
+    a, b = expand(matrix(), catalog())[0], expand(matrix(name="other"), catalog())[0]
+    assert a.cell_id == b.cell_id and a.protocol_name != b.protocol_name
+
+
+@pytest.mark.parametrize("bad", ["League-v1", "league v1", "mine@1234abcd", "", "-x"])
+def test_bad_protocol_names_are_refused(bad):
+    with pytest.raises(ValidationError, match="expected a lower-case name"):
+        matrix(protocol=bad)
+
+
+def test_budget_in_words():
+    tuning = {"trials": 4, "sampler": "random", "seed": 0}
+    assert budget_words(LEAGUE_BUDGET, tuning, [0, 1, 2]) == (
+        "3 epochs, batch 32, lr tuned over 4 trials on validation, 3 seeds"
+    )
+    assert budget_words({"epochs": 1.0, **SHORT_BUDGET}, None, [0]) == (
+        "1 epoch, at most 20 steps, batch 16, untuned (each method's default learning rate), 1 seed"
+    )
+    assert budget_words({"tokens": 204800, "batch_size": 8}, None, [0, 1]).startswith(
+        "204,800 training tokens, batch 8"
+    )
+
+
+# --- the store: two matrices of different budgets ---------------------------------------
+
+# Issue 20: the league's lora at 0.778 and a user's 20-step lora at the majority class.
+QUALITY = {("league", "head"): 0.751, ("league", "lora"): 0.778, ("mine", "head"): 0.41,
+           ("mine", "lora"): 0.402}  # fmt: skip
+
+
+def _write(store: Store, spec: MatrixSpec) -> None:
+    for cell in expand(spec, catalog()):
+        acc = QUALITY[(spec.name, cell.method.label)] + 0.004 * cell.seed
+        task = cell.task.name
+        result = demo_result(cell).model_copy(
+            update={
+                "test_metrics": {"accuracy": acc, "macro_f1": acc - 0.2},
+                "predictions": {"test": demo_predictions(task, cell.method.label, cell.seed, acc)},
+                "trainable_params": {"head": 3_850, "lora": 40_000}[cell.method.label],
+            }
+        )
+        store.write(cell, result, {"run_id": spec.name})
+
+
+LEAGUE = dict(name="league", protocol=LEAGUE_PROTOCOL, budget=LEAGUE_BUDGET, seeds=[0, 1, 2])
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> Path:
+    """The league's head and lora (3 seeds), and a user's short run of both (2 seeds)."""
+    store = Store(tmp_path_factory.mktemp("protocols") / "two.duckdb")
+    store.init()
+    _write(store, matrix(**LEAGUE))
+    _write(store, matrix(budget=SHORT_BUDGET))
+    return store.path
+
+
+MINE = matrix(budget=SHORT_BUDGET).protocol_name
+
+
+def test_every_row_carries_its_protocol(two):
+    rows = Store(two).query("SELECT protocol, count(*) AS n FROM cell_runs GROUP BY ALL")
+    assert dict(zip(rows["protocol"], rows["n"], strict=True)) == {LEAGUE_PROTOCOL: 6, MINE: 4}
+
+
+def test_views_never_mix_protocols(two):
+    store = Store(two)
+    board = store.query('SELECT protocol, method, mean, n_seeds, "rank" FROM leaderboard')
+    assert sorted(board["method"]) == ["head", "head", "lora", "lora"]
+    assert not board.duplicated(["protocol", "method"]).any()  # once per protocol
+    by = {(r.protocol, r.method): r for r in board.itertuples()}
+    assert by[(LEAGUE_PROTOCOL, "lora")].n_seeds == 3 and by[(MINE, "lora")].n_seeds == 2
+    assert by[(LEAGUE_PROTOCOL, "lora")].mean == pytest.approx(0.782)
+    assert by[(LEAGUE_PROTOCOL, "lora")].rank == 1 and by[(MINE, "head")].rank == 1
+    # Each protocol's front holds only its own points: the short lora (0.40) is not
+    # dominated by the league's head, and the league's head stays on its own front.
+    front = store.query(
+        "SELECT protocol, method FROM pareto WHERE cost_axis = 'trainable_params' AND on_front"
+    )
+    assert sorted(map(tuple, front.to_numpy())) == sorted(
+        [(LEAGUE_PROTOCOL, "head"), (LEAGUE_PROTOCOL, "lora"), (MINE, "head")]
+    )
+    # Comparisons with lora, the rank sweep, the aggregate, agreement: per protocol.
+    cmp = store.query("SELECT protocol, method, vs_baseline FROM comparisons ORDER BY ALL")
+    assert set(cmp["protocol"]) == {LEAGUE_PROTOCOL, MINE} and len(cmp) == 4
+    for view in ("rank_sweep", "aggregate", "disagreements", "lost_to_baseline"):
+        frame = store.query(f"SELECT * FROM {view}")
+        assert "protocol" in frame.columns, view
+    sweep = store.query("SELECT protocol, method FROM rank_sweep WHERE method = 'lora'")
+    assert sorted(sweep["protocol"]) == sorted([LEAGUE_PROTOCOL, MINE])
+    agg = store.query("SELECT protocol, method, n_tasks FROM aggregate")
+    assert not agg.duplicated(["protocol", "method"]).any()
+    proto = store.query("SELECT protocol, n_rows, seeds FROM protocols ORDER BY protocol")
+    assert proto["protocol"].tolist() == sorted([LEAGUE_PROTOCOL, MINE])
+
+
+def test_leaderboard_pages_show_one_protocol(two):
+    reader = Reader(two)
+    frame = pagedata.protocols(reader)
+    assert pagedata.default_protocol(frame) == LEAGUE_PROTOCOL  # though it is not the only one
+    words = dict(zip(frame["protocol"], frame["budget_words"], strict=True))
+    assert words[LEAGUE_PROTOCOL] == (
+        "3 epochs, batch 32, untuned (each method's default learning rate), 3 seeds"
+    )
+    assert words[MINE].startswith("1 epoch, at most 20 steps, batch 16")
+    task, model = "drug-condition", "minilm-l6"
+    for protocol, lora in ((None, 0.782), (LEAGUE_PROTOCOL, 0.782), (MINE, 0.404)):
+        filters = pagedata.Filters(task, model, protocol=protocol)
+        rows = pagedata.overview_data(reader, filters)
+        assert sorted(rows["method"]) == ["head", "lora"], protocol
+        assert rows.set_index("method").loc["lora", "mean"] == pytest.approx(lora)
+        points = pagedata.pareto_data(reader, filters, "trainable_params")
+        assert sorted(points["method"]) == ["head", "lora"]
+        assert points["on_front"].sum() == (2 if lora > 0.5 else 1)
+        agg = pagedata.overview_data(reader, pagedata.Filters(pagedata.ALL_TASKS, model,
+                                                               protocol=protocol))  # fmt: skip
+        assert sorted(agg["method"]) == ["head", "lora"]
+        for name in ("lr", "seeds", "rank"):  # (no tuning trials here)
+            found = saved.run_saved(reader, name, task, model, protocol).set_index("method")
+            assert not found.index.duplicated().any(), name
+            assert found.loc["lora", "mean"] == pytest.approx(lora), name
+        assert len(pagedata.method_data(reader, "lora", protocol)["rows"]) == 1
+        assert pagedata.methods(reader, protocol) == ["head", "lora"]
+
+
+def test_the_report_has_one_section_per_protocol(two):
+    text = report.build_report(two)
+    league, mine = text.index(f"Protocol {LEAGUE_PROTOCOL}"), text.index(f"Protocol {MINE}")
+    assert league < mine  # the league opens the report
+    assert text.count("drug-condition on minilm-l6") == 2
+
+
+def test_the_default_is_the_protocol_with_most_rows_without_a_league(tmp_path):
+    store = Store(tmp_path / "adhoc.duckdb")
+    store.init()
+    _write(store, matrix(budget=SHORT_BUDGET))
+    _write(store, matrix(name="league", budget={"max_steps": 5}, methods=["head"], seeds=[0]))
+    frame = pagedata.protocols(Reader(store.path))
+    assert pagedata.default_protocol(frame) == MINE
+    assert pagedata.default_protocol(frame.iloc[0:0]) is None
+
+
+# --- an older store ---------------------------------------------------------------------
+
+
+def test_an_older_store_names_its_rows_protocols_on_upgrade(tmp_path):
+    """Rows stored before protocols get the default their matrix and budget give today,
+    so a rerun of that matrix lands beside them, and views group by it."""
+    path = tmp_path / "old.duckdb"
+    spec = matrix(budget=SHORT_BUDGET)
+    store = Store(path)
+    store.init()
+    _write(store, spec)
+    with duckdb.connect(str(path)) as con:  # as schema version 5 left it
+        con.execute("DROP INDEX cell_runs_by_cell")
+        con.execute("ALTER TABLE cell_runs DROP COLUMN protocol")
+        con.execute("DROP TABLE comparisons")
+        con.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+        cols = [c for c in CELL_RUN_COLUMNS if c != "protocol"]
+        con.execute(
+            f"INSERT INTO cell_runs ({', '.join(cols)}) SELECT {', '.join(cols)} "
+            "FROM (SELECT * REPLACE (? AS result_id, 'legacy' AS matrix, ? AS cell_id, "
+            "? AS finished_at) FROM cell_runs LIMIT 1)",
+            [uuid.uuid4().hex, "legacy-cell", datetime(2026, 1, 1)],
+        )
+    assert Store(path).upgrade_if_older()
+    assert not Store(path).upgrade_if_older()  # once
+    rows = store.query("SELECT matrix, protocol FROM cell_runs ORDER BY matrix")
+    budget = json.loads(expand(spec, catalog())[0].budget.model_dump_json())
+    assert dict(zip(rows["matrix"], rows["protocol"], strict=False)) == {
+        "legacy": default_protocol("legacy", budget),
+        "mine": spec.protocol_name,
+    }
+    board = store.query("SELECT protocol, method, n_seeds FROM leaderboard")
+    assert set(board["protocol"]) == {spec.protocol_name, default_protocol("legacy", budget)}
+    assert store.query("SELECT count(*) AS n FROM comparisons WHERE protocol IS NULL")["n"][0] == 0
