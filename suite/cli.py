@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from suite.cli_published import register as _register_published
+from suite.cli_published import register_verify as _register_verify
 from suite.errors import SpecError
 from suite.paths import DEFAULT_DB
 
@@ -394,6 +395,7 @@ def report(
 
 
 _register_published(app, console, err_console)
+_register_verify(app, console, err_console)
 
 
 def main() -> None:

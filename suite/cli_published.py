@@ -68,3 +68,89 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
             _fail(err_console, exc, 2)
         added = ", ".join(f"{v} {k}" for k, v in report.added.items())
         console.print(f"loaded {report.name} into {db}: {added}")
+
+
+def register_verify(app: typer.Typer, console: Console, err_console: Console) -> None:
+    """Add `peftbench verify`."""
+
+    @app.command()
+    def verify(
+        published: Annotated[
+            int, typer.Option("--published", min=1, help="How many published cells to rerun.")
+        ],
+        folder: Annotated[
+            Path | None,
+            typer.Option(help="The published folder (default: the league's)."),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the random choice of cells.")] = 0,
+        workers: Annotated[
+            int | None, typer.Option(min=1, help="At most this many Ray workers.")
+        ] = None,
+        local: Annotated[bool, typer.Option(help="Run in this process, not on Ray.")] = False,
+        keep: Annotated[
+            Path | None, typer.Option(help="Keep the scratch stores in this folder.")
+        ] = None,
+        plugins: Annotated[
+            list[Path] | None,
+            typer.Option("--plugins", help="Extra plugin folder (as for run). Repeatable."),
+        ] = None,
+    ) -> None:
+        """Rerun N random published cells with today's code on this machine and say how far
+        each moved (primary metric and per-example predictions); exit 1 if any moved beyond
+        the tolerance on the same hardware profile, or failed."""
+        import tempfile
+
+        from suite.driver import make_executor
+        from suite.store.protocols import LEAGUE_PROTOCOL
+        from suite.store.published import PublishedError
+        from suite.verify import TOLERANCE
+        from suite.verify import verify as run_verify
+
+        where = folder or PUBLISHED / LEAGUE_PROTOCOL
+        scratch = keep or Path(tempfile.mkdtemp(prefix="peftbench-verify-"))
+        executor = make_executor("local" if local else "ray", None, scratch, workers=workers)
+        try:
+            moved = run_verify(_catalog(plugins), where, published, seed, scratch, executor)
+        except PublishedError as exc:
+            _fail(err_console, exc, 2)
+        _print_moved(console, moved)
+        bad = [m for m in moved if m.status in ("failed", "stale") or (
+            m.status == "moved" and m.same_profile)]  # fmt: skip
+        err_console.print(
+            f"{len(moved) - len(bad)} of {len(moved)} reproduced (tolerance {TOLERANCE} on the "
+            "primary metric on the same hardware profile)"
+        )
+        raise typer.Exit(1 if bad else 0)
+
+
+def _catalog(plugins: list[Path] | None):
+    from suite.registry import Catalog
+
+    return Catalog.discover(plugins or [])
+
+
+def _print_moved(console: Console, moved) -> None:
+    from rich.table import Table
+
+    table = Table(title="published cells rerun")
+    for name in (
+        "cell",
+        "phase",
+        "split",
+        "published",
+        "rerun",
+        "delta",
+        "changed",
+        "same hw",
+        "status",
+    ):
+        table.add_column(name)
+    for m in moved:
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        changed = "-" if m.changed_predictions is None else f"{m.changed_predictions}/{m.examples}"
+        same = {None: "-", True: "yes", False: "no"}[m.same_profile]
+        table.add_row(
+            m.title, m.phase, m.split, fmt(m.published), fmt(m.rerun),
+            "-" if m.delta is None else f"{m.delta:+.4f}", changed, same, m.status,
+        )  # fmt: skip
+    console.print(table)

@@ -41,7 +41,8 @@ def test_publish_writes_the_protocols_latest_rows_and_a_checked_manifest(publish
         "baselines.parquet", "hardware_profiles.parquet",
     }  # fmt: skip
     assert manifest["methods"]["lora"]["fidelity"] == "reference"
-    assert manifest["cpu_hours"] > 0 and manifest["commits"] == ["demo"]
+    assert manifest["cpu_hours"] >= manifest["cell_wall_hours"] >= 0
+    assert manifest["commits"] == ["demo"]
     assert read_manifest(folder) == json.loads((folder / "manifest.json").read_text())
     # The other protocol's rows (the demo's second profile ran as matrix demo-gpu) stay out.
     import duckdb
@@ -64,7 +65,9 @@ def test_loading_a_published_folder_marks_its_rows_and_makes_the_cells_count_as_
         "SELECT cell_id, status, test_primary FROM results WHERE protocol = $p ORDER BY cell_id",
         {"p": protocol},
     )
-    assert rows[["cell_id", "status"]].values.tolist() == want[["cell_id", "status"]].values.tolist()
+    assert (
+        rows[["cell_id", "status"]].values.tolist() == want[["cell_id", "status"]].values.tolist()
+    )
     ok = set(want.cell_id[want.status == "ok"])
     # A run of the same protocol resumes after the published cells.
     assert store.ok_cell_ids(want.cell_id) == ok
@@ -94,3 +97,40 @@ def test_publishing_an_unknown_protocol_says_so(published, tmp_path):
     store, _, _, _ = published
     with pytest.raises(PublishedError, match="no rows of protocol 'nope'"):
         publish(store, "nope", tmp_path / "nope")
+
+
+def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_path):
+    """A tuned tiny matrix run, published, then 3 of its cells rerun by `verify`: the
+    trials and the finals (selected again from the published trials) reproduce exactly."""
+    import textwrap
+
+    from suite.driver import in_process_executor, plan, run_plan
+    from suite.registry import Catalog
+    from suite.verify import verify
+
+    extra = tmp_path / "extra"
+    (extra / "matrices").mkdir(parents=True)
+    (extra / "matrices" / "pubtiny.yaml").write_text(
+        textwrap.dedent("""\
+        name: pubtiny
+        protocol: pubtiny-v1
+        models: [tiny-bert]
+        methods: [head, lora]
+        tasks: [drug-condition]
+        seeds: [0, 1]
+        budget: {max_steps: 2, batch_size: 8}
+        tuning: {trials: 2, sampler: random, seed: 0}
+        """)
+    )
+    catalog = Catalog.discover([tiny_plugins, extra])
+    store = Store(tmp_path / "results" / "r.duckdb")
+    executor = in_process_executor(results_dir=store.path.parent)
+    assert run_plan(plan(catalog, "pubtiny", store), store, executor).all_ok
+    manifest = publish(store, "pubtiny-v1", tmp_path / "pub")
+    assert manifest["phases"] == {"trial": 4, "final": 4}
+    moved = verify(catalog, tmp_path / "pub", 3, 0, tmp_path / "scratch", executor)
+    assert len(moved) == 3
+    assert {m.status for m in moved} == {"exact"}, moved
+    assert all(m.same_profile and m.changed_predictions == 0 for m in moved)
+    # The seeded choice takes a trial (scored on validation) and a final (on test).
+    assert {(m.phase, m.split) for m in moved} == {("trial", "validation"), ("final", "test")}

@@ -88,17 +88,19 @@ def _summary(con) -> dict[str, Any]:
             "(SELECT hardware_profile_id FROM cell_runs JOIN ids USING (result_id))"
         ).fetchall()
     )
-    cpu_s = sum(
-        float(w or 0.0) * float(threads.get(p) or 1)
-        for w, p in zip(runs["cell_wall_s"], runs["hardware_profile_id"], strict=True)
-    )
+    # A profile that did not record its threads counts as one; a failed cell's wall time
+    # may be missing (NULL), and counts as nothing.
+    per_cell = runs["hardware_profile_id"].map(lambda p: threads.get(p) or 1).astype(float)
+    cpu_s = float((runs["cell_wall_s"].fillna(0.0) * per_cell).sum())
     methods = (
         runs.groupby("method")[["method_version", "fidelity"]].first().astype(str).to_dict("index")
     )
     return {
         "cells": int(len(runs)),
         "status": {str(k): int(v) for k, v in runs["status"].value_counts().items()},
-        "phases": {str(k): int(v) for k, v in runs["phase"].fillna("single").value_counts().items()},
+        "phases": {
+            str(k): int(v) for k, v in runs["phase"].fillna("single").value_counts().items()
+        },
         "tasks": sorted(map(str, runs["task"].dropna().unique())),
         "methods": methods,
         "commits": sorted(map(str, runs["git_sha"].dropna().unique())),
