@@ -28,6 +28,8 @@ setup(
     package_dir={f"suite._builtin.{name}": name for name in BUILTIN},
     package_data={
         "suite.matrices": ["*.yaml"],
+        # Published results (suite/store/published.py): Parquet files and their manifest.
+        "leaderboard": ["published/*/*.parquet", "published/*/manifest.json"],
         "suite.references": ["*.yaml"],
         "suite.models": ["*.yaml", "tokenizers/*/*.json"],
         **{

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from suite.cli_published import register as _register_published
+from suite.cli_published import register_verify as _register_verify
 from suite.errors import SpecError
 from suite.paths import DEFAULT_DB
 
@@ -391,6 +393,10 @@ def report(
         _error("error:", f"no results database at {db}", 1)
     Store(db).upgrade_if_older()
     console.print(f"wrote {write_report(db, html)}")
+
+
+_register_published(app, console, err_console)
+_register_verify(app, console, err_console)
 
 
 def main() -> None:

@@ -13,6 +13,10 @@ PACKAGE = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE.parent
 INSTALLED = PACKAGE / "_builtin"
 
+# Published results (suite/store/published.py): one folder per dataset, shipped in the repo
+# and in the wheel as package data of `leaderboard` (which sits beside `suite` either way).
+PUBLISHED = CHECKOUT / "leaderboard" / "published"
+
 # The results database every command uses unless given --db.
 DEFAULT_DB = Path("results") / "peftbench.duckdb"
 

@@ -133,6 +133,9 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     # The benchmark protocol (suite/store/protocols.py): the matrix's declared one, or
     # `<matrix>@<budget tag>`; rows of different protocols are never compared.
     "protocol": "VARCHAR",
+    # Where the row came from: NULL for a row this store's own runs wrote; the published
+    # dataset's name (suite/store/published.py) for a row loaded from one.
+    "origin": "VARCHAR",
 }
 
 # What a worker actually had, recorded once per worker and dtype (suite/scheduler/hardware.py).

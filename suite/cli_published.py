@@ -1,0 +1,156 @@
+"""`peftbench publish` and `peftbench import-published`: a protocol's results as a dataset
+in the repository (suite/store/published.py), written from a store and read back into one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from suite.paths import DEFAULT_DB, PUBLISHED
+
+DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
+
+
+def _fail(console: Console, message: object, code: int = 1):
+    console.print(Text.assemble(("error:", "bold red"), " ", str(message)), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer, console: Console, err_console: Console) -> None:
+    """Add the two commands to the CLI."""
+
+    @app.command()
+    def publish(
+        protocol: Annotated[str, typer.Argument(help="The protocol whose rows to publish.")],
+        db: DbOpt = DEFAULT_DB,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="Folder to write (default: leaderboard/published/PROTOCOL)."),
+        ] = None,
+        note: Annotated[str, typer.Option(help="A line for the manifest.")] = "",
+    ) -> None:
+        """Write a protocol's rows, metrics, per-example predictions and hardware profiles
+        as Parquet with a manifest (commits, method versions, CPU-hours, checksums)."""
+        from suite.store.published import PublishedError, publish
+        from suite.store.store import Store
+
+        if not db.exists():
+            _fail(err_console, f"no results database at {db}")
+        folder = out or PUBLISHED / protocol
+        try:
+            manifest = publish(Store(db), protocol, folder, note=note)
+        except PublishedError as exc:
+            _fail(err_console, exc)
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        console.print(
+            f"published {manifest['cells']} cells of {protocol} "
+            f"({', '.join(f'{v} {k}' for k, v in manifest['status'].items())}; "
+            f"{manifest['cpu_hours']} CPU-hours; {size / 1e6:.2f} MB) -> {folder}"
+        )
+
+    @app.command("import-published")
+    def import_published(
+        folder: Annotated[Path, typer.Argument(help="A published folder (with manifest.json).")],
+        db: DbOpt = DEFAULT_DB,
+    ) -> None:
+        """Load a published folder into a store: its cells count as stored (a run of the
+        same protocol resumes after them) and its rows are marked with their origin."""
+        from suite.store.published import PublishedError, load_published
+        from suite.store.store import Store
+
+        try:
+            report = load_published(Store(db), folder)
+        except PublishedError as exc:
+            _fail(err_console, exc, 2)
+        added = ", ".join(f"{v} {k}" for k, v in report.added.items())
+        console.print(f"loaded {report.name} into {db}: {added}")
+
+
+def register_verify(app: typer.Typer, console: Console, err_console: Console) -> None:
+    """Add `peftbench verify`."""
+
+    @app.command()
+    def verify(
+        published: Annotated[
+            int, typer.Option("--published", min=1, help="How many published cells to rerun.")
+        ],
+        folder: Annotated[
+            Path | None,
+            typer.Option(help="The published folder (default: the league's)."),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the random choice of cells.")] = 0,
+        workers: Annotated[
+            int | None, typer.Option(min=1, help="At most this many Ray workers.")
+        ] = None,
+        local: Annotated[bool, typer.Option(help="Run in this process, not on Ray.")] = False,
+        keep: Annotated[
+            Path | None, typer.Option(help="Keep the scratch stores in this folder.")
+        ] = None,
+        plugins: Annotated[
+            list[Path] | None,
+            typer.Option("--plugins", help="Extra plugin folder (as for run). Repeatable."),
+        ] = None,
+    ) -> None:
+        """Rerun N random published cells with today's code on this machine and say how far
+        each moved (primary metric and per-example predictions); exit 1 if any moved beyond
+        the tolerance on the same hardware profile, or failed."""
+        import tempfile
+
+        from suite.driver import make_executor
+        from suite.store.protocols import LEAGUE_PROTOCOL
+        from suite.store.published import PublishedError
+        from suite.verify import TOLERANCE
+        from suite.verify import verify as run_verify
+
+        where = folder or PUBLISHED / LEAGUE_PROTOCOL
+        scratch = keep or Path(tempfile.mkdtemp(prefix="peftbench-verify-"))
+        executor = make_executor("local" if local else "ray", None, scratch, workers=workers)
+        try:
+            moved = run_verify(_catalog(plugins), where, published, seed, scratch, executor)
+        except PublishedError as exc:
+            _fail(err_console, exc, 2)
+        _print_moved(console, moved)
+        bad = [m for m in moved if m.status in ("failed", "stale") or (
+            m.status == "moved" and m.same_profile)]  # fmt: skip
+        err_console.print(
+            f"{len(moved) - len(bad)} of {len(moved)} reproduced (tolerance {TOLERANCE} on the "
+            "primary metric on the same hardware profile)"
+        )
+        raise typer.Exit(1 if bad else 0)
+
+
+def _catalog(plugins: list[Path] | None):
+    from suite.registry import Catalog
+
+    return Catalog.discover(plugins or [])
+
+
+def _print_moved(console: Console, moved) -> None:
+    from rich.table import Table
+
+    table = Table(title="published cells rerun")
+    for name in (
+        "cell",
+        "phase",
+        "split",
+        "published",
+        "rerun",
+        "delta",
+        "changed",
+        "same hw",
+        "status",
+    ):
+        table.add_column(name)
+    for m in moved:
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        changed = "-" if m.changed_predictions is None else f"{m.changed_predictions}/{m.examples}"
+        same = {None: "-", True: "yes", False: "no"}[m.same_profile]
+        table.add_row(
+            m.title, m.phase, m.split, fmt(m.published), fmt(m.rerun),
+            "-" if m.delta is None else f"{m.delta:+.4f}", changed, same, m.status,
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,140 @@
+"""`peftbench verify --published N`: rerun N published cells and say how far each moved.
+
+The published rows name their matrix; the matrix is expanded again with today's code (with
+the published trials loaded into a scratch store, so a tuned protocol selects its finals
+from them exactly as the league did). A published cell whose id the code no longer
+expands to is reported as stale (its method, task or budget changed since), not rerun.
+The chosen cells run into a second scratch store; each is compared with its published row
+on the primary metric (test; validation for a tuning trial) and on its per-example
+predictions, and on whether it ran on the same recorded hardware profile.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.cells import Cell
+from suite.registry import Catalog
+from suite.store.published import load_published, read_manifest
+from suite.store.store import Store
+
+# Within this of the published score (absolute, on the primary metric) a rerun on the
+# same hardware profile counts as reproduced: CPU kernels are deterministic run to run,
+# so the expected move there is 0; the tolerance absorbs a changed library build.
+TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class Moved:
+    cell_id: str
+    title: str
+    phase: str
+    split: str
+    published: float | None
+    rerun: float | None
+    changed_predictions: int | None
+    examples: int | None
+    same_profile: bool | None
+    status: str  # exact | within tolerance | moved | failed | stale
+
+    @property
+    def delta(self) -> float | None:
+        if self.published is None or self.rerun is None:
+            return None
+        return self.rerun - self.published
+
+
+def pick(folder: Path, n: int, seed: int) -> list[dict]:
+    """N published ok cells drawn at random (seeded), as dicts of their published rows."""
+    import duckdb
+
+    read_manifest(folder)
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{folder / 'cell_runs.parquet'}') WHERE status = 'ok' "
+        "ORDER BY cell_id"
+    ).df()
+    chosen = random.Random(seed).sample(range(len(rows)), min(n, len(rows)))
+    return [rows.iloc[i].to_dict() for i in sorted(chosen)]
+
+
+def expected_cells(catalog: Catalog, matrix: str, published: Store) -> dict[str, Cell]:
+    """Every cell today's code expands the matrix to, finals selected from published trials."""
+    from suite.cells import expand_matrix
+    from suite.driver import plan
+    from suite.tuning import final_cells, validation_scores
+
+    the_plan = plan(catalog, matrix, published)
+    cells = {c.cell_id: c for c in the_plan.cells}
+    if the_plan.phases:  # tuned: the plan's cells are the trials; the finals come from them
+        entry = catalog.matrix_from_path_or_name(matrix)
+        seeds = expand_matrix(entry.spec, catalog, entry).cells
+        scores = validation_scores(published, list(cells))
+        cells.update({c.cell_id: c for c in final_cells(seeds, the_plan.cells, scores)})
+    return cells
+
+
+def compare(row: dict, cell: Cell | None, rerun_store: Store, published: Store) -> Moved:
+    """One published row against its rerun (or stale, when the code lost its cell)."""
+    split = "validation" if row.get("phase") == "trial" else "test"
+    column = "val_primary" if split == "validation" else "test_primary"
+    title = f"{row['method']} x {row['task']} seed {row['seed']}"
+    phase = row.get("phase") or "single"
+    if cell is None:
+        return Moved(
+            row["cell_id"], title, phase, split, row[column], None, None, None, None, "stale"
+        )
+    new = rerun_store.query(
+        f"SELECT result_id, status, {column} AS score, hardware_profile_id FROM results "
+        "WHERE cell_id = ?",
+        [row["cell_id"]],
+    )
+    if new.empty or new.status.item() != "ok":
+        return Moved(
+            row["cell_id"], title, phase, split, row[column], None, None, None, None, "failed"
+        )
+    changed, examples = _changed_predictions(
+        published, row["result_id"], rerun_store, new.result_id.item(), split
+    )
+    score = float(new.score.item())
+    delta = abs(score - float(row[column]))
+    status = "exact" if delta == 0 and changed == 0 else (
+        "within tolerance" if delta <= TOLERANCE else "moved"
+    )  # fmt: skip
+    same = new.hardware_profile_id.item() == row.get("hardware_profile_id")
+    return Moved(
+        row["cell_id"], title, phase, split, row[column], score, changed, examples, same, status
+    )
+
+
+def _changed_predictions(published: Store, old_id: str, rerun: Store, new_id: str, split: str):
+    sql = "SELECT example, pred_num, pred_text FROM predictions WHERE result_id = ? AND split = ?"
+    old = published.query(sql, [old_id, split]).set_index("example")
+    new = rerun.query(sql, [new_id, split]).set_index("example")
+    if old.empty or new.empty:
+        return None, None
+    joined = old.merge(new, left_index=True, right_index=True, suffixes=("_old", "_new"))
+    num = joined.pred_num_old.fillna(-1e308) != joined.pred_num_new.fillna(-1e308)
+    text = joined.pred_text_old.fillna("") != joined.pred_text_new.fillna("")
+    return int((num | text).sum()), int(len(joined))
+
+
+def verify(
+    catalog: Catalog, folder: Path, n: int, seed: int, scratch: Path, executor
+) -> list[Moved]:
+    """Rerun `n` random published cells of `folder`; `executor` runs them (see driver)."""
+    from suite.driver import Plan, run_plan
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    published = Store(scratch / "published.duckdb")
+    load_published(published, folder)
+    rows = pick(folder, n, seed)
+    expected: dict[str, Cell] = {}
+    for matrix in sorted({r["matrix"] for r in rows}):
+        expected.update(expected_cells(catalog, matrix, published))
+    todo = [expected[r["cell_id"]] for r in rows if r["cell_id"] in expected]
+    rerun_store = Store(scratch / "rerun.duckdb")
+    if todo:
+        run_plan(Plan("verify", todo, todo), rerun_store, executor)
+    return [compare(r, expected.get(r["cell_id"]), rerun_store, published) for r in rows]

@@ -1,0 +1,136 @@
+"""Published results: a protocol's rows written as Parquet + manifest, and read back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from suite.store.published import PublishedError, load_published, publish, read_manifest
+from suite.store.store import Store
+from tests.support.demo import demo_db_copy
+
+
+def _protocol(store: Store) -> str:
+    """The demo matrix's protocol (named after the matrix unless it names one)."""
+    return store.query(
+        "SELECT DISTINCT protocol FROM results WHERE matrix = 'demo'"
+    ).protocol.item()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    root = tmp_path_factory.mktemp("published")
+    store = Store(demo_db_copy(root / "demo.duckdb"))
+    protocol = _protocol(store)
+    manifest = publish(store, protocol, root / "demo-v1", note="test")
+    return store, protocol, root / "demo-v1", manifest
+
+
+def test_publish_writes_the_protocols_latest_rows_and_a_checked_manifest(published):
+    store, protocol, folder, manifest = published
+    want = store.query(
+        "SELECT count(*) AS n FROM results WHERE protocol = $p", {"p": protocol}
+    ).n.item()
+    assert manifest["cells"] == want > 0
+    assert manifest["protocol"] == protocol and manifest["name"] == "demo-v1"
+    # Failed cells are published too: a failure is part of the result.
+    assert manifest["status"]["failed"] >= 1 and manifest["status"]["ok"] >= 1
+    assert set(manifest["files"]) == {
+        "cell_runs.parquet", "metrics.parquet", "predictions.parquet",
+        "baselines.parquet", "hardware_profiles.parquet",
+    }  # fmt: skip
+    assert manifest["methods"]["lora"]["fidelity"] == "reference"
+    assert manifest["cpu_hours"] >= manifest["cell_wall_hours"] >= 0
+    assert manifest["commits"] == ["demo"]
+    assert read_manifest(folder) == json.loads((folder / "manifest.json").read_text())
+    # The other protocol's rows (the demo's second profile ran as matrix demo-gpu) stay out.
+    import duckdb
+
+    runs = duckdb.sql(f"SELECT * FROM '{folder / 'cell_runs.parquet'}'").df()
+    assert set(runs.protocol) == {protocol} and runs.cell_id.is_unique
+
+
+def test_loading_a_published_folder_marks_its_rows_and_makes_the_cells_count_as_stored(
+    published, tmp_path
+):
+    source, protocol, folder, manifest = published
+    store = Store(tmp_path / "fresh.duckdb")
+    report = load_published(store, folder)
+    assert report.added["cell_runs"] == manifest["cells"]
+    assert report.added["predictions"] > 0 and report.added["metrics"] > 0
+    rows = store.query("SELECT cell_id, origin, status, test_primary FROM results ORDER BY cell_id")
+    assert set(rows.origin) == {"demo-v1"}
+    want = source.query(
+        "SELECT cell_id, status, test_primary FROM results WHERE protocol = $p ORDER BY cell_id",
+        {"p": protocol},
+    )
+    assert (
+        rows[["cell_id", "status"]].values.tolist() == want[["cell_id", "status"]].values.tolist()
+    )
+    ok = set(want.cell_id[want.status == "ok"])
+    # A run of the same protocol resumes after the published cells.
+    assert store.ok_cell_ids(want.cell_id) == ok
+    # Loading twice adds nothing.
+    again = load_published(store, folder)
+    assert set(again.added.values()) == {0}
+
+
+def test_an_altered_or_incomplete_folder_is_refused(published, tmp_path):
+    import shutil
+
+    _, _, folder, _ = published
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    with (copy / "metrics.parquet").open("ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(PublishedError, match="differs from the checksum"):
+        load_published(Store(tmp_path / "a.duckdb"), copy)
+    (copy / "metrics.parquet").unlink()
+    with pytest.raises(PublishedError, match="missing"):
+        read_manifest(copy)
+    with pytest.raises(PublishedError, match="no manifest.json"):
+        read_manifest(tmp_path)
+
+
+def test_publishing_an_unknown_protocol_says_so(published, tmp_path):
+    store, _, _, _ = published
+    with pytest.raises(PublishedError, match="no rows of protocol 'nope'"):
+        publish(store, "nope", tmp_path / "nope")
+
+
+def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_path):
+    """A tuned tiny matrix run, published, then 3 of its cells rerun by `verify`: the
+    trials and the finals (selected again from the published trials) reproduce exactly."""
+    import textwrap
+
+    from suite.driver import in_process_executor, plan, run_plan
+    from suite.registry import Catalog
+    from suite.verify import verify
+
+    extra = tmp_path / "extra"
+    (extra / "matrices").mkdir(parents=True)
+    (extra / "matrices" / "pubtiny.yaml").write_text(
+        textwrap.dedent("""\
+        name: pubtiny
+        protocol: pubtiny-v1
+        models: [tiny-bert]
+        methods: [head, lora]
+        tasks: [drug-condition]
+        seeds: [0, 1]
+        budget: {max_steps: 2, batch_size: 8}
+        tuning: {trials: 2, sampler: random, seed: 0}
+        """)
+    )
+    catalog = Catalog.discover([tiny_plugins, extra])
+    store = Store(tmp_path / "results" / "r.duckdb")
+    executor = in_process_executor(results_dir=store.path.parent)
+    assert run_plan(plan(catalog, "pubtiny", store), store, executor).all_ok
+    manifest = publish(store, "pubtiny-v1", tmp_path / "pub")
+    assert manifest["phases"] == {"trial": 4, "final": 4}
+    moved = verify(catalog, tmp_path / "pub", 3, 0, tmp_path / "scratch", executor)
+    assert len(moved) == 3
+    assert {m.status for m in moved} == {"exact"}, moved
+    assert all(m.same_profile and m.changed_predictions == 0 for m in moved)
+    # The seeded choice takes a trial (scored on validation) and a final (on test).
+    assert {(m.phase, m.split) for m in moved} == {("trial", "validation"), ("final", "test")}
