@@ -99,6 +99,7 @@ def test_publishing_an_unknown_protocol_says_so(published, tmp_path):
         publish(store, "nope", tmp_path / "nope")
 
 
+@pytest.mark.slow
 def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_path):
     """A tuned tiny matrix run, published, then 3 of its cells rerun by `verify`: the
     trials and the finals (selected again from the published trials) reproduce exactly."""
