@@ -20,3 +20,7 @@ class Budget(Frozen):
     # A budget in training tokens instead of epochs: steps = tokens // (batch_size x the
     # task's max_length), still capped by max_steps. None (unset) keeps older cell ids.
     tokens: PositiveInt | None = None
+    # Length bucketing (suite/train/batches.py): sort each window of this many shuffled
+    # batches by length, so less is padded. The same examples each epoch, but another
+    # order and batch composition, so it is part of the protocol; None (off) keeps ids.
+    length_bucket_window: PositiveInt | None = None

@@ -21,6 +21,7 @@ their own view. Two protocols (task hash, budget, profile) never share a row or 
 
 from __future__ import annotations
 
+from suite.results import PHASES, SCHEDULING_PHASES, phase_column
 from suite.store.comparisons import TABLES as COMPARISON_TABLES
 from suite.store.comparisons import TRAINING_MEMORY_SQL
 
@@ -274,14 +275,30 @@ JOIN example_outcomes b ON b.task_hash = m.task_hash AND b.model = m.model
     AND b.method = m.baseline_method
 WHERE m.method <> m.baseline_method AND m.share_correct < 0.5 AND b.share_correct >= 0.5"""
 
+# Where each cell's wall time went (latest attempt per cell), phase by phase in order,
+# with scheduling (dispatch, worker, result to row) summed, and what the phases cover
+# of the cell's total (1.0: every second attributed).
+_PHASE_COLUMNS = ", ".join(phase_column(p) for p in PHASES)
+_SCHEDULING = " + ".join(f"coalesce({phase_column(p)}, 0)" for p in SCHEDULING_PHASES)
+_PHASE_SUM = " + ".join(f"coalesce({phase_column(p)}, 0)" for p in PHASES)
+CELL_PHASES = f"""CREATE OR REPLACE VIEW cell_phases AS
+SELECT cell_id, matrix, task, model, method, seed, phase, status, profile, device,
+    base_dtype, model_cached, data_cached, cell_total_s, cell_wall_s, {_PHASE_COLUMNS},
+    {_SCHEDULING} AS scheduling_s,
+    ({_SCHEDULING}) / nullif(cell_total_s, 0) AS scheduling_share,
+    ({_PHASE_SUM}) / nullif(cell_total_s, 0) AS phases_cover
+FROM results
+WHERE cell_total_s IS NOT NULL"""
+
 ANALYSIS_VIEWS = [
     LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE, TUNING_CURVES, DISAGREEMENTS,
-    LOST_TO_BASELINE,
+    LOST_TO_BASELINE, CELL_PHASES,
 ]  # fmt: skip
 
 VIEW_NAMES = (
     "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
     "example_outcomes", "disagreements", "lost_to_baseline", "merging", "compression",
+    "cell_phases",
 )  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
@@ -299,6 +316,7 @@ VIEW_ORDER = {
     "lost_to_baseline": "task, model, method, example",
     "merging": "stage_name, method, model, seed, task",
     "compression": "stage_name, model, seed, method_name, level",
+    "cell_phases": "task, model, method, seed",
 }
 VIEW_COLUMNS = {
     "results": "task, model, method, seed, phase, status, primary_metric, val_primary, "
@@ -321,6 +339,8 @@ VIEW_COLUMNS = {
     "normalised, stored_bytes, merge_time_s",
     "compression": "stage_name, method, fidelity, seed, status, task, level_label, sparsity, "
     "value, dense_value, normalised, latency_s, dense_latency_s, stored_bytes",
+    "cell_phases": "task, model, method, seed, cell_total_s, "
+    + ", ".join(phase_column(p) for p in PHASES),
 }
 
 
