@@ -156,7 +156,8 @@ def test_hardware_page(app):
     assert {"Dispatch", "Train", "Evaluate", "Result to row", "Scheduling share"} <= set(
         phases.columns
     )
-    assert phases.loc["lora", "Cells"] == "1" and phases.loc["lora", "Model cached"] in ("0 %", "100 %")
+    assert phases.loc["lora", "Cells"] == "1"
+    assert phases.loc["lora", "Model cached"] in ("0 %", "100 %")
 
 
 def test_merging_page(app):
