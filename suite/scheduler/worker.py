@@ -38,14 +38,19 @@ class CellWorker:
         return {**self.info(), **caches.COUNTS}
 
     def profile_for(self, cell: Cell) -> dict[str, Any]:
-        """This worker's recorded profile for the cell's device and dtype (recorded once)."""
+        """This worker's recorded profile for the cell's device and compute dtype (recorded
+        once)."""
         from suite.scheduler import hardware
+        from suite.train.precision import compute_dtype
         from suite.train.runner import pick_device
 
         device = pick_device(cell)
-        key = (str(device), cell.model.dtype)
+        # An autocast cell's matmuls run in the autocast dtype: calibrated in that one (a
+        # post-hoc cell may have no budget).
+        dtype = compute_dtype(cell.model.dtype, getattr(cell.budget, "autocast", None))
+        key = (str(device), dtype)
         if key not in self.profiles:
-            self.profiles[key] = hardware.record(device, cell.model.dtype, self.node_id)
+            self.profiles[key] = hardware.record(device, dtype, self.node_id)
         return self.profiles[key]
 
     def run(self, cell: Cell, on_step=None, submitted_unix: float | None = None) -> CellReport:

@@ -3,6 +3,8 @@ post-hoc stages both declare one)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from suite.specs.base import Frozen
@@ -24,3 +26,8 @@ class Budget(Frozen):
     # batches by length, so less is padded. The same examples each epoch, but another
     # order and batch composition, so it is part of the protocol; None (off) keeps ids.
     length_bucket_window: PositiveInt | None = None
+    # Mixed precision (suite/train/precision.py): forward passes (training, evaluation,
+    # latency) autocast to bf16 while weights, adapters, gradients and the optimiser stay
+    # in the base's dtype (fp32 masters); FLOP/s is compared with the bf16 peak. Another
+    # protocol than fp32 (in the cell id); None (off) keeps ids.
+    autocast: Literal["bf16"] | None = None

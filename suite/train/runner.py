@@ -29,6 +29,7 @@ from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_step
 from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
 from suite.train.memory import MemoryProbe
 from suite.train.phases import PhaseClock
+from suite.train.precision import autocast_context
 from suite.train.prepare import prepare_model
 
 # Latency is measured on this many fixed test batches (enough for a stable median).
@@ -295,9 +296,8 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
     memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
     probe = MemoryProbe(model)
-    stats = train(
-        prepared, _counted(stream, tokens), task_loss(cell.task), cfg, on_step=report, probe=probe
-    )
+    loss = _autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
+    stats = train(prepared, _counted(stream, tokens), loss, cfg, on_step=report, probe=probe)
     peak = memory.peak_bytes()
     # Counted after training: ranks IncreLoRA grew and ranks SoRA pruned both count.
     head = _trainable(model.head)
@@ -345,7 +345,8 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         )
         for s in ("validation", "test")
     }
-    found = {s: predict(model, eval_sets[s], cell.task, setup.tokenizer) for s in eval_sets}
+    with autocast_context(setup.device, cell.budget.autocast):
+        found = {s: predict(model, eval_sets[s], cell.task, setup.tokenizer) for s in eval_sets}
     val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
     trial = cell.phase == "trial"
     test_split = "trial_test" if trial else "test"
@@ -366,6 +367,11 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
 
 def measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str, Any]:
     """Inference latency unmerged and merged, merge time and error, adapter bytes."""
+    with autocast_context(setup.device, cell.budget.autocast):
+        return _measure(cell, setup, ready, eval_sets)
+
+
+def _measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str, Any]:
     prepared, model, device = ready.prepared, ready.prepared.model, setup.device
     latency_batches = eval_sets["test"][:LATENCY_BATCHES]
     state = prepared.adapter_state() if prepared.adapter_state else {}
@@ -375,6 +381,19 @@ def measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str
         "adapter_bytes": safetensors_bytes(state) if state else None,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
     }
+
+
+def _autocast_loss(loss_fn, device: torch.device, autocast: str | None):
+    """The task's loss with its forward pass under the budget's autocast (backward runs
+    outside it, as torch recommends); the loss itself unchanged where none is set."""
+    if autocast is None:
+        return loss_fn
+
+    def loss(model, batch):
+        with autocast_context(device, autocast):
+            return loss_fn(model, batch)
+
+    return loss
 
 
 def _reference_fields(setup: Setup, ready: Ready) -> dict[str, Any]:
