@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,17 +22,15 @@ from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
+from suite.train.costs import measure
 from suite.train.evaluate import predict, score, split_predictions, task_loss
 from suite.train.flops import train_flops
 from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_steps, train
-from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
+from suite.train.measure import LATENCY_BATCHES, ForwardTimer, PeakMemory
 from suite.train.memory import MemoryProbe
 from suite.train.phases import PhaseClock
 from suite.train.precision import autocast_context
 from suite.train.prepare import prepare_model
-
-# Latency is measured on this many fixed test batches (enough for a stable median).
-LATENCY_BATCHES = 8
 
 
 def seed_everything(seed: int) -> None:
@@ -89,7 +86,7 @@ def _run(cell: Cell, on_step, clock: PhaseClock) -> dict[str, Any]:
     with clock.phase("evaluate"):
         scores = evaluate_cell(cell, setup, ready.prepared.model)
     with clock.phase("measure"):
-        costs = measure(cell, setup, ready, scores.pop("eval_sets"))
+        costs = measure(cell, setup, ready, scores.pop("eval_sets"), scores.pop("test_forwards"))
     with clock.phase("save"):
         saved = save_cell_artifact(cell, ready.prepared) if cell.artifact_dir else {}
     return {
@@ -345,8 +342,12 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         )
         for s in ("validation", "test")
     }
+    # The test split's first forwards are timed as they run: the unmerged latency.
+    timer = ForwardTimer(model, setup.device, LATENCY_BATCHES)
     with autocast_context(setup.device, cell.budget.autocast):
-        found = {s: predict(model, eval_sets[s], cell.task, setup.tokenizer) for s in eval_sets}
+        found = {"validation": predict(model, eval_sets["validation"], cell.task, setup.tokenizer)}
+        with timer:
+            found["test"] = predict(model, eval_sets["test"], cell.task, setup.tokenizer)
     val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
     trial = cell.phase == "trial"
     test_split = "trial_test" if trial else "test"
@@ -362,24 +363,7 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         "baseline_val": baselines.get("validation", {}),
         "baseline_test": baselines.get("test", {}),
         "eval_sets": eval_sets,
-    }
-
-
-def measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str, Any]:
-    """Inference latency unmerged and merged, merge time and error, adapter bytes."""
-    with autocast_context(setup.device, cell.budget.autocast):
-        return _measure(cell, setup, ready, eval_sets)
-
-
-def _measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str, Any]:
-    prepared, model, device = ready.prepared, ready.prepared.model, setup.device
-    latency_batches = eval_sets["test"][:LATENCY_BATCHES]
-    state = prepared.adapter_state() if prepared.adapter_state else {}
-    return {
-        "latency_unmerged_s": median_latency(lambda b: model(**b), latency_batches, device),
-        **_measure_merge(prepared, model, latency_batches, device),
-        "adapter_bytes": safetensors_bytes(state) if state else None,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "test_forwards": timer,
     }
 
 
@@ -404,26 +388,6 @@ def _reference_fields(setup: Setup, ready: Ready) -> dict[str, Any]:
 
 def _trainable(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def _measure_merge(prepared, model, batches, device) -> dict:
-    """Merge time, merged latency, and how far merged outputs drift from unmerged ones."""
-    if prepared.merge is None or not batches:
-        return {}
-    with torch.inference_mode():
-        before = model(**batches[0])
-    start = time.perf_counter()
-    with torch.no_grad():
-        prepared.merge()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    merge_time = time.perf_counter() - start
-    latency = median_latency(lambda b: model(**b), batches, device)
-    with torch.inference_mode():
-        diff = float((model(**batches[0]) - before).abs().max())
-    if prepared.unmerge is not None:
-        prepared.unmerge()
-    return {"merge_time_s": merge_time, "latency_merged_s": latency, "merge_max_abs_diff": diff}
 
 
 def _counted(stream, tokens: list[int]):
