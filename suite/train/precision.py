@@ -137,3 +137,16 @@ def autocast_context(device: torch.device, autocast: str | None):
     if autocast is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
+
+
+def autocast_loss(loss_fn, device: torch.device, autocast: str | None):
+    """`loss_fn` with its forward pass under `autocast` (backward runs outside it, as
+    torch recommends); `loss_fn` itself where none is set."""
+    if autocast is None:
+        return loss_fn
+
+    def loss(model, batch):
+        with autocast_context(device, autocast):
+            return loss_fn(model, batch)
+
+    return loss

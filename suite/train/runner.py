@@ -29,7 +29,7 @@ from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_step
 from suite.train.measure import LATENCY_BATCHES, ForwardTimer, PeakMemory
 from suite.train.memory import MemoryProbe
 from suite.train.phases import PhaseClock
-from suite.train.precision import autocast_context
+from suite.train.precision import autocast_context, autocast_loss
 from suite.train.prepare import prepare_model
 
 
@@ -293,7 +293,7 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
     memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
     probe = MemoryProbe(model)
-    loss = _autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
+    loss = autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
     stats = train(prepared, _counted(stream, tokens), loss, cfg, on_step=report, probe=probe)
     peak = memory.peak_bytes()
     # Counted after training: ranks IncreLoRA grew and ranks SoRA pruned both count.
@@ -365,19 +365,6 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         "eval_sets": eval_sets,
         "test_forwards": timer,
     }
-
-
-def _autocast_loss(loss_fn, device: torch.device, autocast: str | None):
-    """The task's loss with its forward pass under the budget's autocast (backward runs
-    outside it, as torch recommends); the loss itself unchanged where none is set."""
-    if autocast is None:
-        return loss_fn
-
-    def loss(model, batch):
-        with autocast_context(device, autocast):
-            return loss_fn(model, batch)
-
-    return loss
 
 
 def _reference_fields(setup: Setup, ready: Ready) -> dict[str, Any]:
