@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from leaderboard.data import Reader
+from suite.results import PHASES, phase_column
 
 
 def _has_recorded(reader: Reader) -> bool:
@@ -76,10 +77,30 @@ def results_on(reader: Reader, profile: str) -> pd.DataFrame:
     )
 
 
+def phases_on(reader: Reader, profile: str) -> pd.DataFrame:
+    """Where the time of the cells measured on one profile went: mean seconds per phase
+    (suite/results.py PHASES) per task, model and method, from the `cell_phases` view;
+    empty where the database predates it or no row recorded phases."""
+    found = reader.frame(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'cell_phases'"
+    )
+    if not int(found["n"].iloc[0]):
+        return pd.DataFrame()
+    means = ", ".join(f"avg({phase_column(p)}) AS {phase_column(p)}" for p in PHASES)
+    return reader.frame(
+        "SELECT task, model, method, count(*) AS cells, avg(cell_total_s) AS cell_total_s, "
+        f"{means}, avg(scheduling_share) AS scheduling_share, "
+        "avg(model_cached::INTEGER) AS model_cached, avg(data_cached::INTEGER) AS data_cached "
+        "FROM cell_phases WHERE profile = ? GROUP BY ALL ORDER BY task, model, method",
+        [profile],
+    )
+
+
 def hardware_data(reader: Reader, profile: str | None = None) -> dict[str, pd.DataFrame]:
     """Everything the Hardware page shows, for one profile (the first one by default)."""
     scan = _scan(reader, _has_recorded(reader))
     table = profiles(reader, scan)
     chosen = profile or (table["profile"].iloc[0] if len(table) else None)
     rows = results_on(reader, chosen) if chosen is not None else pd.DataFrame()
-    return {"profiles": table, "recorded": recorded(reader, scan), "rows": rows}
+    phases = phases_on(reader, chosen) if chosen is not None else pd.DataFrame()
+    return {"profiles": table, "recorded": recorded(reader, scan), "rows": rows, "phases": phases}

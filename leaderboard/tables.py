@@ -12,6 +12,7 @@ import pandas as pd
 
 from leaderboard.format import missing, styled
 from leaderboard.pagedata import Metric
+from suite.results import PHASES, phase_column
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,23 @@ def results_on_table(rows: pd.DataFrame) -> Table:
             "Rank": (rows["rank"], "text"),
         }
     )
+
+
+def phases_table(rows: pd.DataFrame) -> Table:
+    """Where a cell's wall time goes, per task, model and method (mean over its cells)."""
+    columns: dict[str, tuple[pd.Series, str]] = {
+        "Task": (rows["task"], "text"),
+        "Model": (rows["model"], "text"),
+        "Method": (rows["method"], "text"),
+        "Cells": (rows["cells"], "count"),
+        "Total": (rows["cell_total_s"], "duration"),
+    }
+    for phase in PHASES:
+        columns[phase.replace("_", " ").capitalize()] = (rows[phase_column(phase)], "duration")
+    columns["Scheduling share"] = (rows["scheduling_share"], "percent_share")
+    columns["Model cached"] = (rows["model_cached"], "percent_share")
+    columns["Data cached"] = (rows["data_cached"], "percent_share")
+    return _table(columns)
 
 
 def merging_table(summary: pd.DataFrame, tasks: list[str]) -> Table:

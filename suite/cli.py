@@ -112,6 +112,10 @@ def run(
         out = console if console.is_terminal else Console(width=200)
         ids = [c.cell_id for c in the_plan.posthoc_cells]
         out.print(posthoc_table(Store(db), the_plan.matrix, ids))
+    from suite.phase_report import phase_report
+
+    for line in phase_report(zip(summary.titles, summary.results, strict=True)):
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
     err_console.print(f"done: {counts}")
     raise typer.Exit(0 if summary.all_ok else 1)

@@ -54,6 +54,8 @@ class Plan:
 class RunSummary:
     run_id: str
     results: list[CellResult] = field(default_factory=list)
+    # Each result's cell title, in the same order (for the phase breakdown).
+    titles: list[str] = field(default_factory=list)
 
     @property
     def all_ok(self) -> bool:
@@ -205,6 +207,7 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
                     result = CellResult.assemble(cell.cell_id, report, str(log))
                     store.write(cell, result, prov)
                 summary.results.append(result)
+                summary.titles.append(cell.title())
                 if progress:
                     progress.finish_cell(cell, result)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 # input_missing: a post-hoc cell whose input cell is not stored ok, or saved no artifact;
 # input_invalid: one whose input artifact fails its checksum. Neither ever retrains.
@@ -77,6 +77,9 @@ class Measurements(BaseModel):
     # Training tokens (padded, as the model ran them) per second of the training loop.
     tokens_per_s: float | None = None
     train_flops: float | None = None
+    # The same on real tokens only (the attention mask's ones): padding is not useful work.
+    train_real_tokens: int | None = None
+    train_flops_real: float | None = None
     # The base's storage (suite/models/storage.py; the preset's dtype when unset) and its
     # bytes as stored while training and for inference (LoRAM trains on a pruned base).
     base_storage: str | None = None
@@ -102,6 +105,33 @@ class Measurements(BaseModel):
     artifact_kind: str | None = None
 
 
+# Where a cell's wall time goes, in order (suite/train/phases.py): Ray's dispatch of the
+# cell to its worker, the worker's own work around the cell (threads, hardware profile,
+# placement, log), the runner's steps (data, model, the method's prepare, training,
+# evaluation, cost measurements, artifact save, and what none of them covers), and the
+# driver's work from the worker's result to the stored row. They add up to cell_total_s.
+RUNNER_PHASES = (
+    "data_load", "model_load", "prepare", "train", "evaluate", "measure", "save", "other",
+)  # fmt: skip
+SCHEDULING_PHASES = ("dispatch", "worker", "result_to_row")
+PHASES = ("dispatch", "worker", *RUNNER_PHASES, "result_to_row")
+
+
+def phase_column(phase: str) -> str:
+    return f"phase_{phase}_s"
+
+
+# A row's phase columns (seconds), whether the model and the tokenised data came from the
+# worker's caches, and the cell's wall time from dispatch to stored row.
+Phases = create_model(
+    "Phases",
+    **{phase_column(p): (float | None, None) for p in PHASES},
+    model_cached=(bool | None, None),
+    data_cached=(bool | None, None),
+    cell_total_s=(float | None, None),
+)
+
+
 class Measured(BaseModel):
     """What the runner returns for one cell."""
 
@@ -110,6 +140,10 @@ class Measured(BaseModel):
     started_at: str | None = None
     cell_wall_s: float | None = None
     measurements: Measurements = Field(default_factory=Measurements)
+    # Seconds per runner phase (RUNNER_PHASES), also for a cell that failed part-way.
+    phases: dict[str, float] = Field(default_factory=dict)
+    model_cached: bool | None = None
+    data_cached: bool | None = None
 
 
 class PosthocScore(BaseModel):
@@ -196,9 +230,15 @@ class CellReport(BaseModel):
     placement: Placement = Field(default_factory=Placement)
     attempts: int = 1
     log: str = ""
+    # Scheduling (suite/scheduler/worker.py): Ray's dispatch (submitted to the worker's
+    # start), the worker's time outside the runner, and when it finished (epoch seconds),
+    # from which the driver's result-to-row time is counted.
+    dispatch_s: float | None = None
+    worker_s: float | None = None
+    finished_unix: float | None = None
 
 
-class CellResult(Measurements, Placement):
+class CellResult(Measurements, Placement, Phases):
     """One cell's row: the runner's measurements, the worker's placement, the attempts,
     and what follows from them (achieved FLOP/s against the calibrated peak)."""
 
@@ -210,19 +250,22 @@ class CellResult(Measurements, Placement):
     hardware_profile: dict[str, Any] | None = Field(default=None, exclude=True)
     achieved_flops_per_s: float | None = None
     flops_fraction_of_peak: float | None = None
+    # The same counting real tokens only (padding excluded).
+    achieved_flops_per_s_real: float | None = None
+    flops_fraction_of_peak_real: float | None = None
     attempts: int = 1
     log: str = Field(default="", exclude=True)
     log_path: str | None = None
+    # Not stored: when the worker finished, for the store's result-to-row phase.
+    finished_unix: float | None = Field(default=None, exclude=True)
 
     @classmethod
     def assemble(cls, cell_id: str, report: CellReport, log_path: str | None = None) -> CellResult:
         measured, placement = report.measured, report.placement
         m = measured.measurements
-        achieved = peak_fraction = None
-        if m.train_flops and m.train_wall_s:
-            achieved = m.train_flops / m.train_wall_s
-            peak = (placement.hardware_profile or {}).get("matmul_flops")
-            peak_fraction = achieved / peak if peak else None
+        peak = (placement.hardware_profile or {}).get("matmul_flops")
+        achieved, peak_fraction = _rate(m.train_flops, m.train_wall_s, peak)
+        achieved_real, peak_fraction_real = _rate(m.train_flops_real, m.train_wall_s, peak)
         return cls(
             **m.model_dump(),
             predictions=m.predictions,  # excluded from dumps (the store writes them apart)
@@ -234,7 +277,43 @@ class CellResult(Measurements, Placement):
             cell_wall_s=measured.cell_wall_s,
             achieved_flops_per_s=achieved,
             flops_fraction_of_peak=peak_fraction,
+            achieved_flops_per_s_real=achieved_real,
+            flops_fraction_of_peak_real=peak_fraction_real,
             attempts=report.attempts,
             log=report.log,
             log_path=log_path,
+            **_phase_fields(report),
         )
+
+    def stored(self, result_to_row_s: float) -> dict[str, float]:
+        """The driver's phase and the total, once the row is about to be committed."""
+        if self.cell_wall_s is None or self.phase_worker_s is None:
+            return {}
+        total = sum(getattr(self, phase_column(p)) or 0.0 for p in PHASES[:-1])
+        return {
+            phase_column("result_to_row"): result_to_row_s,
+            "cell_total_s": total + result_to_row_s,
+        }
+
+
+def _rate(flops: float | None, wall_s: float | None, peak: float | None):
+    """FLOP/s over the training loop, and that as a fraction of the calibrated peak."""
+    if not flops or not wall_s:
+        return None, None
+    achieved = flops / wall_s
+    return achieved, (achieved / peak if peak else None)
+
+
+def _phase_fields(report: CellReport) -> dict[str, Any]:
+    measured = report.measured
+    if not isinstance(measured, Measured):
+        return {}
+    fields = {phase_column(p): measured.phases.get(p) for p in RUNNER_PHASES}
+    return {
+        **fields,
+        phase_column("dispatch"): report.dispatch_s,
+        phase_column("worker"): report.worker_s,
+        "model_cached": measured.model_cached,
+        "data_cached": measured.data_cached,
+        "finished_unix": report.finished_unix,
+    }

@@ -30,6 +30,10 @@ def test_run_resume_query_export(tiny_plugins: Path, tmp_path: Path):
     assert "3 to run" in first.stderr
     for method in ("head", "lora", "bitfit"):
         assert method in first.stdout
+    # Where each cell's time went, one line per cell at the end (dispatch to stored row).
+    phases = first.stderr.split("where the time went (dispatch to stored row):")[1]
+    for method in ("head", "lora", "bitfit"):
+        assert f"\n{method} x drug-condition x tiny-bert (seed 0): " in phases
 
     second = cli("run", "tiny", "--plugins", str(tiny_plugins), "--db", str(db))
     assert second.returncode == 0, second.stderr

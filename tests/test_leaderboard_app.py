@@ -147,8 +147,17 @@ def test_hardware_page(app):
     assert a100["Declared profiles"] == "gpu-a100" and a100["Ok"] == "6"
     assert a100["Device memory"] == "40 GiB"
     at.selectbox(key="hw_profile").select("gpu-a100").run()
-    rows = at.dataframe[-1].value
+    rows = at.dataframe[-2].value
     assert set(rows["Method"]) == {"full", "lora", "head"}
+    # Where the time goes: one row per method on the profile, every phase a column.
+    phases = at.dataframe[-1].value
+    assert set(phases["Method"]) == {"full", "lora", "head"}
+    phases = phases[phases["Task"] == "drug-condition"].set_index("Method")
+    assert {"Dispatch", "Train", "Evaluate", "Result to row", "Scheduling share"} <= set(
+        phases.columns
+    )
+    assert phases.loc["lora", "Cells"] == "1"
+    assert phases.loc["lora", "Model cached"] in ("0 %", "100 %")
 
 
 def test_merging_page(app):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import tables, ui
-from leaderboard.hardware import profiles, recorded, results_on
+from leaderboard.hardware import phases_on, profiles, recorded, results_on
 
 reader, _ = ui.page_setup(with_filters=False)
 st.title("Hardware profiles")
@@ -27,3 +27,14 @@ st.subheader("Results by profile")
 profile = st.selectbox("Results measured on", table["profile"].tolist(), key="hw_profile")
 rows = ui.guarded(results_on, reader, profile)
 st.dataframe(tables.results_on_table(rows).styled(), hide_index=True, width="stretch")
+phases = ui.guarded(phases_on, reader, profile)
+st.subheader("Where the time goes")
+if phases.empty:
+    st.info("No cell on this profile recorded its phases (rows written before they were).")
+else:
+    st.caption(
+        "Mean seconds per phase of a cell, from Ray's dispatch to the stored row; the phases "
+        "add up to Total. Scheduling share: dispatch, worker and storing, of Total. Cached: "
+        "the share of cells whose model and tokenised data came from the worker's caches."
+    )
+    st.dataframe(tables.phases_table(phases).styled(), hide_index=True, width="stretch")

@@ -45,7 +45,7 @@ class LocalExecutor:
             start = time.monotonic()
             try:
                 with alarm(cell.timeout_s):
-                    report = self._worker.run(cell, on_step=on_step)
+                    report = self._worker.run(cell, on_step=on_step, submitted_unix=time.time())
             except CellTimeout:
                 report = timeout_report(cell, time.monotonic() - start, self._where(), None)
             on_result(cell, report)

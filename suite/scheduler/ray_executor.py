@@ -137,7 +137,7 @@ class RayExecutor:
             queue.remove(cell)
             slot.cell, slot.started = cell, time.monotonic()
             slot.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-            slot.ref = slot.actor.run.remote(cell)
+            slot.ref = slot.actor.run.remote(cell, submitted_unix=time.time())
             if self.progress:
                 self.progress.start_cell(cell)
 

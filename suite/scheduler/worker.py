@@ -38,18 +38,28 @@ class CellWorker:
         return {**self.info(), **caches.COUNTS}
 
     def profile_for(self, cell: Cell) -> dict[str, Any]:
-        """This worker's recorded profile for the cell's device and dtype (recorded once)."""
+        """This worker's recorded profile for the cell's device and compute dtype (recorded
+        once)."""
         from suite.scheduler import hardware
+        from suite.train.precision import compute_dtype
         from suite.train.runner import pick_device
 
         device = pick_device(cell)
-        key = (str(device), cell.model.dtype)
+        # An autocast cell's matmuls run in the autocast dtype: calibrated in that one (a
+        # post-hoc cell may have no budget).
+        dtype = compute_dtype(cell.model.dtype, getattr(cell.budget, "autocast", None))
+        key = (str(device), dtype)
         if key not in self.profiles:
-            self.profiles[key] = hardware.record(device, cell.model.dtype, self.node_id)
+            self.profiles[key] = hardware.record(device, dtype, self.node_id)
         return self.profiles[key]
 
-    def run(self, cell: Cell, on_step=None) -> CellReport:
-        """Run a cell; never raises for the cell's own errors (the runner catches them)."""
+    def run(self, cell: Cell, on_step=None, submitted_unix: float | None = None) -> CellReport:
+        """Run a cell; never raises for the cell's own errors (the runner catches them).
+
+        `submitted_unix` (epoch seconds) is when the executor handed the cell over: the
+        time to here is Ray's dispatch; what this method spends outside the runner (the
+        first cell's hardware calibration among it) is the worker's phase."""
+        entered, started = time.time(), time.perf_counter()
         import torch
 
         from suite.train.runner import run_cell
@@ -58,7 +68,6 @@ class CellWorker:
         if threads:
             torch.set_num_threads(threads)
         log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
-        started = time.perf_counter()
         placement = self.placement(cell)
 
         def step(i: int, total: int, loss: float) -> None:
@@ -75,7 +84,11 @@ class CellWorker:
         log.append(f"status {measured.status} after {time.perf_counter() - started:.2f} s")
         if measured.error:
             log.append(measured.error)
-        return CellReport(measured=measured, placement=placement, log="\n".join(log) + "\n")
+        report = CellReport(measured=measured, placement=placement, log="\n".join(log) + "\n")
+        report.dispatch_s = max(entered - submitted_unix, 0.0) if submitted_unix else 0.0
+        report.worker_s = max(time.perf_counter() - started - (measured.cell_wall_s or 0.0), 0.0)
+        report.finished_unix = time.time()
+        return report
 
     def placement(self, cell: Cell) -> Placement:
         """Where this worker runs the cell, on the hardware profile it recorded."""

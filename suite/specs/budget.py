@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -24,6 +24,15 @@ class Budget(Frozen):
     # A budget in training tokens instead of epochs: steps = tokens // (batch_size x the
     # task's max_length), still capped by max_steps. None (unset) keeps older cell ids.
     tokens: PositiveInt | None = None
+    # Length bucketing (suite/train/batches.py): sort each window of this many shuffled
+    # batches by length, so less is padded. The same examples each epoch, but another
+    # order and batch composition, so it is part of the protocol; None (off) keeps ids.
+    length_bucket_window: PositiveInt | None = None
+    # Mixed precision (suite/train/precision.py): forward passes (training, evaluation,
+    # latency) autocast to bf16 while weights, adapters, gradients and the optimiser stay
+    # in the base's dtype (fp32 masters); FLOP/s is compared with the bf16 peak. Another
+    # protocol than fp32 (in the cell id); None (off) keeps ids.
+    autocast: Literal["bf16"] | None = None
 
 
 def budget_tag(budget: dict[str, Any]) -> str:

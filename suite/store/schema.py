@@ -14,6 +14,7 @@ store on every read cost seconds at a million rows. Whoever inserts into `cell_r
 
 from __future__ import annotations
 
+from suite.results import PHASES, phase_column
 from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
@@ -136,6 +137,18 @@ CELL_RUN_COLUMNS: dict[str, str] = {
     # Where the row came from: NULL for a row this store's own runs wrote; the published
     # dataset's name (suite/store/published.py) for a row loaded from one.
     "origin": "VARCHAR",
+    # Useful work: training tokens and FLOPs counted on real tokens (padding excluded),
+    # and that FLOP/s as a fraction of the calibrated peak (suite/results.py).
+    "train_real_tokens": "BIGINT",
+    "train_flops_real": "DOUBLE",
+    "achieved_flops_per_s_real": "DOUBLE",
+    "flops_fraction_of_peak_real": "DOUBLE",
+    # Where the cell's wall time went, dispatch to stored row (suite/results.py PHASES):
+    # the phases add up to cell_total_s; whether model and tokenised data were cached.
+    **{phase_column(p): "DOUBLE" for p in PHASES},
+    "model_cached": "BOOLEAN",
+    "data_cached": "BOOLEAN",
+    "cell_total_s": "DOUBLE",
 }
 
 # What a worker actually had, recorded once per worker and dtype (suite/scheduler/hardware.py).

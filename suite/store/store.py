@@ -187,8 +187,9 @@ class Store:
                 )
             _insert_profile(con, result.hardware_profile)
             record_artifact(con, cell, result, row["result_id"])
-            refresh_latest(con, row["cell_id"])
             refresh_comparisons(con, (row["task_hash"], row["model"], row["profile"]))
+            _record_result_to_row(con, result, row["result_id"])
+            refresh_latest(con, row["cell_id"])
             con.execute("COMMIT")
         return row["result_id"]
 
@@ -276,6 +277,21 @@ def _has_table(con, name: str) -> bool:
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
         ).fetchone()[0]
     )
+
+
+def _record_result_to_row(con, result: CellResult, result_id: str) -> None:
+    """The driver's phase (worker finished to row written, up to the commit) and the
+    cell's total wall time, set on the row once everything else of it is written."""
+    if result.finished_unix is None:
+        return
+    fields = result.stored(max(time.time() - result.finished_unix, 0.0))
+    for name, value in fields.items():
+        setattr(result, name, value)  # the driver's summary shows them too
+    if fields:
+        sets = ", ".join(f"{name} = ?" for name in fields)  # names from suite/results.py
+        con.execute(
+            f"UPDATE cell_runs SET {sets} WHERE result_id = ?", [*fields.values(), result_id]
+        )
 
 
 def _add_missing_columns(con) -> None:

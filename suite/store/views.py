@@ -23,6 +23,7 @@ never share a row or a rank; every view carries the `protocol` column
 
 from __future__ import annotations
 
+from suite.results import PHASES, SCHEDULING_PHASES, phase_column
 from suite.store.comparisons import TABLES as COMPARISON_TABLES
 from suite.store.comparisons import TRAINING_MEMORY_SQL
 from suite.store.protocols import PROTOCOLS
@@ -287,15 +288,30 @@ JOIN example_outcomes b ON b.task_hash = m.task_hash AND b.model = m.model
     AND b.method = m.baseline_method AND b.protocol IS NOT DISTINCT FROM m.protocol
 WHERE m.method <> m.baseline_method AND m.share_correct < 0.5 AND b.share_correct >= 0.5"""
 
+# Where each cell's wall time went (latest attempt per cell), phase by phase in order,
+# with scheduling (dispatch, worker, result to row) summed, and what the phases cover
+# of the cell's total (1.0: every second attributed).
+_PHASE_COLUMNS = ", ".join(phase_column(p) for p in PHASES)
+_SCHEDULING = " + ".join(f"coalesce({phase_column(p)}, 0)" for p in SCHEDULING_PHASES)
+_PHASE_SUM = " + ".join(f"coalesce({phase_column(p)}, 0)" for p in PHASES)
+CELL_PHASES = f"""CREATE OR REPLACE VIEW cell_phases AS
+SELECT cell_id, matrix, protocol, task, model, method, seed, phase, status, profile, device,
+    base_dtype, model_cached, data_cached, cell_total_s, cell_wall_s, {_PHASE_COLUMNS},
+    {_SCHEDULING} AS scheduling_s,
+    ({_SCHEDULING}) / nullif(cell_total_s, 0) AS scheduling_share,
+    ({_PHASE_SUM}) / nullif(cell_total_s, 0) AS phases_cover
+FROM results
+WHERE cell_total_s IS NOT NULL"""
+
 ANALYSIS_VIEWS = [
     LEADERBOARD, PARETO, TRIALS, RANK_SWEEP, AGGREGATE, TUNING_CURVES, DISAGREEMENTS,
-    LOST_TO_BASELINE, PROTOCOLS,
+    LOST_TO_BASELINE, PROTOCOLS, CELL_PHASES,
 ]  # fmt: skip
 
 VIEW_NAMES = (
     "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
     "example_outcomes", "disagreements", "lost_to_baseline", "merging", "compression",
-    "protocols",
+    "protocols", "cell_phases",
 )  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
@@ -314,6 +330,7 @@ VIEW_ORDER = {
     "merging": "protocol, stage_name, method, model, seed, task",
     "compression": "protocol, stage_name, model, seed, method_name, level",
     "protocols": "n_rows DESC, protocol",
+    "cell_phases": "protocol, task, model, method, seed",
 }
 VIEW_COLUMNS = {
     "results": "protocol, task, model, method, seed, phase, status, primary_metric, val_primary, "
@@ -337,6 +354,8 @@ VIEW_COLUMNS = {
     "compression": "protocol, stage_name, method, fidelity, seed, status, task, level_label, "
     "sparsity, value, dense_value, normalised, latency_s, dense_latency_s, stored_bytes",
     "protocols": "protocol, n_rows, n_ok, seeds, tasks, models, profiles, budgets, tunings",
+    "cell_phases": "protocol, task, model, method, seed, cell_total_s, "
+    + ", ".join(phase_column(p) for p in PHASES),
 }
 
 

@@ -4,7 +4,9 @@ Counted from the linear layers only (they dominate a transformer's compute; atte
 scores and element-wise ops are left out, so the figure is a slight underestimate):
 per token, forward 2*W, gradient with respect to inputs 2*W, and gradient with respect
 to weights 2*W_trainable, where W counts the weights of every nn.Linear and
-W_trainable those that train. Padded tokens count: the matmuls run on them. A module
+W_trainable those that train. The runner counts it twice: on the tokens as the model ran
+them (padding included: the matmuls run on it) and on real tokens only (the attention
+mask's ones: the useful work), each with its fraction of the calibrated peak. A module
 that is not an nn.Linear but does a linear layer's work (a pretraining method's
 replacement, suite/methods/pretrain.py) declares `flop_weights`: its multiply-adds per
 token, and of them those whose weight gradient is computed.
@@ -31,6 +33,6 @@ def linear_weights(model: nn.Module) -> tuple[int, int]:
 
 
 def train_flops(model: nn.Module, tokens: int) -> float:
-    """Estimated FLOPs of training `model` on `tokens` (padded) tokens."""
+    """Estimated FLOPs of training `model` on `tokens` tokens (padded or real)."""
     total, trainable = linear_weights(model)
     return float(tokens) * (4.0 * total + 2.0 * trainable)

@@ -80,14 +80,26 @@ def _release_freed_heap() -> None:
         pass
 
 
+# Latency is the median over this many fixed test batches (the split's first ones, in
+# data order; enough for a stable median). Unmerged, they are timed as evaluation runs
+# them (`ForwardTimer`), so that costs nothing extra; merged, they are run once more.
+LATENCY_BATCHES = 8
+
+
 def median_latency(
-    fn: Callable[[dict], object], batches: list[dict], device, repeats: int = 1
+    fn: Callable[[dict], object],
+    batches: list[dict],
+    device,
+    repeats: int = 1,
+    warmup: bool = True,
 ) -> float:
-    """Median seconds per batch of `fn` over `batches` (after one warm-up batch)."""
+    """Median seconds per batch of `fn` over `batches` (after one warm-up batch, unless
+    the caller has just run one)."""
     if not batches:
         return float("nan")
     with torch.inference_mode():
-        fn(batches[0])
+        if warmup:
+            fn(batches[0])
         times = []
         for _ in range(repeats):
             for batch in batches:
@@ -97,6 +109,56 @@ def median_latency(
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class ForwardTimer:
+    """Times a module's first `limit` forward calls while it is entered (a pre- and a
+    post-forward hook; CUDA is synchronised on both sides) and keeps the first output.
+
+    Evaluation runs the test batches through the model anyway: timing those forwards
+    gives the unmerged latency (median of the same batches `median_latency` would run)
+    without running them again. A predictor that never calls the module's forward
+    (generation, perplexity) leaves `times` empty, and the caller measures as before."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device, limit: int):
+        self.module, self.device, self.limit = module, device, limit
+        self.times: list[float] = []
+        self.first_output = None
+        self._start = 0.0
+        self._handles: list = []
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _pre(self, module, args, kwargs) -> None:
+        self._sync()
+        self._start = time.perf_counter()
+
+    def _post(self, module, args, kwargs, output) -> None:
+        if len(self.times) >= self.limit:
+            return
+        self._sync()
+        self.times.append(time.perf_counter() - self._start)
+        if self.first_output is None and isinstance(output, torch.Tensor):
+            self.first_output = output.detach().clone()
+
+    def __enter__(self) -> ForwardTimer:
+        self._handles = [
+            self.module.register_forward_pre_hook(self._pre, with_kwargs=True),
+            self.module.register_forward_hook(self._post, with_kwargs=True),
+        ]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def median(self, n_batches: int) -> float | None:
+        """The median seconds per forward, once every one of `n_batches` was timed."""
+        if not n_batches or len(self.times) < n_batches:
+            return None
+        return statistics.median(self.times[:n_batches])
 
 
 def safetensors_bytes(state: dict[str, torch.Tensor]) -> int:

@@ -15,6 +15,7 @@ parameter at 1.0 does not move at lr 1e-3. So:
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import torch
@@ -115,3 +116,37 @@ class MasterWeights:
     def push_weights(self) -> None:
         for p, master in self.pairs.values():
             p.copy_(master)
+
+
+# Budget.autocast's names, as torch dtypes.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
+
+
+def compute_dtype(model_dtype: str, autocast: str | None) -> str:
+    """The dtype a cell's matmuls run in (what its FLOP/s is compared against): the
+    autocast dtype where one is set, else the model's."""
+    return _name(AUTOCAST_DTYPES[autocast]) if autocast else model_dtype
+
+
+def autocast_context(device: torch.device, autocast: str | None):
+    """A fresh context: autocast to `autocast` on `device`, or nothing when it is None.
+
+    As on GPU, autocast runs matmuls in bf16 and keeps weights as they are (fp32 on an
+    fp32 base, so adapters and master weights stay fp32 and gradients reach them in fp32).
+    """
+    if autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
+
+
+def autocast_loss(loss_fn, device: torch.device, autocast: str | None):
+    """`loss_fn` with its forward pass under `autocast` (backward runs outside it, as
+    torch recommends); `loss_fn` itself where none is set."""
+    if autocast is None:
+        return loss_fn
+
+    def loss(model, batch):
+        with autocast_context(device, autocast):
+            return loss_fn(model, batch)
+
+    return loss

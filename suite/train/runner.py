@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +22,15 @@ from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.batches import eval_batches, train_batches
+from suite.train.costs import measure
 from suite.train.evaluate import predict, score, split_predictions, task_loss
 from suite.train.flops import train_flops
 from suite.train.loop import LoopConfig, NonFiniteLoss, TrainStats, planned_steps, train
-from suite.train.measure import PeakMemory, median_latency, safetensors_bytes
+from suite.train.measure import LATENCY_BATCHES, ForwardTimer, PeakMemory
 from suite.train.memory import MemoryProbe
+from suite.train.phases import PhaseClock
+from suite.train.precision import autocast_context, autocast_loss
 from suite.train.prepare import prepare_model
-
-# Latency is measured on this many fixed test batches (enough for a stable median).
-LATENCY_BATCHES = 8
 
 
 def seed_everything(seed: int) -> None:
@@ -59,9 +58,9 @@ def pick_device(cell: Cell) -> torch.device:
 def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = None) -> Measured:
     """Run a cell; any exception becomes its outcome (status and error text)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
+    clock = PhaseClock()
     try:
-        outcome = {"status": "ok", "measurements": Measurements(**_run(cell, on_step))}
+        outcome = {"status": "ok", "measurements": Measurements(**_run(cell, on_step, clock))}
     except NonFiniteLoss as exc:
         outcome = {"status": "nan", "error": str(exc)}
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -70,17 +69,26 @@ def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = Non
         outcome = {"status": "oom", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     except Exception as exc:  # noqa: BLE001 - a failing cell must never stop the matrix
         outcome = {"status": "failed", "error": "".join(traceback.format_exception(exc))[-4000:]}
-    return Measured(**outcome, started_at=started, cell_wall_s=time.perf_counter() - t0)
+    wall = clock.elapsed()
+    return Measured(
+        **outcome, started_at=started, cell_wall_s=wall, phases=clock.finish(wall),
+        model_cached=clock.cached.get("model"), data_cached=clock.cached.get("data"),
+    )  # fmt: skip
 
 
-def _run(cell: Cell, on_step) -> dict[str, Any]:
-    """The cell's measurements, one step after another."""
-    setup = load(cell)
-    ready = prepare(cell, setup)
-    trained = train_cell(cell, setup, ready, on_step)
-    scores = evaluate_cell(cell, setup, ready.prepared.model)
-    costs = measure(cell, setup, ready, scores.pop("eval_sets"))
-    saved = save_cell_artifact(cell, ready.prepared) if cell.artifact_dir else {}
+def _run(cell: Cell, on_step, clock: PhaseClock) -> dict[str, Any]:
+    """The cell's measurements, one step (and timed phase) after another."""
+    setup = load(cell, clock)
+    with clock.phase("prepare"):
+        ready = prepare(cell, setup)
+    with clock.phase("train"):
+        trained = train_cell(cell, setup, ready, on_step)
+    with clock.phase("evaluate"):
+        scores = evaluate_cell(cell, setup, ready.prepared.model)
+    with clock.phase("measure"):
+        costs = measure(cell, setup, ready, scores.pop("eval_sets"), scores.pop("test_forwards"))
+    with clock.phase("save"):
+        saved = save_cell_artifact(cell, ready.prepared) if cell.artifact_dir else {}
     return {
         **ready.fields, **trained, **scores, **costs, **_reference_fields(setup, ready), **saved
     }  # fmt: skip
@@ -125,24 +133,18 @@ class Setup:
     memory: PeakMemory
 
 
-def load(cell: Cell) -> Setup:
+def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
     """Data, tokenised splits and a fresh seeded task model (from the worker's caches)."""
+    clock = clock or PhaseClock()
     device = pick_device(cell)
-    data = caches.task_data(cell.task, cell.task_dir)
-    tokenizer = caches.tokenizer(cell.model)
-    encoded = caches.encoded(cell.task, cell.task_dir, cell.model)
-    # Load (or find cached) the backbone before seeding: loading draws random numbers for
-    # weights it then overwrites, so the first cell of a worker would otherwise start
-    # from a different random state than the same cell run later on that worker.
-    caches.warm(cell.model, cell.base_storage)
-    # The cell's memory counts from here: the worker's caches above are not the cell's.
-    memory = PeakMemory(device)
-    memory.reset()
-    seed_everything(cell.seed)
-    model = caches.task_model(cell.model, data.num_outputs, cell.seed, cell.base_storage)
-    model = model.to(device)
-    # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
-    reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
+    with clock.phase("data_load"):
+        before = caches.COUNTS["tokenizations"]
+        data = caches.task_data(cell.task, cell.task_dir)
+        tokenizer = caches.tokenizer(cell.model)
+        encoded = caches.encoded(cell.task, cell.task_dir, cell.model)
+        clock.cached["data"] = caches.COUNTS["tokenizations"] == before
+    with clock.phase("model_load"):
+        model, memory, reference = _load_model(cell, device, data, tokenizer, clock)
     budget = cell.budget
     steps = planned_steps(
         len(encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps,
@@ -161,6 +163,25 @@ def load(cell: Cell) -> Setup:
         reference_before=reference.loss(model) if reference else None,
         memory=memory,
     )
+
+
+def _load_model(cell: Cell, device, data, tokenizer, clock: PhaseClock):
+    """The seeded task model on its device, the cell's memory meter, the reference probe."""
+    before = caches.COUNTS["model_loads"]
+    # Load (or find cached) the backbone before seeding: loading draws random numbers for
+    # weights it then overwrites, so the first cell of a worker would otherwise start
+    # from a different random state than the same cell run later on that worker.
+    caches.warm(cell.model, cell.base_storage)
+    clock.cached["model"] = caches.COUNTS["model_loads"] == before
+    # The cell's memory counts from here: the worker's caches above are not the cell's.
+    memory = PeakMemory(device)
+    memory.reset()
+    seed_everything(cell.seed)
+    model = caches.task_model(cell.model, data.num_outputs, cell.seed, cell.base_storage)
+    model = model.to(device)
+    # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
+    reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
+    return model, memory, reference
 
 
 @dataclass
@@ -263,19 +284,17 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         warmup_ratio=cell.budget.warmup_ratio,
         grad_clip=cell.budget.grad_clip,
     )
-    stream = _to_device(
-        train_batches(
-            setup.encoded["train"], cell.budget.batch_size, setup.pad, setup.collate, cell.seed
-        ),
-        setup.device,
-    )
-    tokens = [0]  # padded tokens trained on, for the FLOP estimate
+    batches = train_batches(
+        setup.encoded["train"], cell.budget.batch_size, setup.pad, setup.collate, cell.seed,
+        cell.budget.length_bucket_window,
+    )  # fmt: skip
+    stream = _to_device(batches, setup.device)
+    tokens = [0, 0]  # tokens trained on (padded as the model ran them, real), for FLOPs
     memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
     probe = MemoryProbe(model)
-    stats = train(
-        prepared, _counted(stream, tokens), task_loss(cell.task), cfg, on_step=report, probe=probe
-    )
+    loss = autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
+    stats = train(prepared, _counted(stream, tokens), loss, cfg, on_step=report, probe=probe)
     peak = memory.peak_bytes()
     # Counted after training: ranks IncreLoRA grew and ranks SoRA pruned both count.
     head = _trainable(model.head)
@@ -288,8 +307,10 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "memory_baseline_bytes": memory.baseline_bytes,
         "cached_model_bytes": caches.cached_model_bytes(),
         "train_tokens": tokens[0],
+        "train_real_tokens": tokens[1],
         "tokens_per_s": tokens[0] / stats.wall_s if stats.wall_s else None,
         "train_flops": train_flops(model, tokens[0]),
+        "train_flops_real": train_flops(model, tokens[1]),
         **_train_stats(stats),
         # After the stats: the optimiser state at its largest over the steps, not the last.
         **probe.fields(peak),
@@ -321,7 +342,12 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         )
         for s in ("validation", "test")
     }
-    found = {s: predict(model, eval_sets[s], cell.task, setup.tokenizer) for s in eval_sets}
+    # The test split's first forwards are timed as they run: the unmerged latency.
+    timer = ForwardTimer(model, setup.device, LATENCY_BATCHES)
+    with autocast_context(setup.device, cell.budget.autocast):
+        found = {"validation": predict(model, eval_sets["validation"], cell.task, setup.tokenizer)}
+        with timer:
+            found["test"] = predict(model, eval_sets["test"], cell.task, setup.tokenizer)
     val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
     trial = cell.phase == "trial"
     test_split = "trial_test" if trial else "test"
@@ -337,19 +363,7 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
         "baseline_val": baselines.get("validation", {}),
         "baseline_test": baselines.get("test", {}),
         "eval_sets": eval_sets,
-    }
-
-
-def measure(cell: Cell, setup: Setup, ready: Ready, eval_sets: dict) -> dict[str, Any]:
-    """Inference latency unmerged and merged, merge time and error, adapter bytes."""
-    prepared, model, device = ready.prepared, ready.prepared.model, setup.device
-    latency_batches = eval_sets["test"][:LATENCY_BATCHES]
-    state = prepared.adapter_state() if prepared.adapter_state else {}
-    return {
-        "latency_unmerged_s": median_latency(lambda b: model(**b), latency_batches, device),
-        **_measure_merge(prepared, model, latency_batches, device),
-        "adapter_bytes": safetensors_bytes(state) if state else None,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "test_forwards": timer,
     }
 
 
@@ -363,30 +377,14 @@ def _trainable(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def _measure_merge(prepared, model, batches, device) -> dict:
-    """Merge time, merged latency, and how far merged outputs drift from unmerged ones."""
-    if prepared.merge is None or not batches:
-        return {}
-    with torch.inference_mode():
-        before = model(**batches[0])
-    start = time.perf_counter()
-    with torch.no_grad():
-        prepared.merge()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    merge_time = time.perf_counter() - start
-    latency = median_latency(lambda b: model(**b), batches, device)
-    with torch.inference_mode():
-        diff = float((model(**batches[0]) - before).abs().max())
-    if prepared.unmerge is not None:
-        prepared.unmerge()
-    return {"merge_time_s": merge_time, "latency_merged_s": latency, "merge_max_abs_diff": diff}
-
-
 def _counted(stream, tokens: list[int]):
+    """Count each batch's tokens as run (padded) and real (attention mask), in place."""
     for batch in stream:
         # Image batches have no input_ids (their tokens are patches); count text tokens only.
-        tokens[0] += int(batch["input_ids"].numel()) if "input_ids" in batch else 0
+        if "input_ids" in batch:
+            tokens[0] += int(batch["input_ids"].numel())
+            mask = batch.get("attention_mask")
+            tokens[1] += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
         yield batch
 
 
