@@ -6,8 +6,11 @@ Each returns {split name: pandas.DataFrame}. A task may instead name its own loa
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import importlib.util
 import io
+import lzma
 import zipfile
 from pathlib import Path
 
@@ -29,11 +32,19 @@ _READERS = {
 }
 
 
+# A table compressed as a whole (`corpus.csv.bz2`) is read by its inner suffix.
+_DECOMPRESS = {".bz2": bz2.decompress, ".gz": gzip.decompress, ".xz": lzma.decompress}
+
+
 def _read_table(name: str, handle) -> pd.DataFrame:
     suffix = Path(name).suffix.lower()
+    if suffix in _DECOMPRESS:
+        raw = handle.read() if hasattr(handle, "read") else Path(handle).read_bytes()
+        return _read_table(Path(name).stem, io.BytesIO(_DECOMPRESS[suffix](raw)))
     if suffix not in _READERS:
         raise TaskDataError(
-            f"unsupported file type {suffix!r} ({name}); use one of {sorted(_READERS)}"
+            f"unsupported file type {suffix!r} ({name}); use one of {sorted(_READERS)}, "
+            f"optionally compressed as {sorted(_DECOMPRESS)}"
         )
     return _READERS[suffix](handle)
 
