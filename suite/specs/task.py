@@ -24,8 +24,8 @@ class MetricSpec(Frozen):
     unit: str | None = None
 
 
-class ValidationCarve(Frozen):
-    """Carve the validation split out of another split with a fixed seed."""
+class SplitCarve(Frozen):
+    """Carve a split (validation, or test) out of another split with a fixed seed."""
 
     from_split: str = "train"
     fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
@@ -33,6 +33,20 @@ class ValidationCarve(Frozen):
     size: PositiveInt | None = None
     seed: int = 0
     stratify: bool = True
+    # Hold out whole groups (rows sharing this column's value: a movie's reviews), so no
+    # group is in two splits; `fraction` is then the share of groups, and the carve does
+    # not stratify (a group's rows move together, whatever their labels).
+    group_by: str | None = None
+
+    @model_validator(mode="after")
+    def _groups_take_a_fraction(self) -> SplitCarve:
+        if self.group_by is not None and self.size is not None:
+            raise ValueError("a carve with group_by takes a fraction of the groups, not a size")
+        return self
+
+
+# The name tasks were written against when only validation could be carved.
+ValidationCarve = SplitCarve
 
 
 class DataSpec(Frozen):
@@ -51,7 +65,15 @@ class DataSpec(Frozen):
     options: dict[str, Any] = Field(default_factory=dict)
     # Rename the source's splits ({validation: test}); '-' drops one (hidden test labels).
     splits: dict[str, str] = Field(default_factory=dict)
-    validation: ValidationCarve | None = None
+    # Rows repeating an earlier row's values in these columns are dropped (within each
+    # loaded split, before carving), so a snippet filed twice cannot sit on both sides.
+    drop_duplicates: list[str] | None = None
+    # Carved after loading: test first (from a source that ships one table), then validation.
+    test: SplitCarve | None = None
+    validation: SplitCarve | None = None
+    # SHA-256 of the final splits' contents (suite.tasks.splits.split_digest): loading
+    # fails if the package's data or the carve changed, instead of silently moving them.
+    split_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class TaskBase(Frozen):

