@@ -7,6 +7,7 @@ or the `PEFTBENCH_PLUGINS` environment variable (os.pathsep-separated).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from suite.specs.method import MethodSpec
 from suite.specs.model import ModelPreset
 from suite.specs.posthoc import PosthocMethodSpec
 from suite.specs.profile import HardwareProfile
-from suite.specs.yamlio import line_of
+from suite.specs.yamlio import line_of, resolve_path
 from suite.tasks.types import TaskSpec
 
 T = TypeVar("T", bound=BaseModel)
@@ -130,7 +131,12 @@ class Catalog:
                 continue
             sources += [(attr, model, root, patterns) for attr, model, patterns in _LAYOUT]
         for attr, model, root, patterns in sources:
-            for path in _files(root, patterns, seen):
+            try:
+                paths = _files(root, patterns, seen)
+            except SpecError as exc:
+                issues.extend(exc.issues)
+                continue
+            for path in paths:
                 try:
                     catalog._register(attr, model, path)
                 except SpecError as exc:
@@ -178,11 +184,36 @@ def _load_plain(path: Path) -> Any:
     return load_yaml(path)
 
 
+def _listing(folder: Path, pattern: str) -> list[Path]:
+    """The entries of `folder` whose names match `pattern`, links that lead nowhere (or
+    round in a loop) included: glob would leave those out without a word."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SpecError.single(str(folder), None, "", f"cannot read folder: {reason}") from exc
+    return [folder / name for name in names if fnmatch.fnmatchcase(name, pattern)]
+
+
+def _matches(root: Path, pattern: str) -> list[Path]:
+    """`root.glob(pattern)` for patterns of plain folder steps ('*/method.yaml')."""
+    paths = [root]
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        paths = [p for folder in paths for p in _listing(folder, part) if last or p.is_dir()]
+    return paths
+
+
 def _files(root: Path, patterns: tuple[str, ...], seen: set[Path]) -> list[Path]:
+    """Spec files under `root`; a folder that cannot be read or a link that cannot be
+    resolved is a SpecError (never a silent omission)."""
     found = []
     for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            resolved = path.resolve()
+        for path in _matches(root, pattern):
+            if ".venv" in path.parts:
+                continue
+            resolved = resolve_path(path)
             if resolved not in seen and ".venv" not in resolved.parts:
                 seen.add(resolved)
                 found.append(resolved)

@@ -8,6 +8,7 @@ the files being validated.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from suite.specs.model import ModelPreset
 from suite.specs.posthoc import PosthocMethodSpec
 from suite.specs.profile import HardwareProfile
 from suite.specs.reference import ReferenceFile
+from suite.specs.yamlio import resolve_path
 from suite.tasks.types import TaskSpec
 
 _BY_FOLDER = {
@@ -65,16 +67,22 @@ def spec_kind(path: Path, raw) -> type[BaseModel] | None:
 
 
 def yaml_files(paths: list[Path]) -> list[Path]:
+    """The YAML files under each folder (symlinked folders not entered, so no loop), or
+    the path itself. A folder that cannot be read is a SpecError, not a silent gap; a
+    file that vanishes or cannot be read after the scan fails when it is loaded."""
     found = []
     for path in paths:
-        if path.is_dir():
-            found += sorted(
-                p
-                for p in path.rglob("*.y*ml")
-                if p.suffix in (".yaml", ".yml") and ".venv" not in p.parts
-            )
-        else:
+        if not path.is_dir():
             found.append(path)
+            continue
+
+        def unreadable(exc: OSError) -> None:
+            reason = exc.strerror or type(exc).__name__
+            raise SpecError.single(str(exc.filename), None, "", f"cannot read folder: {reason}")
+
+        for folder, dirs, files in os.walk(path, onerror=unreadable):
+            dirs[:] = sorted(d for d in dirs if d != ".venv")
+            found += [Path(folder) / f for f in sorted(files) if f.endswith((".yaml", ".yml"))]
     return found
 
 
@@ -82,7 +90,7 @@ def validate_paths(paths: list[Path], plugins: list[Path]) -> list[tuple[Path, s
     """Validate; return (path, kind) for each file or raise one SpecError with every problem."""
     issues: list[SpecIssue] = []
     parsed: list[tuple[Path, type[BaseModel], Entry]] = []
-    for path in yaml_files(paths):
+    for path in yaml_files(paths):  # raises SpecError for a folder it cannot read
         try:
             raw = load_with_includes(path)
             kind = spec_kind(path, raw)
@@ -98,7 +106,8 @@ def validate_paths(paths: list[Path], plugins: list[Path]) -> list[tuple[Path, s
                     )
                 )
                 continue
-            parsed.append((path, kind, Entry(parse(path, raw, kind), path.resolve(), raw)))
+            entry = Entry(parse(path, raw, kind), resolve_path(path), raw)
+            parsed.append((path, kind, entry))
         except SpecError as exc:
             issues.extend(exc.issues)
     if issues:

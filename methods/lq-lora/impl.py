@@ -16,7 +16,8 @@ W' = Q + s B A at initialisation.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
@@ -64,6 +65,22 @@ def weighted_svd_factors(a, fisher, rank, randomized, oversampling):
     return l1 / rows, l2 / cols
 
 
+@dataclass(frozen=True)
+class Decomposition:
+    """weight ~ q + l1 @ l2; `encoded` is q's quantised form, `errors` the error after each
+    iteration that ran."""
+
+    l1: torch.Tensor
+    l2: torch.Tensor
+    q: torch.Tensor
+    encoded: Any
+    errors: tuple[float, ...]
+
+    @property
+    def iterations(self) -> int:
+        return len(self.errors)
+
+
 def decompose(
     weight: torch.Tensor,
     rank: int,
@@ -72,15 +89,18 @@ def decompose(
     randomized: bool = True,
     oversampling: int = 10,
     fisher: torch.Tensor | None = None,
-):
-    """(L1, L2, Q, encoded Q, iterations run) with weight ~ Q + L1 L2; `quantize(x)`
-    returns (dequantised x, its encoding)."""
+    stop_early: bool = True,
+) -> Decomposition:
+    """Alternate SVD and quantisation; `quantize(x)` returns (dequantised x, its encoding).
+
+    With `stop_early` (the reference's rule) the loop ends at the first iteration whose
+    error exceeds the previous one. Near convergence the error moves by round-off, so
+    where that happens depends on the LAPACK build and thread count; `stop_early=False`
+    runs exactly `iterations` (a golden test replays the count the reference ran)."""
     a = weight.detach().float()
     q = torch.zeros_like(a)
-    last = torch.tensor(float("inf"))
-    encoded, ran = None, 0
+    errors: list[float] = []
     for _ in range(iterations):
-        ran += 1
         if fisher is None:
             l1, l2 = svd_factors(a - q, rank, randomized, oversampling)
         else:
@@ -89,26 +109,37 @@ def decompose(
         residual = a - (l1 @ l2 + q)
         if fisher is not None:
             residual = torch.sqrt(fisher) * residual
-        error = torch.linalg.norm(residual, ord="fro")
-        if error > last:
-            break
-        last = error
-    return l1, l2, q, encoded, ran
+        errors.append(float(torch.linalg.norm(residual, ord="fro")))
+        if stop_early and len(errors) > 1 and errors[-1] > errors[-2]:
+            break  # the reference keeps this iteration's factors
+    return Decomposition(l1, l2, q, encoded, tuple(errors))
 
 
 class LQLoRALinear(AdapterLinear):
     """y = Q x + s B A x, Q the quantised residual of W after removing L1 L2."""
 
-    def __init__(self, base: nn.Linear, p: LQLoRAParams, fisher: torch.Tensor | None = None):
+    def __init__(
+        self,
+        base: nn.Linear,
+        p: LQLoRAParams,
+        fisher: torch.Tensor | None = None,
+        decomposition: Decomposition | None = None,
+    ):
+        """`decomposition`: a given one (made with `p.storage`'s codec) instead of running
+        `decompose` on the base weight."""
         codec = CODECS[p.storage]()
 
         def quantize(x: torch.Tensor):
             encoded = codec.encode(x)
             return codec.decode(*encoded, x.shape).float(), encoded
 
-        l1, l2, _q, encoded, self.iterations = decompose(
-            base.weight, p.r, quantize, p.iterations, p.svd == "randomized", p.oversampling, fisher
-        )
+        if decomposition is None:
+            randomized = p.svd == "randomized"
+            decomposition = decompose(
+                base.weight, p.r, quantize, p.iterations, randomized, p.oversampling, fisher
+            )
+        l1, l2, encoded = decomposition.l1, decomposition.l2, decomposition.encoded
+        self.iterations = decomposition.iterations
         stored = StoredWeight(base.weight, codec, encoded=encoded)
         super().__init__(StoredLinear(base, codec, stored))
         self.r, self.scaling = p.r, p.alpha / p.r

@@ -37,9 +37,21 @@ class SALTLinear(AdapterLinear):
     init (ReLU(S') = diag(S) there) instead of up to the SVD's round-off.
     """
 
-    def __init__(self, base: nn.Linear, p: SALTParams, generator: torch.Generator):
+    def __init__(
+        self,
+        base: nn.Linear,
+        p: SALTParams,
+        generator: torch.Generator,
+        svd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ):
+        """`svd`: a given thin SVD (U, S, V^T) of the base weight instead of computing it.
+        The layer is a different function for another choice of singular-vector signs (or
+        of a basis within tied singular values), which LAPACK builds may choose
+        differently; golden tests pass the reference's own basis here."""
         super().__init__(base)
-        u, s, vh = torch.linalg.svd(base.weight.detach().float(), full_matrices=False)
+        if svd is None:
+            svd = torch.linalg.svd(base.weight.detach().float(), full_matrices=False)
+        u, s, vh = (t.detach().float() for t in svd)
         self.rank, rest = salt_ranks(tuple(base.weight.shape), p.ratio)
         like = {"dtype": base.weight.dtype, "device": base.weight.device}
         self.register_buffer("svd_U", u.to(**like), persistent=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -114,3 +115,33 @@ def conv1d_to_linear(model) -> int:
             linear.bias.copy_(conv.bias)
         replace_module(model, name, linear)
     return len(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _module_names(preset_json: str) -> tuple[str, ...] | None:
+    import torch
+    import transformers
+
+    preset = ModelPreset.model_validate_json(preset_json)
+    auto = getattr(transformers, _AUTO_CLASS[preset.architecture])
+    try:
+        if preset.source.config is not None:
+            config = dict(preset.source.config)
+            config_obj = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+        else:
+            name, local = resolve_source(preset)
+            config_obj = transformers.AutoConfig.from_pretrained(
+                name, local_files_only=True, revision=preset.source.revision
+            )
+        with torch.device("meta"):
+            model = auto.from_config(config_obj)
+    except Exception:  # noqa: BLE001 - no offline config (or an exotic one): not checked
+        return None
+    return tuple(name for name, _ in model.named_modules() if name)
+
+
+def module_names(preset: ModelPreset) -> tuple[str, ...] | None:
+    """The backbone's module names, from a model built from its config on the meta device
+    (nothing downloaded, no weights allocated). None where the config cannot be read
+    offline (a hub preset whose config is not in the local cache)."""
+    return _module_names(preset.model_dump_json())

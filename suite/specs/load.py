@@ -8,7 +8,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from suite.errors import SpecError, SpecIssue
-from suite.specs.yamlio import LineDict, line_of, load_yaml
+from suite.specs.yamlio import LineDict, line_of, load_yaml, resolve_path
 
 
 def _field(loc: tuple) -> str:
@@ -112,7 +112,7 @@ def _deep_merge(base: dict, override: dict) -> LineDict:
 
 def load_with_includes(path: Path, chain: tuple[Path, ...] = ()) -> Any:
     """Load a YAML file whose `include:` names another file (relative to it) to extend."""
-    path = path.resolve()
+    path = resolve_path(path)
     if path in chain:
         cycle = " -> ".join(p.name for p in (*chain, path))
         raise SpecError.single(str(path), None, "include", f"include cycle: {cycle}")
@@ -123,7 +123,7 @@ def load_with_includes(path: Path, chain: tuple[Path, ...] = ()) -> Any:
     if not isinstance(target, str):
         line = data.key_lines.get("include") if isinstance(data, LineDict) else None
         raise SpecError.single(str(path), line, "include", "expected a relative file path")
-    base_path = (path.parent / target).resolve()
+    base_path = resolve_path(path.parent / target)
     if not base_path.is_file():
         line = data.key_lines.get("include") if isinstance(data, LineDict) else None
         raise SpecError.single(str(path), line, "include", f"included file not found: {target}")

@@ -63,6 +63,17 @@ MAX_VALUES = 100_000
 MAX_INT_BITS = 1024
 
 
+def resolve_path(path: Path) -> Path:
+    """`path.resolve()`, with a symlink loop (a -> b -> a, or a link to itself) a
+    SpecError naming the file: Python 3.11 raises RuntimeError for it, later ones OSError."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise SpecError.single(
+            str(path), None, "", "cannot resolve the path: a symlink loop"
+        ) from exc
+
+
 def load_yaml(path: Path) -> Any:
     """Load one YAML file safely. Every way it can fail (unreadable, not UTF-8, bad YAML,
     too deep, too large, aliases that expand too far) is a SpecError naming the file."""

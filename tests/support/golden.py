@@ -71,3 +71,36 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, tol: f
     scale = max(1.0, float(expected.abs().max()))
     diff = float((actual - expected).abs().max())
     assert diff <= tol * scale, f"{what}: max |diff| {diff:.3e} > {tol:.0e} x {scale:.3g}"
+
+
+def tie_groups(s: torch.Tensor, rel: float = 1e-4) -> list[list[int]]:
+    """Indices of singular values grouped where neighbours are within `rel` x S_max."""
+    groups, gap = [[0]], rel * float(s.abs().max())
+    for i in range(1, len(s)):
+        if float(s[i - 1] - s[i]) <= gap:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def assert_same_svd(ours, ref, what: str, tol: float = TOL, ties: float = 1e-4) -> None:
+    """Two thin SVDs (U, S, V^T) of one matrix agree up to what an SVD leaves free: the
+    sign of each singular pair, and a rotation within each group of tied singular values.
+
+    Compared: S, and per group the projectors U_g U_g^T, V_g V_g^T and U_g S_g V_g^T
+    (each unchanged by those freedoms)."""
+    (u, s, vh), (ru, rs, rvh) = ([t.detach().double() for t in x] for x in (ours, ref))
+    assert_close(s, rs, f"{what}: singular values", tol)
+    for g in tie_groups(rs, ties):
+        for mine, theirs, name in (
+            (u[:, g] @ u[:, g].T, ru[:, g] @ ru[:, g].T, "U U^T"),
+            (vh[g].T @ vh[g], rvh[g].T @ rvh[g], "V V^T"),
+            (u[:, g] * s[g] @ vh[g], ru[:, g] * rs[g] @ rvh[g], "U S V^T"),
+        ):
+            assert_close(mine, theirs, f"{what}: {name} of singular values {g}", tol)
+
+
+def pair_signs(u: torch.Tensor, ref_u: torch.Tensor) -> torch.Tensor:
+    """+-1 per column: the sign that turns each of `u`'s singular vectors into `ref_u`'s."""
+    return torch.sign((u.detach() * ref_u.detach()).sum(0))

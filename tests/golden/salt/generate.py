@@ -16,8 +16,10 @@ What it stores (CPU, float32; d_in 24, d_out 16, ratio 0.25 -> r = 4, r_lora 3, 
 W0, b0; the initial trainable tensors; then, with fixed trainable values loaded (one top
 singular value driven negative so the ReLU clips), the output for a fixed x, the four
 gradients for a fixed upstream gradient and the delta weight (U relu(S') Vt - W0, read
-from the reference's forward on the identity). `x_stats`: mean/std/max|.| of X for a
-256 x 256 layer at ratio 0.1 and r_lora 8 (231 x 8 entries).
+from the reference's forward on the identity); then pin_svd.py adds the reference's
+singular basis of W0 (svd.U, svd.S, svd.Vh), which the layer's function depends on.
+`x_stats`: mean/std/max|.| of X for a 256 x 256 layer at ratio 0.1 and r_lora 8 (231 x 8
+entries).
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def main(ref: str) -> None:
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     save_file(tensors, str(HERE / "fixture.safetensors"))
     (HERE / "fixture.json").write_text(json.dumps(meta, indent=2) + "\n")
+    # The reference's singular basis of W0 (its sign choice is the running LAPACK's).
+    subprocess.run([sys.executable, str(HERE / "pin_svd.py")], check=True)
 
 
 if __name__ == "__main__":
