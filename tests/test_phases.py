@@ -34,7 +34,11 @@ def stored(tiny_plugins, tmp_path_factory):
     from suite.driver import in_process_executor, plan, run_plan
     from suite.registry import Catalog
     from suite.store.store import Store
+    from suite.train import caches
 
+    # The in-process worker's caches are this process's: start them empty, so the first
+    # cell loads (earlier tests in the session may have loaded the same tiny model).
+    caches.clear()
     folder = tmp_path_factory.mktemp("phases")
     store = Store(folder / "results.duckdb")
     the_plan = plan(Catalog.discover([tiny_plugins]), "tiny", store)

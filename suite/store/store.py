@@ -187,6 +187,10 @@ class Store:
                 )
             _insert_profile(con, result.hardware_profile)
             record_artifact(con, cell, result, row["result_id"])
+            # The comparisons read `results` (latest_results), so the new row must be in it
+            # first; result-to-row is timed over the refresh too, so the row's latest copy
+            # is refreshed once more after that time is set (one indexed row, cheap).
+            refresh_latest(con, row["cell_id"])
             refresh_comparisons(con, (row["task_hash"], row["model"], row["profile"]))
             _record_result_to_row(con, result, row["result_id"])
             refresh_latest(con, row["cell_id"])
