@@ -135,3 +135,17 @@ def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_pa
     assert all(m.same_profile and m.changed_predictions == 0 for m in moved)
     # The seeded choice takes a trial (scored on validation) and a final (on test).
     assert {(m.phase, m.split) for m in moved} == {("trial", "validation"), ("final", "test")}
+
+
+def test_the_cli_refuses_a_folder_that_is_not_published_before_running_anything(tmp_path):
+    from tests.test_cli_e2e import cli
+
+    out = cli("verify", "--published", "2", "--folder", str(tmp_path))
+    assert out.returncode == 2
+    assert f"{tmp_path} has no manifest.json: not a published dataset" in out.stderr
+    assert "ray" not in out.stderr.lower()
+    out = cli("import-published", str(tmp_path), "--db", str(tmp_path / "x.duckdb"))
+    assert out.returncode == 2 and "has no manifest.json" in out.stderr
+    assert not (tmp_path / "x.duckdb").exists()
+    out = cli("publish", "league-v1", "--db", str(tmp_path / "none.duckdb"))
+    assert out.returncode == 1 and "no results database" in out.stderr
