@@ -11,8 +11,10 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 
+from suite.cli_common import DbOpt, PluginsOpt, console, err_console
+from suite.cli_common import catalog as _catalog
+from suite.cli_common import fail as _error
 from suite.cli_published import register as _register_published
 from suite.cli_published import register_verify as _register_verify
 from suite.errors import SpecError
@@ -25,19 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
 DEFAULT_MATRIX = "smoke"
-PluginsOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--plugins",
-        help="Extra plugin folder (methods/, tasks/, ... or one method/task folder). "
-        "Repeatable; also PEFTBENCH_PLUGINS (os.pathsep-separated).",
-    ),
-]
-DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
 
 
 def _fail_spec(exc: SpecError) -> NoReturn:
@@ -47,22 +37,9 @@ def _fail_spec(exc: SpecError) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _error(label: str, message: object, code: int) -> NoReturn:
-    """`label: message` on stderr (the label styled, the message printed as is: it may
-    hold brackets that are not markup), then exit with `code`."""
-    err_console.print(Text.assemble((label, "bold red"), " ", str(message)), soft_wrap=True)
-    raise typer.Exit(code)
-
-
 class ExecutorKind(str, Enum):
     ray = "ray"
     local = "local"
-
-
-def _catalog(plugins: list[Path] | None):
-    from suite.registry import Catalog
-
-    return Catalog.discover(plugins or [])
 
 
 @app.command()

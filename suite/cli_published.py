@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from suite.cli_common import DbOpt, catalog, fail
 from suite.paths import DEFAULT_DB, PUBLISHED
-
-DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
 
 
 def register(app: typer.Typer, console: Console, err_console: Console) -> None:
@@ -29,17 +28,16 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
     ) -> None:
         """Write a protocol's rows, metrics, per-example predictions and hardware profiles
         as Parquet with a manifest (commits, method versions, CPU-hours, checksums)."""
-        from suite.cli import _error
         from suite.store.published import PublishedError, publish
         from suite.store.store import Store
 
         if not db.exists():
-            _error("error:", f"no results database at {db}", 1)
+            fail("error:", f"no results database at {db}", 1)
         folder = out or PUBLISHED / protocol
         try:
             manifest = publish(Store(db), protocol, folder, note=note)
         except PublishedError as exc:
-            _error("error:", exc, 1)
+            fail("error:", exc, 1)
         size = sum(f["bytes"] for f in manifest["files"].values())
         console.print(
             f"published {manifest['cells']} cells of {protocol} "
@@ -54,14 +52,13 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
     ) -> None:
         """Load a published folder into a store: its cells count as stored (a run of the
         same protocol resumes after them) and its rows are marked with their origin."""
-        from suite.cli import _error
         from suite.store.published import PublishedError, load_published
         from suite.store.store import Store
 
         try:
             report = load_published(Store(db), folder)
         except PublishedError as exc:
-            _error("error:", exc, 2)
+            fail("error:", exc, 2)
         added = ", ".join(f"{v} {k}" for k, v in report.added.items())
         console.print(f"loaded {report.name} into {db}: {added}")
 
@@ -96,7 +93,6 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
         the tolerance on the same hardware profile, or failed."""
         import tempfile
 
-        from suite.cli import _catalog, _error
         from suite.driver import make_executor
         from suite.store.protocols import LEAGUE_PROTOCOL
         from suite.store.published import PublishedError, read_manifest
@@ -107,13 +103,13 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
         try:  # before anything starts: a folder that is not a published dataset is exit 2
             read_manifest(where)
         except PublishedError as exc:
-            _error("error:", exc, 2)
+            fail("error:", exc, 2)
         scratch = keep or Path(tempfile.mkdtemp(prefix="peftbench-verify-"))
         executor = make_executor("local" if local else "ray", None, scratch, workers=workers)
         try:
-            moved = run_verify(_catalog(plugins), where, published, seed, scratch, executor)
+            moved = run_verify(catalog(plugins), where, published, seed, scratch, executor)
         except PublishedError as exc:
-            _error("error:", exc, 2)
+            fail("error:", exc, 2)
         _print_moved(console, moved)
         bad = [m for m in moved if m.status in ("failed", "stale") or (
             m.status == "moved" and m.same_profile)]  # fmt: skip

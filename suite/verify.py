@@ -47,7 +47,12 @@ class Moved:
 
 
 def pick(folder: Path, n: int, seed: int) -> list[dict]:
-    """N published ok cells drawn at random (seeded), as dicts of their published rows."""
+    """N published ok cells drawn at random (seeded), as dicts of their published rows.
+
+    The draw takes turns over the phases (trial, final, single...), so any n at least
+    the number of phases checks every kind of cell: a final is rerun from the published
+    trials' selection, a trial from its own sampled hyperparameters, and each can break
+    on its own."""
     import duckdb
 
     read_manifest(folder)
@@ -55,7 +60,17 @@ def pick(folder: Path, n: int, seed: int) -> list[dict]:
         f"SELECT * FROM read_parquet('{folder / 'cell_runs.parquet'}') WHERE status = 'ok' "
         "ORDER BY cell_id"
     ).df()
-    chosen = random.Random(seed).sample(range(len(rows)), min(n, len(rows)))
+    rng = random.Random(seed)
+    queues = []
+    for phase in sorted(set(rows["phase"])):
+        members = [i for i in range(len(rows)) if rows["phase"].iloc[i] == phase]
+        rng.shuffle(members)
+        queues.append(members)
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(rows)):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop())
     return [rows.iloc[i].to_dict() for i in sorted(chosen)]
 
 
