@@ -37,6 +37,11 @@ def _fail_spec(exc: SpecError) -> NoReturn:
     raise typer.Exit(2)
 
 
+SliceOpt = Annotated[
+    list[str] | None, typer.Option(help="Only this name on that axis (repeatable).")
+]
+
+
 class ExecutorKind(str, Enum):
     ray = "ray"
     local = "local"
@@ -62,15 +67,26 @@ def run(
     max_retries: Annotated[
         int, typer.Option(min=0, help="Retries of a cell whose worker process died.")
     ] = 2,
+    task: SliceOpt = None,
+    method: SliceOpt = None,
+    model: SliceOpt = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Only this seed (repeatable).")] = None,
 ) -> None:
-    """Run a matrix (default: the embedded smoke matrix) and store every cell's result."""
+    """Run a matrix (default: the embedded smoke matrix) and store every cell's result.
+
+    --task/--method/--model/--seed run a slice of it: the same cells the whole matrix
+    would run (a later run of the whole matrix skips them), so a long protocol can run in
+    pieces, most wanted first."""
     from suite.driver import make_executor, run_plan
     from suite.progress import MatrixProgress
     from suite.scheduler.resources import SchedulingError
     from suite.store.store import Store, StoreBusy
 
     store = Store(db)
-    the_plan = _plan(plugins, matrix, store, rerun)
+    from suite.slices import Slice
+
+    only = Slice.of(task or (), method or (), model or (), seed or ())
+    the_plan = _plan(plugins, matrix, store, rerun, only)
     try:
         with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
             options = {"address": address, "workers": workers, "max_retries": max_retries}
@@ -98,13 +114,13 @@ def run(
     raise typer.Exit(0 if summary.all_ok else 1)
 
 
-def _plan(plugins, matrix: str, store, rerun: bool):
+def _plan(plugins, matrix: str, store, rerun: bool, only=None):
     """The checked plan (exit 2 on a spec error, 3 on a busy store), announced on stderr."""
     from suite.driver import plan
     from suite.store.store import StoreBusy
 
     try:
-        the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
+        the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun, only=only)
     except SpecError as exc:
         _fail_spec(exc)
     except StoreBusy as exc:  # reading which cells are done waits on a busy file
@@ -114,8 +130,9 @@ def _plan(plugins, matrix: str, store, rerun: bool):
     )
     if the_plan.posthoc is not None:
         then += "; post-hoc stages follow"
+    sliced = f" (slice: {escape(only.words())})" if only is not None and not only.empty else ""
     err_console.print(
-        f"matrix [bold]{the_plan.matrix}[/]: {len(the_plan.cells)} cells{then}, "
+        f"matrix [bold]{the_plan.matrix}[/]{sliced}: {len(the_plan.cells)} cells{then}, "
         f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {escape(str(store.path))}"
     )
     if the_plan.skipped_pairs:

@@ -20,6 +20,7 @@ from suite.checks import check_cells
 from suite.errors import SpecError
 from suite.registry import Catalog
 from suite.results import CellReport, CellResult
+from suite.slices import Slice
 from suite.store.store import RunLock, Store
 
 
@@ -68,11 +69,20 @@ class RunSummary:
         return out
 
 
-def plan(catalog: Catalog, matrix_ref: str, store: Store, rerun: bool = False) -> Plan:
-    """Expand and check a matrix; raises SpecError before anything is written."""
+def plan(
+    catalog: Catalog,
+    matrix_ref: str,
+    store: Store,
+    rerun: bool = False,
+    only: Slice | None = None,
+) -> Plan:
+    """Expand and check a matrix (or the slice `only` of it); raises SpecError before
+    anything is written."""
     entry = catalog.matrix_from_path_or_name(matrix_ref)
     expansion = expand_matrix(entry.spec, catalog, entry)
     cells, skipped_pairs = expansion.cells, expansion.skipped_pairs
+    if only is not None and not only.empty:
+        cells = only.select(cells, str(entry.path))
     check_cells(catalog, cells)
     _check_protocol_budget(entry, store)
     cells, posthoc = _with_posthoc(catalog, entry, cells, store, rerun)
