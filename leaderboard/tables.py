@@ -48,6 +48,7 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
         {
             "Rank": (rows["rank"], "text"),
             "Method": (rows["method"], "text"),
+            "Source": (source_labels(rows), "text"),
             "Fidelity": (fidelity_labels(rows), "text"),
             "Family": (rows["family"], "text"),
             "Profile": (rows["profile"], "text"),
@@ -76,6 +77,12 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
             "Stale": (rows["stale"], "text"),
         }
     )
+
+
+def source_labels(rows: pd.DataFrame) -> pd.Series:
+    """Where a row's results come from: a published dataset (its name) or this store."""
+    origin = _optional(rows, "origin")
+    return origin.map(lambda o: f"published: {o}" if isinstance(o, str) and o else "your run")
 
 
 def reference_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,8 @@ from rich.markup import escape
 from suite.cli_common import DbOpt, PluginsOpt, console, err_console
 from suite.cli_common import catalog as _catalog
 from suite.cli_common import fail as _error
+from suite.cli_published import PublishedOpt
+from suite.cli_published import load_published_into as _load_published
 from suite.cli_published import register as _register_published
 from suite.cli_published import register_verify as _register_verify
 from suite.errors import SpecError
@@ -74,19 +76,15 @@ def run(
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result.
 
-    --task/--method/--model/--seed run a slice of it: the same cells the whole matrix
-    would run (a later run of the whole matrix skips them), so a long protocol can run in
-    pieces, most wanted first."""
+    --task/--method/--model/--seed run a slice: the cells the whole matrix would run (a
+    later run of it skips them), so a long protocol runs in pieces, most wanted first."""
     from suite.driver import make_executor, run_plan
     from suite.progress import MatrixProgress
     from suite.scheduler.resources import SchedulingError
     from suite.store.store import Store, StoreBusy
 
     store = Store(db)
-    from suite.slices import Slice
-
-    only = Slice.of(task or (), method or (), model or (), seed or ())
-    the_plan = _plan(plugins, matrix, store, rerun, only)
+    the_plan = _plan(plugins, matrix, store, rerun, (task, method, model, seed))
     try:
         with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
             options = {"address": address, "workers": workers, "max_retries": max_retries}
@@ -114,10 +112,14 @@ def run(
     raise typer.Exit(0 if summary.all_ok else 1)
 
 
-def _plan(plugins, matrix: str, store, rerun: bool, only=None):
-    """The checked plan (exit 2 on a spec error, 3 on a busy store), announced on stderr."""
+def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
+    """The checked plan (exit 2 on a spec error, 3 on a busy store), announced on stderr;
+    `axes`: the slice's (tasks, methods, models, seeds), each None for all."""
     from suite.driver import plan
+    from suite.slices import Slice
     from suite.store.store import StoreBusy
+
+    only = Slice.of(*(names or () for names in axes))
 
     try:
         the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun, only=only)
@@ -364,15 +366,18 @@ def leaderboard(
     host: Annotated[
         str, typer.Option(help="Address to bind; 0.0.0.0 shares it with the network.")
     ] = "127.0.0.1",
+    published: PublishedOpt = True,
 ) -> None:
     """Start the Streamlit leaderboard (reads the database read-only) and print its URL.
 
-    It opens on the published league protocol where the store holds it, else on the
-    protocol with the most rows; the sidebar chooses another (one protocol at a time)."""
+    It opens on the published league protocol, else on the protocol with the most rows;
+    the sidebar chooses another (one protocol at a time)."""
     from leaderboard import serve  # streamlit is imported by the child process only
     from suite.store.store import Store
 
     Store(db).upgrade_if_older()  # an older store gains the protocol column first
+    if published:
+        _load_published(db)
 
     raise typer.Exit(serve.run(db, host, port, echo=console.print))
 
@@ -381,12 +386,15 @@ def leaderboard(
 def report(
     html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
     db: DbOpt = DEFAULT_DB,
+    published: PublishedOpt = True,
 ) -> None:
     """Write the Overview and Pareto charts as one static HTML file (no server needed),
     one section per benchmark protocol."""
     from leaderboard.report import write_report
     from suite.store.store import Store
 
+    if published:
+        _load_published(db)
     if not db.exists():
         _error("error:", f"no results database at {db}", 1)
     Store(db).upgrade_if_older()

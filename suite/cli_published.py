@@ -12,6 +12,32 @@ from rich.console import Console
 from suite.cli_common import DbOpt, catalog, fail
 from suite.paths import DEFAULT_DB, PUBLISHED
 
+PublishedOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Load the published datasets of this checkout (leaderboard/published/) into "
+        "the store first, marked as published, beside the store's own runs."
+    ),
+]
+
+
+def load_published_into(db: Path) -> None:
+    """The published datasets of this checkout loaded into the store (new rows only; they
+    keep their origin, so the pages tell them from the store's own runs)."""
+    from suite.store.published import PublishedError, load_all_published
+    from suite.store.store import Store
+
+    try:
+        reports = load_all_published(Store(db), PUBLISHED)
+    except PublishedError as exc:
+        fail("error:", exc, 2)
+    for report in reports:
+        if report.added.get("cell_runs"):
+            Console(stderr=True).print(
+                f"loaded published {report.name}: {report.added['cell_runs']} rows "
+                f"(--no-published leaves them out)"
+            )
+
 
 def register(app: typer.Typer, console: Console, err_console: Console) -> None:
     """Add the two commands to the CLI."""

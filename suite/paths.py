@@ -7,6 +7,7 @@ are the repository's top-level folders. A wheel installs them as package data un
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -15,7 +16,9 @@ INSTALLED = PACKAGE / "_builtin"
 
 # Published results (suite/store/published.py): one folder per dataset, shipped in the repo
 # and in the wheel as package data of `leaderboard` (which sits beside `suite` either way).
-PUBLISHED = CHECKOUT / "leaderboard" / "published"
+# PEFTBENCH_PUBLISHED names another folder (the tests point it at an empty one, so a
+# store they build holds only their own rows).
+PUBLISHED = Path(os.environ.get("PEFTBENCH_PUBLISHED") or CHECKOUT / "leaderboard" / "published")
 
 # The results database every command uses unless given --db.
 DEFAULT_DB = Path("results") / "peftbench.duckdb"

@@ -4,6 +4,7 @@ model preset, so end-to-end runs through the CLI take seconds."""
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("PEFTBENCH_PLUGINS", None)
+# The leaderboard and report load the checkout's published datasets into the store they
+# open; tests build their own stores and expect only their own rows there.
+os.environ["PEFTBENCH_PUBLISHED"] = os.path.join(tempfile.mkdtemp(), "no-published")
 
 
 @pytest.fixture(scope="session")

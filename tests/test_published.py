@@ -76,6 +76,35 @@ def test_loading_a_published_folder_marks_its_rows_and_makes_the_cells_count_as_
     assert set(again.added.values()) == {0}
 
 
+def test_the_report_loads_every_published_folder_once_and_marks_its_rows(
+    published, tmp_path, monkeypatch
+):
+    """`peftbench report` (and `leaderboard`) load the checkout's published datasets into
+    the store first; a second call adds nothing; --no-published leaves them out."""
+    from typer.testing import CliRunner
+
+    import suite.cli_published as cli_published
+    from suite.cli import app
+    from suite.store.published import load_all_published, published_folders
+
+    _, _, folder, manifest = published
+    root = folder.parent
+    assert published_folders(root) == [folder]
+    store = Store(tmp_path / "mine.duckdb")
+    first, again = load_all_published(store, root), load_all_published(store, root)
+    assert first[0].added["cell_runs"] == manifest["cells"] and not any(again[0].added.values())
+    monkeypatch.setattr(cli_published, "PUBLISHED", root)
+    db, html = tmp_path / "r.duckdb", tmp_path / "r.html"
+    out = CliRunner().invoke(app, ["report", "--html", str(html), "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    assert f"loaded published demo-v1: {manifest['cells']} rows" in out.output
+    assert set(Store(db).query("SELECT origin FROM results").origin) == {"demo-v1"}
+    none = CliRunner().invoke(
+        app, ["report", "--html", str(html), "--db", str(tmp_path / "n.duckdb"), "--no-published"]
+    )
+    assert none.exit_code == 1 and "no results database" in none.output
+
+
 def test_an_altered_or_incomplete_folder_is_refused(published, tmp_path):
     import shutil
 

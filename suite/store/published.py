@@ -167,12 +167,26 @@ def load_published(store: Store, folder: Path) -> LoadReport:
         con.execute("BEGIN TRANSACTION")
         for table in _PARTS:
             added[table] = _load_table(con, table, folder / f"{table}.parquet", manifest["name"])
+        if not any(added.values()):  # loaded before: nothing to refresh
+            con.execute("ROLLBACK")
+            return LoadReport(name=manifest["name"], added=added)
         rebuild_latest(con)
         from suite.store.comparisons import refresh_comparisons
 
         refresh_comparisons(con)
         con.execute("COMMIT")
     return LoadReport(name=manifest["name"], added=added)
+
+
+def published_folders(root: Path) -> list[Path]:
+    """The published datasets under `root` (each a folder with a manifest), by name."""
+    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}")) if root.is_dir() else []
+
+
+def load_all_published(store: Store, root: Path) -> list[LoadReport]:
+    """Every published dataset under `root` loaded into the store (each adds only the rows
+    the store lacks, so loading again is cheap and changes nothing)."""
+    return [load_published(store, folder) for folder in published_folders(root)]
 
 
 def _load_table(con, table: str, path: Path, origin: str) -> int:

@@ -83,7 +83,9 @@ grouped AS (
         any_value(tuning) AS tuning,
         any_value(selection) AS selection,
         any_value(note) AS note,
-        max(metric_version) AS metric_version
+        max(metric_version) AS metric_version,
+        -- The published datasets the rows came from (NULL: all run in this store).
+        string_agg(DISTINCT origin, ',' ORDER BY origin) AS origin
     FROM reported WHERE status = 'ok'
     GROUP BY {_GROUP})
 SELECT g.*,
