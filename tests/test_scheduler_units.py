@@ -115,3 +115,24 @@ def test_the_recorded_cpu_profile_names_the_cpu_model():
 
     facts = device_facts(torch.device("cpu"))
     assert facts["device_name"] == cpu_model() and facts["device_name"] != "cpu"
+
+
+def test_embedded_ray_workers_run_at_the_drivers_priority(tmp_path: Path):
+    """Ray's default lowers workers by nice 15; the benchmark's cells then starve beside
+    anything else on the machine. The embedded Ray keeps them at the driver's priority."""
+    import os
+
+    import ray
+
+    from suite.scheduler.cluster import connect, disconnect
+
+    owned = connect(None, tmp_path, num_cpus=1)
+    try:
+
+        @ray.remote
+        def niceness() -> int:
+            return os.nice(0)
+
+        assert ray.get(niceness.remote()) == os.nice(0)
+    finally:
+        disconnect(owned)

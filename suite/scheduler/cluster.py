@@ -54,6 +54,11 @@ def connect(address: str | None, results_dir: Path, num_cpus: int | None = None)
             ) from exc
         return True
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray lowers its workers' priority by 15 (nice) by default, so that a laptop's driver
+    # stays responsive. Here the workers are the benchmark: at nice 15 anything else on the
+    # machine starves them and every timing stretches. They run at the priority of the
+    # command that started them (`nice peftbench run ...` still lowers them all).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     # "Token authentication is enabled ..." on every start is noise, not news.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
         logging.ERROR
