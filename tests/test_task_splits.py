@@ -93,6 +93,43 @@ def test_a_grouped_carve_refuses_a_size_and_a_missing_column(tmp_path):
         load_task_data(_task(tmp_path, _rows(), **bad), tmp_path)
 
 
+def _sectioned(n_pages: int = 60) -> pd.DataFrame:
+    """Pages of 5 paragraphs; each page in one section, the sections 3 : 2 : 1 in pages."""
+    sections = ["library"] * 3 + ["howto"] * 2 + ["faq"]
+    return pd.DataFrame(
+        {
+            "text": [f"paragraph {p}.{i}" for p in range(n_pages) for i in range(5)],
+            "label": [sections[p % 6] for p in range(n_pages) for _ in range(5)],
+            "page": [f"p{p:03d}" for p in range(n_pages) for _ in range(5)],
+        }
+    )
+
+
+def test_a_stratified_group_carve_keeps_each_sections_share_of_pages(tmp_path):
+    carve = dict(
+        test=SplitCarve(fraction=0.2, group_by="page", stratify_groups_by="label"),
+        validation=SplitCarve(fraction=0.2, group_by="page", stratify_groups_by="label"),
+    )
+    data = load_task_data(_task(tmp_path, _sectioned(), **carve), tmp_path)
+    pages = {
+        s: sorted(f.groupby("label")["page"].nunique()) for s, f in data.splits.items()
+    }  # pages per section (labels are class indices by now), smallest first
+    # 30 library, 20 howto, 10 faq pages: 20% of each to test, then 20% of the rest.
+    assert pages["test"] == [2, 4, 6]
+    assert pages["validation"] == [2, 3, 5]
+    assert not set(data.splits["train"]["page"]) & set(data.splits["test"]["page"])
+
+
+def test_a_stratified_group_carve_refuses_groups_with_two_strata(tmp_path):
+    frame = _sectioned()
+    frame.loc[0, "label"] = "faq"  # page p000 is now in two sections
+    carve = dict(test=SplitCarve(fraction=0.2, group_by="page", stratify_groups_by="label"))
+    with pytest.raises(TaskDataError, match="more than one 'label' value"):
+        load_task_data(_task(tmp_path, frame, **carve), tmp_path)
+    with pytest.raises(ValidationError, match="set group_by too"):
+        SplitCarve(stratify_groups_by="label")
+
+
 def test_drop_duplicates_keeps_one_copy_so_none_crosses_splits(tmp_path):
     frame = _rows()
     frame.loc[1, "text"] = frame.loc[2, "text"]  # one snippet filed under two movies

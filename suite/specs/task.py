@@ -37,11 +37,17 @@ class SplitCarve(Frozen):
     # group is in two splits; `fraction` is then the share of groups, and the carve does
     # not stratify (a group's rows move together, whatever their labels).
     group_by: str | None = None
+    # With group_by: take `fraction` of the groups within each value of this column (every
+    # group must have one value: a page's section), so each split keeps the strata's mix
+    # of groups. None (unset) keeps the plain group carve and older tasks' splits.
+    stratify_groups_by: str | None = None
 
     @model_validator(mode="after")
     def _groups_take_a_fraction(self) -> SplitCarve:
         if self.group_by is not None and self.size is not None:
             raise ValueError("a carve with group_by takes a fraction of the groups, not a size")
+        if self.stratify_groups_by is not None and self.group_by is None:
+            raise ValueError("stratify_groups_by stratifies a group carve: set group_by too")
         return self
 
 

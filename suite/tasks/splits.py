@@ -73,9 +73,45 @@ def _held_groups(task: TaskSpec, source: pd.DataFrame, spec: SplitCarve) -> np.n
             f"task '{task.name}': column '{spec.group_by}' has {len(groups)} group(s); "
             "a grouped carve needs at least 2"
         )
-    count = min(len(groups) - 1, max(1, round(spec.fraction * len(groups))))
-    order = np.random.default_rng(spec.seed).permutation(len(groups))
-    return keys.isin(set(groups[order[:count]])).to_numpy()
+    if spec.stratify_groups_by is not None:
+        chosen = _stratified_groups(task, source, spec, keys)
+    else:
+        count = min(len(groups) - 1, max(1, round(spec.fraction * len(groups))))
+        order = np.random.default_rng(spec.seed).permutation(len(groups))
+        chosen = set(groups[order[:count]])
+    return keys.isin(chosen).to_numpy()
+
+
+def _stratified_groups(
+    task: TaskSpec, source: pd.DataFrame, spec: SplitCarve, keys: pd.Series
+) -> set[str]:
+    """`fraction` of the groups of each stratum (at least one where a stratum has two or
+    more groups), each stratum drawn with its own seeded permutation of its sorted keys."""
+    column = spec.stratify_groups_by
+    if column not in source.columns:
+        raise TaskDataError(
+            f"task '{task.name}' stratifies its carve by column '{column}', which split "
+            f"'{spec.from_split}' lacks (it has {list(source.columns)})"
+        )
+    strata = source[column].astype(str).groupby(keys).unique()
+    mixed = [g for g, values in strata.items() if len(values) > 1]
+    if mixed:
+        raise TaskDataError(
+            f"task '{task.name}': groups {mixed[:3]} have more than one '{column}' value; "
+            "stratify_groups_by needs one value per group"
+        )
+    by_stratum: dict[str, list[str]] = {}
+    for group, values in strata.items():
+        by_stratum.setdefault(values[0], []).append(group)
+    chosen: set[str] = set()
+    for i, stratum in enumerate(sorted(by_stratum)):
+        members = np.array(sorted(by_stratum[stratum]))
+        count = min(len(members) - 1, round(spec.fraction * len(members)))
+        if len(members) >= 2:
+            count = max(1, count)
+        order = np.random.default_rng([spec.seed, i]).permutation(len(members))
+        chosen |= set(members[order[:count]])
+    return chosen
 
 
 def split_digest(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> str:
