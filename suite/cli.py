@@ -100,15 +100,19 @@ def run(
 
 def _plan(plugins, matrix: str, store, rerun: bool):
     """The checked plan (exit 2 on a spec error, 3 on a busy store), announced on stderr."""
+    from suite.assets import MissingAssets, check_assets
     from suite.driver import plan
     from suite.store.store import StoreBusy
 
     try:
         the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun)
+        check_assets(the_plan.loading_cells)  # before Ray starts or anything is stored
     except SpecError as exc:
         _fail_spec(exc)
     except StoreBusy as exc:  # reading which cells are done waits on a busy file
         _error("error:", exc, 3)
+    except MissingAssets as exc:
+        _error("missing packages:", exc, 2)
     then = (
         " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
     )
