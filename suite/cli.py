@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from suite.cli_common import DbOpt, PluginsOpt, console, err_console
+from suite.cli_common import DbOpt, PluginsOpt, WideOpt, console, err_console
 from suite.cli_common import catalog as _catalog
 from suite.cli_common import fail as _error
 from suite.cli_published import register as _register_published
@@ -62,6 +62,7 @@ def run(
     max_retries: Annotated[
         int, typer.Option(min=0, help="Retries of a cell whose worker process died.")
     ] = 2,
+    wide: WideOpt = False,
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result."""
     from suite.driver import make_executor, run_plan
@@ -82,7 +83,8 @@ def run(
         _error("cannot schedule:", exc, 4)
     if the_plan.cells and db.exists():
         # The plan's cells, also those another matrix stored first (cells dedupe).
-        _print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells])
+        ids = [c.cell_id for c in the_plan.reported_cells]
+        _print_table(db, the_plan.matrix, ids, wide)
     if the_plan.posthoc_cells and db.exists():
         from suite.listing import posthoc_table
 
@@ -277,8 +279,10 @@ def table(
     ] = None,
     db: DbOpt = DEFAULT_DB,
     plugins: PluginsOpt = None,
+    wide: WideOpt = False,
 ) -> None:
-    """Print the results as a leaderboard table in the terminal."""
+    """Print the results as a table in the terminal: one row per method and task, its
+    seeds pooled (the leaderboard's score and interval); --wide adds the cost columns."""
     if not db.exists():
         _error("error:", f"no results database at {db}; run `peftbench run` first", 1)
     ids = None
@@ -290,16 +294,17 @@ def table(
             ids = matrix_cell_ids(_catalog(plugins), matrix, Store(db))
         except SpecError as exc:
             _fail_spec(exc)
-    _print_table(db, matrix, ids)
+    _print_table(db, matrix, ids, wide)
 
 
-def _print_table(db: Path, title: str | None, cell_ids: list[str] | None) -> None:
-    from suite.listing import results_table
+def _print_table(db: Path, title: str | None, cell_ids: list[str] | None, wide: bool) -> None:
+    from suite.results_table import results_table
     from suite.store.store import Store
 
-    # Off a terminal (CI logs, pipes) rich would wrap the table at 80 columns.
-    out = console if console.is_terminal else Console(width=200)
-    out.print(results_table(Store(db), title, cell_ids))
+    # The default columns fit 80; off a terminal (CI logs, pipes) rich would wrap the
+    # wide table at 80 columns.
+    out = console if console.is_terminal or not wide else Console(width=200)
+    out.print(results_table(Store(db), title, cell_ids, wide))
 
 
 class ArtifactAction(str, Enum):

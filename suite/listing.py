@@ -185,64 +185,6 @@ def _missing_any(value) -> bool:
         return False
 
 
-def results_table(store, matrix: str | None, cell_ids: list[str] | None = None) -> Table:
-    """The reported cells (tuning trials are scored on validation only), or just
-    `cell_ids` (a matrix's cells, whichever matrix stored them first)."""
-    where = "WHERE coalesce(phase, 'single') <> 'trial'"
-    params: list = []
-    if cell_ids is not None:
-        where, params = where + " AND cell_id IN (SELECT unnest(?))", [cell_ids]
-    frame = store.query(
-        "SELECT method, task, model, seed, status, primary_metric, test_primary, "
-        "baseline_test_primary, trainable_params, total_params, peak_memory_bytes, train_wall_s, "
-        "latency_unmerged_s, latency_merged_s FROM results "
-        + where
-        + " ORDER BY task, model, test_primary DESC NULLS LAST",
-        params,
-    )
-    table = Table(title="peftbench results" + (f" (matrix {matrix})" if matrix else ""))
-    for col in [
-        "method",
-        "task",
-        "model",
-        "seed",
-        "status",
-        "test metric",
-        "majority baseline",
-        "trainable params",
-        "peak memory",
-        "train time",
-        "latency unmerged",
-        "latency merged",
-    ]:
-        table.add_column(col, overflow="fold")
-    for r in _records(frame):
-        score = (
-            "-" if r["test_primary"] is None else f"{r['primary_metric']} {r['test_primary']:.4f}"
-        )
-        base = "-" if r["baseline_test_primary"] is None else f"{r['baseline_test_primary']:.4f}"
-        params = "-"
-        if r["trainable_params"] is not None and r["total_params"]:
-            pct = 100 * r["trainable_params"] / r["total_params"]
-            params = f"{int(r['trainable_params']):,} ({pct:.2f}%)"
-        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s']:.1f} s"
-        table.add_row(
-            r["method"],
-            r["task"],
-            r["model"],
-            str(r["seed"]),
-            r["status"],
-            score,
-            base,
-            params,
-            _mb(r["peak_memory_bytes"]),
-            wall,
-            _ms(r["latency_unmerged_s"]),
-            _ms(r["latency_merged_s"]),
-        )
-    return table
-
-
 def posthoc_table(store, matrix: str | None, cell_ids: list[str]) -> Table:
     """The post-hoc cells of a run: each source task's primary test score, normalised by
     that task's own adapter (merges) or by the dense model (compressions)."""
