@@ -65,6 +65,7 @@ def run(
     wide: WideOpt = False,
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result."""
+    from suite import cli_run
     from suite.driver import make_executor, run_plan
     from suite.progress import MatrixProgress
     from suite.scheduler.resources import SchedulingError
@@ -73,31 +74,23 @@ def run(
     store = Store(db)
     the_plan = _plan(plugins, matrix, store, rerun)
     try:
-        with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
+        with (
+            cli_run.stop_signals(),
+            MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress,
+        ):
             options = {"address": address, "workers": workers, "max_retries": max_retries}
             chosen = make_executor(executor.value, progress, db.parent, **options)
-            summary = run_plan(the_plan, store, chosen, progress)
+            summary = run_plan(the_plan, store, cli_run.StopsOnSignals(chosen), progress)
     except StoreBusy as exc:
         _error("error:", exc, 3)
     except SchedulingError as exc:
         _error("cannot schedule:", exc, 4)
-    if the_plan.cells and db.exists():
-        # The plan's cells, also those another matrix stored first (cells dedupe).
-        ids = [c.cell_id for c in the_plan.reported_cells]
-        _print_table(db, the_plan.matrix, ids, wide)
-    if the_plan.posthoc_cells and db.exists():
-        from suite.listing import posthoc_table
-
-        out = console if console.is_terminal else Console(width=200)
-        ids = [c.cell_id for c in the_plan.posthoc_cells]
-        out.print(posthoc_table(Store(db), the_plan.matrix, ids))
-    from suite.phase_report import phase_report
-
-    for line in phase_report(zip(summary.titles, summary.results, strict=True)):
-        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
-    err_console.print(f"done: {counts}")
-    raise typer.Exit(0 if summary.all_ok else 1)
+    except (KeyboardInterrupt, Exception):  # Ctrl-C or SIGTERM, also inside a DuckDB write
+        if cli_run.stop_received() is None:
+            raise
+        cli_run.print_stopped(cli_run.stop_received(), the_plan, store)
+        raise typer.Exit(cli_run.STOPPED_EXIT) from None
+    raise typer.Exit(cli_run.report_run(the_plan, summary, db, wide, _print_table))
 
 
 def _plan(plugins, matrix: str, store, rerun: bool):
