@@ -29,7 +29,7 @@ budget: {max_steps: 2, batch_size: 8}
 YAML
 export HF_HUB_OFFLINE=1
 "$work/venv/bin/peftbench" list methods --format csv > methods.csv
-grep -q '^lora,low-rank,-,reference,' methods.csv
+grep -q '^lora,low-rank,,reference,1,True,' methods.csv
 echo "wheel-check: $(($(wc -l < methods.csv) - 1)) methods listed from the installed wheel"
 "$work/venv/bin/peftbench" run tiny.yaml --executor local --db results.duckdb
 "$work/venv/bin/peftbench" query "select status from results" --db results.duckdb --format csv | grep -qx ok

@@ -150,7 +150,8 @@ def list_(
 ) -> None:
     """List the registered methods (with their fidelity), post-hoc merge and compress
     methods (posthoc), tasks, models, hardware profiles or matrices."""
-    from suite.listing import list_records, print_records, render_list
+    from suite.list_records import list_records
+    from suite.listing import print_records, render_list
 
     try:
         catalog = _catalog(plugins)
@@ -235,8 +236,10 @@ def query(
     except ValueError as exc:
         _error("error:", exc, 2)
     try:
+        from suite.listing import typed_frame
+
         Store(db).upgrade_if_older()
-        frame = Store(db).query(statement)
+        frame = typed_frame(Store(db), statement)
     except FileNotFoundError as exc:
         _error("error:", exc, 1)
     except Exception as exc:  # noqa: BLE001 - duckdb errors are the user's SQL
