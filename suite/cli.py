@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from suite.cli_common import DbOpt, PluginsOpt, console, err_console
+from suite.cli_common import DbOpt, PluginsOpt, WideOpt, console, err_console
 from suite.cli_common import catalog as _catalog
 from suite.cli_common import fail as _error
 from suite.cli_published import PublishedOpt
@@ -69,6 +69,7 @@ def run(
     max_retries: Annotated[
         int, typer.Option(min=0, help="Retries of a cell whose worker process died.")
     ] = 2,
+    wide: WideOpt = False,
     task: SliceOpt = None,
     method: SliceOpt = None,
     model: SliceOpt = None,
@@ -78,6 +79,7 @@ def run(
 
     --task/--method/--model/--seed run a slice: the cells the whole matrix would run (a
     later run of it skips them), so a long protocol runs in pieces, most wanted first."""
+    from suite import cli_run
     from suite.driver import make_executor, run_plan
     from suite.progress import MatrixProgress
     from suite.scheduler.resources import SchedulingError
@@ -86,35 +88,29 @@ def run(
     store = Store(db)
     the_plan = _plan(plugins, matrix, store, rerun, (task, method, model, seed))
     try:
-        with MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress:
+        with (
+            cli_run.stop_signals(),
+            MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress,
+        ):
             options = {"address": address, "workers": workers, "max_retries": max_retries}
             chosen = make_executor(executor.value, progress, db.parent, **options)
-            summary = run_plan(the_plan, store, chosen, progress)
+            summary = run_plan(the_plan, store, cli_run.StopsOnSignals(chosen), progress)
     except StoreBusy as exc:
         _error("error:", exc, 3)
     except SchedulingError as exc:
         _error("cannot schedule:", exc, 4)
-    if the_plan.cells and db.exists():
-        # The plan's cells, also those another matrix stored first (cells dedupe).
-        _print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells])
-    if the_plan.posthoc_cells and db.exists():
-        from suite.listing import posthoc_table
-
-        out = console if console.is_terminal else Console(width=200)
-        ids = [c.cell_id for c in the_plan.posthoc_cells]
-        out.print(posthoc_table(Store(db), the_plan.matrix, ids))
-    from suite.phase_report import phase_report
-
-    for line in phase_report(zip(summary.titles, summary.results, strict=True)):
-        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
-    err_console.print(f"done: {counts}")
-    raise typer.Exit(0 if summary.all_ok else 1)
+    except (KeyboardInterrupt, Exception):  # Ctrl-C or SIGTERM, also inside a DuckDB write
+        if cli_run.stop_received() is None:
+            raise
+        cli_run.print_stopped(cli_run.stop_received(), the_plan, store)
+        raise typer.Exit(cli_run.STOPPED_EXIT) from None
+    raise typer.Exit(cli_run.report_run(the_plan, summary, db, wide, _print_table))
 
 
 def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
     """The checked plan (exit 2 on a spec error, 3 on a busy store), announced on stderr;
     `axes`: the slice's (tasks, methods, models, seeds), each None for all."""
+    from suite.assets import MissingAssets, check_assets
     from suite.driver import plan
     from suite.slices import Slice
     from suite.store.store import StoreBusy
@@ -123,10 +119,13 @@ def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
 
     try:
         the_plan = plan(_catalog(plugins), matrix, store, rerun=rerun, only=only)
+        check_assets(the_plan.loading_cells)  # before Ray starts or anything is stored
     except SpecError as exc:
         _fail_spec(exc)
     except StoreBusy as exc:  # reading which cells are done waits on a busy file
         _error("error:", exc, 3)
+    except MissingAssets as exc:
+        _error("missing packages:", exc, 2)
     then = (
         " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
     )
@@ -170,7 +169,8 @@ def list_(
 ) -> None:
     """List the registered methods (with their fidelity), post-hoc merge and compress
     methods (posthoc), tasks, models, hardware profiles or matrices."""
-    from suite.listing import list_records, print_records, render_list
+    from suite.list_records import list_records
+    from suite.listing import print_records, render_list
 
     try:
         catalog = _catalog(plugins)
@@ -255,8 +255,10 @@ def query(
     except ValueError as exc:
         _error("error:", exc, 2)
     try:
+        from suite.listing import typed_frame
+
         Store(db).upgrade_if_older()
-        frame = Store(db).query(statement)
+        frame = typed_frame(Store(db), statement)
     except FileNotFoundError as exc:
         _error("error:", exc, 1)
     except Exception as exc:  # noqa: BLE001 - duckdb errors are the user's SQL
@@ -292,8 +294,10 @@ def table(
     ] = None,
     db: DbOpt = DEFAULT_DB,
     plugins: PluginsOpt = None,
+    wide: WideOpt = False,
 ) -> None:
-    """Print the results as a leaderboard table in the terminal."""
+    """Print the results as a table in the terminal: one row per method and task, its
+    seeds pooled (the leaderboard's score and interval); --wide adds the cost columns."""
     if not db.exists():
         _error("error:", f"no results database at {db}; run `peftbench run` first", 1)
     ids = None
@@ -305,16 +309,17 @@ def table(
             ids = matrix_cell_ids(_catalog(plugins), matrix, Store(db))
         except SpecError as exc:
             _fail_spec(exc)
-    _print_table(db, matrix, ids)
+    _print_table(db, matrix, ids, wide)
 
 
-def _print_table(db: Path, title: str | None, cell_ids: list[str] | None) -> None:
-    from suite.listing import results_table
+def _print_table(db: Path, title: str | None, cell_ids: list[str] | None, wide: bool) -> None:
+    from suite.results_table import results_table
     from suite.store.store import Store
 
-    # Off a terminal (CI logs, pipes) rich would wrap the table at 80 columns.
-    out = console if console.is_terminal else Console(width=200)
-    out.print(results_table(Store(db), title, cell_ids))
+    # The default columns fit 80; off a terminal (CI logs, pipes) rich would wrap the
+    # wide table at 80 columns.
+    out = console if console.is_terminal or not wide else Console(width=200)
+    out.print(results_table(Store(db), title, cell_ids, wide))
 
 
 class ArtifactAction(str, Enum):

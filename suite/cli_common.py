@@ -23,6 +23,14 @@ PluginsOpt = Annotated[
     ),
 ]
 DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="The results table with every column (baseline, interval kind, memory, time, "
+        "latency); by default the essential ones, which fit 80 columns.",
+    ),
+]
 
 
 def fail(label: str, message: object, code: int) -> NoReturn:

@@ -50,6 +50,12 @@ class Plan:
     def reported_cells(self) -> list[Cell]:
         return self.phase_cells if self.phases else self.cells
 
+    @property
+    def loading_cells(self) -> list[Cell]:
+        """The cells whose models and data this run may load: those to run, or every cell
+        when later phases or post-hoc stages build more from them."""
+        return self.cells if (self.phases or self.posthoc is not None) else self.todo
+
 
 @dataclass
 class RunSummary:

@@ -35,8 +35,12 @@ class SpecError(Exception):
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """Return a "; did you mean 'x'?" suffix for the closest known name, or ''."""
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+    """Return a "; did you mean 'x'?" suffix for the closest known name, or ''. A known
+    name the unknown one extends at a word boundary comes first ('lora-r4-attn', a
+    variant of 'lora', suggests 'lora', not the closer-spelled 'low-rank')."""
+    known = sorted(known)
+    stems = [k for k in known if name.startswith(k) and name[len(k) : len(k) + 1] in "-_."]
+    close = [max(stems, key=len)] if stems else difflib.get_close_matches(name, known, 1, 0.5)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

@@ -1,4 +1,4 @@
-"""Terminal rendering: plugin lists, query output, the results table."""
+"""Terminal rendering: plugin lists, query output, the post-hoc table."""
 
 from __future__ import annotations
 
@@ -11,119 +11,65 @@ from rich.text import Text
 
 from suite.registry import Catalog
 
-LIST_COLUMNS = {
+# The record fields (suite/list_records.py) the terminal table shows, per kind.
+TABLE_COLUMNS = {
     "methods": ["name", "family", "kind", "fidelity", "version", "mergeable", "citation"],
-    "tasks": ["name", "type", "primary metric", "metrics", "description"],
-    "models": ["name", "family", "source", "pooling", "target families"],
-    "profiles": ["name", "cpus", "gpus", "expected device", "description"],
+    "tasks": ["name", "type", "primary_metric", "metrics", "description"],
+    "models": ["name", "family", "source_kind", "source", "pooling", "target_families"],
+    "profiles": ["name", "cpus", "gpus", "expected_device", "description"],
     "matrices": ["name", "models", "methods", "tasks", "seeds", "profile"],
     "posthoc": ["name", "stage", "family", "fidelity", "version", "requires", "citation"],
 }
+# A table cell shows this much of a description (csv and json carry it whole).
+_TABLE_DESCRIPTION = 80
 
 # How a terminal table marks each fidelity level (docs/fidelity.md); csv/json print the
 # plain label.
 FIDELITY_STYLE = {"reference": "green", "paper": "yellow", "reconstructed": "bold red"}
 
 
-def list_records(catalog: Catalog, kind: str) -> list[dict]:
-    """One dict per registered spec of `kind`, keyed by LIST_COLUMNS[kind]."""
-    rows = {
-        "methods": _method_row,
-        "tasks": _task_row,
-        "models": _model_row,
-        "profiles": _profile_row,
-        "matrices": _matrix_row,
-        "posthoc": _posthoc_row,
-    }[kind]
-    columns = LIST_COLUMNS[kind]
-    return [dict(zip(columns, rows(catalog, e), strict=True)) for e in getattr(catalog, kind)]
-
-
 def render_list(catalog: Catalog, kind: str) -> Table:
+    from suite.list_records import list_records
+
     records = list_records(catalog, kind)
     table = Table(title=f"{kind} ({len(records)})")
-    for col in LIST_COLUMNS[kind]:
-        table.add_column(col, overflow="fold")
+    columns = TABLE_COLUMNS[kind]
+    for col in columns:
+        table.add_column(col.replace("_", " "), overflow="fold")
     for record in records:
-        cells = ["-" if v is None else str(v) for v in record.values()]
-        if kind in ("methods", "posthoc") and record["fidelity"] in FIDELITY_STYLE:
-            style = FIDELITY_STYLE[record["fidelity"]]
-            marked = "reconstructed (!)" if record["fidelity"] == "reconstructed" else None
-            cells[3] = Text(marked or record["fidelity"], style=style)
+        cells = [_shown(col, record[col]) for col in columns]
+        fidelity = record.get("fidelity")
+        if fidelity in FIDELITY_STYLE:
+            marked = "reconstructed (!)" if fidelity == "reconstructed" else fidelity
+            cells[columns.index("fidelity")] = Text(marked, style=FIDELITY_STYLE[fidelity])
         table.add_row(*cells)
     return table
 
 
+def _shown(column: str, value) -> str:
+    """A record's value as the table prints it."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    if column == "description" and len(value) > _TABLE_DESCRIPTION:
+        return value[: _TABLE_DESCRIPTION - 3].rstrip() + "..."
+    return str(value)
+
+
 def print_records(console: Console, records: list[dict], fmt: str) -> None:
-    """Listings for scripts: csv or json, never a table that wraps at 80 columns."""
+    """Listings for scripts. json: the typed records; csv: one row each, a list's items
+    joined by ';', a missing value empty."""
     import pandas as pd
 
-    print_frame(console, pd.DataFrame.from_records(records), fmt)
-
-
-def _method_row(catalog, e):
-    from suite.cells import implementation_chain
-
-    chain = implementation_chain(catalog, e)
-
-    def first(field):
-        return next(
-            (getattr(x.spec, field) for x in chain if getattr(x.spec, field) is not None), None
-        )
-
-    mergeable = first("mergeable")
-    citation = first("citation")
-    version = 1 + sum((x.spec.version or 1) - 1 for x in chain)
-    return [
-        e.name,
-        e.spec.family,
-        e.spec.kind or "-",
-        first("fidelity"),
-        version,
-        {True: "yes", False: "no", None: "?"}[mergeable],
-        citation.short() if citation else "-",
-    ]
-
-
-def _posthoc_row(catalog, e):
-    s = e.spec
-    return [e.name, s.stage, s.family, s.fidelity, s.version, s.requires,
-            s.citation.short() if s.citation else "-"]  # fmt: skip
-
-
-def _task_row(catalog, e):
-    s = e.spec
-    return [
-        e.name,
-        s.type,
-        s.primary_metric,
-        ", ".join(m.name for m in s.metrics),
-        s.description[:80],
-    ]
-
-
-def _model_row(catalog, e):
-    s = e.spec.source
-    src = s.hub or s.path or f"package {s.package}"
-    return [e.name, e.spec.family, src, e.spec.pooling, ", ".join(e.spec.target_modules)]
-
-
-def _profile_row(catalog, e):
-    r = e.spec.resources
-    exp = e.spec.expected
-    return [e.name, r.num_cpus, r.num_gpus, exp.name or exp.type, e.spec.description[:60]]
-
-
-def _matrix_row(catalog, e):
-    s = e.spec
-    return [
-        e.name,
-        ", ".join(s.models),
-        ", ".join(x.display for x in s.entries()),
-        ", ".join(s.tasks),
-        len(s.seeds),
-        s.profile,
-    ]
+    if fmt == "json":
+        console.print(json.dumps(records, indent=2), markup=False, highlight=False, soft_wrap=True)
+        return
+    flat = [{k: ";".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
+            for r in records]  # fmt: skip
+    print_frame(console, pd.DataFrame.from_records(flat), fmt)
 
 
 def print_frame(console: Console, frame, fmt: str) -> None:
@@ -152,8 +98,45 @@ def _fmt(value) -> str:
     if _missing_any(value):
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # Large values whole (77580, not 7.758e+04); small ones to 4 significant digits.
+        return f"{value:.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
     return str(value)
+
+
+def typed_frame(store, sql: str):
+    """A read-only query's rows with integer columns kept integers (nullable Int64, not
+    floats where a value is NULL), for `peftbench query` in every format."""
+    import warnings
+
+    import pandas as pd
+    import pyarrow as pa
+
+    def nullable(kind):
+        if pa.types.is_unsigned_integer(kind) and kind.bit_width == 64:
+            return pd.UInt64Dtype()
+        return pd.Int64Dtype() if pa.types.is_integer(kind) else None
+
+    with store.connect(read_only=True) as con, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the extra copy of a DB-API result
+        table = con.execute(sql).to_arrow_table()
+    return _numbers_from_decimals(table).to_pandas(types_mapper=nullable)
+
+
+def _numbers_from_decimals(table):
+    """DuckDB's sums and literals are DECIMAL (Python Decimals, strings in JSON): whole
+    ones become integers where they fit, the rest floats."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type):
+            column = table.column(i)
+            try:
+                cast = column.cast(pa.int64()) if field.type.scale == 0 else None
+            except pa.ArrowInvalid:  # beyond int64
+                cast = None
+            cast = cast if cast is not None else column.cast(pa.float64())
+            table = table.set_column(i, field.name, cast)
+    return table
 
 
 def _missing(value) -> bool:
@@ -183,64 +166,6 @@ def _missing_any(value) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
-
-
-def results_table(store, matrix: str | None, cell_ids: list[str] | None = None) -> Table:
-    """The reported cells (tuning trials are scored on validation only), or just
-    `cell_ids` (a matrix's cells, whichever matrix stored them first)."""
-    where = "WHERE coalesce(phase, 'single') <> 'trial'"
-    params: list = []
-    if cell_ids is not None:
-        where, params = where + " AND cell_id IN (SELECT unnest(?))", [cell_ids]
-    frame = store.query(
-        "SELECT method, task, model, seed, status, primary_metric, test_primary, "
-        "baseline_test_primary, trainable_params, total_params, peak_memory_bytes, train_wall_s, "
-        "latency_unmerged_s, latency_merged_s FROM results "
-        + where
-        + " ORDER BY task, model, test_primary DESC NULLS LAST",
-        params,
-    )
-    table = Table(title="peftbench results" + (f" (matrix {matrix})" if matrix else ""))
-    for col in [
-        "method",
-        "task",
-        "model",
-        "seed",
-        "status",
-        "test metric",
-        "majority baseline",
-        "trainable params",
-        "peak memory",
-        "train time",
-        "latency unmerged",
-        "latency merged",
-    ]:
-        table.add_column(col, overflow="fold")
-    for r in _records(frame):
-        score = (
-            "-" if r["test_primary"] is None else f"{r['primary_metric']} {r['test_primary']:.4f}"
-        )
-        base = "-" if r["baseline_test_primary"] is None else f"{r['baseline_test_primary']:.4f}"
-        params = "-"
-        if r["trainable_params"] is not None and r["total_params"]:
-            pct = 100 * r["trainable_params"] / r["total_params"]
-            params = f"{int(r['trainable_params']):,} ({pct:.2f}%)"
-        wall = "-" if r["train_wall_s"] is None else f"{r['train_wall_s']:.1f} s"
-        table.add_row(
-            r["method"],
-            r["task"],
-            r["model"],
-            str(r["seed"]),
-            r["status"],
-            score,
-            base,
-            params,
-            _mb(r["peak_memory_bytes"]),
-            wall,
-            _ms(r["latency_unmerged_s"]),
-            _ms(r["latency_merged_s"]),
-        )
-    return table
 
 
 def posthoc_table(store, matrix: str | None, cell_ids: list[str]) -> Table:

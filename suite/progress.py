@@ -106,7 +106,9 @@ def _score_text(cell, result, metric: str) -> str:
     if getattr(result, "summary", None) is not None:
         return result.summary
     if result.status != "ok":
-        return (result.error or "")[-200:]
+        # A traceback's last line is the exception; its end is what the line has room for.
+        lines = [line for line in (result.error or "").splitlines() if line.strip()]
+        return lines[-1][-200:] if lines else ""
     if cell.phase == "trial":
         score = result.val_metrics.get(metric)
         trial = f"trial {cell.trial_index}: " if cell.trial_index is not None else "trial: "

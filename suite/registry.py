@@ -76,7 +76,7 @@ class Registry(Generic[T]):
                 file or "<command line>",
                 line,
                 field,
-                unknown_name_message(self.kind, name, self.entries),
+                unknown_name_message(self.kind, name, self.entries) + PLUGIN_HINT,
             )
         return self.entries[name]
 
@@ -99,6 +99,10 @@ _LAYOUT: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("matrices", MatrixSpec, ("suite/matrices/*.yaml", "matrices/*.yaml")),
     ("posthoc", PosthocMethodSpec, ("posthoc/*/posthoc.yaml", "*/posthoc.yaml", "posthoc.yaml")),
 )
+
+
+# Said with every unknown name: the usual cause is a plugin whose folder was not given.
+PLUGIN_HINT = " (a plugin? give its folder with --plugins DIR, or in PEFTBENCH_PLUGINS)"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, field_validator
 
 # input_missing: a post-hoc cell whose input cell is not stored ok, or saved no artifact;
 # input_invalid: one whose input artifact fails its checksum. Neither ever retrains.
@@ -132,11 +132,36 @@ Phases = create_model(
 )
 
 
+# The most characters of a cell's error a row keeps (the runner keeps as many).
+ERROR_CHARS = 4000
+CUT_MARK = "[... earlier lines cut]\n"
+
+
+def error_tail(text: str | None, limit: int = ERROR_CHARS) -> str | None:
+    """The last whole lines of `text` within `limit` characters: a traceback's end (the
+    exception) says what went wrong. A text of `limit` characters or more was cut (the
+    runner keeps a traceback's last ERROR_CHARS), so its first, partial line is dropped."""
+    if text is None or len(text) < limit:
+        return text
+    if text.startswith(CUT_MARK) and len(text) - len(CUT_MARK) <= limit:
+        return text  # cut here already
+    tail = text[-limit:]
+    newline = tail.find("\n")
+    # One line longer than the limit keeps its end.
+    return CUT_MARK + (tail[newline + 1 :] if 0 <= newline < len(tail) - 1 else tail)
+
+
+def _whole_lines(text: str | None) -> str | None:
+    return error_tail(text)
+
+
 class Measured(BaseModel):
     """What the runner returns for one cell."""
 
     status: Status
     error: str | None = None
+    # A stored error is cut at a line boundary, never mid-word.
+    _cut_error = field_validator("error")(_whole_lines)
     started_at: str | None = None
     cell_wall_s: float | None = None
     measurements: Measurements = Field(default_factory=Measurements)
@@ -205,6 +230,7 @@ class PosthocMeasured(BaseModel):
 
     status: Status
     error: str | None = None
+    _cut_error = field_validator("error")(_whole_lines)
     started_at: str | None = None
     cell_wall_s: float | None = None
     measurements: PosthocMeasurements = Field(default_factory=PosthocMeasurements)

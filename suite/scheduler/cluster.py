@@ -3,7 +3,8 @@
 The embedded Ray is sized to this machine, keeps its session files under the results
 folder (or a short /tmp path where that folder's path is too long for Ray's sockets),
 starts no dashboard, and keeps Ray's default token authentication (the token lives in
-~/.ray/auth_token) without its warning on every run.
+~/.ray/auth_token) without its warning on every run. Joining a cluster sends that token
+as Ray's own tools do (send_token_like_ray).
 """
 
 from __future__ import annotations
@@ -42,16 +43,18 @@ def connect(address: str | None, results_dir: Path, num_cpus: int | None = None)
     if ray.is_initialized():
         return False
     common = {"logging_level": logging.WARNING, "log_to_driver": False, "configure_logging": True}
+    # "Token authentication is enabled ..." on every start is noise, not news.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
     if address:
+        send_token_like_ray()
         try:
             ray.init(address=address, **common)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - Ray raises many types for a failed join
             from suite.scheduler.resources import SchedulingError
 
-            raise SchedulingError(
-                f"cannot join the Ray cluster at {address!r}: {exc} "
-                "(start one with `ray start --head`, or drop --address for an embedded Ray)"
-            ) from exc
+            raise SchedulingError(join_failure(address, exc)) from exc
         return True
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray lowers its workers' priority by 15 (nice) by default, so that a laptop's driver
@@ -59,10 +62,6 @@ def connect(address: str | None, results_dir: Path, num_cpus: int | None = None)
     # machine starves them and every timing stretches. They run at the priority of the
     # command that started them (`nice peftbench run ...` still lowers them all).
     os.environ.setdefault("RAY_worker_niceness", "0")
-    # "Token authentication is enabled ..." on every start is noise, not news.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-        logging.ERROR
-    )
     temp = temp_dir_for(results_dir)
     temp.mkdir(parents=True, exist_ok=True)
     reap_stale_sessions(temp)
@@ -74,6 +73,39 @@ def connect(address: str | None, results_dir: Path, num_cpus: int | None = None)
         **common,
     )
     return True
+
+
+def send_token_like_ray() -> None:
+    """Authenticate to a cluster as Ray's own tools do. `ray start --head` turns token
+    authentication on whenever a token exists (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or
+    ~/.ray/auth_token, which any embedded run writes), but ray.init joins an explicit
+    address without one unless RAY_AUTH_MODE=token; so do what ray.init does for
+    address='auto': with RAY_AUTH_MODE unset and a token found, send it. An explicit
+    RAY_AUTH_MODE is left as it is."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication (before 2.52)
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def join_failure(address: str, exc: Exception) -> str:
+    """Why joining `address` failed, and what to do: an authentication failure says so."""
+    text = str(exc)
+    if "auth" in f"{type(exc).__name__} {text}".lower():
+        return (
+            f"the Ray cluster at {address!r} refused this driver's authentication ({text}). "
+            "Ray reads its token from RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH "
+            "names, else ~/.ray/auth_token: give this machine the token the cluster was "
+            "started with (copy the head's ~/.ray/auth_token, or set RAY_AUTH_TOKEN), with "
+            "RAY_AUTH_MODE=token or unset"
+        )
+    return (
+        f"cannot join the Ray cluster at {address!r}: {text} "
+        "(start one with `ray start --head`, or drop --address for an embedded Ray)"
+    )
 
 
 def disconnect(owned: bool) -> None:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from suite.cells import Cell
-from suite.results import CellReport, Measured, Placement
+from suite.results import CellReport, Measured, Placement, error_tail
 
 
 class CellTimeout(BaseException):  # noqa: N818 - BaseException so the runner's `except Exception` lets it through
@@ -38,14 +38,14 @@ def timeout_report(
 def crashed_report(
     error: str, attempts: int, where: Placement, started_at: str | None
 ) -> CellReport:
-    text = f"worker process died {attempts} time(s) running this cell; last error: {error[:1500]}"
+    text = f"worker process died {attempts} time(s) running this cell; last error: {error_tail(error, 1500)}"
     measured = Measured(status="crashed", error=text, started_at=started_at or _now())
     return CellReport(measured=measured, placement=where, attempts=attempts)
 
 
 def failed_report(error: str, attempts: int = 1) -> CellReport:
     """The worker's own code raised (not the cell's: the runner catches those)."""
-    return CellReport(measured=Measured(status="failed", error=error[-4000:]), attempts=attempts)
+    return CellReport(measured=Measured(status="failed", error=error), attempts=attempts)
 
 
 @contextmanager

@@ -110,3 +110,13 @@ def load_hub(data: DataSpec, task_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 BUILTIN_LOADERS = {"files": load_files, "package": load_package, "hub": load_hub}
+
+# The installed Python packages a loader reads files from, by loader: planning checks
+# them (suite/assets.py) so a missing one is named before anything runs.
+LOADER_PACKAGES = {"package": lambda data: [data.options.get("package")]}
+
+
+def data_packages(data: DataSpec) -> list[str]:
+    """The packages `data`'s loader reads its files from (none for most loaders)."""
+    found = LOADER_PACKAGES.get(data.loader, lambda _data: [])(data)
+    return [str(p) for p in found if p]
