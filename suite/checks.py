@@ -10,6 +10,7 @@ from suite.errors import SpecError, SpecIssue, did_you_mean
 from suite.methods.fused import linears_after_split, split_plan, target_keys, target_patterns
 from suite.methods.targets import matches
 from suite.models.loading import model_layout
+from suite.models.storage import DENSE_STORAGES
 from suite.plugins import load_object
 from suite.registry import Catalog
 
@@ -58,10 +59,10 @@ def _param_issue(catalog: Catalog, method: ResolvedMethod, err: dict) -> SpecIss
 
 
 def check_targets(catalog: Catalog, cell: Cell) -> list[SpecIssue]:
-    """A method's targets must name modules the model has, a slice of a fused projection
-    only for a method that adapts slices, and its hyperparameters must fit the shapes of
-    the weights they select. Checked against the preset's model built on the meta device
-    (nothing is downloaded)."""
+    """A method must run on the model, its targets name modules the model has (a slice of
+    a fused projection only where it can be adapted), and its hyperparameters fit the
+    shapes of the weights they select. Checked against the preset's model built on the
+    meta device (nothing is downloaded)."""
     cls = load_object(cell.method.implementation, cell.method.impl_dir)
     model_issue = getattr(cls, "model_issue", None)
     if why := model_issue and model_issue(cell.model):
@@ -77,15 +78,13 @@ def check_targets(catalog: Catalog, cell: Cell) -> list[SpecIssue]:
         patterns = cell.model.resolve_targets(params[key])
         if not any(matches(name, p) for name in layout.names for p in patterns):
             issues.append(_at(catalog, cell.method, key, _no_match(cell, params[key])))
-    if issues:
+    try:
+        plan = split_plan(layout.linears, cell.model, target_patterns(params, cell.model))
+    except ValueError as exc:  # the preset's parts do not fit its module
+        entry = catalog.models.get(cell.model.name)
+        return [SpecIssue(str(entry.path), entry.line("fused_modules"), "fused_modules", str(exc))]
+    if issues or (plan and (issues := _slice_issues(catalog, cell, cls, next(iter(plan))))):
         return issues
-    plan = split_plan(layout.linears, cell.model, target_patterns(params, cell.model))
-    if plan and not getattr(cls, "adapts_slices", True):
-        why = (
-            f"method '{cell.method.kind}' cannot adapt a slice of a fused projection "
-            f"({next(iter(plan))}); target the whole module"
-        )
-        return [_at(catalog, cell.method, "targets", why)]
     if "targets" not in target_keys(params):
         return []
     patterns = cell.model.resolve_targets(params["targets"])
@@ -98,6 +97,23 @@ def check_targets(catalog: Catalog, cell: Cell) -> list[SpecIssue]:
         _at(catalog, cell.method, key, f"{why} of model '{cell.model.name}'")
         for key, why in found.items()
     ]
+
+
+def _slice_issues(catalog: Catalog, cell: Cell, cls: type, fused: str) -> list[SpecIssue]:
+    """A slice of the fused module `fused` is targeted: the method and the base must allow it."""
+    if not getattr(cls, "adapts_slices", True):
+        why = (
+            f"method '{cell.method.kind}' cannot adapt a slice of a fused projection "
+            f"({fused}); target the whole module"
+        )
+    elif cell.base_storage not in (None, *DENSE_STORAGES):
+        why = (
+            f"a slice of a fused projection ({fused}) needs a dense base; the "
+            f"{cell.base_storage} base stores it compressed: target the whole module"
+        )
+    else:
+        return []
+    return [_at(catalog, cell.method, "targets", why)]
 
 
 def _no_match(cell: Cell, targets) -> str:

@@ -191,3 +191,23 @@ def test_a_method_that_cannot_run_on_a_model_family_is_refused_at_plan_time(tmp_
     assert "loram prunes ['bert', 'llama'] layers, not 'gpt2' (model 'tiny-gpt2')" in " ".join(
         result.output.split()
     )
+
+
+def test_a_slice_on_a_compressed_base_or_parts_that_do_not_fit_are_spec_errors(tmp_path):
+    plugins = gpt2_plugin(tmp_path)
+    path = matrix(tmp_path, "lora", "{targets: qv}", model="tiny-gpt2", task="piqa")
+    path.write_text(path.read_text() + "base_storage: [nf4]\n")
+    result = validate(str(path), "--plugins", str(plugins))
+    assert result.exit_code == 2, result.output
+    assert "needs a dense base; the nf4 base stores it compressed" in " ".join(
+        result.output.split()
+    )
+    preset = plugins / "models" / "tiny-gpt2.yaml"
+    preset.write_text(preset.read_text().replace("[q, k, v]", "{q: 32, k: 32, v: 30}"))
+    path = matrix(tmp_path, "lora", "{targets: qv}", model="tiny-gpt2", task="piqa")
+    result = validate(str(path), "--plugins", str(plugins))
+    assert result.exit_code == 2, result.output
+    assert f"{preset}:9: fused_modules" in result.output
+    assert "parts of transformer.h.0.attn.c_attn sum to 94 rows, the module has 96" in " ".join(
+        result.output.split()
+    )

@@ -177,3 +177,10 @@ def test_every_method_adapts_q_and_v_slices_or_refuses_them(name):
     assert moved[0] > 1e-4 and moved[2] > 1e-4
     if not c_fc.weight.requires_grad:
         assert moved[1] < 1e-6
+
+
+def test_parts_of_a_bf16_base_stay_bf16_and_the_adapter_is_fp32():
+    preset = gpt2_preset(SMALL).model_copy(update={"dtype": "bfloat16"})
+    c_attn = prepared(preset, "lora", targets="qv", r=4).backbone.transformer.h[0].attn.c_attn
+    assert c_attn.k.weight.dtype == c_attn.q.base.weight.dtype == torch.bfloat16
+    assert c_attn.q.lora_A.weight.dtype == torch.float32

@@ -27,13 +27,14 @@ def prepare_model(method: Method, model: nn.Module, ctx: PrepareContext) -> Prep
 
     Fused projections whose parts the method targets are split first
     (suite/methods/fused.py), so the method sees each targeted part as a linear."""
-    dtypes = AdapterDtype(model)
-    base_dtype = dtype_name(model)
     split = split_fused(
         getattr(model, "backbone", model), ctx.preset, target_patterns(method.params, ctx.preset)
     )
     if split and not getattr(method, "adapts_slices", True):
         raise ValueError(f"{type(method).__name__} cannot adapt a slice of {split[0]}")
+    # After the split: the parts' weights are the base's, kept in its dtype.
+    dtypes = AdapterDtype(model)
+    base_dtype = dtype_name(model)
     prepared = method.prepare(model, ctx)
     dtypes.cast_new_tensors(prepared.model)
     return PreparedModel(prepared, base_dtype, dtypes.adapter_dtype(prepared.model))
