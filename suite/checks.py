@@ -8,11 +8,11 @@ from pydantic import ValidationError
 from suite.cells import Cell, ResolvedMethod
 from suite.errors import SpecError, SpecIssue, did_you_mean
 from suite.methods.fused import linears_after_split, split_plan, target_keys, target_patterns
-from suite.methods.targets import matches
 from suite.models.loading import model_layout
 from suite.models.storage import DENSE_STORAGES
 from suite.plugins import load_object
 from suite.registry import Catalog
+from suite.specs.patterns import matches, pattern_error
 
 
 def check_method(catalog: Catalog, method: ResolvedMethod) -> list[SpecIssue]:
@@ -69,11 +69,16 @@ def check_targets(catalog: Catalog, cell: Cell) -> list[SpecIssue]:
         entry = catalog.methods.get(cell.method.kind)
         where = (str(entry.path), entry.line("implementation"))
         return [SpecIssue(*where, "implementation", f"{why} (model '{cell.model.name}')")]
-    layout = model_layout(cell.model)
-    if layout is None:  # the config is not available offline: checked when the model loads
-        return []
     params = cell.method.params
-    issues = []
+    issues = [
+        _at(catalog, cell.method, key, why)
+        for key in target_keys(params)
+        for p in cell.model.resolve_targets(params[key])
+        if (why := pattern_error(p))
+    ]
+    layout = model_layout(cell.model)
+    if issues or layout is None:  # no offline config: checked when the model loads
+        return issues
     for key in target_keys(params):
         patterns = cell.model.resolve_targets(params[key])
         if not any(matches(name, p) for name in layout.names for p in patterns):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
+from suite.specs.patterns import pattern_error
 
 # A fused module's part: a child module's name (no dots).
 PartName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -67,8 +68,12 @@ class ModelPreset(Frozen):
     note: str = ""
 
     @model_validator(mode="after")
-    def _distinct_parts(self) -> ModelPreset:
-        for key, parts in (self.fused_modules or {}).items():
+    def _valid_patterns(self) -> ModelPreset:
+        fused = self.fused_modules or {}
+        for pattern in [*fused, *(p for ps in self.target_modules.values() for p in ps)]:
+            if why := pattern_error(pattern):
+                raise ValueError(why)
+        for key, parts in fused.items():
             names = list(parts)
             if len(names) < 2 or len(set(names)) != len(names):
                 raise ValueError(f"fused_modules.{key}: give two or more distinct part names")
