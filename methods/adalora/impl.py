@@ -17,6 +17,7 @@ from suite.methods.svd_adapters import SensitivityEMA, SVDLinear, orthogonality_
 
 
 class AdaLoRAParams(TargetedParams):
+    rank_fields = ("init_r",)
     init_r: PositiveInt = 12
     target_r: PositiveInt = 8
     alpha: PositiveFloat = 8

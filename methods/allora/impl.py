@@ -27,6 +27,7 @@ from suite.methods.lora_pair import LoRAPairLinear
 
 
 class ALLoRAParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     # eta^2 in {1, 2, 4} in the paper; its listing hard-codes eta^2 = 4.
     eta: PositiveFloat = 2.0

@@ -13,10 +13,18 @@ from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedP
 
 
 class BlockLoRAParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     blocks: PositiveInt = 4
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
+
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        issues = super().shape_issues(shapes)
+        widths = sorted({d_in for _, d_in in shapes if d_in % self.blocks})
+        if widths:
+            issues["blocks"] = f"blocks = {self.blocks} does not divide d_in = {widths[0]}"
+        return issues
 
 
 class BlockLoRALinear(AdapterLinear):

@@ -36,6 +36,7 @@ from suite.methods.targets import find_targets
 
 
 class CoLoRAParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8  # the average rank: the budget is r per target, as LoRA's
     r_min: PositiveInt = 1
     alpha: PositiveFloat = 16

@@ -20,10 +20,18 @@ from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedP
 
 
 class CompLoRAParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     k: PositiveInt = 16
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
+
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        issues = super().shape_issues(shapes)
+        d_out, d_in = min(shapes, key=min)
+        if self.k >= min(d_out, d_in):
+            issues["k"] = f"k = {self.k} leaves no complement in a targeted {d_out} x {d_in} weight"
+        return issues
 
 
 class CompLoRALinear(AdapterLinear):

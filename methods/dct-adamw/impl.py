@@ -43,6 +43,7 @@ from suite.methods.optimizers import (
 
 
 class DCTAdamWParams(MethodParams):
+    rank_fields = ("rank",)
     rank: PositiveInt = 4
     update_proj_gap: PositiveInt = 1
     targets: str | list[str] = Field(default_factory=lambda: ["attention", "mlp"])

@@ -37,6 +37,7 @@ SEARCHING, KEPT, DROPPED = 0, 1, 2
 
 
 class DiffoRAParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     rho: float = Field(default=0.5, gt=0.0, le=1.0)

@@ -37,6 +37,7 @@ from suite.methods.optimizers import (
 
 
 class GaLoreParams(MethodParams):
+    rank_fields = ("rank",)
     rank: PositiveInt = 4
     # No default: the official argparse fallback (50) must never apply silently.
     update_proj_gap: PositiveInt

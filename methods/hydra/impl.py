@@ -17,6 +17,7 @@ from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedP
 
 
 class HydraParams(TargetedParams):
+    rank_fields = ("r_par", "r_seq")
     r_par: PositiveInt = 8
     r_seq: PositiveInt = 8
     scale: PositiveFloat = 1.0

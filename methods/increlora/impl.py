@@ -37,6 +37,7 @@ RESERVE_E = 1e-5  # singular value of a reserve triplet trained in advance (offi
 
 
 class IncreLoRAParams(TargetedParams):
+    rank_fields = ("target_rank",)
     r: PositiveInt = 1
     target_rank: PositiveInt = 8
     # Ranks added to a chosen module per round; None = target_rank // 2, which is the

@@ -19,6 +19,7 @@ from suite.methods.lowrank_common import ldu
 
 
 class LoLDUParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 1.0
     # The repo's get_loldu_params hands only vector_z to its optimiser (the scale is an

@@ -24,6 +24,7 @@ from suite.methods.gated_lora import SoftTopKExpertLoRALinear, SpecializationLos
 
 
 class LoRAMixerParams(TargetedParams):
+    rank_fields = ("r",)
     experts: int = Field(default=4, ge=2)
     r: PositiveInt = 8
     top_k: PositiveInt = 2

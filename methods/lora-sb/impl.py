@@ -25,6 +25,7 @@ UNPLANNED_STEP = 1e-4
 
 
 class LoRASBParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     # eta of the approximate first step. None: the official lr / warmup steps
     # (train_glue.py:102, lr / (warmup_ratio * total_training_steps)). A number: a fixed

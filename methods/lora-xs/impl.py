@@ -16,6 +16,7 @@ from suite.methods.lowrank_common import FrozenFactorLinear, top_svd
 
 
 class LoRAXSParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     init_std: NonNegativeFloat = 1e-5

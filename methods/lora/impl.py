@@ -13,6 +13,7 @@ from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedP
 
 
 class LoRAParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)

@@ -311,11 +311,17 @@ class _Recover(StepHooks):
 class LoRAM(Method):
     Params = LoRAMParams
 
+    @classmethod
+    def model_issue(cls, preset) -> str | None:
+        if preset.family not in LAYOUTS:
+            return f"loram prunes {sorted(LAYOUTS)} layers, not {preset.family!r}"
+        return None
+
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
         p = self.params
-        layout = LAYOUTS.get(ctx.preset.family)
-        if layout is None:
-            raise ValueError(f"loram prunes {sorted(LAYOUTS)} layers, not {ctx.preset.family!r}")
+        if why := self.model_issue(ctx.preset):
+            raise ValueError(why)
+        layout = LAYOUTS[ctx.preset.family]
         backbone = model.backbone
         full_bytes = module_bytes(backbone, trainable=False)
         linears = {f"{pre}.{layout_name(layout, k)}": m for pre, mods in _layers(backbone, layout)

@@ -24,6 +24,7 @@ from suite.methods.pretrain import ReplacedLinear, replace_targets
 
 
 class LOSTParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 128
     channel_ratio: float = Field(default=0.03, gt=0.0, le=1.0)
     targets: str | list[str] = "all-linear"

@@ -15,6 +15,7 @@ from suite.methods.pretrain import ReplacedLinear, replace_targets, spectral_fac
 
 
 class LowRankParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 128
     targets: str | list[str] = "all-linear"
     # spectral: the best rank-r approximation of the layer's own random init (B = U_r

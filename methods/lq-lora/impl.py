@@ -30,6 +30,7 @@ from suite.models.storage import CODECS, StoredLinear, StoredWeight
 
 
 class LQLoRAParams(TargetedParams):
+    rank_fields = ("r",)
     targets: str | list[str] = "all-linear"
     r: PositiveInt = 8
     alpha: PositiveFloat = 16

@@ -22,6 +22,7 @@ from suite.methods.gated_lora import BalanceLossHooks, Top1ExpertLoRALinear
 
 
 class MoLEParams(MethodParams):
+    rank_fields = ("r",)
     experts: int = Field(default=4, ge=2)
     r: PositiveInt = 4
     alpha: PositiveFloat = 8

@@ -30,12 +30,22 @@ from suite.methods.targets import find_targets, replace_module
 
 
 class MoSParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 6  # rank each layer uses ("lora_r")
     valid_r: PositiveInt = 2  # parameter budget in equivalent LoRA ranks ("valid_param_lora_r")
     private_r: NonNegativeInt = 1  # equivalent ranks kept private per layer
     shards: PositiveInt = 2  # shards per vector ("num_chunk_per_vec")
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
+
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        issues = super().shape_issues(shapes)
+        for d_out, d_in in shapes:  # the checks prepare runs, with the pool's layer count
+            try:
+                check_budget(self, len(shapes), d_in, d_out)
+            except ValueError as exc:
+                issues.setdefault("shards" if "shards" in str(exc) else "r", str(exc))
+        return issues
 
 
 class ShardPool(nn.Module):

@@ -31,6 +31,7 @@ from suite.methods.lowrank_common import (
 
 
 class NOLAParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 8
     # gpt/scripts/finetune_gpt2m_e2e_qv_nola.sh (the script this method cites) uses 512;

@@ -16,6 +16,7 @@ from suite.methods.targets import find_targets
 
 
 class RandLoRAParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 32
     alpha: PositiveFloat = 640  # PEFT's randlora_alpha default: 20 x the default r
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)

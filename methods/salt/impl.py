@@ -19,6 +19,7 @@ from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedP
 
 
 class SALTParams(TargetedParams):
+    rank_fields = ("r_lora",)
     ratio: float = Field(default=0.1, gt=0.0, le=1.0)
     r_lora: PositiveInt = 8
 

@@ -32,6 +32,15 @@ class ShiraParams(TargetedParams):
     mask: MaskKind = "random"
     mask_batches: PositiveInt = 4
 
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        issues = super().shape_issues(shapes)
+        for d_out, d_in in shapes:
+            try:
+                budget(d_out, d_in, self.r, self.density)
+            except ValueError as exc:
+                issues.setdefault("density" if self.density is not None else "r", str(exc))
+        return issues
+
 
 class Shira(Method):
     Params = ShiraParams

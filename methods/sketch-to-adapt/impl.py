@@ -33,6 +33,15 @@ class SketchParams(TargetedParams):
     calibration_batches: PositiveInt = 4
     damping: float = Field(default=0.01, gt=0.0)
 
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        issues = super().shape_issues(shapes)
+        widths = sorted({d_in for _, d_in in shapes if d_in % (2 * self.gpr)})
+        if widths:
+            issues["gpr"] = (
+                f"d_in = {widths[0]} of a target is not divisible by 2 x gpr ({self.gpr})"
+            )
+        return issues
+
 
 def pack_codes(codes: torch.Tensor) -> torch.Tensor:
     """Two 4-bit codes per byte, the first in the high nibble (the reference's layout)."""

@@ -22,6 +22,7 @@ from suite.methods.pretrain import ReplacedLinear, replace_targets
 
 
 class SLTrainParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 128
     alpha: PositiveFloat = 32.0
     delta: float = Field(default=0.03, gt=0.0, lt=1.0)  # the reference's sp_ratio

@@ -17,6 +17,7 @@ from suite.methods.gated_lora import RankGatedLoRALinear, gated_state
 
 
 class SMoRAParams(TargetedParams):
+    rank_fields = ("r",)
     r: int = Field(default=16, ge=2)
     top_k: PositiveInt = 8  # srmole's activate_r
     alpha: PositiveFloat = 16

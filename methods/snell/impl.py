@@ -7,16 +7,14 @@ SNELLA), which says how the kernel and the competition work.
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat
 from torch import nn
 
-from suite.methods.adapters import LinearAdapterMethod, TargetedParams
-from suite.methods.kernelized import SNELLLinear
+from suite.methods.adapters import LinearAdapterMethod
+from suite.methods.kernelized import KernelizedParams, SNELLLinear
 
 
-class SNELLParams(TargetedParams):
-    q: PositiveInt = 8
-    kernels: PositiveInt = 2
+class SNELLParams(KernelizedParams):
     sparsity: float = Field(default=0.5, ge=0.0, lt=1.0)
     norm_p: PositiveFloat = 2.0
     coeff: PositiveFloat = 0.1

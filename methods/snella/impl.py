@@ -25,14 +25,13 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.adapters import adapter_prepared, wrap_targets
 from suite.methods.api import Method, Prepared, StepHooks
-from suite.methods.kernelized import SNELLLinear, sparsify
+from suite.methods.kernelized import KernelizedParams, SNELLLinear, sparsify
 
 
-class SNELLAParams(TargetedParams):
+class SNELLAParams(KernelizedParams):
     q: PositiveInt = 32  # low_rank_dim of every SNELLA script
-    kernels: PositiveInt = 2
     init_sparsity: float = Field(default=0.01, ge=0.0, lt=1.0)  # init_thres (VTAB scripts)
     target_sparsity: float = Field(default=0.6, ge=0.0, lt=1.0)  # target_ratio (0.2-0.93)
     coeff: PositiveFloat = 0.1
@@ -161,8 +160,6 @@ class SNELLA(Method):
 
     def prepare(self, model, ctx) -> Prepared:
         p = self.params
-        if p.q % p.kernels:
-            raise ValueError(f"q={p.q} must be a multiple of kernels={p.kernels}")
         patterns = ctx.preset.resolve_targets(p.targets)
         layers = wrap_targets(model, patterns, lambda _, lin: SNELLALinear(lin, p))
         return adapter_prepared(model, hooks=BiLevelAllocator(layers, p))

@@ -30,6 +30,7 @@ from suite.methods.sparse import PerEntryAdamW
 
 
 class SoRAParams(TargetedParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)

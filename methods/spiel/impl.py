@@ -57,6 +57,16 @@ class SpielParams(MethodParams):
     rate_policy: Literal["linear", "cosine"] = "linear"
     full_first_reselection: bool = True
 
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        issues = super().shape_issues(shapes)
+        in_targets = sum(d_out * d_in for d_out, d_in in shapes)
+        if self.num_tunable_weights is not None and self.num_tunable_weights > in_targets:
+            issues["num_tunable_weights"] = (
+                f"num_tunable_weights = {self.num_tunable_weights} exceeds the {in_targets} "
+                "weights of its targets"
+            )
+        return issues
+
 
 def deltas_per_target(total_params: int, numels: dict[str, int], p: SpielParams) -> dict[str, int]:
     """SftModel.inject_adapter: the budget over all parameters, split by target size."""

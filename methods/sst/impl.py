@@ -29,6 +29,7 @@ SIGMA_EPS = 1e-6
 
 
 class SSTParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 64
     interval: PositiveInt = 200
     targets: str | list[str] = "all-linear"

@@ -24,6 +24,7 @@ from suite.methods.lowrank_common import energy_rank
 
 
 class SVFitParams(TargetedParams):
+    rank_fields = ("r",)
     # The paper's rule: keep the top singular values holding more than this share.
     energy: float = Field(default=0.99, gt=0.0, le=1.0)
     energy_of: Literal["sigma_squared", "sigma"] = "sigma_squared"

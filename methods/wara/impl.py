@@ -36,6 +36,7 @@ from suite.methods.lora_pair import lora_factors
 
 
 class WaRAParams(MethodParams):
+    rank_fields = ("r",)
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
     wavelet: Literal["haar"] = "haar"

@@ -23,9 +23,33 @@ if TYPE_CHECKING:
 
 
 class MethodParams(BaseModel):
-    """Base for a method's hyperparameters: frozen, unknown keys are errors."""
+    """Base for a method's hyperparameters: frozen, unknown keys are errors.
+
+    Values that only a model's shapes make impossible (a rank above a layer's dimension,
+    a block count that does not divide its width) are found at plan time, before
+    anything runs: `shape_issues` gets the (d_out, d_in) of every weight the `targets`
+    select, from the preset's model built on the meta device (suite/checks.py).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # Hyperparameters that are the rank of each target's update (None: unset): each must
+    # not exceed min(d_out, d_in) of any targeted weight.
+    rank_fields: ClassVar[tuple[str, ...]] = ()
+
+    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
+        """{hyperparameter: why} for each value the targeted weights' `shapes` (each
+        (d_out, d_in); at least one) make impossible. Methods with other shape limits
+        extend it (`issues = super().shape_issues(shapes)`, then their own)."""
+        d_out, d_in = min(shapes, key=min)
+        issues = {}
+        for name in self.rank_fields:
+            value = getattr(self, name)
+            if value is not None and value > min(d_out, d_in):
+                issues[name] = (
+                    f"{name} = {value} exceeds min(d_out, d_in) = {min(d_out, d_in)} of a "
+                    f"targeted {d_out} x {d_in} weight"
+                )
+        return issues
 
 
 class StepHooks:
@@ -163,9 +187,19 @@ class Method:
     """Base class of method plugins (subclassing is optional; the attributes are the contract)."""
 
     Params: ClassVar[type[MethodParams]] = MethodParams
+    # Whether a target may name a part of a fused projection (GPT-2's `attn.c_attn.q`):
+    # the part is then a plain nn.Linear (suite/methods/fused.py). False for a method
+    # whose code reaches past the linears it targets; the plan refuses slices for it.
+    adapts_slices: ClassVar[bool] = True
 
     def __init__(self, params: MethodParams):
         self.params = params
+
+    @classmethod
+    def model_issue(cls, preset: ModelPreset) -> str | None:
+        """Why this method cannot run on `preset` at all (a model family whose layer
+        layout it does not know), or None. Checked at plan time (suite/checks.py)."""
+        return None
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
         """Freeze/adapt `model` (a TaskModel whose head is already trainable)."""

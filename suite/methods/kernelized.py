@@ -15,9 +15,26 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt, ValidationInfo, field_validator
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear
+from suite.methods.adapters import AdapterLinear, TargetedParams
+
+
+class KernelizedParams(TargetedParams):
+    """SNELL's and SNELLA's factor width q, split evenly across the kernels' factors."""
+
+    q: PositiveInt = 8
+    kernels: PositiveInt = 2
+
+    @field_validator("kernels")
+    @classmethod
+    def _q_splits_into_kernels(cls, kernels: int, info: ValidationInfo) -> int:
+        q = info.data.get("q")
+        if q is not None and q % kernels:
+            raise ValueError(f"q={q} must be a multiple of kernels={kernels}")
+        return kernels
+
 
 # torch.quantile refuses inputs above 2**24 elements; larger matrices use kthvalue.
 _QUANTILE_LIMIT = 2**24

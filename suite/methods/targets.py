@@ -1,20 +1,11 @@
-"""Finding the modules a method adapts, from a preset's family names or explicit patterns.
-
-A pattern matches a module whose qualified name equals it or ends with `.pattern`;
-a pattern starting with `re:` is a regular expression matched against the full name.
-"""
+"""Finding the modules a method adapts, from a preset's family names or explicit patterns
+(suite/specs/patterns.py says how a pattern matches a module name)."""
 
 from __future__ import annotations
 
-import re
-
 from torch import nn
 
-
-def matches(name: str, pattern: str) -> bool:
-    if pattern.startswith("re:"):
-        return re.fullmatch(pattern[3:], name) is not None
-    return name == pattern or name.endswith("." + pattern)
+from suite.specs.patterns import matches
 
 
 def find_targets(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 from suite.specs.model import ImageSpec, ModelPreset, ModelSource
@@ -149,9 +150,12 @@ def conv1d_to_linear(model) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _module_names(preset_json: str) -> tuple[str, ...] | None:
+def _layout(preset_json: str) -> ModelLayout | None:
     import torch
     import transformers
+    from transformers.pytorch_utils import Conv1D
+
+    from suite.methods.fused import fused_rows
 
     preset = ModelPreset.model_validate_json(preset_json)
     auto = getattr(transformers, _AUTO_CLASS[preset.architecture])
@@ -171,11 +175,38 @@ def _module_names(preset_json: str) -> tuple[str, ...] | None:
             model = auto.from_config(config_obj)
     except Exception:  # noqa: BLE001 - no offline config (or an exotic one): not checked
         return None
-    return tuple(name for name, _ in model.named_modules() if name)
+    linears = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            linears[name] = (module.out_features, module.in_features)
+        elif isinstance(module, Conv1D):  # loaded as nn.Linear (conv1d_to_linear)
+            linears[name] = tuple(module.weight.shape[::-1])
+    names = [name for name, _ in model.named_modules() if name]
+    try:  # a fused module's parts are targets too (suite/methods/fused.py)
+        for name, (d_out, _) in linears.items():
+            names += [f"{name}.{part}" for part in fused_rows(preset, name, d_out) or ()]
+    except ValueError:  # parts that do not fit: reported when the model is split
+        pass
+    return ModelLayout(tuple(names), linears)
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """What the plan knows of a backbone without its weights: module names (fused
+    modules' parts included) and each linear's (d_out, d_in)."""
+
+    names: tuple[str, ...]
+    linears: dict[str, tuple[int, int]]
+
+
+def model_layout(preset: ModelPreset) -> ModelLayout | None:
+    """The backbone's layout, from a model built from its config on the meta device
+    (nothing downloaded, no weights allocated). None where the config cannot be read
+    offline (a hub preset whose config is not in the local cache)."""
+    return _layout(preset.model_dump_json())
 
 
 def module_names(preset: ModelPreset) -> tuple[str, ...] | None:
-    """The backbone's module names, from a model built from its config on the meta device
-    (nothing downloaded, no weights allocated). None where the config cannot be read
-    offline (a hub preset whose config is not in the local cache)."""
-    return _module_names(preset.model_dump_json())
+    """The backbone's module names (`model_layout`), None where it cannot be built."""
+    layout = model_layout(preset)
+    return None if layout is None else layout.names

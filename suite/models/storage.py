@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 STORAGES = ("bf16", "nf4", "int8", "fp8")
+# Storages that keep every weight a plain dense tensor (the rest replace nn.Linear).
+DENSE_STORAGES = ("bf16",)
 COMPUTE_DTYPE = torch.bfloat16
 
 
@@ -299,7 +301,7 @@ def apply_storage(backbone: nn.Module, storage: str) -> nn.Module:
     if storage not in STORAGES:
         raise ValueError(f"unknown base storage {storage!r}; choose one of {', '.join(STORAGES)}")
     backbone.to(COMPUTE_DTYPE)
-    if storage == "bf16":
+    if storage in DENSE_STORAGES:
         return backbone
     codec = CODECS[storage]()
     shared: dict[int, StoredWeight] = {}  # tied matrices (an LM head and its embedding) once

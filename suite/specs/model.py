@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name
+from suite.specs.patterns import pattern_error
+
+# A fused module's part: a child module's name (no dots).
+PartName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ModelSource(Frozen):
@@ -61,11 +65,29 @@ class ModelPreset(Frozen):
     pooling: Literal["mean", "cls", "last"] = "mean"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     target_modules: dict[str, list[str]] = Field(min_length=1)
+    # Fused projections and their named output slices, e.g. GPT-2's
+    # `attn.c_attn: [q, k, v]` (equal thirds of the rows) or a GQA model's
+    # `qkv_proj: {q: 2048, k: 512, v: 512}` (rows per part, in order). A target naming a
+    # part (`attn.c_attn.q`) adapts those rows only (suite/methods/fused.py). Keys match
+    # module names as target patterns do. None: no fused module is declared.
+    fused_modules: dict[str, list[PartName] | dict[PartName, PositiveInt]] | None = None
     # Where the tokenizer comes from when it is not beside the weights (config sources).
     tokenizer: ModelSource | None = None
     image: ImageSpec | None = None
     # Stored with every row (e.g. "random weights: the score is meaningless").
     note: str = ""
+
+    @model_validator(mode="after")
+    def _valid_patterns(self) -> ModelPreset:
+        fused = self.fused_modules or {}
+        for pattern in [*fused, *(p for ps in self.target_modules.values() for p in ps)]:
+            if why := pattern_error(pattern):
+                raise ValueError(why)
+        for key, parts in fused.items():
+            names = list(parts)
+            if len(names) < 2 or len(set(names)) != len(names):
+                raise ValueError(f"fused_modules.{key}: give two or more distinct part names")
+        return self
 
     def resolve_targets(self, targets: str | list[str]) -> list[str]:
         """Turn a family name ('attention') or explicit names into module-name patterns."""

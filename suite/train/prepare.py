@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from suite.methods.api import Method, PrepareContext, Prepared
+from suite.methods.fused import split_fused, target_patterns
 from suite.train.precision import AdapterDtype, dtype_name
 
 
@@ -22,7 +23,16 @@ class PreparedModel:
 
 
 def prepare_model(method: Method, model: nn.Module, ctx: PrepareContext) -> PreparedModel:
-    """`method.prepare(model, ctx)`, then its new bf16/fp16 tensors cast to fp32."""
+    """`method.prepare(model, ctx)`, then its new bf16/fp16 tensors cast to fp32.
+
+    Fused projections whose parts the method targets are split first
+    (suite/methods/fused.py), so the method sees each targeted part as a linear."""
+    split = split_fused(
+        getattr(model, "backbone", model), ctx.preset, target_patterns(method.params, ctx.preset)
+    )
+    if split and not getattr(method, "adapts_slices", True):
+        raise ValueError(f"{type(method).__name__} cannot adapt a slice of {split[0]}")
+    # After the split: the parts' weights are the base's, kept in its dtype.
     dtypes = AdapterDtype(model)
     base_dtype = dtype_name(model)
     prepared = method.prepare(model, ctx)
