@@ -91,8 +91,7 @@ class MatrixProgress:
         self.progress.advance(self.matrix_task)
         self.progress.update(self.matrix_task, info=self._info())
         style = "green" if result.status == "ok" else "red"
-        metric = cell.task.primary_metric
-        shown = _score_text(cell, result, metric)
+        shown = _score_text(cell, result)
         where = f" [{result.hostname}]" if result.hostname else ""
         self.console.print(
             f"[{style}]{result.status:>7}[/] {escape(cell.title() + where + '  ' + shown)}",
@@ -100,13 +99,14 @@ class MatrixProgress:
         )
 
 
-def _score_text(cell, result, metric: str) -> str:
+def _score_text(cell, result) -> str:
     """Test score; a tuning trial's validation score (trials are never scored on test);
     a post-hoc result's own summary."""
     if getattr(result, "summary", None) is not None:
         return result.summary
     if result.status != "ok":
         return (result.error or "")[-200:]
+    metric = cell.task.primary_metric
     if cell.phase == "trial":
         score = result.val_metrics.get(metric)
         trial = f"trial {cell.trial_index}: " if cell.trial_index is not None else "trial: "
