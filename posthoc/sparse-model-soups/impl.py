@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from suite.plugins import load_object
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
-from suite.posthoc.soups import magnitude_masks, phase_share, uniform_soup
+
+# The soups' rules, in this folder (soups.py): only Sparse Model Soups uses them.
+magnitude_masks, phase_share, uniform_soup = (
+    load_object(f"soups.py:{name}", Path(__file__).resolve().parent)
+    for name in ("magnitude_masks", "phase_share", "uniform_soup")
+)
 
 
 class SMSParams(PosthocParams):

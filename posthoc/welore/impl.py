@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
+from suite.plugins import load_object
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
-from suite.posthoc.lowrank import apply_plan, singular_values, threshold_for, welore_plan
+
+# The rank rule, in this folder (lowrank.py): only WeLore uses it.
+apply_plan, singular_values, threshold_for, welore_plan = (
+    load_object(f"lowrank.py:{name}", Path(__file__).resolve().parent)
+    for name in ("apply_plan", "singular_values", "threshold_for", "welore_plan")
+)
 
 
 class WeLoreParams(PosthocParams):
