@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, PositiveInt, model_validator
 
-from suite.specs.base import Citation, Frozen, Name
+from suite.specs.base import Citation, Frozen, Name, repeated
 from suite.specs.budget import Budget
 from suite.specs.method import SearchDim
 
@@ -121,8 +121,7 @@ class PosthocStageSpec(Frozen):
 
     @model_validator(mode="after")
     def _unique_labels(self) -> PosthocStageSpec:
-        labels = [e if isinstance(e, str) else e.display for e in self.methods]
-        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        dupes = repeated([e if isinstance(e, str) else e.display for e in self.methods])
         if dupes:
             raise ValueError(f"method labels repeat in stage {self.name!r}: {dupes}")
         return self

@@ -159,16 +159,7 @@ class Store:
         return [r[0] for r in rows]
 
     def ok_cell_ids(self, cell_ids: Iterable[str]) -> set[str]:
-        ids = list(cell_ids)
-        if not ids or not self.path.exists():
-            return set()
-        with self.connect(read_only=True) as con:
-            rows = con.execute(
-                "SELECT DISTINCT cell_id FROM cell_runs WHERE status = 'ok' AND cell_id IN "
-                "(SELECT unnest(?))",
-                [ids],
-            ).fetchall()
-        return {r[0] for r in rows}
+        return self._ids_with("cell_runs", "status = 'ok'", cell_ids)
 
     def write(self, cell: Cell, result: CellResult, provenance: dict[str, Any]) -> str:
         """Store one result in its own transaction; returns its result_id."""
