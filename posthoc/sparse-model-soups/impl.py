@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from suite.plugins import load_object
+from suite.plugins import sibling_names
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
 
-# The soups' rules, in this folder (soups.py): only Sparse Model Soups uses them.
-magnitude_masks, phase_share, uniform_soup = (
-    load_object(f"soups.py:{name}", Path(__file__).resolve().parent)
-    for name in ("magnitude_masks", "phase_share", "uniform_soup")
+# This method's own maths, in this folder (soups.py).
+magnitude_masks, phase_share, uniform_soup = sibling_names(
+    __file__, "soups.py", "magnitude_masks", "phase_share", "uniform_soup"
 )
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
-from suite.plugins import load_object
+from suite.plugins import sibling_names
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
 
-# The rank rule, in this folder (lowrank.py): only WeLore uses it.
-apply_plan, singular_values, threshold_for, welore_plan = (
-    load_object(f"lowrank.py:{name}", Path(__file__).resolve().parent)
-    for name in ("apply_plan", "singular_values", "threshold_for", "welore_plan")
+# This method's own maths, in this folder (lowrank.py).
+apply_plan, singular_values, threshold_for, welore_plan = sibling_names(
+    __file__, "lowrank.py", "apply_plan", "singular_values", "threshold_for", "welore_plan"
 )
 
 
