@@ -4,6 +4,7 @@ protocol first: every page shows one), the freshness note."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -17,6 +18,9 @@ from leaderboard.pagedata import (
     protocols,
 )
 from suite.store.store import StoreBusy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILTER_KEYS = ("protocol", "task", "model", "profile")
 
@@ -157,6 +161,18 @@ def protocol_page_setup() -> tuple[Reader, str | None]:
     protocol = protocol_select(r)
     freshness_note(r)
     return r, protocol
+
+
+def table_page(title: str, read, empty: str) -> tuple[Reader, pd.DataFrame]:
+    """A page without filters built on one table: the shared sidebar, the title, and the
+    table `read(reader)` gives; a page whose table is empty says `empty` and stops."""
+    r, _ = page_setup(with_filters=False)
+    st.title(title)
+    rows = guarded(read, r)
+    if rows.empty:
+        st.info(empty)
+        st.stop()
+    return r, rows
 
 
 def page_setup(with_filters: bool = True) -> tuple[Reader, Filters | None]:

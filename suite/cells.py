@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import Field
 
@@ -61,9 +61,30 @@ class ResolvedMethod(Frozen):
         return self.version or 1
 
 
-class Cell(Frozen):
-    """One unit of work."""
+class Workload(Protocol):
+    """What the executors, the worker and the driver need of any cell, trained or
+    post-hoc; its `kind` picks how it runs and how its result is stored, in one registry
+    (suite/cell_kinds.py)."""
 
+    kind: ClassVar[str]
+    seed: int
+    profile: HardwareProfile
+    budget: Budget | None
+    timeout_s: float | None
+
+    @property
+    def cell_id(self) -> str: ...
+
+    @property
+    def model(self) -> ModelPreset: ...
+
+    def title(self) -> str: ...
+
+
+class Cell(Frozen):
+    """One unit of work: a method trained on a task (a `Workload` of kind "trained")."""
+
+    kind: ClassVar[str] = "trained"  # not a field: never dumped, never hashed
     matrix: str = Field(exclude=True)
     model: ModelPreset
     method: ResolvedMethod

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from suite.cells import Cell, PhaseCells, expand_matrix
+from suite.cell_kinds import cell_kind
+from suite.cells import Cell, PhaseCells, Workload, expand_matrix
 from suite.checks import check_cells
 from suite.errors import SpecError
 from suite.registry import Catalog
@@ -159,10 +160,12 @@ def _finals(cells: list[Cell], trials: list[Cell], store: Store) -> list[Cell]:
 class Executor(Protocol):
     """Runs cells and calls back with each cell's report as it arrives."""
 
-    def prepare(self, cells: list[Cell]) -> None:
+    def prepare(self, cells: list[Workload]) -> None:
         """Connect and check resources; called before anything is written."""
 
-    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
+    def __call__(
+        self, cells: list[Workload], on_result: Callable[[Workload, CellReport], None]
+    ) -> None:
         """Run `cells`, calling `on_result` once per cell."""
 
     def close(self) -> None:
@@ -214,14 +217,7 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
             def on_result(cell, report: CellReport) -> None:
                 # The driver's id is the one resume looks up.
                 log = write_cell_log(logs, cell, report)
-                if getattr(cell, "input_ids", None) is not None:  # a post-hoc cell
-                    from suite.posthoc.plan import outcome
-
-                    store.write_posthoc(cell, report, prov, str(log))
-                    result = outcome(cell, report)
-                else:
-                    result = CellResult.assemble(cell.cell_id, report, str(log))
-                    store.write(cell, result, prov)
+                result = cell_kind(cell).record(store, cell, report, prov, str(log))
                 summary.results.append(result)
                 summary.titles.append(cell.title())
                 if progress:
@@ -279,7 +275,7 @@ def matrix_cell_ids(catalog: Catalog, matrix_ref: str, store: Store) -> list[str
     return [c.cell_id for c in finals]
 
 
-def write_cell_log(folder: Path, cell: Cell, report: CellReport) -> Path:
+def write_cell_log(folder: Path, cell: Workload, report: CellReport) -> Path:
     """The cell's log (steps, losses, errors, as its worker recorded them) under results/."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cell.cell_id}.log"

@@ -32,6 +32,13 @@ def load_object(ref: str, base_dir: Path | str | None = None) -> Any:
         raise ImportError(f"{module_ref} has no attribute {attr!r}") from exc
 
 
+def sibling_names(anchor: str, file: str, *names: str) -> tuple[Any, ...]:
+    """The objects `names` of `file`, a module beside `anchor` (a plugin's `__file__`):
+    how a plugin's impl.py takes the maths it keeps in its own folder."""
+    folder = Path(anchor).resolve().parent
+    return tuple(load_object(f"{file}:{name}", folder) for name in names)
+
+
 def _import_file(base_dir: Path, relative: str) -> Any:
     path = (base_dir / relative).resolve()
     if not path.is_file():

@@ -91,8 +91,7 @@ class MatrixProgress:
         self.progress.advance(self.matrix_task)
         self.progress.update(self.matrix_task, info=self._info())
         style = "green" if result.status == "ok" else "red"
-        metric = cell.task.primary_metric
-        shown = _score_text(cell, result, metric)
+        shown = _score_text(cell, result)
         where = f" [{result.hostname}]" if result.hostname else ""
         self.console.print(
             f"[{style}]{result.status:>7}[/] {escape(cell.title() + where + '  ' + shown)}",
@@ -100,7 +99,7 @@ class MatrixProgress:
         )
 
 
-def _score_text(cell, result, metric: str) -> str:
+def _score_text(cell, result) -> str:
     """Test score; a tuning trial's validation score (trials are never scored on test);
     a post-hoc result's own summary."""
     if getattr(result, "summary", None) is not None:
@@ -109,6 +108,7 @@ def _score_text(cell, result, metric: str) -> str:
         # A traceback's last line is the exception; its end is what the line has room for.
         lines = [line for line in (result.error or "").splitlines() if line.strip()]
         return lines[-1][-200:] if lines else ""
+    metric = cell.task.primary_metric
     if cell.phase == "trial":
         score = result.val_metrics.get(metric)
         trial = f"trial {cell.trial_index}: " if cell.trial_index is not None else "trial: "

@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
 
@@ -21,6 +22,29 @@ from pydantic import BaseModel, Field, create_model, field_validator
 Status = Literal[
     "ok", "failed", "nan", "oom", "timeout", "crashed", "input_missing", "input_invalid"
 ]
+
+
+# Every field a result type dumps is a column of its store table (suite/store/columns.py
+# derives the columns from these types): a new field is a new column, with no list to
+# edit. A field that goes to a table of its own says so (`Elsewhere`); a count stored
+# in 32 bits, as the first stores had it, is an `Int32` (other ints are BIGINT).
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Marks a result field that is not a column of the row: `table` holds it instead."""
+
+    table: str
+
+
+@dataclass(frozen=True)
+class SqlType:
+    """The SQL type of a field where its Python type does not tell it."""
+
+    sql: str
+
+
+Int32 = Annotated[int, SqlType("INTEGER")]
 
 
 class SplitPredictions(BaseModel):
@@ -36,15 +60,17 @@ class SplitPredictions(BaseModel):
 class Measurements(BaseModel):
     """Everything a trained cell measured. Costs are None where they could not be measured."""
 
-    val_metrics: dict[str, float] = Field(default_factory=dict)
-    test_metrics: dict[str, float] = Field(default_factory=dict)
+    val_metrics: Annotated[dict[str, float], Elsewhere("metrics")] = Field(default_factory=dict)
+    test_metrics: Annotated[dict[str, float], Elsewhere("metrics")] = Field(default_factory=dict)
     # A tuning trial's test metrics, kept apart (split "trial_test"): selection reads only
     # validation; the tuning-budget curves read these.
-    trial_test_metrics: dict[str, float] = Field(default_factory=dict)
+    trial_test_metrics: Annotated[dict[str, float], Elsewhere("metrics")] = Field(
+        default_factory=dict
+    )
     # Per split ("validation", "test", or "trial_test" for a trial).
     predictions: dict[str, SplitPredictions] = Field(default_factory=dict, exclude=True)
-    baseline_val: dict[str, float] = Field(default_factory=dict)
-    baseline_test: dict[str, float] = Field(default_factory=dict)
+    baseline_val: Annotated[dict[str, float], Elsewhere("baselines")] = Field(default_factory=dict)
+    baseline_test: Annotated[dict[str, float], Elsewhere("baselines")] = Field(default_factory=dict)
     trainable_params: int | None = None
     adapter_params: int | None = None
     total_params: int | None = None
@@ -55,7 +81,7 @@ class Measurements(BaseModel):
     memory_baseline_bytes: int | None = None
     cached_model_bytes: int | None = None
     train_wall_s: float | None = None
-    train_steps: int | None = None
+    train_steps: Int32 | None = None
     samples_per_s: float | None = None
     step_time_median_s: float | None = None
     latency_unmerged_s: float | None = None
@@ -93,16 +119,16 @@ class Measurements(BaseModel):
     mem_gradients_bytes: int | None = None
     mem_activations_other_bytes: int | None = None
     # Training examples the method held out for its own outer loop (Method.train_holdout).
-    train_holdout_examples: int | None = None
+    train_holdout_examples: Int32 | None = None
     # Forgetting (suite/tasks/forgetting.py): loss on the matrix's reference texts.
     reference_loss_before: float | None = None
     reference_loss_after: float | None = None
     forgetting_delta_loss: float | None = None
     # The saved artifact (safetensors under results/artifacts/, by cell id), when saved.
-    artifact_path: str | None = None
-    artifact_bytes: int | None = None
-    artifact_sha256: str | None = None
-    artifact_kind: str | None = None
+    artifact_path: Annotated[str | None, Elsewhere("artifacts")] = None
+    artifact_bytes: Annotated[int | None, Elsewhere("artifacts")] = None
+    artifact_sha256: Annotated[str | None, Elsewhere("artifacts")] = None
+    artifact_kind: Annotated[str | None, Elsewhere("artifacts")] = None
 
 
 # Where a cell's wall time goes, in order (suite/train/phases.py): Ray's dispatch of the
@@ -193,7 +219,7 @@ class PosthocScore(BaseModel):
 class PosthocMeasurements(BaseModel):
     """What a post-hoc cell measured (suite/posthoc/run.py)."""
 
-    scores: list[PosthocScore] = Field(default_factory=list)
+    scores: Annotated[list[PosthocScore], Elsewhere("posthoc_scores")] = Field(default_factory=list)
     # Seconds the merge or the compression itself took (not loading, not evaluation).
     stage_time_s: float | None = None
     # What must be kept: the merged update (RMM: its basis and coefficients), or the
@@ -241,7 +267,7 @@ class Placement(BaseModel):
 
     hostname: str | None = None
     node_id: str | None = None
-    worker_pid: int | None = None
+    worker_pid: Int32 | None = None
     hardware_profile_id: str | None = None
     hardware_profile: dict[str, Any] | None = None
     device_mismatch: bool | None = None
@@ -279,7 +305,7 @@ class CellResult(Measurements, Placement, Phases):
     # The same counting real tokens only (padding excluded).
     achieved_flops_per_s_real: float | None = None
     flops_fraction_of_peak_real: float | None = None
-    attempts: int = 1
+    attempts: Int32 = 1
     log: str = Field(default="", exclude=True)
     log_path: str | None = None
     # Not stored: when the worker finished, for the store's result-to-row phase.

@@ -8,8 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from suite.posthoc.lowrank import LowRankLinear, apply_plan, threshold_for, welore_plan
+from suite.paths import SOURCE_ROOT
+from suite.plugins import load_object
 from tests.support.golden import assert_close, load_fixture
+
+# The rank rule lives in WeLore's own folder (posthoc/welore/lowrank.py).
+LowRankLinear, apply_plan, threshold_for, welore_plan, pruned_rank, singular_values = (
+    load_object(f"lowrank.py:{name}", SOURCE_ROOT / "posthoc" / "welore")
+    for name in ("LowRankLinear", "apply_plan", "threshold_for", "welore_plan", "pruned_rank",
+                 "singular_values")
+)  # fmt: skip
 
 FIX = load_fixture("welore")
 CFG = FIX.config
@@ -66,8 +74,6 @@ def test_threshold_search_reaches_the_target_reduction():
     """For models without the reference's tau table: the smallest tau whose pruned share
     of the total rank reaches the target (here checked against a brute-force count)."""
     weights = _named(toy())
-    from suite.posthoc.lowrank import pruned_rank, singular_values
-
     spectra = [singular_values(w) for _, w in weights]
     total = sum(len(s) for s in spectra)
     for target in (0.1, 0.5, 0.7):

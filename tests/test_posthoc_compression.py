@@ -11,12 +11,18 @@ import pytest
 import torch
 from torch import nn
 
+from suite.paths import SOURCE_ROOT
 from suite.plugins import load_object
 from suite.posthoc.calibrate import block_of, group_blocks
 from suite.posthoc.compression import compact_bytes, pattern_holds
 from suite.posthoc.pruning import nm_mask, parse_pattern, row_mask
-from suite.posthoc.soups import magnitude_masks, phase_share, uniform_soup
 from tests.helpers import catalog
+
+# Sparse Model Soups' rules live in its own folder (posthoc/sparse-model-soups/soups.py).
+magnitude_masks, phase_share, uniform_soup = (
+    load_object(f"soups.py:{name}", SOURCE_ROOT / "posthoc" / "sparse-model-soups")
+    for name in ("magnitude_masks", "phase_share", "uniform_soup")
+)
 
 
 def _method(name: str, **params):

@@ -9,16 +9,20 @@ import pytest
 import torch
 from torch import nn
 
-from suite.posthoc.merging import (
-    factor_positions,
-    lego_merge,
-    positions_to_factors,
-    rmm_rebuild,
-    rmm_store,
-    ties,
-    ties_model,
-    trim,
-    weighted_sum,
+from suite.paths import SOURCE_ROOT
+from suite.plugins import load_object
+from suite.posthoc.merging import weighted_sum
+
+
+def _own(method: str, file: str, *names: str) -> tuple:
+    """A merge method's own maths, from its folder (posthoc/<method>/<file>)."""
+    return tuple(load_object(f"{file}:{n}", SOURCE_ROOT / "posthoc" / method) for n in names)
+
+
+ties, ties_model, trim = _own("ties", "ties.py", "ties", "ties_model", "trim")
+(lego_merge,) = _own("lora-lego", "lego.py", "lego_merge")
+factor_positions, positions_to_factors, rmm_rebuild, rmm_store = _own(
+    "rmm", "rmm.py", "factor_positions", "positions_to_factors", "rmm_rebuild", "rmm_store"
 )
 
 

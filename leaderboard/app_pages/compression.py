@@ -9,12 +9,11 @@ from leaderboard import charts, tables, ui
 from leaderboard.pagedata import primary_metric
 from leaderboard.posthoc import compression_problems, compression_rows, compression_sources
 
-reader, _ = ui.page_setup(with_filters=False)
-st.title("Compression")
-sources = ui.guarded(compression_sources, reader)
-if sources.empty:
-    st.info("No compressions yet: a matrix's `posthoc:` section declares compress stages.")
-    st.stop()
+reader, sources = ui.table_page(
+    "Compression",
+    compression_sources,
+    "No compressions yet: a matrix's `posthoc:` section declares compress stages.",
+)
 labels = [
     f"{r.source_method} on {r.task} x {r.model} (seed {r.seed})" for r in sources.itertuples()
 ]

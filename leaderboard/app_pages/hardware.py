@@ -7,12 +7,7 @@ import streamlit as st
 from leaderboard import tables, ui
 from leaderboard.hardware import phases_on, profiles, recorded, results_on
 
-reader, _ = ui.page_setup(with_filters=False)
-st.title("Hardware profiles")
-table = ui.guarded(profiles, reader)
-if table.empty:
-    st.info("No results yet.")
-    st.stop()
+reader, table = ui.table_page("Hardware profiles", profiles, "No results yet.")
 st.caption(
     "Each profile names the resources a cell asked for; Hardware is what the runs recorded. "
     "Costs (memory, time, latency) compare only within one profile."

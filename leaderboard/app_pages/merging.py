@@ -9,12 +9,9 @@ import streamlit as st
 from leaderboard import charts, tables, ui
 from leaderboard.posthoc import merging_problems, merging_rows, merging_summary
 
-reader, _ = ui.page_setup(with_filters=False)
-st.title("Merging")
-rows = ui.guarded(merging_rows, reader)
-if rows.empty:
-    st.info("No merges yet: a matrix's `posthoc:` section declares merge stages.")
-    st.stop()
+reader, rows = ui.table_page(
+    "Merging", merging_rows, "No merges yet: a matrix's `posthoc:` section declares merge stages."
+)
 st.caption(
     "Each merge is scored on every source task with that task's own head; normalised is the "
     "merged model's primary test metric divided by the task's own adapter's (rebuilt from its "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pydantic import PositiveInt
 
+from suite.plugins import sibling_names
 from suite.posthoc.api import Merged, MergeMethod, PosthocParams
-from suite.posthoc.merging import lego_merge
+
+# This method's own maths, in this folder (lego.py).
+(lego_merge,) = sibling_names(__file__, "lego.py", "lego_merge")
 
 
 class LoraLegoParams(PosthocParams):

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pydantic import PositiveInt
 
+from suite.plugins import sibling_names
 from suite.posthoc.api import Merged, MergeMethod, PosthocParams
-from suite.posthoc.merging import factor_positions, positions_to_factors, rmm_rebuild, rmm_store
+
+# This method's own maths, in this folder (rmm.py).
+factor_positions, positions_to_factors, rmm_rebuild, rmm_store = sibling_names(
+    __file__, "rmm.py", "factor_positions", "positions_to_factors", "rmm_rebuild", "rmm_store"
+)
 
 
 class RMMParams(PosthocParams):

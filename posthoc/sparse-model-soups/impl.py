@@ -8,8 +8,13 @@ from typing import Literal
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from suite.plugins import sibling_names
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
-from suite.posthoc.soups import magnitude_masks, phase_share, uniform_soup
+
+# This method's own maths, in this folder (soups.py).
+magnitude_masks, phase_share, uniform_soup = sibling_names(
+    __file__, "soups.py", "magnitude_masks", "phase_share", "uniform_soup"
+)
 
 
 class SMSParams(PosthocParams):

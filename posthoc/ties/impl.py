@@ -6,8 +6,12 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat
 
+from suite.plugins import sibling_names
 from suite.posthoc.api import Merged, MergeMethod, PosthocParams
-from suite.posthoc.merging import compact, ties, ties_model
+from suite.posthoc.merging import compact
+
+# This method's own maths, in this folder (ties.py).
+ties, ties_model = sibling_names(__file__, "ties.py", "ties", "ties_model")
 
 
 class TiesParams(PosthocParams):

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from suite.plugins import sibling_names
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
-from suite.posthoc.lowrank import apply_plan, singular_values, threshold_for, welore_plan
+
+# This method's own maths, in this folder (lowrank.py).
+apply_plan, singular_values, threshold_for, welore_plan = sibling_names(
+    __file__, "lowrank.py", "apply_plan", "singular_values", "threshold_for", "welore_plan"
+)
 
 
 class WeLoreParams(PosthocParams):

@@ -153,20 +153,26 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             own[name].copy_(tensor)
 
 
+def merging(modules: list[nn.Module]) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Prepared's merge and unmerge for modules that each merge and unmerge themselves."""
+
+    def merge() -> None:
+        for m in modules:
+            m.merge()
+
+    def unmerge() -> None:
+        for m in modules:
+            m.unmerge()
+
+    return merge, unmerge
+
+
 def adapter_prepared(
     model: nn.Module, hooks: StepHooks | None = None, mergeable: bool = True
 ) -> Prepared:
     """A Prepared for a model whose adaptation lives in AdapterLinear modules."""
     adapters = [m for m in model.modules() if isinstance(m, AdapterLinear)]
-
-    def merge() -> None:
-        for m in adapters:
-            m.merge()
-
-    def unmerge() -> None:
-        for m in adapters:
-            m.unmerge()
-
+    merge, unmerge = merging(adapters)
     return Prepared(
         model=model,
         hooks=hooks or StepHooks(),

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.methods.adapters import load_state_strict, wrap_targets
+from suite.methods.adapters import load_state_strict, merging, wrap_targets
 from suite.methods.api import Prepared, StepHooks
 
 
@@ -105,14 +105,7 @@ def replace_targets(
             if id(t) in own or (isinstance(t, nn.Parameter) and t.requires_grad)
         }
 
-    def merge() -> None:
-        for m in modules:
-            m.merge()
-
-    def unmerge() -> None:
-        for m in modules:
-            m.unmerge()
-
+    merge, unmerge = merging(modules)
     return Prepared(
         model=model,
         hooks=hooks or StepHooks(),

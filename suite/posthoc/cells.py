@@ -11,7 +11,8 @@ new input id, hence a new post-hoc cell.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -21,7 +22,14 @@ from suite.registry import Catalog, Entry
 from suite.specs.base import Frozen
 from suite.specs.budget import Budget
 from suite.specs.matrix import MatrixSpec
-from suite.specs.posthoc import CalibrationSpec, PosthocEntry, PosthocStageSpec
+from suite.specs.model import ModelPreset
+from suite.specs.posthoc import (
+    STAGE_KINDS,
+    CalibrationSpec,
+    PosthocEntry,
+    PosthocStageSpec,
+    Stage,
+)
 from suite.specs.profile import HardwareProfile
 
 
@@ -30,7 +38,7 @@ class ResolvedPosthoc(Frozen):
 
     label: str
     name: str
-    stage: Literal["merge", "compress"]
+    stage: Stage
     implementation: str
     params: dict[str, Any]
     # None while the implementation is at version 1, so ids stay put until a bump.
@@ -56,8 +64,9 @@ class InputArtifact(Frozen):
 
 
 class PosthocCell(Frozen):
-    """One post-hoc unit of work."""
+    """One post-hoc unit of work (a `Workload` of kind "posthoc", suite/cell_kinds.py)."""
 
+    kind: ClassVar[str] = "posthoc"  # not a field: never dumped, never hashed
     matrix: str = Field(exclude=True)
     stage_name: str = Field(exclude=True)
     method: ResolvedPosthoc
@@ -76,16 +85,9 @@ class PosthocCell(Frozen):
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
     @property
-    def phase(self) -> str:
-        return self.method.stage
-
-    @property
-    def model(self):
+    def model(self) -> ModelPreset:
+        """The base every input was trained on (a stage's inputs share one)."""
         return self.inputs[0].model
-
-    @property
-    def task(self):
-        return self.inputs[0].task
 
     @property
     def tasks(self) -> list[str]:
@@ -151,12 +153,12 @@ def stage_cells(
     tasks = stage.inputs.tasks or matrix.tasks
     chosen = [c for c in trained if c.method.label == stage.inputs.method and c.task.name in tasks]
     chosen.sort(key=lambda c: (c.model.name, c.seed, tasks.index(c.task.name)))
+    kind = STAGE_KINDS[stage.stage]
+    key = attrgetter(*kind.group_by)
     groups: dict[tuple, list[Cell]] = {}
     for cell in chosen:
-        key = (cell.model.name, cell.seed) if stage.stage == "merge" else (cell.cell_id,)
-        groups.setdefault(key, []).append(cell)
-    if stage.stage == "merge":
-        groups = {k: g for k, g in groups.items() if len(g) >= 2}
+        groups.setdefault(key(cell), []).append(cell)
+    groups = {k: g for k, g in groups.items() if len(g) >= kind.min_inputs}
     methods = [
         resolve_posthoc(catalog, e, stage, file, _line(entry, "posthoc", i, "methods", j))
         for j, e in enumerate(stage.entries())
@@ -173,7 +175,7 @@ def stage_cells(
                     inputs=inputs,
                     seed=inputs[0].seed,
                     profile=inputs[0].profile,
-                    calibration=stage.calibration if stage.stage == "compress" else None,
+                    calibration=stage.calibration if kind.calibrated else None,
                     budget=(stage.budget or matrix.budget) if method.trains else None,
                     timeout_s=stage.timeout_s,
                 )

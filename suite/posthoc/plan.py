@@ -158,5 +158,5 @@ def outcome(cell: PosthocCell, report: CellReport) -> PosthocOutcome:
             for s in measured.measurements.scores
             if s.primary and s.split == "test" and s.normalised is not None
         ]
-        text = f"test {cell.task.primary_metric}: " + ", ".join(parts)
+        text = f"test {cell.inputs[0].task.primary_metric}: " + ", ".join(parts)
     return PosthocOutcome(measured.status, measured.error, report.placement.hostname, text)

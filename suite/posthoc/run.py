@@ -56,8 +56,7 @@ def _run(cell: PosthocCell) -> PosthocMeasurements:
     method = cls(cls.Params.model_validate(cell.method.params))
     inputs = [load_input(c, a) for c, a in zip(cell.inputs, cell.artifacts, strict=True)]
     seed_everything(cell.seed)
-    run = _merge if cell.method.stage == "merge" else _compress
-    measured = run(cell, method, inputs)
+    measured = STAGE_RUNS[cell.method.stage](cell, method, inputs)
     device = inputs[0].setup.device
     return measured.model_copy(
         update={
@@ -168,3 +167,7 @@ def _compress(cell: PosthocCell, method, inputs: list[LoadedInput]) -> PosthocMe
         train_wall_s=result.train_wall_s,
         notes=result.notes,
     )
+
+
+# How one cell of each kind of stage runs (the kinds: suite/specs/posthoc.py STAGE_KINDS).
+STAGE_RUNS = {"merge": _merge, "compress": _compress}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from suite.cells import Cell
+from suite.cells import Workload
 from suite.results import CellReport, Measured, Placement, error_tail
 
 
@@ -24,7 +24,7 @@ def _now() -> str:
 
 
 def timeout_report(
-    cell: Cell, elapsed_s: float, where: Placement, started_at: str | None, attempts: int = 1
+    cell: Workload, elapsed_s: float, where: Placement, started_at: str | None, attempts: int = 1
 ) -> CellReport:
     error = (
         f"cell ran longer than its timeout of {cell.timeout_s:g} s (stopped at {elapsed_s:.1f} s)"

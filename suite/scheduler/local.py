@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from suite.cells import Cell
+from suite.cells import Workload
 from suite.results import CellReport, Placement
 from suite.scheduler.faults import CellTimeout, alarm, timeout_report
 
@@ -26,13 +26,15 @@ class LocalExecutor:
         self.worker_stats: list[dict[str, Any]] = []
         self._worker = None
 
-    def prepare(self, cells: list[Cell]) -> None:
+    def prepare(self, cells: list[Workload]) -> None:
         """Nothing to connect to: cells run in this process."""
 
     def close(self) -> None:
         """Nothing to release."""
 
-    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
+    def __call__(
+        self, cells: list[Workload], on_result: Callable[[Workload, CellReport], None]
+    ) -> None:
         from suite.scheduler.worker import CellWorker
 
         if self._worker is None:

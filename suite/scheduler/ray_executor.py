@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from suite.cells import Cell
+from suite.cells import Workload
 from suite.results import CellReport, Placement
 from suite.scheduler import cluster, resources
 from suite.scheduler.faults import crashed_report, failed_report, timeout_report
@@ -37,7 +37,7 @@ class _Slot:
     actor: Any
     ready_ref: Any
     info: dict[str, Any] | None = None
-    cell: Cell | None = None
+    cell: Workload | None = None
     ref: Any = None
     started: float = 0.0
     started_at: str = ""
@@ -60,10 +60,10 @@ class RayExecutor:
     _actor_cls: Any = None
     _failed_starts: int = 0
     # Results collected but not yet handed to on_result (see __call__).
-    _pending: list[tuple[Cell, CellReport]] = field(default_factory=list)
+    _pending: list[tuple[Workload, CellReport]] = field(default_factory=list)
 
     # -- set-up ------------------------------------------------------------------------
-    def prepare(self, cells: list[Cell]) -> None:
+    def prepare(self, cells: list[Workload]) -> None:
         """Connect to Ray and check every profile fits some node, before any cell runs.
 
         Idempotent: a caller may prepare (and wait for the pool) before run_plan does.
@@ -106,7 +106,9 @@ class RayExecutor:
         return {s.info["node_id"] for s in self._slots if s.cell is not None and s.info}
 
     # -- the loop ----------------------------------------------------------------------
-    def __call__(self, cells: list[Cell], on_result: Callable[[Cell, CellReport], None]) -> None:
+    def __call__(
+        self, cells: list[Workload], on_result: Callable[[Workload, CellReport], None]
+    ) -> None:
         if not cells:
             return
         if not self._slots:
@@ -127,7 +129,7 @@ class RayExecutor:
         for cell, result in pending:
             on_result(cell, result)
 
-    def _dispatch(self, queue: deque[Cell]) -> None:
+    def _dispatch(self, queue: deque[Workload]) -> None:
         for slot in self._slots:
             if slot.info is None or slot.cell is not None:
                 continue
@@ -141,7 +143,7 @@ class RayExecutor:
             if self.progress:
                 self.progress.start_cell(cell)
 
-    def _collect(self, queue: deque[Cell], on_result) -> None:
+    def _collect(self, queue: deque[Workload], on_result) -> None:
         import ray
 
         waiting = {s.ready_ref: s for s in self._slots if s.info is None}
@@ -175,7 +177,7 @@ class RayExecutor:
                 ) from exc
             self._replace(slot)
 
-    def _finished(self, slot: _Slot, queue: deque[Cell], on_result) -> None:
+    def _finished(self, slot: _Slot, queue: deque[Workload], on_result) -> None:
         import ray
 
         cell = slot.cell

@@ -13,7 +13,8 @@ import platform
 import time
 from typing import Any
 
-from suite.cells import Cell
+from suite.cell_kinds import cell_kind
+from suite.cells import Workload
 from suite.results import CellReport, Placement
 
 
@@ -37,7 +38,7 @@ class CellWorker:
 
         return {**self.info(), **caches.COUNTS}
 
-    def profile_for(self, cell: Cell) -> dict[str, Any]:
+    def profile_for(self, cell: Workload) -> dict[str, Any]:
         """This worker's recorded profile for the cell's device and compute dtype (recorded
         once)."""
         from suite.scheduler import hardware
@@ -53,7 +54,7 @@ class CellWorker:
             self.profiles[key] = hardware.record(device, dtype, self.node_id)
         return self.profiles[key]
 
-    def run(self, cell: Cell, on_step=None, submitted_unix: float | None = None) -> CellReport:
+    def run(self, cell: Workload, on_step=None, submitted_unix: float | None = None) -> CellReport:
         """Run a cell; never raises for the cell's own errors (the runner catches them).
 
         `submitted_unix` (epoch seconds) is when the executor handed the cell over: the
@@ -61,8 +62,6 @@ class CellWorker:
         first cell's hardware calibration among it) is the worker's phase."""
         entered, started = time.time(), time.perf_counter()
         import torch
-
-        from suite.train.runner import run_cell
 
         threads = cell.profile.torch_threads or self.threads
         if threads:
@@ -75,12 +74,7 @@ class CellWorker:
             if on_step:
                 on_step(i, total, loss)
 
-        if getattr(cell, "input_ids", None) is not None:  # a post-hoc cell
-            from suite.posthoc.run import run_posthoc
-
-            measured = run_posthoc(cell)
-        else:
-            measured = run_cell(cell, on_step=step)
+        measured = cell_kind(cell).run(cell, step)
         log.append(f"status {measured.status} after {time.perf_counter() - started:.2f} s")
         if measured.error:
             log.append(measured.error)
@@ -90,7 +84,7 @@ class CellWorker:
         report.finished_unix = time.time()
         return report
 
-    def placement(self, cell: Cell) -> Placement:
+    def placement(self, cell: Workload) -> Placement:
         """Where this worker runs the cell, on the hardware profile it recorded."""
         from suite.scheduler import hardware
 

@@ -10,6 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
+def repeated(labels: list[str]) -> list[str]:
+    """The labels that occur more than once, sorted (a spec's entries must differ)."""
+    return sorted({x for x in labels if labels.count(x) > 1})
+
+
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
         raise ValueError(

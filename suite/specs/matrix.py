@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from suite.specs.base import Frozen, Name
+from suite.specs.base import Frozen, Name, repeated
 from suite.specs.budget import Budget, default_protocol
 from suite.specs.posthoc import PosthocStageSpec
 
@@ -81,8 +81,7 @@ class MatrixSpec(Frozen):
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:
-        labels = [e if isinstance(e, str) else e.display for e in self.methods]
-        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        dupes = repeated([e if isinstance(e, str) else e.display for e in self.methods])
         if dupes:
             raise ValueError(f"method labels repeat: {dupes}; give each entry a distinct label")
         if len(set(self.seeds)) != len(self.seeds):

@@ -9,15 +9,37 @@ inputs' cell ids.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 from pydantic import Field, PositiveInt, model_validator
 
-from suite.specs.base import Citation, Frozen, Name
+from suite.specs.base import Citation, Frozen, Name, repeated
 from suite.specs.budget import Budget
 from suite.specs.method import SearchDim
 
-Stage = Literal["merge", "compress"]
+
+@dataclass(frozen=True)
+class StageKind:
+    """What a kind of stage makes of the matrix's trained cells: those equal on
+    `group_by` (attribute paths) are one post-hoc cell's inputs, kept when there are at
+    least `min_inputs`; a `calibrated` stage's cells carry its calibration set. How one
+    of its cells runs is suite/posthoc/run.py's STAGE_RUNS[kind]."""
+
+    group_by: tuple[str, ...]
+    min_inputs: int
+    calibrated: bool
+
+
+# A new kind of stage is an entry here and its function in STAGE_RUNS.
+STAGE_KINDS: dict[str, StageKind] = {
+    # One trained cell per task (same base, same seed) merged into one.
+    "merge": StageKind(group_by=("model.name", "seed"), min_inputs=2, calibrated=False),
+    # One trained cell shrunk.
+    "compress": StageKind(group_by=("cell_id",), min_inputs=1, calibrated=True),
+}
+Stage = Literal["merge", "compress"]  # spelled out for type checkers: STAGE_KINDS' keys
+assert set(get_args(Stage)) == set(STAGE_KINDS), "Stage must list STAGE_KINDS' keys"
 
 
 class PosthocMethodSpec(Frozen):
@@ -99,8 +121,7 @@ class PosthocStageSpec(Frozen):
 
     @model_validator(mode="after")
     def _unique_labels(self) -> PosthocStageSpec:
-        labels = [e if isinstance(e, str) else e.display for e in self.methods]
-        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        dupes = repeated([e if isinstance(e, str) else e.display for e in self.methods])
         if dupes:
             raise ValueError(f"method labels repeat in stage {self.name!r}: {dupes}")
         return self

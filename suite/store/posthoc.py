@@ -24,6 +24,7 @@ import yaml
 
 from suite.cells import Cell, spec_hash
 from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
+from suite.store.columns import add_missing, layout
 
 ARTIFACT_COLUMNS: dict[str, str] = {
     "cell_id": "VARCHAR PRIMARY KEY",
@@ -39,65 +40,69 @@ ARTIFACT_COLUMNS: dict[str, str] = {
     "created_at": "TIMESTAMP",
 }
 
-POSTHOC_RUN_COLUMNS: dict[str, str] = {
-    "result_id": "VARCHAR PRIMARY KEY",
-    "cell_id": "VARCHAR NOT NULL",
-    "run_id": "VARCHAR",
-    "status": "VARCHAR NOT NULL",
-    "error": "VARCHAR",
-    "matrix": "VARCHAR",
-    "stage": "VARCHAR",
-    "stage_name": "VARCHAR",
-    "method": "VARCHAR",
-    "method_name": "VARCHAR",
-    "family": "VARCHAR",
-    "fidelity": "VARCHAR",
-    "method_version": "INTEGER",
-    "method_source_hash": "VARCHAR",
-    "params": "JSON",
-    "method_yaml": "VARCHAR",
-    "method_hash": "VARCHAR",
-    "input_cell_ids": "VARCHAR[]",
-    "input_methods": "VARCHAR[]",
-    "input_tasks": "VARCHAR[]",
-    "input_sha256": "VARCHAR[]",
-    "model": "VARCHAR",
-    "seed": "INTEGER",
-    "profile": "VARCHAR",
-    "calibration": "JSON",
-    "budget": "JSON",
-    "stage_time_s": "DOUBLE",
-    "stored_bytes": "BIGINT",
-    "stored_params": "BIGINT",
-    "heads_bytes": "BIGINT",
-    "sparsity": "DOUBLE",
-    "level": "DOUBLE",
-    "level_label": "VARCHAR",
-    "pattern_ok": "BOOLEAN",
-    "nonzero_params": "BIGINT",
-    "target_params": "BIGINT",
-    "total_params": "BIGINT",
-    "latency_s": "DOUBLE",
-    "source_latency_s": "DOUBLE",
-    "train_steps": "BIGINT",
-    "train_wall_s": "DOUBLE",
-    "device": "VARCHAR",
-    "hostname": "VARCHAR",
-    "worker_pid": "INTEGER",
-    "hardware_profile_id": "VARCHAR",
-    "started_at": "VARCHAR",
-    "finished_at": "TIMESTAMP",
-    "cell_wall_s": "DOUBLE",
-    "attempts": "INTEGER",
-    "git_sha": "VARCHAR",
-    "git_dirty": "BOOLEAN",
-    "versions": "JSON",
-    "hardware": "JSON",
-    "notes": "VARCHAR",
-    "log_path": "VARCHAR",
+# The posthoc_runs table: the store's own columns (name, SQL type) and, by bare name,
+# PosthocMeasurements' (suite/results.py), in the order of the stores already written;
+# a new field of PosthocMeasurements is appended (suite/store/columns.py).
+POSTHOC_RUN_LAYOUT: tuple[str | tuple[str, str], ...] = (
+    ("result_id", "VARCHAR PRIMARY KEY"),
+    ("cell_id", "VARCHAR NOT NULL"),
+    ("run_id", "VARCHAR"),
+    ("status", "VARCHAR NOT NULL"),
+    ("error", "VARCHAR"),
+    ("matrix", "VARCHAR"),
+    ("stage", "VARCHAR"),
+    ("stage_name", "VARCHAR"),
+    ("method", "VARCHAR"),
+    ("method_name", "VARCHAR"),
+    ("family", "VARCHAR"),
+    ("fidelity", "VARCHAR"),
+    ("method_version", "INTEGER"),
+    "method_source_hash",
+    ("params", "JSON"),
+    ("method_yaml", "VARCHAR"),
+    ("method_hash", "VARCHAR"),
+    ("input_cell_ids", "VARCHAR[]"),
+    ("input_methods", "VARCHAR[]"),
+    ("input_tasks", "VARCHAR[]"),
+    "input_sha256",
+    ("model", "VARCHAR"),
+    ("seed", "INTEGER"),
+    ("profile", "VARCHAR"),
+    ("calibration", "JSON"),
+    ("budget", "JSON"),
+    "stage_time_s",
+    "stored_bytes",
+    "stored_params",
+    "heads_bytes",
+    "sparsity",
+    "level",
+    "level_label",
+    "pattern_ok",
+    "nonzero_params",
+    "target_params",
+    "total_params",
+    "latency_s",
+    "source_latency_s",
+    "train_steps",
+    "train_wall_s",
+    "device",
+    ("hostname", "VARCHAR"),
+    ("worker_pid", "INTEGER"),
+    ("hardware_profile_id", "VARCHAR"),
+    ("started_at", "VARCHAR"),
+    ("finished_at", "TIMESTAMP"),
+    ("cell_wall_s", "DOUBLE"),
+    ("attempts", "INTEGER"),
+    ("git_sha", "VARCHAR"),
+    ("git_dirty", "BOOLEAN"),
+    ("versions", "JSON"),
+    ("hardware", "JSON"),
+    "notes",
+    ("log_path", "VARCHAR"),
     # The benchmark protocol of its inputs' rows (suite/store/protocols.py).
-    "protocol": "VARCHAR",
-}
+    ("protocol", "VARCHAR"),
+)
+POSTHOC_RUN_COLUMNS: dict[str, str] = layout(POSTHOC_RUN_LAYOUT, PosthocMeasurements)
 
 POSTHOC_TABLES = [
     "CREATE TABLE IF NOT EXISTS artifacts ("
@@ -148,16 +153,8 @@ POSTHOC_VIEW_NAMES = ("posthoc_results", "merging", "compression")
 
 def add_missing_columns(con) -> None:
     """Bring post-hoc tables made by older code up to the current columns."""
-    for table, columns in (("artifacts", ARTIFACT_COLUMNS), ("posthoc_runs", POSTHOC_RUN_COLUMNS)):
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-            ).fetchall()
-        }
-        for name, kind in columns.items():
-            if name not in have:  # names and types come from this module, never from users
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.split(' PRIMARY')[0]}")
+    add_missing(con, "artifacts", ARTIFACT_COLUMNS)
+    add_missing(con, "posthoc_runs", POSTHOC_RUN_COLUMNS)
 
 
 def record_artifact(con, cell: Cell, measurements, result_id: str) -> None:

@@ -23,8 +23,10 @@ import yaml
 from suite.cells import Cell, spec_hash
 from suite.paths import DEFAULT_DB
 from suite.results import CellResult
+from suite.store.columns import add_missing, existing
 from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
 from suite.store.posthoc import (
+    POSTHOC_RUN_COLUMNS,
     POSTHOC_TABLES,
     POSTHOC_VIEWS,
     add_missing_columns,
@@ -105,7 +107,7 @@ class Store:
                 con.execute(ddl)
             stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
-            _add_missing_columns(con)
+            add_missing(con, "cell_runs", CELL_RUN_COLUMNS)
             add_missing_columns(con)
             named = fill_protocols(con)  # rows stored before protocols existed
             fill_posthoc_protocols(con)
@@ -125,14 +127,16 @@ class Store:
     def upgrade_if_older(self) -> bool:
         """Upgrade a store written by older code in place (`init`) before it is read, so
         the leaderboard and queries see today's columns (the protocol of older rows);
-        True when it did. A current store is only read."""
+        True when it did. A current store is only read. Older: another schema version,
+        or a column the result types have gained since (suite/store/columns.py)."""
         if not self.path.exists():
             return False
         with self.connect(read_only=True) as con:
             if not _has_table(con, "meta"):
                 return False
             stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if stored is None or stored[0] == str(SCHEMA_VERSION):
+            lacking = _lacks_columns(con)
+        if stored is None or (stored[0] == str(SCHEMA_VERSION) and not lacking):
             return False
         self.init()
         return True
@@ -155,16 +159,7 @@ class Store:
         return [r[0] for r in rows]
 
     def ok_cell_ids(self, cell_ids: Iterable[str]) -> set[str]:
-        ids = list(cell_ids)
-        if not ids or not self.path.exists():
-            return set()
-        with self.connect(read_only=True) as con:
-            rows = con.execute(
-                "SELECT DISTINCT cell_id FROM cell_runs WHERE status = 'ok' AND cell_id IN "
-                "(SELECT unnest(?))",
-                [ids],
-            ).fetchall()
-        return {r[0] for r in rows}
+        return self._ids_with("cell_runs", "status = 'ok'", cell_ids)
 
     def write(self, cell: Cell, result: CellResult, provenance: dict[str, Any]) -> str:
         """Store one result in its own transaction; returns its result_id."""
@@ -283,6 +278,15 @@ def _has_table(con, name: str) -> bool:
     )
 
 
+def _lacks_columns(con) -> bool:
+    """Whether the store's row tables lack a column the result types now have."""
+    for table, columns in (("cell_runs", CELL_RUN_COLUMNS), ("posthoc_runs", POSTHOC_RUN_COLUMNS)):
+        have = existing(con, table)
+        if have and not set(columns) <= have:
+            return True
+    return False
+
+
 def _record_result_to_row(con, result: CellResult, result_id: str) -> None:
     """The driver's phase (worker finished to row written, up to the commit) and the
     cell's total wall time, set on the row once everything else of it is written."""
@@ -296,20 +300,6 @@ def _record_result_to_row(con, result: CellResult, result_id: str) -> None:
         con.execute(
             f"UPDATE cell_runs SET {sets} WHERE result_id = ?", [*fields.values(), result_id]
         )
-
-
-def _add_missing_columns(con) -> None:
-    """Bring a database made by an older schema up to CELL_RUN_COLUMNS (new columns are NULL)."""
-    have = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'cell_runs'"
-        ).fetchall()
-    }
-    for name, kind in CELL_RUN_COLUMNS.items():
-        if name not in have:
-            # Names and types come from the schema module, never from user input.
-            con.execute(f"ALTER TABLE cell_runs ADD COLUMN {name} {kind.split(' PRIMARY')[0]}")
 
 
 def _sql_path(path: Path) -> str:

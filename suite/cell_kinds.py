@@ -1,0 +1,70 @@
+"""How each kind of cell runs and how its result is stored: one registry, read by the
+worker (`run`, suite/scheduler/worker.py) and the driver (`record`, suite/driver.py).
+
+A cell says its kind (`Cell.kind`, `PosthocCell.kind`: a class attribute, so no cell id
+moves); a new kind of work is one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from suite.results import CellReport, CellResult, Measured, PosthocMeasured
+
+if TYPE_CHECKING:
+    from suite.cells import Workload
+    from suite.store.store import Store
+
+StepCallback = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class CellKind:
+    # On the worker: run the cell in this process; never raises for the cell's own errors.
+    run: Callable[[Any, StepCallback | None], Measured | PosthocMeasured]
+    # On the driver: store one report (its log at log_path); returns what the run summary
+    # and the progress display keep of it.
+    record: Callable[[Store, Any, CellReport, dict[str, Any], str], Any]
+
+
+def _run_trained(cell, on_step: StepCallback | None) -> Measured:
+    from suite.train.runner import run_cell
+
+    return run_cell(cell, on_step=on_step)
+
+
+def _record_trained(store: Store, cell, report: CellReport, prov: dict, log: str) -> CellResult:
+    result = CellResult.assemble(cell.cell_id, report, log)
+    store.write(cell, result, prov)
+    return result
+
+
+def _run_posthoc(cell, on_step: StepCallback | None) -> PosthocMeasured:
+    from suite.posthoc.run import run_posthoc
+
+    return run_posthoc(cell)
+
+
+def _record_posthoc(store: Store, cell, report: CellReport, prov: dict, log: str):
+    from suite.posthoc.plan import outcome
+
+    store.write_posthoc(cell, report, prov, log)
+    return outcome(cell, report)
+
+
+CELL_KINDS: dict[str, CellKind] = {
+    "trained": CellKind(run=_run_trained, record=_record_trained),
+    "posthoc": CellKind(run=_run_posthoc, record=_record_posthoc),
+}
+
+
+def cell_kind(cell: Workload) -> CellKind:
+    kind = getattr(cell, "kind", None)
+    if kind not in CELL_KINDS:
+        raise TypeError(
+            f"{type(cell).__name__} is no kind of cell this suite runs (kind {kind!r}; "
+            f"known: {', '.join(CELL_KINDS)})"
+        )
+    return CELL_KINDS[kind]

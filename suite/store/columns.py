@@ -1,0 +1,117 @@
+"""A store table's columns, derived from the result type whose rows it holds.
+
+A result type's fields (suite/results.py) are the columns: every field its dump keeps,
+with the SQL type its annotation says, less those marked `Elsewhere` (they go to a table
+of their own). The store adds its own columns (the cell's identity, provenance), which no
+result type has. `layout` puts them in the order stores already written have, and a
+field no layout names yet (a new measurement) after them: adding a field to a result
+type adds a column, and `Store.init` adds it to an older store in place.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from suite.results import Elsewhere, SqlType
+
+# Python type -> DuckDB type (bool before int: a bool is an int to Python).
+_SQL = ((bool, "BOOLEAN"), (int, "BIGINT"), (float, "DOUBLE"), (str, "VARCHAR"), (dict, "JSON"))
+
+
+def _markers(annotation) -> list:
+    """The Annotated metadata anywhere in an annotation (`Int32 | None` included)."""
+    found = list(getattr(annotation, "__metadata__", ()))
+    for arg in typing.get_args(annotation):
+        found += _markers(arg)
+    return found
+
+
+def sql_type(annotation) -> str:
+    """The DuckDB type of a field's annotation (None stripped; list[X] is X[])."""
+    declared = [m.sql for m in _markers(annotation) if isinstance(m, SqlType)]
+    if declared:
+        return declared[0]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return sql_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(kept) == 1:
+            return sql_type(kept[0])
+    if origin is typing.Literal:
+        return sql_type(type(typing.get_args(annotation)[0]))
+    if origin is list:
+        return sql_type(typing.get_args(annotation)[0]) + "[]"
+    base = origin or annotation
+    for python, sql in _SQL:
+        if isinstance(base, type) and issubclass(base, python):
+            return sql
+    raise TypeError(f"no SQL type for {annotation!r}: mark the field SqlType(...) or Elsewhere")
+
+
+def _field_markers(field: FieldInfo) -> list:
+    # pydantic keeps a top-level Annotated's metadata apart from the annotation.
+    return [*field.metadata, *_markers(field.annotation)]
+
+
+def _is_column(field: FieldInfo) -> bool:
+    return not field.exclude and not any(isinstance(m, Elsewhere) for m in _field_markers(field))
+
+
+def _field_type(field: FieldInfo) -> str:
+    declared = [m.sql for m in _field_markers(field) if isinstance(m, SqlType)]
+    kind = declared[0] if declared else sql_type(field.annotation)
+    return kind + (" NOT NULL" if field.is_required() else "")
+
+
+def result_columns(result_type: type[BaseModel]) -> dict[str, str]:
+    """name -> SQL type of every field of `result_type` that is a column of its row."""
+    return {
+        name: _field_type(field)
+        for name, field in result_type.model_fields.items()
+        if _is_column(field)
+    }
+
+
+def layout(order: Sequence[str | tuple[str, str]], result_type: type[BaseModel]) -> dict[str, str]:
+    """A table's columns: `order` gives the store's own columns as (name, SQL type) and
+    places the result type's by bare name; the result's fields it does not name follow,
+    in the order the type declares them. A bare name the type lacks is an error."""
+    derived = result_columns(result_type)
+    columns: dict[str, str] = {}
+    for entry in order:
+        if isinstance(entry, tuple):
+            columns[entry[0]] = entry[1]
+        elif entry in derived:
+            columns[entry] = derived[entry]
+        else:
+            raise ValueError(f"column {entry!r} is not a stored field of {result_type.__name__}")
+    for name, kind in derived.items():
+        columns.setdefault(name, kind)
+    return columns
+
+
+def existing(con, table: str) -> set[str]:
+    """The columns `table` has in the store (none when it has no such table)."""
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def add_missing(con, table: str, columns: dict[str, str]) -> None:
+    """Bring `table`, as an older store made it, up to `columns` (new ones are NULL)."""
+    have = existing(con, table)
+    for name, kind in columns.items():
+        if name not in have:  # names and types come from the result types, never from users
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {_nullable(kind)}")
+
+
+def _nullable(kind: str) -> str:
+    # ALTER TABLE can not add a constrained column to rows that exist.
+    return kind.split(" PRIMARY")[0].split(" NOT NULL")[0]
