@@ -85,8 +85,16 @@ def test_run_joins_a_token_cluster_started_with_ray_defaults(tiny_plugins, tmp_p
 def test_an_authentication_failure_says_so():
     from suite.scheduler.cluster import join_failure
 
-    refused = join_failure("10.0.0.1:6379", ConnectionError("InvalidAuthToken: token is wrong"))
+    refused = join_failure("127.0.0.1:1", ConnectionError("InvalidAuthToken: token is wrong"))
     assert "refused this driver's authentication" in refused
     assert "RAY_AUTH_TOKEN" in refused and "~/.ray/auth_token" in refused
-    other = join_failure("10.0.0.1:6379", ConnectionError("timed out"))
+    closed = f"127.0.0.1:{_free_port()}"
+    other = join_failure(closed, ConnectionError("Failed to connect to Ray cluster"))
     assert "cannot join the Ray cluster" in other and "ray start --head" in other
+    # Ray reports a refused token as a failed connection: a port that answers says so.
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        answering = f"127.0.0.1:{listening.getsockname()[1]}"
+        probable = join_failure(answering, ConnectionError("Failed to connect to Ray cluster"))
+    assert "token authentication" in probable and "RAY_AUTH_TOKEN" in probable

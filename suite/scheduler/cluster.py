@@ -91,21 +91,45 @@ def send_token_like_ray() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+_TOKEN_HELP = (
+    "Ray reads its token from RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH names, else "
+    "~/.ray/auth_token: give this machine the token the cluster was started with (copy the "
+    "head's ~/.ray/auth_token, or set RAY_AUTH_TOKEN), with RAY_AUTH_MODE=token or unset"
+)
+
+
 def join_failure(address: str, exc: Exception) -> str:
-    """Why joining `address` failed, and what to do: an authentication failure says so."""
+    """Why joining `address` failed, and what to do: an authentication failure says so.
+    Ray reports a refused token as a failed connection (the "InvalidAuthToken" lines
+    come from its C++ client), so a cluster that answers on its port but cannot be
+    joined is reported as a probable authentication failure."""
     text = str(exc)
     if "auth" in f"{type(exc).__name__} {text}".lower():
+        return f"the Ray cluster at {address!r} refused this driver's authentication ({text}). {_TOKEN_HELP}"
+    if _answers(address):
         return (
-            f"the Ray cluster at {address!r} refused this driver's authentication ({text}). "
-            "Ray reads its token from RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH "
-            "names, else ~/.ray/auth_token: give this machine the token the cluster was "
-            "started with (copy the head's ~/.ray/auth_token, or set RAY_AUTH_TOKEN), with "
-            "RAY_AUTH_MODE=token or unset"
+            f"cannot join the Ray cluster at {address!r} ({text}), although it answers on "
+            "its port: most likely it uses token authentication (Ray says "
+            "'InvalidAuthToken' above) and this driver's token is missing or wrong. " + _TOKEN_HELP
         )
     return (
         f"cannot join the Ray cluster at {address!r}: {text} "
         "(start one with `ray start --head`, or drop --address for an embedded Ray)"
     )
+
+
+def _answers(address: str) -> bool:
+    """Whether something accepts a TCP connection at HOST:PORT (not 'auto')."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return False
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def disconnect(owned: bool) -> None:
