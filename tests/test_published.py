@@ -178,3 +178,22 @@ def test_the_cli_refuses_a_folder_that_is_not_published_before_running_anything(
     assert not (tmp_path / "x.duckdb").exists()
     out = cli("publish", "league-v1", "--db", str(tmp_path / "none.duckdb"))
     assert out.returncode == 1 and "no results database" in out.stderr
+
+
+def test_every_committed_published_folder_is_intact():
+    """The datasets shipped in the repository (the league, the learning curves): every
+    file present and matching its manifest's checksum, the manifest's counts true."""
+    import duckdb
+
+    from suite.paths import CHECKOUT
+
+    folders = [
+        p.parent
+        for root in (CHECKOUT / "leaderboard" / "published", CHECKOUT / "bench" / "curves")
+        for p in root.glob("**/manifest.json")
+    ]
+    assert folders, "bench/curves ships the learning-curve points"
+    for folder in folders:
+        manifest = read_manifest(folder)
+        runs = duckdb.sql(f"SELECT status FROM read_parquet('{folder / 'cell_runs.parquet'}')")
+        assert len(runs.fetchall()) == manifest["cells"], folder
