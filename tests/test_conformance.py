@@ -54,7 +54,7 @@ HAND_COUNTS = {
     "sora": lambda p, o, i: p["r"] * (i + o) + p["r"],  # LoRA plus the gate
     "adalora": lambda p, o, i: p["init_r"] * (i + o + 1),  # P, Q and lambda at init_r
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
-    "mole": lambda p, o, i: p["experts"] * p["r"] * (i + o) + p["experts"] * i,  # + router
+    "mole": lambda p, o, i: p["experts"] * (p["r"] * (i + o) + i + 1),  # + its block router
     "allora": lambda p, o, i: p["r"] * (i + o),  # plain LoRA factors
     # k coefficients and 2k locations, all trainable after prepare (the locations until
     # B_s); the row reports the k coefficients (Prepared.trainable_count).

@@ -1,5 +1,5 @@
 """LoRA with an input-dependent gate on blocks of its rank, shared by SMoRA (a block = one
-rank) and the LLaVA-MoLE-style top-1 mixture (a block = one expert's r ranks).
+rank) and LoRA-Mixer's top-k mixture (a block = one expert's r ranks).
 
 A mixture of E LoRA experts of rank r is one LoRA of rank E*r whose rank blocks are
 switched by a router (the equivalence SMoRA's paper builds on), so both methods use one
@@ -15,8 +15,8 @@ and differ only in the gate g:
   adds rate * sign(mean count - count_i) (computed from that forward's selection, after
   the selection and before the next forward). The authors' PEFT wrapper also leaves b
   trainable, so by default it receives gradients through the gate values as well.
-- Top-1 mixture (`Top1ExpertLoRALinear`): p = softmax(W_g x), each token uses only its
-  argmax expert, unweighted (or weighted by p_e), with a load-balancing loss.
+- Top-k mixture (`SoftTopKExpertLoRALinear`, LoRA-Mixer): p = softmax(W_g x), each token
+  uses its top-k experts, with a load-balancing loss (`BalanceLossHooks`).
 """
 
 from __future__ import annotations
@@ -122,52 +122,12 @@ class RankGatedLoRALinear(GatedLoRALinear):
         return self._gates_from(top, chosen, scores)
 
 
-class Top1ExpertLoRALinear(GatedLoRALinear):
-    """Top-1 mixture of E LoRA experts of rank r: p = softmax(W_g x), e = argmax p.
-
-    The chosen expert's output is used as is (`weight_by_prob=False`) or scaled by p_e.
-    A training forward records the fraction of tokens per expert and the mean router
-    probability, for `BalanceLossHooks`.
-    """
-
-    def __init__(
-        self,
-        base: nn.Linear,
-        experts: int,
-        r: int,
-        scaling: float,
-        dropout: float = 0.0,
-        weight_by_prob: bool = False,
-    ):
-        super().__init__(base, experts, r, scaling, dropout)
-        self.weight_by_prob = weight_by_prob
-        self.last_load: torch.Tensor | None = None  # fraction of tokens per expert
-        self.last_probs: torch.Tensor | None = None  # mean router probability per expert
-
-    def _gate(self, probs: torch.Tensor) -> torch.Tensor:
-        keep = F.one_hot(probs.argmax(dim=-1), self.experts).to(probs.dtype)
-        return probs * keep if self.weight_by_prob else keep
-
-    def gates(self, x: torch.Tensor) -> torch.Tensor:
-        return self._gate(F.softmax(self.router(x).float(), dim=-1))
-
-    def _route(self, x: torch.Tensor, x_dropped: torch.Tensor) -> torch.Tensor:
-        probs = F.softmax(self.router(x).float(), dim=-1)
-        gate = self._gate(probs)
-        if self.training:
-            flat = probs.reshape(-1, self.experts)
-            chosen = F.one_hot(flat.argmax(dim=-1), self.experts).float()
-            self.last_load = chosen.mean(0).detach()
-            self.last_probs = flat.mean(0)
-        return gate
-
-
 class BalanceLossHooks(StepHooks):
     """weight * mean over modules of E * sum_e f_e P_e (f_e: fraction of the tokens routed
     to expert e, P_e: mean router probability; Switch Transformer's normalisation of
     the sum_j c_j p_j balancing loss). Only P_e carries gradient."""
 
-    def __init__(self, modules: list[Top1ExpertLoRALinear], weight: float):
+    def __init__(self, modules: list[GatedLoRALinear], weight: float):
         self.modules, self.weight = modules, weight
 
     def extra_loss(self) -> torch.Tensor | None:
