@@ -19,15 +19,7 @@ class FourierFTParams(TargetedParams):
     # PEFT's default (False) draws the spectrum from N(0, 1); True starts it at zero.
     init_zero: bool = False
 
-    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
-        issues = super().shape_issues(shapes)
-        d_out, d_in = min(shapes, key=lambda s: s[0] * s[1])
-        if self.n_frequency > d_out * d_in:
-            issues["n_frequency"] = (
-                f"n_frequency = {self.n_frequency} exceeds the {d_out} x {d_in} spectrum of a "
-                "targeted weight"
-            )
-        return issues
+    spectrum_fields = ("n_frequency",)
 
 
 @lru_cache(maxsize=16)

@@ -47,15 +47,7 @@ class LoCAParams(MethodParams):
     location_steps: PositiveInt = 20
     targets: str | list[str] = "qv"
 
-    def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
-        issues = super().shape_issues(shapes)
-        d_out, d_in = min(shapes, key=lambda s: s[0] * s[1])
-        if self.n_frequency > d_out * d_in:
-            issues["n_frequency"] = (
-                f"n_frequency = {self.n_frequency} exceeds the {d_out} x {d_in} spectrum of a "
-                "targeted weight"
-            )
-        return issues
+    spectrum_fields = ("n_frequency",)
 
 
 @lru_cache(maxsize=32)

@@ -35,6 +35,9 @@ class MethodParams(BaseModel):
     # Hyperparameters that are the rank of each target's update (None: unset): each must
     # not exceed min(d_out, d_in) of any targeted weight.
     rank_fields: ClassVar[tuple[str, ...]] = ()
+    # Hyperparameters that count entries of each target's d_out x d_in spectrum or weight
+    # (FourierFT's and LoCA's n_frequency): each must not exceed d_out * d_in.
+    spectrum_fields: ClassVar[tuple[str, ...]] = ()
 
     def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
         """{hyperparameter: why} for each value the targeted weights' `shapes` (each
@@ -48,6 +51,13 @@ class MethodParams(BaseModel):
                 issues[name] = (
                     f"{name} = {value} exceeds min(d_out, d_in) = {min(d_out, d_in)} of a "
                     f"targeted {d_out} x {d_in} weight"
+                )
+        d_out, d_in = min(shapes, key=lambda s: s[0] * s[1])
+        for name in self.spectrum_fields:
+            value = getattr(self, name)
+            if value is not None and value > d_out * d_in:
+                issues[name] = (
+                    f"{name} = {value} exceeds the {d_out} x {d_in} spectrum of a targeted weight"
                 )
         return issues
 
