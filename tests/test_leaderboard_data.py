@@ -108,6 +108,11 @@ def test_report_command_writes_one_html_file(db, tmp_path):
     assert text.count("vegaEmbed(") == 2 * (1 + len(pagedata.COST_AXES))
     assert "drug-condition on minilm-l6" in text and "drug-sentiment on minilm-l6" in text
     assert "lora-r16" in text and "<table" in text
+    # offline: the plotting library is in the file, once, and nothing loads from the web
+    assert "<script src" not in text and "cdn.jsdelivr" not in text
+    assert text.count("window.vegaEmbed=") == 1
+    # the header says what the table's "Interval over" column says, not "t over seeds"
+    assert "t-interval over seeds;" not in text and "bootstrap over the test examples" in text
 
 
 def test_leaderboard_command_binds_loopback_and_prints_url(db, monkeypatch):
