@@ -4,6 +4,7 @@ by the store's own code: failed cells, single- and multi-seed methods, two profi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,30 @@ def test_ablations_saved_queries_and_sql_box(app):
     for name in ("rank", "lr", "seeds"):
         at.radio(key="saved").set_value(name).run()
         assert not at.exception, at.exception
-        assert not at.dataframe[0].value.empty
+        table = at.dataframe[0].value
+        assert not table.empty
+        # people's labels, not the store's column names; numbers rounded
+        assert not {"sweep_value", "method_kind", "ci_width", "n_seeds"} & set(table.columns)
+        cells = " ".join(table.astype(str).to_numpy().ravel())
+        assert not re.search(r"\d\.\d{6,}", cells), cells
+
+
+def test_seed_variance_with_one_seed_says_so(app, monkeypatch):
+    """Every row single-seed: the seed-variance query says so in words, no empty chart."""
+    import pandas as pd
+
+    from leaderboard import saved
+
+    one_seed = pd.DataFrame(
+        {"method": ["lora"], "profile": ["cpu-local"], "n_seeds": [1], "n_failed": [0],
+         "mean": [0.5], "std": [None], "ci_width": [None]}
+    )  # fmt: skip
+    monkeypatch.setattr(saved, "run_saved", lambda *a, **k: one_seed.copy())
+    at = _page(app, "ablations")
+    at.radio(key="saved").set_value("seeds").run()
+    assert not at.exception, at.exception
+    assert any("single seed" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart")
     at.text_area(key="sql").input("SELECT method, mean FROM leaderboard ORDER BY mean").run()
     at.button(key="run_sql").click().run()
     assert not at.error
