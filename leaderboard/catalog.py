@@ -103,8 +103,11 @@ def with_class_names(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame
 
 
 def _name(value: object, names: tuple[str, ...]) -> object:
+    """The name of a class id (stored as text, "3"; or a number, 3.0), else the value."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     try:
-        index = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        index = int(str(value))
+    except ValueError:
         return value
-    return names[index] if 0 <= index < len(names) and index == value else value
+    return names[index] if 0 <= index < len(names) else value
