@@ -68,6 +68,8 @@ HAND_COUNTS = {
     "lq-lora": lambda p, o, i: p["r"] * (i + o),  # L1 and L2 as LoRA's B and A
     "qlora": lambda p, o, i: p["r"] * (i + o),
     # floor(i o / (ratio (i + o))) ranks of two factors (train: factors; biases stay W's).
+    # both SVD factors at full inner width plus W's bias (all trainable in the reference)
+    "maestro": lambda p, o, i: min(i, o) * (i + o) + o,
     "pela": lambda p, o, i: int(i * o // (p.get("ratio", 3.0) * (i + o))) * (i + o),
     "sketch-to-adapt": lambda p, o, i: o * p["gpr"] * 2 ** p["bits"],  # a table per group
     "head": lambda p, o, i: 0,

@@ -158,13 +158,15 @@ def test_leaderboard_plugins_reach_the_method_page(db, monkeypatch, tmp_path):
             return 0
 
     monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
-    monkeypatch.setenv("PEFTBENCH_PLUGINS", "/elsewhere")
+    elsewhere = tmp_path / "elsewhere"  # a folder that exists: a missing one is an error
+    elsewhere.mkdir()
+    monkeypatch.setenv("PEFTBENCH_PLUGINS", str(elsewhere))
     monkeypatch.chdir(tmp_path)
     args = ["leaderboard", "--db", str(db), "--plugins", "my-plugins"]
     result = CliRunner().invoke(cli_app, args)
     assert result.exit_code == 0, result.output
     given = seen["env"]["PEFTBENCH_PLUGINS"]
-    assert given == os.pathsep.join([str((tmp_path / "my-plugins").resolve()), "/elsewhere"])
+    assert given == os.pathsep.join([str((tmp_path / "my-plugins").resolve()), str(elsewhere)])
     monkeypatch.setenv("PEFTBENCH_PLUGINS", given)
     catalog._catalog.cache_clear()
     try:
