@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from suite.cli_common import DbOpt, catalog, fail
+from suite.cli_common import DbOpt, catalog, err_console, fail
 from suite.paths import DEFAULT_DB, PUBLISHED
 
 PublishedOpt = Annotated[
@@ -33,7 +33,7 @@ def load_published_into(db: Path) -> None:
         fail("error:", exc, 2)
     for report in reports:
         if report.added.get("cell_runs"):
-            Console(stderr=True).print(
+            err_console.print(
                 f"loaded published {report.name}: {report.added['cell_runs']} rows "
                 f"(--no-published leaves them out)"
             )
