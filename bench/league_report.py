@@ -13,30 +13,25 @@ leaderboard's. Usage:
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from leaderboard import format as fmt  # noqa: E402
+
 # Power 0.8 at two-sided alpha 0.05 for a paired test of discordant pairs: the smallest
 # accuracy difference detectable is about (z_0.975 + z_0.8) * sqrt(discordance / n).
 Z_SUM = 1.959964 + 0.841621
 
+# Each front's cost axis: its words and how its numbers read (the leaderboard's formats).
 FRONT_AXES = {
-    "trainable_params": "trainable parameters",
-    "training_memory_bytes": "training memory",
-    "train_wall_s": "training time",
+    "trainable_params": ("trainable parameters", fmt.count),
+    "training_memory_bytes": ("training memory", fmt.nbytes),
+    "train_wall_s": ("training time", fmt.duration),
 }
-
-
-def _fmt_count(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{unit}"
-    return f"{value:.0f}"
 
 
 def _p(value) -> str:
@@ -65,7 +60,7 @@ def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
             f"| {r.rank} | {r.method} | {r.family} | {r.mean:.4f} ({r.ci_low:.4f}, "
             f"{r.ci_high:.4f}) | {r.n_seeds}{'' if not r.n_failed else f' ({r.n_failed} failed)'} "
             f"| {diff} | {_p(r.p_holm if pd.notna(r.p_holm) else None)} | {r.vs_baseline or '–'} "
-            f"| {_fmt_count(r.trainable_params)} | {r.train_wall_s:.0f} s |"
+            f"| {fmt.count(r.trainable_params)} | {fmt.duration(r.train_wall_s)} |"
         )
     return "\n".join(lines), rows
 
@@ -89,15 +84,14 @@ def detectable(rows: pd.DataFrame) -> str:
 
 def fronts(con, protocol: str, task: str) -> str:
     lines = []
-    for axis, words in FRONT_AXES.items():
+    for axis, (words, cost_text) in FRONT_AXES.items():
         front = con.execute(
             "SELECT method, cost, mean FROM pareto WHERE protocol = ? AND task = ? "
             "AND cost_axis = ? AND on_front AND NOT stale ORDER BY cost",
             [protocol, task, axis],
         ).df()
         points = ", ".join(
-            f"{m} ({_fmt_count(c) if axis != 'train_wall_s' else f'{c:.0f} s'}, {q:.4f})"
-            for m, c, q in front.itertuples(index=False)
+            f"{m} ({cost_text(c)}, {q:.4f})" for m, c, q in front.itertuples(index=False)
         )
         lines.append(f"- {words}: {points or '–'}")
     return "\n".join(lines)
