@@ -70,6 +70,9 @@ HAND_COUNTS = {
     # floor(i o / (ratio (i + o))) ranks of two factors (train: factors; biases stay W's).
     # both SVD factors at full inner width plus W's bias (all trainable in the reference)
     "maestro": lambda p, o, i: min(i, o) * (i + o) + o,
+    # the full target weight and its bias train (the reference trains every weight); the
+    # trained rank's count r (i + o) + o only exists after the end's decomposition
+    "trp": lambda p, o, i: o * i + o,
     "pela": lambda p, o, i: int(i * o // (p.get("ratio", 3.0) * (i + o))) * (i + o),
     "sketch-to-adapt": lambda p, o, i: o * p["gpr"] * 2 ** p["bits"],  # a table per group
     "head": lambda p, o, i: 0,
