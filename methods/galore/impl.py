@@ -38,10 +38,11 @@ from suite.methods.optimizers import (
 
 class GaLoreParams(MethodParams):
     rank_fields = ("rank",)
+    # Defaults are the GLUE example's (README.md: r 4, galore_scale 4, update_proj_gap 500),
+    # never the official argparse fallbacks (update_proj_gap 50, scale 1).
     rank: PositiveInt = 4
-    # No default: the official argparse fallback (50) must never apply silently.
-    update_proj_gap: PositiveInt
-    scale: PositiveFloat = 1.0
+    update_proj_gap: PositiveInt = 500
+    scale: PositiveFloat = 4.0
     proj_type: Literal["std", "reverse_std", "right", "left"] = "std"
     targets: str | list[str] = Field(default_factory=lambda: ["attention", "mlp"])
     eps: PositiveFloat = 1e-6
