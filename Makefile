@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # otherwise pull a multi-GB CUDA build on machines without it.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test test-fast wheel-check lint fmt clean browser-deps corpus-deps corpus-root
+.PHONY: install run test test-fast wheel-check lint fmt clean browser-deps corpus-deps corpus-root docs-defaults
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ lint: install
 fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# docs/method-defaults.md's table, generated from the methods' Params classes.
+docs-defaults: install
+	$(PY) -m suite.defaults_doc
 
 # The browser test needs Debian's chromium; installed only where we are root and apt works.
 browser-deps:

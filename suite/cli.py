@@ -150,6 +150,13 @@ class Format(str, Enum):
     json = "json"
 
 
+class ListFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    md = "md"
+
+
 class ListKind(str, Enum):
     methods = "methods"
     posthoc = "posthoc"
@@ -164,23 +171,26 @@ def list_(
     kind: Annotated[ListKind, typer.Argument(help="What to list.")],
     plugins: PluginsOpt = None,
     fmt: Annotated[
-        Format, typer.Option("--format", help="table, or csv / json for scripts.")
-    ] = Format.table,
+        ListFormat,
+        typer.Option("--format", help="table, csv / json for scripts, md for docs."),
+    ] = ListFormat.table,
 ) -> None:
-    """List the registered methods (with their fidelity), post-hoc merge and compress
-    methods (posthoc), tasks, models, hardware profiles or matrices."""
+    """List the registered methods (with their fidelity and defaults), post-hoc merge and
+    compress methods (posthoc), tasks, models, hardware profiles or matrices."""
     from suite.list_records import list_records
-    from suite.listing import print_records, render_list
+    from suite.listing import print_records, records_markdown, render_list
 
     try:
         catalog = _catalog(plugins)
     except SpecError as exc:
         _fail_spec(exc)
-    if fmt == Format.table:
+    if fmt == ListFormat.table:
         # Off a terminal rich would squeeze the table into 80 columns.
         (console if console.is_terminal else Console(width=200)).print(
             render_list(catalog, kind.value)
         )
+    elif fmt == ListFormat.md:
+        typer.echo(records_markdown(list_records(catalog, kind.value), kind.value), nl=False)
     else:
         print_records(console, list_records(catalog, kind.value), fmt.value)
 

@@ -42,8 +42,20 @@ def _method(catalog: Catalog, e) -> dict[str, Any]:
         "mergeable": first("mergeable"),
         "citation": citation.short() if citation else None,
         "size_params": list(first("size_params") or []),
+        "defaults": _defaults(catalog, e),
         "description": e.spec.description,
     }
+
+
+def _defaults(catalog: Catalog, e) -> dict[str, Any] | None:
+    """Every hyperparameter's default (suite/method_defaults.py); null where the method's
+    code does not import (`peftbench validate` says why)."""
+    from suite.method_defaults import effective_defaults
+
+    try:
+        return effective_defaults(catalog, e)
+    except Exception:  # noqa: BLE001 - a broken plugin is validate's report, not list's
+        return None
 
 
 def _posthoc(catalog: Catalog, e) -> dict[str, Any]:

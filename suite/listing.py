@@ -20,6 +20,9 @@ TABLE_COLUMNS = {
     "matrices": ["name", "models", "methods", "tasks", "seeds", "profile"],
     "posthoc": ["name", "stage", "family", "fidelity", "version", "requires", "citation"],
 }
+# The record fields `--format md` writes, where they differ from the table's: the methods'
+# list in Markdown is docs/method-defaults.md.
+MARKDOWN_COLUMNS = {"methods": ["name", "family", "fidelity", "version", "defaults"]}
 # A table cell shows this much of a description (csv and json carry it whole).
 _TABLE_DESCRIPTION = 80
 
@@ -59,6 +62,24 @@ def _shown(column: str, value) -> str:
     return str(value)
 
 
+def records_markdown(records: list[dict], kind: str) -> str:
+    """The records as a Markdown table: a dict as `key value, ...`, a list comma-joined."""
+    from suite.method_defaults import shown
+
+    columns = MARKDOWN_COLUMNS.get(kind, TABLE_COLUMNS[kind])
+
+    def cell(col: str, value) -> str:
+        if isinstance(value, dict):
+            text = ", ".join(f"{k} {shown(v)}" for k, v in value.items()) or "-"
+        else:
+            text = _shown(col, value)
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, r[c]) for c in columns) + " |" for r in records]
+    return "\n".join(lines) + "\n"
+
+
 def print_records(console: Console, records: list[dict], fmt: str) -> None:
     """Listings for scripts. json: the typed records; csv: one row each, a list's items
     joined by ';', a missing value empty."""
@@ -67,9 +88,15 @@ def print_records(console: Console, records: list[dict], fmt: str) -> None:
     if fmt == "json":
         console.print(json.dumps(records, indent=2), markup=False, highlight=False, soft_wrap=True)
         return
-    flat = [{k: ";".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
-            for r in records]  # fmt: skip
+    flat = [{k: _flat(v) for k, v in r.items()} for r in records]
     print_frame(console, pd.DataFrame.from_records(flat), fmt)
+
+
+def _flat(value):
+    """A csv cell: a list's items joined by ';', a dict as JSON."""
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    return json.dumps(value) if isinstance(value, dict) else value
 
 
 def print_frame(console: Console, frame, fmt: str) -> None:

@@ -60,14 +60,13 @@ def test_every_reference_method_names_a_golden_test_that_exists():
         assert "def test_golden_" in path.read_text(), f"{name}: no test_golden_ in {path}"
 
 
-def test_the_counts_line_and_the_readme_agree_with_the_yamls():
+def test_the_counts_line_agrees_with_the_yamls_and_the_readme_has_none():
     counts = Counter(f for f, _ in _declared().values())
     expected = (
         f"{counts['reference']} `reference`, {counts['paper']} `paper`, "
         f"{counts['reconstructed']} `reconstructed` ({sum(counts.values())} methods"
     )
     assert expected in DOC.read_text()
+    # The counts are written once, in docs/fidelity.md: a new method edits no README.
     readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
-    assert f"Of the {sum(counts.values())} built-in methods" in readme
-    for level in ("reference", "paper", "reconstructed"):
-        assert f"{counts[level]} `{level}`" in readme, level
+    assert not re.search(r"\d+ built-in methods", readme)

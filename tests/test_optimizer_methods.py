@@ -178,7 +178,7 @@ def test_bad_inputs_name_the_problem():
         C.prepare(method("dct-adamw", rank=40), tiny_bench())
     with pytest.raises(ValidationError, match="update_proj_gap"):
         cls = load_object("impl.py:GaLore", Path(__file__).parents[1] / "methods" / "galore")
-        cls.Params.model_validate({"rank": 4})
+        cls.Params.model_validate({"rank": 4, "update_proj_gap": 0})
     with pytest.raises(ValidationError, match="density"):
         method("frugal", density=1.5)
     with pytest.raises(ValueError, match="no module matches"):

@@ -10,13 +10,12 @@ singular subspace: W0's k most informative directions are neither read nor writt
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
+from suite.methods.lora_pair import lora_factors
 
 
 class CompLoRAParams(TargetedParams):
@@ -42,16 +41,18 @@ class CompLoRALinear(AdapterLinear):
         if p.k >= min(base.out_features, base.in_features):
             raise ValueError(f"k={p.k} leaves no complement in a {tuple(base.weight.shape)} weight")
         self.scaling = p.alpha / p.r
-        dtype, device = base.weight.dtype, base.weight.device
-        self.lora_A = nn.Linear(base.in_features, p.r, bias=False, dtype=dtype, device=device)
-        self.lora_B = nn.Linear(p.r, base.out_features, bias=False, dtype=dtype, device=device)
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
+        self.lora_A, self.lora_B = lora_factors(
+            base.in_features, base.out_features, p.r, base.weight
+        )
         self.dropout = nn.Dropout(p.dropout) if p.dropout > 0 else nn.Identity()
         u, _, vh = torch.linalg.svd(base.weight.detach().float(), full_matrices=False)
         # Not persistent: recomputed from W0, so the saved adapter holds only A and B.
-        self.register_buffer("u_k", u[:, : p.k].to(dtype).contiguous(), persistent=False)
-        self.register_buffer("v_k", vh[: p.k].T.to(dtype).contiguous(), persistent=False)
+        self.register_buffer(
+            "u_k", u[:, : p.k].to(base.weight.dtype).contiguous(), persistent=False
+        )
+        self.register_buffer(
+            "v_k", vh[: p.k].T.to(base.weight.dtype).contiguous(), persistent=False
+        )
 
     @staticmethod
     def _complement(h: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:

@@ -33,13 +33,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.optimizers import (
-    check_rank,
-    optimizer_prepared,
-    projected_names,
-    split_groups,
-    target_shapes,
-)
+from suite.methods.optimizers import projected_optimizer, update_moments
 
 
 class DCTAdamWParams(MethodParams):
@@ -112,9 +106,7 @@ class DCTAdamW(torch.optim.Optimizer):
         if "m" not in state:
             state["m"], state["v"] = torch.zeros_like(g), torch.zeros_like(g)
         m, v = state["m"], state["v"]
-        b1, b2 = self.betas
-        m.mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        update_moments(m, v, g, self.betas)
         return m / (self.eps * sqrt_bc2 + v.sqrt())
 
     def _low_rank_direction(self, p, group, sqrt_bc2) -> torch.Tensor:
@@ -137,9 +129,7 @@ class DCTAdamW(torch.optim.Optimizer):
         if self.error_feedback:
             state["error"].copy_(acc - _back(q, state["indices"], a, right))
         m, v = state["m"], state["v"]
-        b1, b2 = self.betas
-        m.mul_(b1).add_(a, alpha=1 - b1)
-        v.mul_(b2).addcmul_(a, a, value=1 - b2)
+        update_moments(m, v, a, self.betas)
         return _back(q, state["indices"], m / (self.eps * sqrt_bc2 + v.sqrt()), right)
 
     def _select(self, acc, q, indices, right) -> torch.Tensor:
@@ -160,16 +150,14 @@ class DCTAdamWMethod(Method):
 
     def prepare(self, model, ctx) -> Prepared:
         p = self.params
-        names = projected_names(model, ctx.preset.resolve_targets(p.targets))
-        check_rank(target_shapes(model, names), p.rank, "dct-adamw")
-        options = {"rank": p.rank, "update_proj_gap": p.update_proj_gap}
 
-        def make_optimizer(named, lr, weight_decay):
-            groups = split_groups(named, set(names), weight_decay, options)
+        def build(groups, lr):
             return DCTAdamW(groups, lr=lr, betas=p.betas, eps=p.eps, ell_norm=p.ell_norm,
                             error_feedback=p.error_feedback)  # fmt: skip
 
-        return optimizer_prepared(model, make_optimizer)
+        options = {"rank": p.rank, "update_proj_gap": p.update_proj_gap}
+        patterns = ctx.preset.resolve_targets(p.targets)
+        return projected_optimizer(model, patterns, options, build, (p.rank, "dct-adamw"))
 
     def expected_trainable_params(self, shapes) -> int:
         raise NotImplementedError("DCT-AdamW trains every weight; it changes the optimiser only")

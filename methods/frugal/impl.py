@@ -35,7 +35,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.optimizers import optimizer_prepared, projected_names, split_groups
+from suite.methods.optimizers import projected_optimizer, update_moments
 
 Projection = Literal["columns", "rows", "randk", "svd", "block"]
 
@@ -124,8 +124,7 @@ class FrugalAdamW(torch.optim.Optimizer):
     def _adam(self, grad, state, lr, group) -> torch.Tensor:
         beta1, beta2 = group["betas"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        update_moments(m, v, grad, (beta1, beta2))
         t = state["step"]
         denom = v.sqrt().div_(math.sqrt(1.0 - beta2**t)).add_(group["eps"])
         return m / denom * (-lr / (1.0 - beta1**t))
@@ -216,7 +215,6 @@ class Frugal(Method):
 
     def prepare(self, model, ctx) -> Prepared:
         p = self.params
-        names = projected_names(model, ctx.preset.resolve_targets(p.targets))
         options = {
             "frugal": True,
             "projection": p.projection,
@@ -230,11 +228,10 @@ class Frugal(Method):
         }
         gen = ctx.generator(offset=7919)  # one stream across optimiser restarts
 
-        def make_optimizer(named, lr, weight_decay):
-            groups = split_groups(named, set(names), weight_decay, options)
+        def build(groups, lr):
             return FrugalAdamW(groups, lr=lr, betas=p.betas, eps=p.eps, generator=gen)
 
-        return optimizer_prepared(model, make_optimizer)
+        return projected_optimizer(model, ctx.preset.resolve_targets(p.targets), options, build)
 
     def expected_trainable_params(self, shapes) -> int:
         raise NotImplementedError("FRUGAL trains every weight; it changes the optimiser only")

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from suite.methods.adapters import load_state_strict, trainable_state
 from suite.methods.api import Method, Prepared
+from suite.methods.optimizers import optimizer_prepared
 
 
 class Full(Method):
     def prepare(self, model, ctx) -> Prepared:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return Prepared(
-            model=model,
-            adapter_state=lambda: trainable_state(model),
-            load_adapter_state=lambda s: load_state_strict(model, s),
-        )
+        return optimizer_prepared(model)
 
     def expected_trainable_params(self, shapes) -> int:
         raise NotImplementedError("full fine-tuning counts every backbone weight, not targets")

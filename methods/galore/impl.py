@@ -27,21 +27,16 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.optimizers import (
-    check_rank,
-    optimizer_prepared,
-    projected_names,
-    split_groups,
-    target_shapes,
-)
+from suite.methods.optimizers import projected_optimizer, update_moments
 
 
 class GaLoreParams(MethodParams):
     rank_fields = ("rank",)
+    # Defaults are the GLUE example's (README.md: r 4, galore_scale 4, update_proj_gap 500),
+    # never the official argparse fallbacks (update_proj_gap 50, scale 1).
     rank: PositiveInt = 4
-    # No default: the official argparse fallback (50) must never apply silently.
-    update_proj_gap: PositiveInt
-    scale: PositiveFloat = 1.0
+    update_proj_gap: PositiveInt = 500
+    scale: PositiveFloat = 4.0
     proj_type: Literal["std", "reverse_std", "right", "left"] = "std"
     targets: str | list[str] = Field(default_factory=lambda: ["attention", "mlp"])
     eps: PositiveFloat = 1e-6
@@ -106,8 +101,7 @@ class GaLoreAdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(grad)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
-                m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                update_moments(m, v, grad, (beta1, beta2))
                 denom = v.sqrt().add_(group["eps"])
                 t = state["step"]
                 step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
@@ -125,20 +119,19 @@ class GaLore(Method):
 
     def prepare(self, model, ctx) -> Prepared:
         p = self.params
-        names = projected_names(model, ctx.preset.resolve_targets(p.targets))
-        check_rank(target_shapes(model, names), p.rank, "galore")
         options = {
             "rank": p.rank,
             "update_proj_gap": p.update_proj_gap,
             "scale": p.scale,
             "proj_type": p.proj_type,
         }
-
-        def make_optimizer(named, lr, weight_decay):
-            groups = split_groups(named, set(names), weight_decay, options)
-            return GaLoreAdamW(groups, lr=lr, betas=p.betas, eps=p.eps)
-
-        return optimizer_prepared(model, make_optimizer)
+        return projected_optimizer(
+            model,
+            ctx.preset.resolve_targets(p.targets),
+            options,
+            lambda groups, lr: GaLoreAdamW(groups, lr=lr, betas=p.betas, eps=p.eps),
+            rank_of=(p.rank, "galore"),
+        )
 
     def expected_trainable_params(self, shapes) -> int:
         raise NotImplementedError("GaLore trains every weight; it changes the optimiser only")

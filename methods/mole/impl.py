@@ -28,6 +28,7 @@ from torch import nn
 
 from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
 from suite.methods.api import Method, MethodParams, Prepared, StepHooks
+from suite.methods.lora_pair import lora_factors
 from suite.methods.targets import find_targets, replace_module
 
 
@@ -104,11 +105,9 @@ class PlainLoRALinear(AdapterLinear):
     def __init__(self, base: nn.Linear, p: MoLEParams):
         super().__init__(base)
         self.scaling = p.alpha / p.r
-        dtype, device = base.weight.dtype, base.weight.device
-        self.lora_A = nn.Linear(base.in_features, p.r, bias=False, dtype=dtype, device=device)
-        self.lora_B = nn.Linear(p.r, base.out_features, bias=False, dtype=dtype, device=device)
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
+        self.lora_A, self.lora_B = lora_factors(
+            base.in_features, base.out_features, p.r, base.weight
+        )
         self.dropout = nn.Dropout(p.dropout) if p.dropout > 0 else nn.Identity()
 
     def update(self, x):

@@ -61,7 +61,8 @@ def hooks_class(ref: str | None):
 
 class PeftParams(MethodParams):
     peft_type: str = "LORA"
-    config: dict[str, Any] = Field(default_factory=dict)
+    # PEFT's LoraConfig arguments; a `kind: peft` method gives its tuner's whole config.
+    config: dict[str, Any] = Field(default_factory=lambda: {"r": 8, "lora_alpha": 16})
     targets: str | list[str] = "qv"
     # The tuner's step hooks, e.g. hooks.py:AdaLoraHooks (see hooks.py).
     hooks: str | None = None

@@ -64,9 +64,10 @@ def split_groups(
 
 
 def optimizer_prepared(
-    model: nn.Module, make_optimizer: Callable[..., torch.optim.Optimizer]
+    model: nn.Module, make_optimizer: Callable[..., torch.optim.Optimizer] | None = None
 ) -> Prepared:
-    """Every weight trains (the whole model is the 'adapter'); the optimiser is the method's."""
+    """Every weight trains (the whole model is the 'adapter'); the optimiser is the
+    method's, or without `make_optimizer` the engine's AdamW (full fine-tuning)."""
     for p in model.parameters():
         p.requires_grad_(True)
     return Prepared(
@@ -75,6 +76,37 @@ def optimizer_prepared(
         load_adapter_state=lambda s: load_state_strict(model, s),
         make_optimizer=make_optimizer,
     )
+
+
+def projected_optimizer(
+    model: nn.Module,
+    patterns: list[str],
+    options: dict[str, Any],
+    build: Callable[[list[dict[str, Any]], float], torch.optim.Optimizer],
+    rank_of: tuple[int, str] | None = None,
+) -> Prepared:
+    """Every weight trains under the method's optimiser, `build(groups, lr)`, whose
+    projected group holds the 2-D weights of the modules `patterns` match and carries
+    `options`. `rank_of = (rank, method)`: the rank must fit every projected weight."""
+    names = projected_names(model, patterns)
+    if rank_of is not None:
+        check_rank(target_shapes(model, names), *rank_of)
+
+    def make_optimizer(named, lr, weight_decay):
+        return build(split_groups(named, set(names), weight_decay, options), lr)
+
+    return optimizer_prepared(model, make_optimizer)
+
+
+def update_moments(
+    m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, betas: tuple[float, float]
+) -> None:
+    """Adam's moments in place: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2. Every
+    optimiser method shares them; each keeps its own reference's bias correction and eps
+    placement (galore-torch, FRUGAL and DCT-AdamW differ there)."""
+    beta1, beta2 = betas
+    m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+    v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
 
 
 def check_rank(shapes: dict[str, tuple[int, int]], rank: int, method: str) -> None:
