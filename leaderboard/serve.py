@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from leaderboard.data import DB_ENV
+from suite.registry import PLUGINS_ENV
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -38,7 +39,24 @@ def command(host: str, port: int) -> list[str]:
     ]
 
 
-def run(db: Path, host: str, port: int, echo: Callable[[str], None] = print) -> int:
+def child_env(db: Path, plugins: list[Path]) -> dict[str, str]:
+    """The child's environment: the database, and the --plugins folders ahead of any
+    PEFTBENCH_PLUGINS already set, as absolute paths (the app's catalogue, like `run`'s,
+    reads that variable), so a user's method page finds its plugin."""
+    env = {**os.environ, DB_ENV: str(db)}
+    extra = [str(Path(p).resolve()) for p in plugins]
+    if extra:
+        env[PLUGINS_ENV] = os.pathsep.join(extra + [p for p in [env.get(PLUGINS_ENV)] if p])
+    return env
+
+
+def run(
+    db: Path,
+    host: str,
+    port: int,
+    echo: Callable[[str], None] = print,
+    plugins: list[Path] | None = None,
+) -> int:
     """Serve the leaderboard of `db` until interrupted; returns Streamlit's exit code."""
     db = Path(db).resolve()
     if not db.exists():
@@ -47,8 +65,7 @@ def run(db: Path, host: str, port: int, echo: Callable[[str], None] = print) -> 
     echo(f"peftbench leaderboard: http://{shown}:{port}  (database {db}; Ctrl-C stops it)")
     if host in ("0.0.0.0", "::"):
         echo("bound to every interface: anyone who can reach this machine can read the results")
-    env = {**os.environ, DB_ENV: str(db)}
-    proc = subprocess.Popen(command(host, port), env=env)
+    proc = subprocess.Popen(command(host, port), env=child_env(db, plugins or []))
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -372,6 +372,7 @@ def leaderboard(
         str, typer.Option(help="Address to bind; 0.0.0.0 shares it with the network.")
     ] = "127.0.0.1",
     published: PublishedOpt = True,
+    plugins: PluginsOpt = None,
 ) -> None:
     """Start the Streamlit leaderboard (reads the database read-only) and print its URL.
 
@@ -384,7 +385,7 @@ def leaderboard(
     if published:
         _load_published(db)
 
-    raise typer.Exit(serve.run(db, host, port, echo=console.print))
+    raise typer.Exit(serve.run(db, host, port, echo=console.print, plugins=plugins or []))
 
 
 @app.command()
