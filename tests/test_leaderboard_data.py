@@ -122,7 +122,7 @@ def test_leaderboard_command_binds_loopback_and_prints_url(db, monkeypatch):
     seen = {}
 
     class FakePopen:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **_options):
             seen["cmd"], seen["env"] = cmd, env
 
         def wait(self):
@@ -151,7 +151,7 @@ def test_leaderboard_plugins_reach_the_method_page(db, monkeypatch, tmp_path):
     seen = {}
 
     class FakePopen:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **_options):
             seen["env"] = env
 
         def wait(self):
