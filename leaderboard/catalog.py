@@ -103,11 +103,12 @@ def with_class_names(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame
 
 
 def _name(value: object, names: tuple[str, ...]) -> object:
-    """The name of a class id (stored as text, "3"; or a number, 3.0), else the value."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    """The name of a class id (stored as text, "3" or "3.0"; or a number, 3 or 3.0), else
+    the value as it is."""
     try:
-        index = int(str(value))
+        number = float(str(value))
     except ValueError:
         return value
-    return names[index] if 0 <= index < len(names) else value
+    if not number.is_integer() or not 0 <= number < len(names):
+        return value
+    return names[int(number)]
