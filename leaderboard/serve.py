@@ -111,7 +111,10 @@ def _forwarding(proc: subprocess.Popen) -> Iterator[None]:
 
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM it when the CLI dies, even by SIGKILL (Linux;
-    elsewhere the forwarded signals above are the only guard)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    elsewhere the forwarded signals above are the only guard). libc is loaded before the
+    fork, so the child only makes the call."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
