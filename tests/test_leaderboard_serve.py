@@ -44,7 +44,8 @@ def test_sigterm_to_the_cli_stops_its_streamlit_child(tmp_path):
         start_new_session=True,  # so the finally below can clean up after a failure
     )  # fmt: skip
     try:
-        assert f"http://127.0.0.1:{port}" in cli.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        assert any(url in cli.stdout.readline() for _ in range(8))  # after the no-db warning
         browser.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=120)
         (child,) = _children(cli.pid)
         cli.send_signal(signal.SIGTERM)  # the CLI's pid only, not its group
