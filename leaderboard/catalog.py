@@ -8,8 +8,11 @@ conformance checks it claims (tests/test_conformance.py runs them on every metho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import pandas as pd
 
 CHECKS = {
     "formula": "trainable-parameter count matches the paper's formula",
@@ -70,3 +73,42 @@ def method_info(name: str) -> MethodInfo | None:
         conformance=rows,
         note=spec.conformance.note,
     )
+
+
+@lru_cache(maxsize=32)
+def class_names(task: str) -> tuple[str, ...] | None:
+    """The registered task's class names in class-id order, or None (not registered here,
+    not a classification task, or its data cannot be read: the ids are shown then)."""
+    from suite.tasks.data import class_names as derive
+
+    try:
+        entry = _catalog().tasks.get(task)
+        names = derive(entry.spec, entry.folder)
+    except Exception:  # noqa: BLE001 - a missing data package must not take the page down
+        return None
+    return tuple(names) if names else None
+
+
+def with_class_names(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`rows` with the class ids in `columns` replaced by the names of each row's task
+    (predictions are stored as ids); ids without a known name are kept as they are."""
+    rows = rows.copy()
+    for task, part in rows.groupby("task"):
+        names = class_names(str(task))
+        if not names:
+            continue
+        for column in columns:
+            rows.loc[part.index, column] = part[column].map(lambda v, n=names: _name(v, n))
+    return rows
+
+
+def _name(value: object, names: tuple[str, ...]) -> object:
+    """The name of a class id (stored as text, "3" or "3.0"; or a number, 3 or 3.0), else
+    the value as it is."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return value
+    if not number.is_integer() or not 0 <= number < len(names):
+        return value
+    return names[int(number)]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import altair as alt
 import pandas as pd
 
+from leaderboard.format import column_label
 from leaderboard.pagedata import COST_AXES, Metric
+
+if TYPE_CHECKING:
+    from leaderboard.saved import SavedQuery
 
 _HEIGHT = 380
 
@@ -174,3 +180,38 @@ def compression_chart(rows: pd.DataFrame, metric_label: str) -> alt.Chart:
     return alt.layer(*layers).properties(
         height=_HEIGHT, title="Quality against sparsity (dashed: the dense model)"
     )
+
+
+def ablation_chart(frame: pd.DataFrame, query: SavedQuery) -> alt.Chart:
+    """A saved query's rows as lines, axes, legend and tooltips under people's labels
+    (`format.COLUMN_LABELS`), numbers in the tooltip rounded."""
+    x_type = "N" if frame[query.x].dtype == object else "Q"
+    scale = alt.Scale(type="log") if query.x_log else alt.Scale(zero=False)
+    x_title = column_label(query.x)
+    x = (
+        alt.X(f"{query.x}:Q", scale=scale, title=x_title)
+        if x_type == "Q"
+        else alt.X(f"{query.x}:N", title=x_title)
+    )
+    tooltip = [
+        alt.Tooltip(
+            f"{c}:{'Q' if pd.api.types.is_numeric_dtype(frame[c]) else 'N'}",
+            title=column_label(str(c)),
+            **({"format": ".4~g"} if pd.api.types.is_float_dtype(frame[c]) else {}),
+        )
+        for c in frame.columns[:8]
+    ]
+    points = (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y(f"{query.y}:Q", scale=alt.Scale(zero=False), title=column_label(query.y)),
+            color=alt.Color(f"{query.color}:N", title=column_label(query.color)),
+            tooltip=tooltip,
+        )
+    )
+    if query.facet:
+        facet = alt.Facet(f"{query.facet}:N", title=column_label(query.facet))
+        points = points.properties(width=220, height=160).facet(facet=facet, columns=3)
+    return points

@@ -103,6 +103,14 @@ def text(value) -> str:
     return str(value)
 
 
+def number(value) -> str:
+    """A measured float to 4 significant digits: 0.14285714285714285 -> 0.1429."""
+    if missing(value):
+        return MISSING
+    f = float(value)
+    return f"{int(f)}" if f.is_integer() else f"{f:.4g}"
+
+
 def timestamp(value) -> str:
     """To the second, in the store's time zone (UTC)."""
     return MISSING if missing(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
@@ -120,7 +128,36 @@ FORMATS: dict[str, Callable[[object], str]] = {
     "flops": flops,
     "bandwidth": bandwidth,
     "text": text,
+    "number": number,
 }
+
+# People's names for the store's column names, for frames of SQL (saved queries, the SQL
+# box's charts): a column not here keeps its name with "_" read as a space.
+COLUMN_LABELS = {
+    "method_kind": "Method kind",
+    "sweep_param": "Swept hyperparameter",
+    "sweep_value": "Its value",
+    "mean": "Mean test score",
+    "ci_low": "95% interval, low",
+    "ci_high": "95% interval, high",
+    "ci_width": "Width of the 95% interval",
+    "ci_kind": "Interval over",
+    "std": "Std over seeds",
+    "n_seeds": "Seeds",
+    "n_failed": "Failed",
+    "n_trials": "Trials",
+    "lr": "Learning rate",
+    "k": "Trials so far (k)",
+    "trainable_params": "Trainable parameters",
+    "expected_best_val": "Expected best validation score",
+    "expected_best_val_std": "Its std",
+    "expected_test_of_selected": "Test score of the selected config",
+}
+
+
+def column_label(name: str) -> str:
+    """The label a page shows for a store column (see COLUMN_LABELS)."""
+    return COLUMN_LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 def styled(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -151,15 +188,22 @@ def auto_kinds(frame: pd.DataFrame) -> dict[str, str]:
             "ci_low",
             "ci_high",
             "std",
+            "ci_width",
             "val_score",
             "mean_score",
         ) or name.startswith(("val_", "test_")):
             kinds[col] = "score" if pd.api.types.is_numeric_dtype(frame[col]) else "text"
         elif name in ("p_value", "p_holm"):
             kinds[col] = "p"
+        elif name in ("n_seeds", "n_failed", "n_trials"):
+            kinds[col] = "count"
+        elif pd.api.types.is_float_dtype(frame[col]):
+            kinds[col] = "number"  # never 0.14285714285714285
     return kinds
 
 
-def styled_auto(frame: pd.DataFrame):
-    """`styled` with kinds guessed from the column names."""
-    return styled(frame, auto_kinds(frame))
+def styled_auto(frame: pd.DataFrame, labels: bool = False):
+    """`styled` with kinds guessed from the column names; with `labels`, the columns
+    renamed to people's labels (the SQL box keeps the names its query wrote)."""
+    out = styled(frame, auto_kinds(frame))
+    return out.rename(columns=lambda c: column_label(str(c))) if labels else out

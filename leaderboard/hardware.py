@@ -62,7 +62,61 @@ def recorded(reader: Reader, scan: pd.DataFrame | None = None) -> pd.DataFrame:
         ok=("ok", "sum"),
         declared_profiles=("profile", lambda p: ", ".join(sorted(set(p)))),
     )
-    return machines.merge(counts, left_on="profile_id", right_index=True, how="left")
+    machines = machines.merge(counts, left_on="profile_id", right_index=True, how="left")
+    return same_machines(machines)
+
+
+# What makes two recorded machines the same kind of machine (the host, the node and the
+# calibration's noise do not): they are listed once, with how many there were.
+_MACHINE_KEY = [
+    "device_type", "device_name", "device_count", "device_memory_bytes", "cpu_model",
+    "cpu_cores", "ram_bytes", "driver_version", "cuda_version", "cudnn_version", "torch_threads",
+]  # fmt: skip
+
+
+def same_machines(machines: pd.DataFrame) -> pd.DataFrame:
+    """One row per kind of machine, named in words (`machine`), with `machines` (how many
+    recordings), their hosts, results and declared profiles, and the median calibration."""
+    if machines.empty:
+        return machines
+    key = [c for c in _MACHINE_KEY if c in machines.columns]
+    grouped = machines.groupby(key, dropna=False, sort=False).agg(
+        machines=("profile_id", "count"),
+        hosts=("hostname", lambda h: ", ".join(sorted({str(v) for v in h.dropna()}))),
+        matmul_flops=("matmul_flops", "median"),
+        memory_bandwidth_bytes_s=("memory_bandwidth_bytes_s", "median"),
+        cell_runs=("cell_runs", "sum"),
+        ok=("ok", "sum"),
+        declared_profiles=("declared_profiles", _joined),
+    )
+    out = grouped.reset_index()
+    out.insert(0, "machine", [machine_words(r) for r in out.to_dict("records")])
+    return out
+
+
+def _joined(values: pd.Series) -> str:
+    return ", ".join(sorted({p for v in values.dropna() for p in str(v).split(", ") if p}))
+
+
+def machine_words(row: dict) -> str:
+    """A recorded machine in words: its accelerator (if any), CPU, cores and memory."""
+
+    def given(name: str):
+        value = row.get(name)
+        return None if value is None or pd.isna(value) else value
+
+    parts = []
+    if given("device_name") and row.get("device_type") not in (None, "cpu"):
+        count = int(given("device_count") or 1)
+        memory = given("device_memory_bytes")
+        gpu = f"{count} x {row['device_name']}" if count > 1 else str(row["device_name"])
+        parts.append(gpu + (f" ({memory / 2**30:.0f} GiB)" if memory else ""))
+    cpu = given("cpu_model") or "unknown CPU"
+    cores = given("cpu_cores")
+    parts.append(f"{cpu}" + (f", {int(cores)} cores" if cores else ""))
+    if given("ram_bytes"):
+        parts.append(f"{row['ram_bytes'] / 2**30:.0f} GiB RAM")
+    return "; ".join(parts)
 
 
 def results_on(reader: Reader, profile: str) -> pd.DataFrame:

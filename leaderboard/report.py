@@ -1,8 +1,9 @@
 """`peftbench report --html FILE`: the leaderboard's Overview and Pareto charts as one file.
 
 The file embeds every chart's Vega-Lite spec with its data, so it needs no server and no
-database to share; the charts are drawn by vega-embed loaded from a CDN, and every number
-is also written as a plain HTML table, so the file still reads without network access.
+database to share; the charts are drawn by Vega, Vega-Lite and vega-embed, embedded once
+in the file (vl-convert's bundle, the one altair's own `inline` HTML uses), so it draws
+with no network access. Every number is also written as a plain HTML table.
 The charts and tables are the app's own (`leaderboard.charts`, `leaderboard.tables`).
 """
 
@@ -15,9 +16,12 @@ from pathlib import Path
 
 from leaderboard import charts, data, pagedata, tables
 
-_SCRIPTS = "".join(
-    f'<script src="https://cdn.jsdelivr.net/npm/{lib}"></script>'
-    for lib in ("vega@6", "vega-lite@6", "vega-embed@7")
+# What the header says about intervals; the table's "Interval over" column names each row's.
+INTERVAL_WORDS = (
+    "Scores: mean and 95% interval: a bootstrap over the test examples (and over seeds "
+    "where a config has 3 or more), kept inside the metric's range; rows stored without "
+    "per-example predictions fall back to the t-interval over seeds. The table's "
+    '"Interval over" column says which each row uses.'
 )
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}
@@ -50,9 +54,23 @@ class _Page:
         )
         return (
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}</style>{_SCRIPTS}</head><body>{''.join(self.parts)}"
+            f"</title><style>{_STYLE}</style><script>{_scripts()}</script></head>"
+            f"<body>{''.join(self.parts)}"
             f"<script>{embeds}</script></body></html>"
         )
+
+
+def _scripts() -> str:
+    """Vega, Vega-Lite and vega-embed as one script (about 0.9 MB), for the Vega-Lite
+    version altair writes. It holds no `</script` (that would close the tag early);
+    the check keeps a future bundle from breaking the page silently."""
+    import vl_convert
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    bundle = vl_convert.javascript_bundle(vl_version=vl_version_for_vl_convert())
+    if "</script" in bundle.lower():
+        raise RuntimeError("the vega bundle holds '</script'; it cannot be inlined as is")
+    return bundle
 
 
 def build_report(db: Path) -> str:
@@ -65,8 +83,7 @@ def build_report(db: Path) -> str:
     page.text(
         "p",
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} from {db}. {fresh.describe()} "
-        "Scores: mean and 95% t-interval over seeds; dashed line: majority/mean baseline; "
-        "red line: the Pareto front.",
+        f"{INTERVAL_WORDS} Dashed line: majority/mean baseline; red line: the Pareto front.",
     )
     protocols = pagedata.protocols(reader)
     first = pagedata.default_protocol(protocols)  # the league, if stored, opens the report

@@ -28,6 +28,8 @@ class SavedQuery:
     x_log: bool = False
     views: tuple[str, ...] = ("leaderboard",)
     facet: str | None = None  # one panel per value of this column
+    # Said instead of a chart when no row has a y value (e.g. std with one seed each).
+    no_y: str = "No row has a value to chart."
 
 
 SAVED: dict[str, SavedQuery] = {
@@ -80,6 +82,9 @@ SAVED: dict[str, SavedQuery] = {
         x="method",
         y="std",
         color="profile",
+        no_y="Every configuration here ran with a single seed, so there is no spread over "
+        "seeds to chart: run the matrix with 2 or more seeds (3 or more for the bootstrap "
+        "over seeds) to see it.",
     ),
 }
 

@@ -225,7 +225,8 @@ def describe_hardware(summary) -> str:
 
 
 def machines_table(machines: pd.DataFrame) -> Table:
-    """What the workers recorded: device, memory, CPU, versions, calibration."""
+    """What the workers recorded, one row per kind of machine (in words, with how many
+    recorded it): device, memory, CPU, versions, median calibration."""
     m = machines
     drivers = [
         "; ".join(
@@ -236,8 +237,9 @@ def machines_table(machines: pd.DataFrame) -> Table:
     ]
     return _table(
         {
-            "Recorded profile": (m["profile_id"], "text"),
-            "Host": (m["hostname"], "text"),
+            "Machine": (m["machine"], "text"),
+            "Machines": (m["machines"], "count"),
+            "Hosts": (m["hosts"], "text"),
             "Device": (m["device_name"], "text"),
             "Device memory": (m["device_memory_bytes"], "bytes"),
             "CPU": (m["cpu_model"], "text"),

@@ -86,25 +86,28 @@ def run(
     from suite.store.store import Store, StoreBusy
 
     store = Store(db)
-    the_plan = _plan(plugins, matrix, store, rerun, (task, method, model, seed))
-    try:
-        with (
-            cli_run.stop_signals(),
-            MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress,
-        ):
-            options = {"address": address, "workers": workers, "max_retries": max_retries}
-            chosen = make_executor(executor.value, progress, db.parent, **options)
-            summary = run_plan(the_plan, store, cli_run.StopsOnSignals(chosen), progress)
-    except StoreBusy as exc:
-        _error("error:", exc, 3)
-    except SchedulingError as exc:
-        _error("cannot schedule:", exc, 4)
-    except (KeyboardInterrupt, Exception):  # Ctrl-C or SIGTERM, also inside a DuckDB write
-        if cli_run.stop_received() is None:
-            raise
-        cli_run.print_stopped(cli_run.stop_received(), the_plan, store)
-        raise typer.Exit(cli_run.STOPPED_EXIT) from None
-    raise typer.Exit(cli_run.report_run(the_plan, summary, db, wide, _print_table))
+    # The run lock first: a second run on a busy store says at once whose run holds it
+    # (exit 3), before it plans, starts Ray or draws a progress bar.
+    with cli_run.run_lock(store):
+        the_plan = _plan(plugins, matrix, store, rerun, (task, method, model, seed))
+        try:
+            with (
+                cli_run.stop_signals(),
+                MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress,
+            ):
+                options = {"address": address, "workers": workers, "max_retries": max_retries}
+                chosen = make_executor(executor.value, progress, db.parent, **options)
+                summary = run_plan(the_plan, store, cli_run.StopsOnSignals(chosen), progress)
+        except StoreBusy as exc:
+            _error("error:", exc, 3)
+        except SchedulingError as exc:
+            _error("cannot schedule:", exc, 4)
+        except (KeyboardInterrupt, Exception):  # Ctrl-C or SIGTERM, also inside a DuckDB write
+            if cli_run.stop_received() is None:
+                raise
+            cli_run.print_stopped(cli_run.stop_received(), the_plan, store)
+            raise typer.Exit(cli_run.STOPPED_EXIT) from None
+        raise typer.Exit(cli_run.report_run(the_plan, summary, db, wide, _print_table))
 
 
 def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
@@ -382,6 +385,7 @@ def leaderboard(
         str, typer.Option(help="Address to bind; 0.0.0.0 shares it with the network.")
     ] = "127.0.0.1",
     published: PublishedOpt = True,
+    plugins: PluginsOpt = None,
 ) -> None:
     """Start the Streamlit leaderboard (reads the database read-only) and print its URL.
 
@@ -394,7 +398,7 @@ def leaderboard(
     if published:
         _load_published(db)
 
-    raise typer.Exit(serve.run(db, host, port, echo=console.print))
+    raise typer.Exit(serve.run(db, host, port, echo=console.print, plugins=plugins or []))
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from suite.cli_common import console, err_console
+from suite.cli_common import console, err_console, fail
 
 # The exit status of a run stopped by a signal (the shell's 128 + SIGINT).
 STOPPED_EXIT = 130
@@ -141,3 +141,20 @@ def report_run(the_plan, summary, db: Path, wide: bool, print_table: Callable) -
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
     err_console.print(f"done: {counts}")
     return 0 if summary.all_ok else 1
+
+
+@contextmanager
+def run_lock(store) -> Iterator[None]:
+    """Hold the store's run lock for the whole command; a store another run holds is
+    reported at once, with that run's pid and host, and exits 3 (run_plan's own take of
+    the lock is then re-entrant)."""
+    from suite.store.store import RunLock, StoreBusy
+
+    try:
+        lock = RunLock(store.path).__enter__()
+    except StoreBusy as exc:
+        fail("store busy:", exc, 3)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)

@@ -224,6 +224,9 @@ def _files(root: Path, patterns: tuple[str, ...], seen: set[Path]) -> list[Path]
     return found
 
 
+PLUGINS_ENV = "PEFTBENCH_PLUGINS"
+
+
 def env_plugin_dirs() -> list[Path]:
-    value = os.environ.get("PEFTBENCH_PLUGINS", "")
+    value = os.environ.get(PLUGINS_ENV, "")
     return [Path(p) for p in value.split(os.pathsep) if p.strip()]

@@ -3,6 +3,7 @@ report commands; page data on the fixture database."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,11 @@ def test_report_command_writes_one_html_file(db, tmp_path):
     assert text.count("vegaEmbed(") == 2 * (1 + len(pagedata.COST_AXES))
     assert "drug-condition on minilm-l6" in text and "drug-sentiment on minilm-l6" in text
     assert "lora-r16" in text and "<table" in text
+    # offline: the plotting library is in the file, once, and nothing loads from the web
+    assert "<script src" not in text and "cdn.jsdelivr" not in text
+    assert text.count("window.vegaEmbed=") == 1
+    # the header says what the table's "Interval over" column says, not "t over seeds"
+    assert "t-interval over seeds;" not in text and "bootstrap over the test examples" in text
 
 
 def test_leaderboard_command_binds_loopback_and_prints_url(db, monkeypatch):
@@ -116,7 +122,7 @@ def test_leaderboard_command_binds_loopback_and_prints_url(db, monkeypatch):
     seen = {}
 
     class FakePopen:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **_options):
             seen["cmd"], seen["env"] = cmd, env
 
         def wait(self):
@@ -129,6 +135,71 @@ def test_leaderboard_command_binds_loopback_and_prints_url(db, monkeypatch):
     cmd = seen["cmd"]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert seen["env"]["PEFTBENCH_DB"] == str(db.resolve())
+
+
+def test_leaderboard_plugins_reach_the_method_page(db, monkeypatch, tmp_path):
+    """`--plugins DIR` goes to the Streamlit child (PEFTBENCH_PLUGINS, absolute, ahead of
+    one already set), and the app's catalogue then knows the user's method."""
+    from leaderboard import catalog, serve
+
+    folder = tmp_path / "my-plugins" / "methods" / "lora-r16-attn"
+    folder.mkdir(parents=True)
+    (folder / "method.yaml").write_text(
+        "name: lora-r16-attn\nkind: lora\nfamily: low-rank\n"
+        "params: {r: 16, alpha: 32, targets: attention}\n"
+    )
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env, **_options):
+            seen["env"] = env
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+    elsewhere = tmp_path / "elsewhere"  # a folder that exists: a missing one is an error
+    elsewhere.mkdir()
+    monkeypatch.setenv("PEFTBENCH_PLUGINS", str(elsewhere))
+    monkeypatch.chdir(tmp_path)
+    args = ["leaderboard", "--db", str(db), "--plugins", "my-plugins"]
+    result = CliRunner().invoke(cli_app, args)
+    assert result.exit_code == 0, result.output
+    given = seen["env"]["PEFTBENCH_PLUGINS"]
+    assert given == os.pathsep.join([str((tmp_path / "my-plugins").resolve()), str(elsewhere)])
+    monkeypatch.setenv("PEFTBENCH_PLUGINS", given)
+    catalog._catalog.cache_clear()
+    try:
+        info = catalog.method_info("lora-r16-attn")
+    finally:
+        catalog._catalog.cache_clear()
+    assert info is not None and info.name == "lora-r16-attn"
+
+
+def test_identical_machines_are_listed_once_in_words(db, tmp_path):
+    """Four workers on the same kind of machine record four hardware profiles (hex ids,
+    noisy calibration): the Hardware page lists the machine once, in words, with 4."""
+    import duckdb
+
+    from leaderboard import hardware
+
+    copy = tmp_path / "four.duckdb"
+    copy.write_bytes(db.read_bytes())
+    with duckdb.connect(str(copy)) as con:
+        one = con.execute("SELECT profile_id FROM hardware_profiles LIMIT 1").fetchone()[0]
+        for i in range(3):
+            con.execute(
+                "INSERT INTO hardware_profiles SELECT * REPLACE (? AS profile_id, "
+                "? AS hostname, matmul_flops * ? AS matmul_flops) FROM hardware_profiles "
+                "WHERE profile_id = ?",
+                [f"{i:016x}", f"node-{i}", 1 + i / 100, one],
+            )
+    machines = hardware.recorded(data.Reader(copy))
+    row = machines[machines["machines"] == 4]
+    assert len(row) == 1 and len(machines) == 2
+    words = row["machine"].iloc[0]
+    assert "cores" in words and "GiB RAM" in words
+    assert not any(f"{i:016x}" in " ".join(map(str, row.iloc[0])) for i in range(3))
 
 
 def test_cli_start_up_does_not_import_streamlit():

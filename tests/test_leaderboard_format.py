@@ -53,3 +53,15 @@ def test_every_page_table_renders_without_none_or_nan(tmp_path):
     overview = " ".join(built[0].styled().to_numpy().ravel())
     assert "MiB" in overview and " ms" in overview and "–" in overview
     assert any(" GiB" in " ".join(t.styled().to_numpy().ravel()) for t in built)
+
+
+def test_class_ids_become_names_however_they_are_stored():
+    """Predictions keep class ids, as text or numbers ("3", "3.0", 3, 3.0); the Method page
+    shows the task's label names for all of them, and keeps what is not an id."""
+    from leaderboard.catalog import _name
+
+    names = ("ADHD", "Acne", "Anxiety", "Bipolar")
+    for stored in ("3", "3.0", 3, 3.0):
+        assert _name(stored, names) == "Bipolar"
+    for kept in ("7", "2.5", "yes", -1):
+        assert _name(kept, names) == kept

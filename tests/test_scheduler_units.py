@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,13 +90,68 @@ def test_tokenised_datasets_are_cached_on_disk(tmp_path: Path):
     assert len(list(tmp_path.glob("tokenized-*.pkl"))) == 1
 
 
+HOLD_LOCK = """
+import sys
+from suite.store.store import RunLock
+with RunLock(sys.argv[1]):
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def run_lock_held_elsewhere(db: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding `db`'s run lock (as a running `peftbench run` does)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        holder.communicate("", timeout=60)
+
+
 def test_second_run_on_the_same_database_stops_with_a_message(tmp_path: Path):
     from suite.driver import Plan, run_plan
     from suite.store.store import RunLock, Store, StoreBusy
 
     store = Store(tmp_path / "r.duckdb")
-    with RunLock(store.path), pytest.raises(StoreBusy, match="another `peftbench run`"):
-        run_plan(Plan("m", [], []), store, lambda cells, on_result: None)
+    with run_lock_held_elsewhere(store.path) as holder:
+        with pytest.raises(StoreBusy, match="another `peftbench run`") as busy:
+            run_plan(Plan("m", [], []), store, lambda cells, on_result: None)
+    assert f"pid {holder.pid} on {socket.gethostname()}" in str(busy.value)
+    with RunLock(store.path):  # released when its holder ends: free again
+        pass
+
+
+def test_the_run_lock_is_reentrant_in_one_process(tmp_path: Path):
+    """The CLI holds the lock while it plans and run_plan takes it again; only the
+    outermost release frees it."""
+    from suite.store.store import RunLock
+
+    db = tmp_path / "r.duckdb"
+    with RunLock(db):
+        with RunLock(db):
+            pass
+        assert RunLock._held  # still held by the outer block
+    assert not RunLock._held
+
+
+def test_a_second_cli_run_says_at_once_who_holds_the_store(tmp_path: Path):
+    """Before planning, Ray or a progress bar: the holder's pid and host, exit 3."""
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    db = tmp_path / "r.duckdb"
+    with run_lock_held_elsewhere(db) as holder:
+        out = CliRunner().invoke(app, ["run", "smoke", "--db", str(db)])
+    assert out.exit_code == 3, out.output
+    assert "store busy:" in out.output and "another `peftbench run`" in out.output
+    assert f"pid {holder.pid} on {socket.gethostname()}" in out.output
+    assert "matrix smoke" not in out.output  # nothing planned
 
 
 def test_in_process_timeout_interrupts_the_cell():

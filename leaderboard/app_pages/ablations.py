@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import altair as alt
 import streamlit as st
 
 from leaderboard import sqlbox, ui
+from leaderboard.charts import ablation_chart
 from leaderboard.format import styled_auto
 from leaderboard.saved import SAVED, run_saved
 
@@ -22,23 +22,11 @@ frame = ui.guarded(run_saved, reader, name, filters.task, filters.model, filters
 if frame.empty:
     st.info("No rows for this selection.")
 else:
-    x_type = "N" if frame[query.x].dtype == object else "Q"
-    scale = alt.Scale(type="log") if query.x_log else alt.Scale(zero=False)
-    x = alt.X(f"{query.x}:{x_type}", scale=scale) if x_type == "Q" else alt.X(f"{query.x}:N")
-    points = (
-        alt.Chart(frame)
-        .mark_line(point=True)
-        .encode(
-            x=x,
-            y=alt.Y(f"{query.y}:Q", scale=alt.Scale(zero=False)),
-            color=f"{query.color}:N",
-            tooltip=list(frame.columns[:8]),
-        )
-    )
-    if query.facet:
-        points = points.properties(width=220, height=160).facet(facet=f"{query.facet}:N", columns=3)
-    st.altair_chart(points, width="stretch" if not query.facet else "content")
-    st.dataframe(styled_auto(frame), hide_index=True, width="stretch")
+    if frame[query.y].isna().all():
+        st.info(query.no_y)
+    else:
+        st.altair_chart(ablation_chart(frame, query), width="content" if query.facet else "stretch")
+    st.dataframe(styled_auto(frame, labels=True), hide_index=True, width="stretch")
 with st.expander("SQL of this saved query (? = task, model, protocol)"):
     st.code(query.sql, language="sql")
 

@@ -16,7 +16,10 @@ st.dataframe(tables.profiles_table(table).styled(), hide_index=True, width="stre
 machines = ui.guarded(recorded, reader)
 if not machines.empty:
     st.subheader("Recorded hardware")
-    st.caption("What the workers measured: device, memory, CPU, versions, calibrated speed.")
+    st.caption(
+        "What the workers measured: device, memory, CPU, versions, calibrated speed (the "
+        "median where several identical machines recorded it, listed once with their count)."
+    )
     st.dataframe(tables.machines_table(machines).styled(), hide_index=True, width="stretch")
 st.subheader("Results by profile")
 profile = st.selectbox("Results measured on", table["profile"].tolist(), key="hw_profile")

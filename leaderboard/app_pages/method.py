@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from leaderboard import tables, ui
-from leaderboard.catalog import method_info
+from leaderboard.catalog import method_info, with_class_names
 from leaderboard.pagedata import long_curves, lost_to_baseline, method_data, methods, tuning_curve
 
 reader, protocol = ui.protocol_page_setup()
@@ -85,8 +85,10 @@ if lost.empty:
 else:
     st.caption(
         "Test examples (by position in the split) the method gets wrong on most of its "
-        "seeds while its matrix's baseline method gets them right; predictions as stored."
+        "seeds while its matrix's baseline method gets them right; classes by the task's "
+        "label names (ids where the task's data is not installed here)."
     )
+    lost = with_class_names(lost, ["gold", "prediction", "baseline_prediction"])
     st.dataframe(tables.lost_examples_table(lost).styled(), hide_index=True, width="stretch")
 st.subheader("Training loss")
 curves = long_curves(data["curves"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterable
@@ -58,6 +59,14 @@ def lock_wait_s() -> float:
 
 class StoreBusy(RuntimeError):
     """Another process holds the database or the run lock."""
+
+
+def describe_holder(text: str) -> str:
+    """The run lock's "PID HOST" as words; older locks hold only the pid."""
+    pid, _, host = text.strip().partition(" ")
+    if not pid:
+        return "pid unknown"
+    return f"pid {pid} on {host}" if host else f"pid {pid}"
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -444,30 +453,46 @@ def baseline_rows(cell: Cell, result: CellResult) -> list[tuple]:
 
 
 class RunLock:
-    """An exclusive lock beside the database for the length of a run."""
+    """An exclusive lock beside the database for the length of a run, holding the pid and
+    host of the run that took it (so a second run says at once who is writing).
+
+    Re-entrant within one process: the CLI takes it before planning, and `run_plan`,
+    which other callers use alone, takes it again (flock would refuse a second open file)."""
+
+    _held: dict[str, int] = {}  # lock path -> depth, in this process
 
     def __init__(self, db_path: Path):
         self.path = Path(str(db_path) + ".runlock")
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
+        key = str(self.path.resolve())
+        if key in RunLock._held:
+            RunLock._held[key] += 1
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            holder = os.read(fd, 256).decode(errors="replace")
             os.close(fd)
             raise StoreBusy(
-                f"another `peftbench run` (pid {holder}) is writing {str(self.path)[:-8]}; "
-                "wait for it to finish, or give this run its own --db"
+                f"another `peftbench run` ({describe_holder(holder)}) is writing "
+                f"{str(self.path)[:-8]}; wait for it to finish, or give this run its own --db"
             ) from exc
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
         self._fd = fd
+        RunLock._held[key] = 1
         return self
 
     def __exit__(self, *exc) -> None:
+        key = str(self.path.resolve())
+        RunLock._held[key] = RunLock._held.get(key, 1) - 1
+        if RunLock._held[key] > 0:
+            return
+        del RunLock._held[key]
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

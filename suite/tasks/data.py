@@ -31,6 +31,19 @@ class TaskData:
 
 
 def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
+    raw = _prepared_raw(task, task_dir)
+    kind = task_type(task).label_kind
+    labels = _label_names(task, raw["train"]) if kind == "class" else None
+    splits = {name: _encode_labels(task, frame, labels) for name, frame in raw.items()}
+    splits = _carve_splits(task, splits)
+    check_digest(task, {s: splits[s] for s in SPLITS})
+    if task.max_train_samples:
+        splits["train"] = splits["train"].iloc[: task.max_train_samples].reset_index(drop=True)
+    return TaskData({s: splits[s] for s in SPLITS}, labels)
+
+
+def _prepared_raw(task: TaskSpec, task_dir: Path) -> dict[str, pd.DataFrame]:
+    """The task's splits as loaded, renamed, cleaned and checked, before label encoding."""
     raw = _load_raw(task, task_dir)
     renamed = {name: task.data.splits.get(name, name) for name in raw}
     raw = {renamed[name]: frame for name, frame in raw.items() if renamed[name] != "-"}
@@ -49,14 +62,7 @@ def load_task_data(task: TaskSpec, task_dir: Path) -> TaskData:
             f"task '{task.name}' needs train and test splits (or data.test to carve one), "
             f"has {sorted(raw)}"
         )
-    kind = task_type(task).label_kind
-    labels = _label_names(task, raw["train"]) if kind == "class" else None
-    splits = {name: _encode_labels(task, frame, labels) for name, frame in raw.items()}
-    splits = _carve_splits(task, splits)
-    check_digest(task, {s: splits[s] for s in SPLITS})
-    if task.max_train_samples:
-        splits["train"] = splits["train"].iloc[: task.max_train_samples].reset_index(drop=True)
-    return TaskData({s: splits[s] for s in SPLITS}, labels)
+    return raw
 
 
 def _load_raw(task: TaskSpec, task_dir: Path) -> dict[str, pd.DataFrame]:
@@ -134,3 +140,14 @@ def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, floa
             pred[:] = [constant] * len(gold)
         out[split] = compute(names, np.full_like(gold, constant) if pred is None else pred, gold)
     return out
+
+
+def class_names(task: TaskSpec, task_dir: Path) -> list[str] | None:
+    """The class names in class-id order (None for a task without classes), as
+    `load_task_data` derives them: the task's `labels`, else read from its train split.
+    For readers of stored predictions, which keep class ids."""
+    if task_type(task).label_kind != "class":
+        return None
+    if task.labels:
+        return list(task.labels)
+    return _label_names(task, _prepared_raw(task, task_dir)["train"])

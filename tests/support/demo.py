@@ -187,6 +187,9 @@ def _memory(trainable: int, peak: int) -> dict[str, int | str]:
 
 # Test examples per task in the demo (drug-condition really has 189).
 _N_TEST = {"drug-condition": 189, "drug-sentiment": 200}
+# Classes per task (drug-condition keeps its 10 most frequent conditions; drug-sentiment:
+# negative, neutral, positive): stored ids stay in range, so pages can name them.
+_N_CLASSES = {"drug-condition": 10, "drug-sentiment": 3}
 
 
 def demo_predictions(task: str, label: str, seed: int, accuracy: float) -> SplitPredictions:
@@ -196,13 +199,14 @@ def demo_predictions(task: str, label: str, seed: int, accuracy: float) -> Split
     import numpy as np
 
     n = _N_TEST[task]
-    gold = np.random.default_rng(_seed(task)).integers(0, 10, n)
+    k = _N_CLASSES[task]
+    gold = np.random.default_rng(_seed(task)).integers(0, k, n)
     difficulty = np.random.default_rng(_seed(task, "difficulty")).random(n)
     jitter = np.random.default_rng(_seed(task, label, seed)).random(n) * 0.3
     order = np.argsort(difficulty + jitter)
     correct = np.zeros(n, dtype=bool)
     correct[order[: int(round(accuracy * n))]] = True
-    pred = np.where(correct, gold, (gold + 1 + seed) % 10)
+    pred = np.where(correct, gold, (gold + 1 + seed % (k - 1)) % k)  # another class
     margin = np.random.default_rng(_seed(task, label, seed, "margin")).random(n)
     return SplitPredictions(
         pred=pred.astype(float).tolist(), gold=gold.astype(float).tolist(), score=margin.tolist()
