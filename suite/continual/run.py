@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,10 +30,11 @@ class Stages:
     cell: ContinualCell
     setups: list[Setup]
     on_step: StepCallback | None = None
+    # Each task's head, taken before any strategy swaps heads on a shared model.
+    heads: list[torch.nn.Module] = field(default_factory=list)
 
-    @property
-    def heads(self) -> list[torch.nn.Module]:
-        return [s.model.head for s in self.setups]
+    def __post_init__(self) -> None:
+        self.heads = [s.model.head for s in self.setups]
 
     def train(self, i: int, ready: Ready) -> dict[str, Any]:
         """Train task i within the matrix's budget (per task), reporting steps overall."""
