@@ -54,7 +54,7 @@ def test_a_continual_matrix_runs_stores_its_accuracy_matrix_and_resumes(tiny_plu
         "--executor",
         "local",
     )
-    first = cli(*args)
+    first = cli(*args, timeout_s=1800)  # two cells; a busy shared CPU is slow
     assert first.returncode == 0, first.stderr + first.stdout
     assert "2 cells, 0 already stored ok, 2 to run" in first.stderr
     assert "ACC" in first.stdout and "BWT" in first.stdout
