@@ -1,8 +1,9 @@
 """peftbench leaderboard: `peftbench leaderboard [--db PATH]` runs this with Streamlit.
 
-Pages: Overview, Pareto, Method, Ablations, Merging, Compression, Hardware. Every page reads the store's views
-through `leaderboard.data.Reader` (read-only, retried, cached per file version) and draws
-the shared sidebar itself (`leaderboard.ui.page_setup`), so its filters follow the page.
+Pages: Overview, Pareto, Method, Ablations, Merging, Compression, Continual, Hardware.
+Every page reads the store's views through `leaderboard.data.Reader` (read-only, retried,
+cached per file version) and draws the shared sidebar itself (`leaderboard.ui.page_setup`),
+so its filters follow the page.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ navigation = st.navigation(
         st.Page(PAGES / "ablations.py", title="Ablations"),
         st.Page(PAGES / "merging.py", title="Merging"),
         st.Page(PAGES / "compression.py", title="Compression"),
+        st.Page(PAGES / "continual.py", title="Continual"),
         st.Page(PAGES / "hardware.py", title="Hardware"),
     ]
 )

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suite.results import CellReport, CellResult, Measured, PosthocMeasured
+from suite.results import CellReport, CellResult, ContinualMeasured, Measured, PosthocMeasured
 
 if TYPE_CHECKING:
     from suite.cells import Workload
@@ -23,7 +23,7 @@ StepCallback = Callable[[int, int, float], None]
 @dataclass(frozen=True)
 class CellKind:
     # On the worker: run the cell in this process; never raises for the cell's own errors.
-    run: Callable[[Any, StepCallback | None], Measured | PosthocMeasured]
+    run: Callable[[Any, StepCallback | None], Measured | PosthocMeasured | ContinualMeasured]
     # On the driver: store one report (its log at log_path); returns what the run summary
     # and the progress display keep of it.
     record: Callable[[Store, Any, CellReport, dict[str, Any], str], Any]
@@ -54,9 +54,23 @@ def _record_posthoc(store: Store, cell, report: CellReport, prov: dict, log: str
     return outcome(cell, report)
 
 
+def _run_continual(cell, on_step: StepCallback | None) -> ContinualMeasured:
+    from suite.continual.run import run_continual
+
+    return run_continual(cell, on_step=on_step)
+
+
+def _record_continual(store: Store, cell, report: CellReport, prov: dict, log: str):
+    from suite.continual.plan import outcome
+
+    store.write_continual(cell, report, prov, log)
+    return outcome(cell, report)
+
+
 CELL_KINDS: dict[str, CellKind] = {
     "trained": CellKind(run=_run_trained, record=_record_trained),
     "posthoc": CellKind(run=_run_posthoc, record=_record_posthoc),
+    "continual": CellKind(run=_run_continual, record=_record_continual),
 }
 
 

@@ -251,7 +251,7 @@ def query(
             "--view",
             help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
             "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
-            "compression, protocols (a terminal table shows its main columns; csv/json every "
+            "compression, protocols, continual_results, continual_matrix (a terminal table shows its main columns; csv/json every "
             "column). The analysis views carry a protocol column: compare rows of one "
             "protocol only.",
         ),

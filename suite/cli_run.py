@@ -124,7 +124,12 @@ def report_run(the_plan, summary, db: Path, wide: bool, print_table: Callable) -
     from suite.phase_report import phase_report
     from suite.store.store import Store
 
-    if the_plan.cells and db.exists():
+    if the_plan.continual and db.exists():
+        from suite.continual.table import continual_table
+
+        out = console if console.is_terminal else Console(width=200)
+        out.print(continual_table(Store(db), the_plan.matrix, [c.cell_id for c in the_plan.cells]))
+    elif the_plan.cells and db.exists():
         # The plan's cells, also those another matrix stored first (cells dedupe).
         print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells], wide)
     if the_plan.posthoc_cells and db.exists():

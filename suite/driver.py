@@ -42,6 +42,8 @@ class Plan:
     # their cells once built (filled by run_plan).
     posthoc: Callable[[Store], Any] | None = None
     posthoc_cells: list[Any] = field(default_factory=list)
+    # Its cells are continual cells (suite/continual/), stored in a table of their own.
+    continual: bool = False
 
     @property
     def skipped(self) -> int:
@@ -55,7 +57,9 @@ class Plan:
     def loading_cells(self) -> list[Cell]:
         """The cells whose models and data this run may load: those to run, or every cell
         when later phases or post-hoc stages build more from them."""
-        return self.cells if (self.phases or self.posthoc is not None) else self.todo
+        cells = self.cells if (self.phases or self.posthoc is not None) else self.todo
+        # A continual cell loads the trained cell of each task of its sequence.
+        return [s for c in cells for s in c.stages()] if self.continual else cells
 
 
 @dataclass
@@ -91,6 +95,11 @@ def plan(
     if only is not None and not only.empty:
         cells = only.select(cells, str(entry.path))
     check_cells(catalog, cells)
+    if entry.spec.continual is not None:
+        from suite.continual.plan import plan_continual
+
+        cells, todo = plan_continual(entry, cells, store, rerun)
+        return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs, continual=True)
     _check_protocol_budget(entry, store)
     cells, posthoc = _with_posthoc(catalog, entry, cells, store, rerun)
     if entry.spec.tuning is not None:

@@ -262,6 +262,44 @@ class PosthocMeasured(BaseModel):
     measurements: PosthocMeasurements = Field(default_factory=PosthocMeasurements)
 
 
+class ContinualMeasurements(BaseModel):
+    """A continual cell's accuracy matrix (suite/continual/) and what follows from it.
+
+    `scores[i][j]`: task j's primary test metric after training through task i (unseen
+    tasks included); `baseline[j]`: task j before any training. Both go to the
+    continual_scores table (stage 0 is the baseline, stage i + 1 the i-th task's)."""
+
+    sequence: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)
+    scores: Annotated[list[list[float]], Elsewhere("continual_scores")] = Field(
+        default_factory=list
+    )
+    baseline: Annotated[list[float], Elsewhere("continual_scores")] = Field(default_factory=list)
+    avg_accuracy: float | None = None
+    bwt: float | None = None
+    fwt: float | None = None
+    eval_examples: list[int] = Field(default_factory=list)
+    stage_steps: list[int] = Field(default_factory=list)
+    final_train_losses: list[float] = Field(default_factory=list)
+    train_wall_s: float | None = None
+    # The adapter and heads a model carries at the end (every task's, for one adapter per task).
+    trainable_params: int | None = None
+    peak_memory_bytes: int | None = None
+    method_source_hash: str | None = None
+    device: str | None = None
+
+
+class ContinualMeasured(BaseModel):
+    """What the continual runner returns for one cell."""
+
+    status: Status
+    error: str | None = None
+    _cut_error = field_validator("error")(_whole_lines)
+    started_at: str | None = None
+    cell_wall_s: float | None = None
+    measurements: ContinualMeasurements = Field(default_factory=ContinualMeasurements)
+
+
 class Placement(BaseModel):
     """Where a cell ran (the worker's part), and the hardware profile it recorded there."""
 
@@ -278,7 +316,7 @@ class Placement(BaseModel):
 class CellReport(BaseModel):
     """What an executor delivers for one cell (a trained cell's or a post-hoc cell's)."""
 
-    measured: Measured | PosthocMeasured
+    measured: Measured | PosthocMeasured | ContinualMeasured
     placement: Placement = Field(default_factory=Placement)
     attempts: int = 1
     log: str = ""

@@ -148,7 +148,12 @@ def _cross_check(catalog: Catalog, kind, entry: Entry) -> list[SpecIssue]:
             method = resolve_method(catalog, MethodEntry(method=entry.name), str(entry.path))
             return check_method(catalog, method)
         if kind is MatrixSpec:
-            check_cells(catalog, expand(entry.spec, catalog, entry))
+            cells = expand(entry.spec, catalog, entry)
+            check_cells(catalog, cells)
+            if entry.spec.continual:  # its strategies, its sequence on every model
+                from suite.continual.cells import continual_cells
+
+                continual_cells(entry.spec, cells, str(entry.path))
             if entry.spec.posthoc:
                 from suite.posthoc.plan import check_posthoc
 

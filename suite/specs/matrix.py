@@ -30,6 +30,18 @@ class ReferenceSpec(Frozen):
     max_length: PositiveInt = 128
 
 
+class ContinualSpec(Frozen):
+    """A continual-learning matrix (docs/continual.md): the matrix's `tasks`, in their
+    order, are the sequence T1..Tn; each cell trains through it and scores every task
+    after every stage (the accuracy matrix). `strategies` name how the adapter carries
+    over from one task to the next (suite/continual/strategies.py)."""
+
+    strategies: list[Name] = Field(default_factory=lambda: ["sequential", "per-task"], min_length=1)
+    # Score each task on at most this many test examples (the split's first, a fixed
+    # slice): n x n evaluations per cell. None: the whole test split.
+    eval_examples: PositiveInt | None = None
+
+
 class MethodEntry(Frozen):
     """A method in a matrix, optionally with overridden hyperparameters or learning rate."""
 
@@ -78,6 +90,8 @@ class MatrixSpec(Frozen):
     save_artifacts: bool | None = None
     # Merge and compress stages run on the trained cells' artifacts once they are stored.
     posthoc: list[PosthocStageSpec] | None = None
+    # A continual-learning matrix: its cells train through `tasks` in order (suite/continual/).
+    continual: ContinualSpec | None = None
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:
@@ -94,10 +108,28 @@ class MatrixSpec(Frozen):
                 raise ValueError(
                     f"method {entry.display!r} names tasks not in the matrix: {unknown}"
                 )
+        self._check_continual()
         stages = [s.name for s in self.posthoc or []]
         if len(set(stages)) != len(stages):
             raise ValueError(f"post-hoc stage names repeat: {sorted(stages)}")
         return self
+
+    def _check_continual(self) -> None:
+        if self.continual is None:
+            return
+        if len(self.tasks) < 2:
+            raise ValueError("a continual matrix needs a sequence of at least 2 tasks")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"continual: the task sequence repeats a task: {self.tasks}")
+        if dupes := repeated(self.continual.strategies):
+            raise ValueError(f"continual: strategies repeat: {dupes}")
+        clash = [n for n, v in (("posthoc", self.posthoc), ("tuning", self.tuning)) if v]
+        clash += [f"methods ({e.display}).tasks" for e in self.entries() if e.tasks]
+        if clash:
+            raise ValueError(
+                f"a continual matrix trains every method on the whole sequence; "
+                f"drop {', '.join(clash)}"
+            )
 
     @property
     def protocol_name(self) -> str:

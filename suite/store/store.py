@@ -26,6 +26,12 @@ from suite.paths import DEFAULT_DB
 from suite.results import CellResult
 from suite.store.columns import add_missing, existing
 from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
+from suite.store.continual import (
+    CONTINUAL_TABLES,
+    CONTINUAL_VIEWS,
+    add_missing_continual_columns,
+    write_continual,
+)
 from suite.store.posthoc import (
     POSTHOC_RUN_COLUMNS,
     POSTHOC_TABLES,
@@ -112,18 +118,19 @@ class Store:
 
     def init(self) -> None:
         with self.connect() as con:
-            for ddl in TABLES + POSTHOC_TABLES:
+            for ddl in TABLES + POSTHOC_TABLES + CONTINUAL_TABLES:
                 con.execute(ddl)
             stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             add_missing(con, "cell_runs", CELL_RUN_COLUMNS)
             add_missing_columns(con)
+            add_missing_continual_columns(con)
             named = fill_protocols(con)  # rows stored before protocols existed
             fill_posthoc_protocols(con)
             recreated = ensure_tables(con)
             if upgraded or named or not latest_is_current(con):
                 rebuild_latest(con)
-            for ddl in INDEXES + VIEWS + POSTHOC_VIEWS:
+            for ddl in INDEXES + VIEWS + POSTHOC_VIEWS + CONTINUAL_VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             refresh_references(con)
@@ -209,6 +216,18 @@ class Store:
             _insert_profile(con, report.placement.hardware_profile)
             con.execute("COMMIT")
         return result_id
+
+    def write_continual(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
+        """Store one continual attempt (suite/store/continual.py) in its own transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            result_id = write_continual(con, cell, report, provenance, log_path)
+            _insert_profile(con, report.placement.hardware_profile)
+            con.execute("COMMIT")
+        return result_id
+
+    def continual_ok_ids(self, cell_ids: Iterable[str]) -> set[str]:
+        return self._ids_with("continual_runs", "status = 'ok'", cell_ids)
 
     def posthoc_ok_ids(self, cell_ids: Iterable[str]) -> set[str]:
         return self._ids_with("posthoc_runs", "status = 'ok'", cell_ids)

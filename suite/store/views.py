@@ -313,7 +313,7 @@ ANALYSIS_VIEWS = [
 VIEW_NAMES = (
     "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
     "example_outcomes", "disagreements", "lost_to_baseline", "merging", "compression",
-    "protocols", "cell_phases",
+    "protocols", "cell_phases", "continual_results", "continual_matrix",
 )  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
@@ -333,6 +333,8 @@ VIEW_ORDER = {
     "compression": "protocol, stage_name, model, seed, method_name, level",
     "protocols": "n_rows DESC, protocol",
     "cell_phases": "protocol, task, model, method, seed",
+    "continual_results": "protocol, model, method, strategy, seed",
+    "continual_matrix": "protocol, model, method, strategy, seed, stage, position",
 }
 VIEW_COLUMNS = {
     "results": "protocol, task, model, method, seed, phase, status, primary_metric, val_primary, "
@@ -358,6 +360,9 @@ VIEW_COLUMNS = {
     "protocols": "protocol, n_rows, n_ok, seeds, tasks, models, profiles, budgets, tunings",
     "cell_phases": "protocol, task, model, method, seed, cell_total_s, "
     + ", ".join(phase_column(p) for p in PHASES),
+    "continual_results": "protocol, model, method, strategy, seed, status, sequence, "
+    "avg_accuracy, bwt, fwt, trainable_params, train_wall_s",
+    "continual_matrix": "protocol, model, method, strategy, seed, stage, trained, task, value",
 }
 
 
