@@ -1,0 +1,1 @@
+"""The federated track: simulated clients, local LoRA training, server aggregation."""

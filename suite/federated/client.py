@@ -1,0 +1,83 @@
+"""One client's local training in one round: the global adapter in, its own out.
+
+A client rebuilds the cell's seeded task model (from the worker's caches), prepares the
+method, loads the global adapter, and takes `local_steps` steps on its share of the
+training split through the project's training loop, at the method's constant learning
+rate with a fresh optimiser (local SGD-style FedAvg: no optimiser state crosses rounds).
+Its random stream is seeded by (cell seed, round, client), so a resumed run repeats it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from suite.cells import Cell
+from suite.tasks.encoding import split_examples
+from suite.train.batches import train_batches
+from suite.train.evaluate import task_loss
+from suite.train.loop import LoopConfig, train
+from suite.train.precision import autocast_loss
+from suite.train.runner import Ready, Setup, load, prepare, seed_everything
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ClientTask:
+    """Everything a client needs, picklable (a Ray task's argument)."""
+
+    cell: Cell
+    client: int
+    round: int
+    indices: np.ndarray
+    global_state: State
+    local_steps: int
+
+
+@dataclass
+class ClientUpdate:
+    client: int
+    examples: int
+    state: State
+    losses: list[float]
+
+
+def client_seed(cell_seed: int, round_: int, client: int) -> int:
+    return int(np.random.SeedSequence([cell_seed, round_, client]).generate_state(1)[0])
+
+
+def start_model(cell: Cell) -> tuple[Setup, Ready]:
+    """The cell's task model, prepared by its method, as every client and the server
+    build it (the same seed, so the same initial adapter and head)."""
+    setup = load(cell)
+    ready = prepare(cell, setup)
+    prepared = ready.prepared
+    if prepared.adapter_state is None or prepared.load_adapter_state is None:
+        raise ValueError(f"method {cell.method.name!r} cannot save and load an adapter state")
+    return setup, ready
+
+
+def train_client(task: ClientTask) -> ClientUpdate:
+    cell = task.cell
+    setup, ready = start_model(cell)
+    prepared = ready.prepared
+    prepared.load_adapter_state({k: v.to(setup.device) for k, v in task.global_state.items()})
+    seed = client_seed(cell.seed, task.round, task.client)
+    seed_everything(seed)
+    share = split_examples(setup.encoded["train"], task.indices)
+    batches = train_batches(share, cell.budget.batch_size, setup.pad, setup.collate, seed)
+    stream = ({k: v.to(setup.device) for k, v in b.items()} for b in batches)
+    cfg = LoopConfig(
+        steps=task.local_steps,
+        lr=cell.method.lr,
+        weight_decay=cell.method.weight_decay,
+        grad_clip=cell.budget.grad_clip,
+        schedule="constant",
+    )
+    loss = autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
+    stats = train(prepared, stream, loss, cfg)
+    state = {k: v.detach().cpu().clone() for k, v in prepared.adapter_state().items()}
+    return ClientUpdate(task.client, len(task.indices), state, stats.losses)
