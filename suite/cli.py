@@ -74,6 +74,9 @@ def run(
     method: SliceOpt = None,
     model: SliceOpt = None,
     seed: Annotated[list[int] | None, typer.Option(help="Only this seed (repeatable).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the cells to run and stop: nothing runs.")
+    ] = False,
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result.
 
@@ -87,6 +90,9 @@ def run(
 
     store = Store(db)
     the_plan = _plan(plugins, matrix, store, rerun, (task, method, model, seed))
+    if dry_run:
+        cli_run.print_cells(the_plan)
+        raise typer.Exit(0)
     try:
         with (
             cli_run.stop_signals(),

@@ -141,3 +141,20 @@ def report_run(the_plan, summary, db: Path, wide: bool, print_table: Callable) -
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts().items())) or "nothing to run"
     err_console.print(f"done: {counts}")
     return 0 if summary.all_ok else 1
+
+
+def print_cells(the_plan) -> None:
+    """The plan's cells to run, one line each (model, method, task, seed, phase), for
+    `run --dry-run`; a tuned matrix's later phases are built from stored trials, so only
+    their count of phases is said."""
+    for cell in the_plan.todo:
+        console.print(
+            f"{cell.model.name}  {cell.method.label}  {cell.task.name}  seed {cell.seed}  "
+            f"{cell.phase}",
+            markup=False,
+            highlight=False,
+        )
+    if the_plan.phases:
+        console.print(
+            f"then {len(the_plan.phases)} later phase(s), built from these cells' results"
+        )
