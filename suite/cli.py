@@ -74,6 +74,9 @@ def run(
     method: SliceOpt = None,
     model: SliceOpt = None,
     seed: Annotated[list[int] | None, typer.Option(help="Only this seed (repeatable).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the cells to run and stop: nothing runs.")
+    ] = False,
 ) -> None:
     """Run a matrix (default: the embedded smoke matrix) and store every cell's result.
 
@@ -86,6 +89,9 @@ def run(
     from suite.store.store import Store, StoreBusy
 
     store = Store(db)
+    if dry_run:
+        cli_run.print_cells(_plan(plugins, matrix, store, rerun, (task, method, model, seed)))
+        raise typer.Exit(0)
     # The run lock first: a second run on a busy store says at once whose run holds it
     # (exit 3), before it plans, starts Ray or draws a progress bar.
     with cli_run.run_lock(store):

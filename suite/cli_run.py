@@ -163,3 +163,20 @@ def run_lock(store) -> Iterator[None]:
         yield
     finally:
         lock.__exit__(None, None, None)
+
+
+def print_cells(the_plan) -> None:
+    """The plan's cells to run, one line each (model, method, task, seed, phase), for
+    `run --dry-run`; a tuned matrix's later phases are built from stored trials, so only
+    their count of phases is said."""
+    for cell in the_plan.todo:
+        console.print(
+            f"{cell.model.name}  {cell.method.label}  {cell.task.name}  seed {cell.seed}  "
+            f"{cell.phase}",
+            markup=False,
+            highlight=False,
+        )
+    if the_plan.phases:
+        console.print(
+            f"then {len(the_plan.phases)} later phase(s), built from these cells' results"
+        )

@@ -119,10 +119,10 @@ def test_answer_choices_score_every_example_on_the_same_options():
     assert [task.choice_index(v, None) for v in frame["category"]] == [0, 1]
     tok = load_tokenizer(catalog().models.get("tiny-llama").spec)
     split = encode_choices(task, frame.assign(label=[0, 1]), tok)
-    assert split.extra["counts"] == [2, 2] and len(split.input_ids) == 4
-    scored = [tok.decode([t for t, m in zip(ids, mask, strict=True) if m])
-              for ids, mask in zip(split.input_ids, split.extra["target_mask"], strict=True)]  # fmt: skip
-    assert scored == ["positive", "negative", "positive", "negative"]
+    # Both choices are one token after the shared prompt: one sequence per example.
+    assert len(split.input_ids) == 2
+    scored = [[tok.decode([t]) for t in tokens] for tokens in split.extra["choice_tokens"]]
+    assert scored == [["positive", "negative"], ["positive", "negative"]]
 
 
 @pytest.mark.slow

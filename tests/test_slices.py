@@ -60,3 +60,14 @@ def test_the_cli_refuses_a_bad_slice_before_running_anything(tmp_path):
     assert result.exit_code == 2, result.output
     assert "did you mean 'lora'?" in result.output
     assert not db.exists()
+
+
+def test_a_dry_run_lists_the_cells_to_run_and_runs_none(catalog, tmp_path):
+    db = tmp_path / "r.duckdb"
+    args = ["run", "smoke", "--method", "lora", "--dry-run", "--db", str(db)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    listed = [line for line in result.output.splitlines() if "  seed " in line]
+    cells = plan(catalog, "smoke", Store(db), only=Slice.of(methods=["lora"])).todo
+    assert listed and len(listed) == len(cells)  # still all to run: nothing was stored
+    assert all("  lora  " in line for line in listed)

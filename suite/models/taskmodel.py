@@ -6,12 +6,15 @@ Heads are looked up by the backbone's architecture (`HEADS`), never by a model's
 - vision: the same on patch states from `pixel_values` (ViT-style backbones);
 - causal-lm: no new parameters; the backbone's own LM head scores the target tokens of
   each sequence (summed log-likelihood), which multiple-choice tasks compare across
-  choices and generation tasks train on and decode from.
+  choices and generation tasks train on and decode from; one-token choices after a shared
+  prompt are read off one forward pass of the prompt.
 
 Methods adapt `model.backbone`; `model.head` holds whatever the head adds (may be empty).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -74,9 +77,37 @@ def target_log_likelihood(model: TaskModel, batch: dict) -> torch.Tensor:
     return (logp * batch["target_mask"][:, 1:].to(logp.dtype)).sum(dim=-1)
 
 
+def _logits_at(backbone: nn.Module, batch: dict, positions: torch.Tensor) -> torch.Tensor:
+    """The LM head's logits at the sequence `positions` (1-D, the same for every row):
+    (batch, len(positions), vocab). A backbone that takes `logits_to_keep` (transformers'
+    causal LMs) applies its head there only: on a 49k-token vocabulary the head is a
+    fifth of a small LM's forward."""
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "logits_to_keep" in inspect.signature(backbone.forward).parameters:
+        return backbone(**kwargs, logits_to_keep=positions).logits
+    return backbone(**kwargs).logits[:, positions]
+
+
+def prompt_choice_scores(model: TaskModel, batch: dict) -> torch.Tensor:
+    """(examples, choices): the log-probability of each one-token choice (`choice_tokens`)
+    after its example's prompt, from one forward pass of the prompt (the shared-prompt
+    form of suite/tasks/encoding.py); the same scores as `target_log_likelihood` of each
+    prompt + choice sequence."""
+    last = batch["attention_mask"].sum(dim=1) - 1  # prompts are right-padded
+    positions, column = torch.unique(last, return_inverse=True)
+    logits = _logits_at(model.backbone, batch, positions)
+    rows = torch.arange(len(last), device=last.device)
+    logp = F.log_softmax(logits[rows, column].float(), dim=-1)
+    return logp.gather(-1, batch["choice_tokens"])
+
+
 def _lm_forward(model: TaskModel, batch: dict) -> torch.Tensor:
-    scores = target_log_likelihood(model, batch)
     counts = batch.get("choice_counts")
+    if "choice_tokens" in batch:
+        scores = prompt_choice_scores(model, batch)
+        fewer = torch.arange(scores.shape[1], device=counts.device) >= counts[:, None]
+        return scores.masked_fill(fewer, -1e9)
+    scores = target_log_likelihood(model, batch)
     if counts is None:
         return scores
     # (examples, most choices), -1e9 where an example has fewer (never chosen, and finite

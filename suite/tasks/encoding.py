@@ -9,7 +9,10 @@ Each task type's entry in suite/tasks/types.py names its encoder and collator he
 - multiple-choice: one sequence per (example, choice) = context + " " + choice, with a
   target mask on the choice's tokens; the causal LM's summed log-likelihood of those
   tokens is the choice's score (lm-evaluation-harness's `acc`). With `choice_blank` the
-  choice fills the blank and the text after it is the scored part (partial scoring);
+  choice fills the blank and the text after it is the scored part (partial scoring).
+  When every choice is one token after a shared context (a classification dataset's
+  " positive" / " negative"), one sequence per example, the prompt, with the choices'
+  token ids beside it: the same scores from one forward pass (`shared_prompts`);
 - generation: prompt + " " + answer + EOS for teacher-forced training (loss on the
   answer and EOS only, the prompt masked out), and the left-padded prompt plus the
   gold answer ids for greedy decoding and exact match;
@@ -112,18 +115,53 @@ def _join(context: list[int], target: list[int], max_length: int) -> tuple[list[
 
 
 def encode_choices(task: TaskSpec, frame: pd.DataFrame, tokenizer) -> EncodedSplit:
-    """One sequence per (example, choice); examples may have different numbers of choices."""
-    seqs, masks = [], []
+    """One sequence per (example, choice); examples may have different numbers of choices.
+    When every choice of every example is one token after the example's one context, the
+    shared-prompt form instead (`shared_prompts`): the same scores from one sequence per
+    example."""
+    examples = []
     for context, choices in zip(contexts(task, frame), frame["choices"], strict=True):
-        for prefix, scored in choice_texts(task, context, [str(c) for c in choices]):
-            ctx = tokenizer(prefix)["input_ids"]
-            cont = tokenizer(scored, add_special_tokens=False)["input_ids"]
+        ids: dict[str, list[int]] = {}  # an example's choices usually share one context
+        examples.append([
+            (ids.setdefault(prefix, tokenizer(prefix)["input_ids"]),
+             tokenizer(scored, add_special_tokens=False)["input_ids"])
+            for prefix, scored in choice_texts(task, context, [str(c) for c in choices])
+        ])  # fmt: skip
+    labels = frame["label"].to_numpy()
+    shared = shared_prompts(examples, task.max_length)
+    if shared is not None:
+        return EncodedSplit(shared[0], None, labels, extra={"choice_tokens": shared[1]})
+    seqs, masks = [], []
+    for pairs in examples:
+        for ctx, cont in pairs:
             ids, mask = _join(ctx, cont, task.max_length)
             seqs.append(ids)
             masks.append(mask)
-    counts = [len(c) for c in frame["choices"]]
+    counts = [len(pairs) for pairs in examples]
     extra = {"target_mask": masks, "counts": counts, "offsets": np.cumsum([0, *counts])[:-1]}
-    return EncodedSplit(seqs, None, frame["label"].to_numpy(), extra=extra)
+    return EncodedSplit(seqs, None, labels, extra=extra)
+
+
+def shared_prompts(
+    examples: list[list[tuple[list[int], list[int]]]], max_length: int
+) -> tuple[list[list[int]], list[list[int]]] | None:
+    """(prompt per example, its choices' token ids) when every choice is one token after
+    its example's one context (the harness's " positive" / " negative"), else None.
+
+    Then a choice's log-likelihood is the log-softmax at the prompt's last position read
+    at the choice's token: one forward pass per example instead of one per choice, and
+    the LM head is needed at one position only. The prompt is the context cut as `_join`
+    cuts it, so the scores are the per-choice path's."""
+    if max_length < 2:
+        return None
+    prompts, tokens = [], []
+    for pairs in examples:
+        ctx = pairs[0][0]
+        if not ctx or any(c != ctx or len(cont) != 1 for c, cont in pairs):
+            return None
+        prompts.append(ctx[-(max_length - 1) :])
+        tokens.append([cont[0] for _, cont in pairs])
+    return prompts, tokens
 
 
 def choice_texts(task: TaskSpec, context: str, choices: list[str]) -> list[tuple[str, str]]:
@@ -184,14 +222,29 @@ def collate_images(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
 
 
 def collate_choices(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:
-    counts, offsets = split.extra["counts"], split.extra["offsets"]
-    seq = [int(offsets[i]) + c for i in idx for c in range(counts[i])]
-    batch = _sequences(
-        [split.input_ids[s] for s in seq], [split.extra["target_mask"][s] for s in seq], pad_id
-    )
-    batch["choice_counts"] = torch.tensor([counts[i] for i in idx])
+    if "choice_tokens" in split.extra:  # shared-prompt form: one sequence per example
+        rows = [split.input_ids[i] for i in idx]
+        tokens = [split.extra["choice_tokens"][i] for i in idx]
+        batch = {
+            "input_ids": pad(rows, pad_id),
+            "attention_mask": pad([[1] * len(r) for r in rows], 0),
+            "choice_tokens": pad(tokens, 0),
+        }
+    else:
+        counts, offsets = split.extra["counts"], split.extra["offsets"]
+        seq = [int(offsets[i]) + c for i in idx for c in range(counts[i])]
+        batch = _sequences(
+            [split.input_ids[s] for s in seq], [split.extra["target_mask"][s] for s in seq], pad_id
+        )
+    batch["choice_counts"] = torch.tensor([_choice_count(split, i) for i in idx])
     batch["labels"] = torch.tensor(split.labels[idx], dtype=torch.long)
     return batch
+
+
+def _choice_count(split: EncodedSplit, i: int) -> int:
+    if "choice_tokens" in split.extra:
+        return len(split.extra["choice_tokens"][i])
+    return int(split.extra["counts"][i])
 
 
 def collate_lm(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict:

@@ -61,7 +61,7 @@ def set_disk_dir(path: Path | str | None) -> None:
 
 
 # Bumped whenever the pickled EncodedSplit changes shape, so no worker reads an older one.
-ENCODING_FORMAT = 3
+ENCODING_FORMAT = 4
 
 
 def tokenizer_key(preset: ModelPreset) -> str:
