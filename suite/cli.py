@@ -83,37 +83,47 @@ def run(
     --task/--method/--model/--seed run a slice: the cells the whole matrix would run (a
     later run of it skips them), so a long protocol runs in pieces, most wanted first."""
     from suite import cli_run
-    from suite.driver import make_executor, run_plan
-    from suite.progress import MatrixProgress
-    from suite.scheduler.resources import SchedulingError
-    from suite.store.store import Store, StoreBusy
+    from suite.store.store import Store
 
     store = Store(db)
+    axes = (task, method, model, seed)
     if dry_run:
-        cli_run.print_cells(_plan(plugins, matrix, store, rerun, (task, method, model, seed)))
+        cli_run.print_cells(_plan(plugins, matrix, store, rerun, axes))
         raise typer.Exit(0)
     # The run lock first: a second run on a busy store says at once whose run holds it
     # (exit 3), before it plans, starts Ray or draws a progress bar.
     with cli_run.run_lock(store):
-        the_plan = _plan(plugins, matrix, store, rerun, (task, method, model, seed))
-        try:
-            with (
-                cli_run.stop_signals(),
-                MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress,
-            ):
-                options = {"address": address, "workers": workers, "max_retries": max_retries}
-                chosen = make_executor(executor.value, progress, db.parent, **options)
-                summary = run_plan(the_plan, store, cli_run.StopsOnSignals(chosen), progress)
-        except StoreBusy as exc:
-            _error("error:", exc, 3)
-        except SchedulingError as exc:
-            _error("cannot schedule:", exc, 4)
-        except (KeyboardInterrupt, Exception):  # Ctrl-C or SIGTERM, also inside a DuckDB write
-            if cli_run.stop_received() is None:
-                raise
-            cli_run.print_stopped(cli_run.stop_received(), the_plan, store)
-            raise typer.Exit(cli_run.STOPPED_EXIT) from None
+        the_plan = _plan(plugins, matrix, store, rerun, axes)
+        options = {"address": address, "workers": workers, "max_retries": max_retries}
+        summary = _execute(the_plan, store, db, executor.value, options)
         raise typer.Exit(cli_run.report_run(the_plan, summary, db, wide, _print_table))
+
+
+def _execute(the_plan, store, db: Path, executor: str, options: dict):
+    """Run the plan on the chosen executor with a progress bar; a stop signal (Ctrl-C,
+    SIGTERM) ends the command with what was kept and how to resume."""
+    from suite import cli_run
+    from suite.driver import make_executor, run_plan
+    from suite.progress import MatrixProgress
+    from suite.scheduler.resources import SchedulingError
+    from suite.store.store import StoreBusy
+
+    try:
+        with (
+            cli_run.stop_signals(),
+            MatrixProgress(len(the_plan.todo), err_console, db.parent / "logs") as progress,
+        ):
+            chosen = make_executor(executor, progress, db.parent, **options)
+            return run_plan(the_plan, store, cli_run.StopsOnSignals(chosen), progress)
+    except StoreBusy as exc:
+        _error("error:", exc, 3)
+    except SchedulingError as exc:
+        _error("cannot schedule:", exc, 4)
+    except (KeyboardInterrupt, Exception):  # Ctrl-C or SIGTERM, also inside a DuckDB write
+        if cli_run.stop_received() is None:
+            raise
+        cli_run.print_stopped(cli_run.stop_received(), the_plan, store)
+        raise typer.Exit(cli_run.STOPPED_EXIT) from None
 
 
 def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
