@@ -90,10 +90,12 @@ def run(
     if dry_run:
         cli_run.print_cells(_plan(plugins, matrix, store, rerun, axes))
         raise typer.Exit(0)
-    # The run lock first: a second run on a busy store says at once whose run holds it
-    # (exit 3), before it plans, starts Ray or draws a progress bar.
+    # A second run on a busy store says at once whose run holds it (exit 3), before it
+    # plans, starts Ray or draws a progress bar; the lock itself is taken once the specs
+    # are known good (a spec error writes nothing).
+    cli_run.refuse_if_busy(store)
+    the_plan = _plan(plugins, matrix, store, rerun, axes)
     with cli_run.run_lock(store):
-        the_plan = _plan(plugins, matrix, store, rerun, axes)
         options = {"address": address, "workers": workers, "max_retries": max_retries}
         summary = _execute(the_plan, store, db, executor.value, options)
         raise typer.Exit(cli_run.report_run(the_plan, summary, db, wide, _print_table))

@@ -148,6 +148,17 @@ def report_run(the_plan, summary, db: Path, wide: bool, print_table: Callable) -
     return 0 if summary.all_ok else 1
 
 
+def refuse_if_busy(store) -> None:
+    """Before planning: a store another run holds is reported at once (its pid and host,
+    exit 3), and nothing is created, so a spec error still leaves no file."""
+    from suite.store.store import RunLock, StoreBusy
+
+    try:
+        RunLock(store.path).refuse_if_held()
+    except StoreBusy as exc:
+        fail("store busy:", exc, 3)
+
+
 @contextmanager
 def run_lock(store) -> Iterator[None]:
     """Hold the store's run lock for the whole command; a store another run holds is

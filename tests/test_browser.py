@@ -5,6 +5,7 @@ charts are drawn; screenshots go to test-artifacts/ (git-ignored)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,7 +47,8 @@ def server(tmp_path):
         proc.wait(timeout=30)
 
 
-NAV = ["Overview", "Pareto", "Method", "Ablations", "Merging", "Compression", "Hardware"]
+# The sidebar's pages, in order, as the app declares them (written once, in app.py).
+NAV = re.findall(r'st\.Page\([^)]*title="([^"]+)"', (REPO / "leaderboard/app.py").read_text())
 
 
 @pytest.mark.slow

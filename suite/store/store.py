@@ -491,6 +491,15 @@ class RunLock:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._take(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
+        self._fd = fd
+        RunLock._held[key] = 1
+        return self
+
+    def _take(self, fd: int) -> None:
+        """flock `fd`, or close it and raise StoreBusy naming the run that holds it."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -500,11 +509,16 @@ class RunLock:
                 f"another `peftbench run` ({describe_holder(holder)}) is writing "
                 f"{str(self.path)[:-8]}; wait for it to finish, or give this run its own --db"
             ) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
-        self._fd = fd
-        RunLock._held[key] = 1
-        return self
+
+    def refuse_if_held(self) -> None:
+        """Raise StoreBusy at once if another run holds the lock; creates nothing (a run
+        that stops on a spec error must leave no file behind), so it only peeks."""
+        if str(self.path.resolve()) in RunLock._held or not self.path.exists():
+            return
+        fd = os.open(self.path, os.O_RDWR)
+        self._take(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
     def __exit__(self, *exc) -> None:
         key = str(self.path.resolve())

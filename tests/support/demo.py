@@ -80,6 +80,9 @@ RECORDED = {
         "device_count": 1,
         "device_memory_bytes": 40 * 2**30,
         "cuda_version": "12.4",
+        "cpu_model": "AMD EPYC 7742 (demo)",
+        "cpu_cores": 16,
+        "ram_bytes": 128 * 2**30,
         "matmul_flops": 1.5e14,
     },
 }
