@@ -115,3 +115,12 @@ def add_missing(con, table: str, columns: dict[str, str]) -> None:
 def _nullable(kind: str) -> str:
     # ALTER TABLE can not add a constrained column to rows that exist.
     return kind.split(" PRIMARY")[0].split(" NOT NULL")[0]
+
+
+def insert_row(con, table: str, columns, row: dict) -> None:
+    """INSERT one row of `table`, its `columns` taken from `row` (missing ones NULL)."""
+    cols = list(columns)
+    con.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [row.get(c) for c in cols],
+    )

@@ -21,7 +21,7 @@ import yaml
 
 from suite.cells import spec_hash
 from suite.results import CellReport, ContinualMeasured, ContinualMeasurements
-from suite.store.columns import add_missing, layout
+from suite.store.columns import add_missing, insert_row, layout
 
 CONTINUAL_RUN_LAYOUT: tuple[str | tuple[str, str], ...] = (
     ("result_id", "VARCHAR PRIMARY KEY"),
@@ -125,11 +125,7 @@ def continual_row(cell, report: CellReport, provenance: dict[str, Any], log_path
 def write_continual(con, cell, report: CellReport, provenance: dict, log_path: str | None) -> str:
     """Insert one continual attempt and its accuracy matrix (the caller holds a transaction)."""
     row, scores = continual_row(cell, report, provenance, log_path)
-    cols = list(CONTINUAL_RUN_COLUMNS)
-    con.execute(
-        f"INSERT INTO continual_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-        [row.get(c) for c in cols],
-    )
+    insert_row(con, "continual_runs", CONTINUAL_RUN_COLUMNS, row)
     if scores:
         con.executemany("INSERT INTO continual_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)", scores)
     return row["result_id"]

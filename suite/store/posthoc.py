@@ -24,7 +24,7 @@ import yaml
 
 from suite.cells import Cell, spec_hash
 from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
-from suite.store.columns import add_missing, layout
+from suite.store.columns import add_missing, insert_row, layout
 
 ARTIFACT_COLUMNS: dict[str, str] = {
     "cell_id": "VARCHAR PRIMARY KEY",
@@ -221,11 +221,7 @@ def posthoc_row(cell, report: CellReport, provenance: dict[str, Any], log_path: 
 def write_posthoc(con, cell, report: CellReport, provenance: dict, log_path: str | None) -> str:
     """Insert one post-hoc attempt and its scores (the caller holds a transaction)."""
     row, scores = posthoc_row(cell, report, provenance, log_path)
-    cols = list(POSTHOC_RUN_COLUMNS)
-    con.execute(
-        f"INSERT INTO posthoc_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-        [row.get(c) for c in cols],
-    )
+    insert_row(con, "posthoc_runs", POSTHOC_RUN_COLUMNS, row)
     if scores:
         con.executemany("INSERT INTO posthoc_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", scores)
     return row["result_id"]
