@@ -40,7 +40,8 @@ def _wait_for_posthoc(db: Path, proc: subprocess.Popen, wait_s: float = 900) -> 
             if n >= 1:
                 return n
         time.sleep(0.1)
-    raise AssertionError("driver finished or stalled before a post-hoc row was written")
+    said = proc.stderr.read().decode()[-3000:] if proc.poll() is not None else ""
+    raise AssertionError(f"driver finished or stalled before a post-hoc row was written\n{said}")
 
 
 @pytest.mark.slow
