@@ -151,16 +151,9 @@ class FP8Codec(Codec):
 
 
 def _nf4_tensor_class():
-    """torchao's NF4Tensor, imported without its warnings about CUDA-only extensions."""
-    import logging
+    """torchao's NF4Tensor (its start-up warnings are silenced in suite/__init__.py)."""
+    from torchao.quantization import NF4Tensor
 
-    log = logging.getLogger("torchao")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        from torchao.quantization import NF4Tensor
-    finally:
-        log.setLevel(level)
     return NF4Tensor
 
 
