@@ -196,3 +196,22 @@ def test_embedded_ray_workers_run_at_the_drivers_priority(tmp_path: Path):
         assert ray.get(niceness.remote()) == os.nice(0)
     finally:
         disconnect(owned)
+
+
+def test_embedded_ray_that_fails_to_start_says_why_and_what_to_do(tmp_path: Path, monkeypatch):
+    """Under heavy load Ray's own processes can miss its start-up deadline; the user sees
+    one sentence with the cause and the two ways on, not Ray's traceback."""
+    import ray
+
+    from suite.scheduler import cluster
+
+    def late_start(**_):
+        raise Exception("The current node timed out during startup.\nstack ...")  # noqa: TRY002 - as Ray raises it
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", late_start)
+    with pytest.raises(resources.SchedulingError) as failed:
+        cluster.connect(None, tmp_path / "results")
+    said = str(failed.value)
+    assert "did not start (The current node timed out during startup.)" in said
+    assert "--executor local" in said and "verify --local" in said and "stack" not in said

@@ -65,14 +65,31 @@ def connect(address: str | None, results_dir: Path, num_cpus: int | None = None)
     temp = temp_dir_for(results_dir)
     temp.mkdir(parents=True, exist_ok=True)
     reap_stale_sessions(temp)
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 1,
-        object_store_memory=OBJECT_STORE_BYTES,
-        include_dashboard=False,
-        _temp_dir=str(temp),
-        **common,
-    )
+    try:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            object_store_memory=OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            _temp_dir=str(temp),
+            **common,
+        )
+    except Exception as exc:  # noqa: BLE001 - Ray raises several types when a process fails to start
+        from suite.scheduler.resources import SchedulingError
+
+        raise SchedulingError(start_failure(exc)) from exc
     return True
+
+
+def start_failure(exc: Exception) -> str:
+    """Why the embedded Ray did not start, and what to do. On a saturated machine its
+    GCS and raylet can miss Ray's start-up deadlines: that is the usual cause here."""
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return (
+        f"the embedded Ray did not start ({first.strip()}). On a busy machine its processes "
+        "can miss Ray's start-up deadlines: run the same command again when the load is "
+        "lower (stored cells are kept), or without Ray, in this process (`peftbench run "
+        "--executor local`, `peftbench verify --local`)."
+    )
 
 
 def send_token_like_ray() -> None:
