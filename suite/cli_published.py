@@ -120,6 +120,7 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
         import tempfile
 
         from suite.driver import make_executor
+        from suite.scheduler.resources import SchedulingError
         from suite.store.protocols import LEAGUE_PROTOCOL
         from suite.store.published import PublishedError, read_manifest
         from suite.verify import TOLERANCE
@@ -136,6 +137,8 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
             moved = run_verify(catalog(plugins), where, published, seed, scratch, executor)
         except PublishedError as exc:
             fail("error:", exc, 2)
+        except SchedulingError as exc:  # e.g. the embedded Ray did not start
+            fail("error:", exc, 1)
         _print_moved(console, moved)
         bad = [m for m in moved if m.status in ("failed", "stale") or (
             m.status == "moved" and m.same_profile)]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,24 @@ def test_every_committed_published_folder_is_intact():
         manifest = read_manifest(folder)
         runs = duckdb.sql(f"SELECT status FROM read_parquet('{folder / 'cell_runs.parquet'}')")
         assert len(runs.fetchall()) == manifest["cells"], folder
+
+
+def test_verify_whose_ray_does_not_start_exits_1_with_one_sentence(monkeypatch):
+    """On a saturated machine the embedded Ray can miss its start-up deadline: verify
+    says so and how to go on (--local), with no traceback."""
+    import ray
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    def late_start(**_):
+        raise Exception("The current node timed out during startup.")  # noqa: TRY002 - as Ray raises it
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", late_start)
+    league = Path(__file__).resolve().parents[1] / "leaderboard" / "published" / "league-v1"
+    out = CliRunner().invoke(app, ["verify", "--published", "1", "--folder", str(league)])
+    assert out.exit_code == 1, out.output
+    said = " ".join(out.output.split())
+    assert "the embedded Ray did not start (The current node timed out" in said
+    assert "verify --local" in said and "Traceback" not in said
