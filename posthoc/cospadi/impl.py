@@ -10,6 +10,7 @@ from torch import nn
 from suite.methods.targets import replace_module
 from suite.plugins import sibling_names
 from suite.posthoc.api import Compressed, CompressMethod, PosthocParams
+from suite.posthoc.calibrate import each_sequence_input
 
 # This method's own maths, in this folder (dictionary.py).
 cospadi_factors, sizes = sibling_names(__file__, "dictionary.py", "cospadi_factors", "sizes")
@@ -47,31 +48,15 @@ class DictionaryLinear(nn.Module):
         return self.coefs(self.atoms(x))
 
 
-@torch.no_grad()
 def input_grams(targets: list[tuple[str, nn.Linear]], calibration) -> dict[str, torch.Tensor]:
     """X^T X of every target's inputs over the calibration set's real tokens (fp64)."""
     grams = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in targets}
-    mask: dict[str, torch.Tensor | None] = {"tokens": None}
 
-    def hook(name: str):
-        def add(_module, inputs, _output):
-            x = inputs[0]
-            keep = mask["tokens"]
-            if keep is not None and x.dim() == 3:
-                x = x[keep.bool()]
-            x = x.reshape(-1, x.shape[-1]).double().cpu()
-            grams[name] += x.T @ x
+    def add(name: str, x: torch.Tensor) -> None:
+        x = x.double().cpu()
+        grams[name] += x.T @ x
 
-        return add
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in targets]
-    try:
-        for batch in calibration.batches:
-            mask["tokens"] = calibration.token_mask(batch)
-            calibration.run(batch)
-    finally:
-        for h in handles:
-            h.remove()
+    each_sequence_input(targets, calibration, add)
     return grams
 
 
