@@ -25,6 +25,15 @@ def _salt(p, d_out, d_in):
     return 2 * r + 2 * (k - r) * p["r_lora"]  # top-r scale and shift; the rest's X, Y
 
 
+# TLoRA's index splits at order 4, by hand: 32 = 4 x 2 x 2 x 2, 384 = 6 x 4 x 4 x 4.
+_TLORA_SPLITS = {(4, 32): (4, 2, 2, 2), (4, 384): (6, 4, 4, 4)}
+
+
+def _tlora_cores(order, d_out, d_in):
+    ins, outs = _TLORA_SPLITS[order, d_in], _TLORA_SPLITS[order, d_out]
+    return sum(n * n for n in ins) + sum(ins) + sum(outs)
+
+
 def _hydra(p, d_out, d_in):
     par = p["r_par"] * d_in + p["r_par"] + d_out * p["r_par"] + d_out  # down, up (+ biases)
     seq = p["r_seq"] * d_out + p["r_seq"] + d_out * p["r_seq"] + d_out
@@ -65,6 +74,8 @@ HAND_COUNTS = {
     # LoRA's budget, r per target, re-split by contribution: the same total when the
     # targets share d_in + d_out (q and v here)
     "colora": lambda p, o, i: p["r"] * (i + o),
+    # R^2 per core slice: the transform's D cores I_d x I_d, the residual's O_d and I_d cores
+    "tlora": lambda p, o, i: p["rank"] ** 2 * _tlora_cores(p["order"], o, i),
     "lq-lora": lambda p, o, i: p["r"] * (i + o),  # L1 and L2 as LoRA's B and A
     "qlora": lambda p, o, i: p["r"] * (i + o),
     # floor(i o / (ratio (i + o))) ranks of two factors (train: factors; biases stay W's).
@@ -80,6 +91,7 @@ HAND_COUNTS = {
     "low-rank": lambda p, o, i: p["r"] * (i + o),
     "sltrain": lambda p, o, i: p["r"] * (i + o) + int(p["delta"] * o * i),  # + the support
     "sst": lambda p, o, i: min(o, i) + p["r"] * (i + o),  # all sigma, r pairs of vectors
+    "cast": lambda p, o, i: o * i + o,  # the dense weight and a scale per row
     "lost": lambda p, o, i: p["r"] * (i + o) + o * max(1, round(p["channel_ratio"] * i)),
     # Bottleneck d -> d // 16 -> d at a sublayer output of width d = d_out, with biases.
     "adapter": lambda p, o, i: 2 * o * (o // 16) + o // 16 + o,

@@ -38,7 +38,14 @@ def test_pretrain_smoke_matrix_runs_and_every_method_beats_the_uniform_model(tmp
         "--db", str(db), "--format", "json",
     )  # fmt: skip
     rows = json.loads(out.stdout)
-    assert {r["method"] for r in rows} == {"full-rank", "low-rank", "sltrain", "sst", "lost"}
+    assert {r["method"] for r in rows} == {
+        "full-rank",
+        "low-rank",
+        "sltrain",
+        "sst",
+        "lost",
+        "cast",
+    }
     for r in rows:
         assert r["status"] == "ok", r
         assert r["train_steps"] == STEPS

@@ -53,11 +53,13 @@ class Calibration:
 
 
 @torch.no_grad()
-def collect_stats(
-    sublayers: list[tuple[str, nn.Linear]], calibration: Calibration
-) -> dict[str, InputStats]:
-    """Each sublayer's input statistics over the calibration set, one sequence at a time."""
-    stats = {n: InputStats(m.in_features, m.weight.device) for n, m in sublayers}
+def each_sequence_input(
+    sublayers: list[tuple[str, nn.Module]],
+    calibration: Calibration,
+    add: Callable[[str, torch.Tensor], None],
+) -> None:
+    """Run the calibration set once; `add(name, x)` gets every sublayer's input for each
+    calibration sequence, tokens x channels, its padding removed."""
     current: dict[str, torch.Tensor | None] = {"mask": None}
 
     def hook(name: str):
@@ -66,7 +68,7 @@ def collect_stats(
             x = x.reshape(1, -1, x.shape[-1]) if x.dim() == 2 else x
             mask = current["mask"]
             for i in range(x.shape[0]):
-                stats[name].add(x[i] if mask is None else x[i][mask[i].bool()])
+                add(name, x[i] if mask is None else x[i][mask[i].bool()])
 
         return record
 
@@ -78,6 +80,14 @@ def collect_stats(
     finally:
         for h in handles:
             h.remove()
+
+
+def collect_stats(
+    sublayers: list[tuple[str, nn.Linear]], calibration: Calibration
+) -> dict[str, InputStats]:
+    """Each sublayer's input statistics over the calibration set, one sequence at a time."""
+    stats = {n: InputStats(m.in_features, m.weight.device) for n, m in sublayers}
+    each_sequence_input(sublayers, calibration, lambda name, x: stats[name].add(x))
     return stats
 
 
