@@ -1,6 +1,7 @@
 """peftbench leaderboard: `peftbench leaderboard [--db PATH]` runs this with Streamlit.
 
-Pages: Overview, Pareto, Method, Ablations, Merging, Compression, Continual, Hardware.
+Pages: Overview, Pareto, Method, Ablations, Merging, Compression, Continual, Federated,
+Hardware.
 Every page reads the store's views through `leaderboard.data.Reader` (read-only, retried,
 cached per file version) and draws the shared sidebar itself (`leaderboard.ui.page_setup`),
 so its filters follow the page.
@@ -30,6 +31,7 @@ navigation = st.navigation(
         st.Page(PAGES / "merging.py", title="Merging"),
         st.Page(PAGES / "compression.py", title="Compression"),
         st.Page(PAGES / "continual.py", title="Continual"),
+        st.Page(PAGES / "federated.py", title="Federated"),
         st.Page(PAGES / "hardware.py", title="Hardware"),
     ]
 )

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suite.results import CellReport, CellResult, ContinualMeasured, Measured, PosthocMeasured
+from suite.results import (
+    CellReport,
+    CellResult,
+    ContinualMeasured,
+    FederatedMeasured,
+    Measured,
+    PosthocMeasured,
+)
 
 if TYPE_CHECKING:
     from suite.cells import Workload
@@ -23,7 +30,10 @@ StepCallback = Callable[[int, int, float], None]
 @dataclass(frozen=True)
 class CellKind:
     # On the worker: run the cell in this process; never raises for the cell's own errors.
-    run: Callable[[Any, StepCallback | None], Measured | PosthocMeasured | ContinualMeasured]
+    run: Callable[
+        [Any, StepCallback | None],
+        Measured | PosthocMeasured | ContinualMeasured | FederatedMeasured,
+    ]
     # On the driver: store one report (its log at log_path); returns what the run summary
     # and the progress display keep of it.
     record: Callable[[Store, Any, CellReport, dict[str, Any], str], Any]
@@ -67,10 +77,24 @@ def _record_continual(store: Store, cell, report: CellReport, prov: dict, log: s
     return outcome(cell, report)
 
 
+def _run_federated(cell, on_step: StepCallback | None) -> FederatedMeasured:
+    from suite.federated.run import run_round
+
+    return run_round(cell)
+
+
+def _record_federated(store: Store, cell, report: CellReport, prov: dict, log: str):
+    from suite.federated.plan import outcome
+
+    store.write_federated(cell, report, prov, log)
+    return outcome(cell, report)
+
+
 CELL_KINDS: dict[str, CellKind] = {
     "trained": CellKind(run=_run_trained, record=_record_trained),
     "posthoc": CellKind(run=_run_posthoc, record=_record_posthoc),
     "continual": CellKind(run=_run_continual, record=_record_continual),
+    "federated": CellKind(run=_run_federated, record=_record_federated),
 }
 
 

@@ -150,12 +150,14 @@ def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
     then = (
         " (tuning trials; the selected configurations' seed runs follow)" if the_plan.phases else ""
     )
+    if the_plan.federated:
+        then = " (federated rounds: each run's next rounds follow in order)"
     if the_plan.posthoc is not None:
         then += "; post-hoc stages follow"
     sliced = f" (slice: {escape(only.words())})" if only is not None and not only.empty else ""
     err_console.print(
         f"matrix [bold]{the_plan.matrix}[/]{sliced}: {len(the_plan.cells)} cells{then}, "
-        f"{the_plan.skipped} already stored ok, {len(the_plan.todo)} to run -> {escape(str(store.path))}"
+        f"{the_plan.skipped} already stored ok, {the_plan.to_run} to run -> {escape(str(store.path))}"
     )
     if the_plan.skipped_pairs:
         err_console.print(
@@ -269,7 +271,7 @@ def query(
             "--view",
             help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
             "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
-            "compression, protocols, continual_results, continual_matrix (a terminal table shows its main columns; csv/json every "
+            "compression, protocols, continual_results, continual_matrix, federated_results, federated_curve (a terminal table shows its main columns; csv/json every "
             "column). The analysis views carry a protocol column: compare rows of one "
             "protocol only.",
         ),

@@ -42,7 +42,12 @@ def stopped_message(what: str, stored: int, total: int, argv: list[str] | None =
 def print_stopped(what: str, the_plan, store) -> None:
     ids = [c.cell_id for c in the_plan.cells]
     try:
-        stored = len(store.ok_cell_ids(ids))
+        if getattr(the_plan, "federated", False):  # rounds live in their own table
+            from suite.federated.plan import stored_count
+
+            stored = stored_count(the_plan.cells, store)
+        else:
+            stored = len(store.ok_cell_ids(ids))
     except Exception:  # noqa: BLE001 - a busy or half-written store: say what we know
         stored = the_plan.skipped
     # soft_wrap: the command stays one line, to copy whole
@@ -129,6 +134,12 @@ def report_run(the_plan, summary, db: Path, wide: bool, print_table: Callable) -
 
         out = console if console.is_terminal else Console(width=200)
         out.print(continual_table(Store(db), the_plan.matrix, [c.cell_id for c in the_plan.cells]))
+    elif getattr(the_plan, "federated", False) and db.exists():
+        from suite.federated.table import federated_table
+
+        out = console if console.is_terminal else Console(width=200)
+        runs = sorted({c.fed_run for c in the_plan.cells})
+        out.print(federated_table(Store(db), the_plan.matrix, runs))
     elif the_plan.cells and db.exists():
         # The plan's cells, also those another matrix stored first (cells dedupe).
         print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells], wide)

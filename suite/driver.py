@@ -44,10 +44,19 @@ class Plan:
     posthoc_cells: list[Any] = field(default_factory=list)
     # Its cells are continual cells (suite/continual/), stored in a table of their own.
     continual: bool = False
+    # Its cells are federated rounds (suite/federated/), run wave by wave as phases.
+    federated: bool = False
+    # Cells already stored, where that is not every cell outside `todo` (federated: the
+    # rounds stored; the rounds after the first wave's come in later phases).
+    stored: int | None = None
 
     @property
     def skipped(self) -> int:
-        return len(self.cells) - len(self.todo)
+        return self.stored if self.stored is not None else len(self.cells) - len(self.todo)
+
+    @property
+    def to_run(self) -> int:
+        return len(self.cells) - self.stored if self.stored is not None else len(self.todo)
 
     @property
     def reported_cells(self) -> list[Cell]:
@@ -58,8 +67,9 @@ class Plan:
         """The cells whose models and data this run may load: those to run, or every cell
         when later phases or post-hoc stages build more from them."""
         cells = self.cells if (self.phases or self.posthoc is not None) else self.todo
-        # A continual cell loads the trained cell of each task of its sequence.
-        return [s for c in cells for s in c.stages()] if self.continual else cells
+        # A continual cell loads the trained cell of each task of its sequence, a
+        # federated round its run's trained cell.
+        return [s for c in cells for s in c.stages()] if self.continual or self.federated else cells
 
 
 @dataclass
@@ -100,6 +110,12 @@ def plan(
 
         cells, todo = plan_continual(entry, cells, store, rerun)
         return Plan(entry.spec.name, cells, todo, skipped_pairs=skipped_pairs, continual=True)
+    if entry.spec.federated is not None:
+        from suite.federated.plan import plan_federated
+
+        first, waves, stored = plan_federated(entry, cells, store, rerun)
+        return Plan(entry.spec.name, first.cells, first.todo, waves, skipped_pairs,
+                    federated=True, stored=stored)  # fmt: skip
     _check_protocol_budget(entry, store)
     cells, posthoc = _with_posthoc(catalog, entry, cells, store, rerun)
     if entry.spec.tuning is not None:

@@ -300,6 +300,46 @@ class ContinualMeasured(BaseModel):
     measurements: ContinualMeasurements = Field(default_factory=ContinualMeasurements)
 
 
+class FederatedMeasurements(BaseModel):
+    """One round of a federated run (suite/federated/): the global adapter after it, on
+    the validation and test splits, and what the round cost in traffic and time.
+    Round 0 is the initial adapter (no traffic); it also records the client split."""
+
+    fed_run: str | None = None
+    round: int | None = None
+    metric: str | None = None
+    validation_score: float | None = None
+    test_score: float | None = None
+    validation_metrics: dict[str, Any] | None = None
+    test_metrics: dict[str, Any] | None = None
+    # Clients that trained this round, and the raw tensor bytes sent each way.
+    clients: int | None = None
+    bytes_down: int | None = None
+    bytes_up: int | None = None
+    client_sizes: list[int] = Field(default_factory=list)
+    label_skew: float | None = None
+    client_final_losses: list[float] = Field(default_factory=list)
+    clients_wall_s: float | None = None
+    # Where the clients ran: "ray" (one Ray task each) or "sequential" (the round's process).
+    client_executor: str | None = None
+    state_path: str | None = None
+    state_sha256: str | None = None
+    adapter_params: int | None = None
+    method_source_hash: str | None = None
+    device: str | None = None
+
+
+class FederatedMeasured(BaseModel):
+    """What the federated runner returns for one round."""
+
+    status: Status
+    error: str | None = None
+    _cut_error = field_validator("error")(_whole_lines)
+    started_at: str | None = None
+    cell_wall_s: float | None = None
+    measurements: FederatedMeasurements = Field(default_factory=FederatedMeasurements)
+
+
 class Placement(BaseModel):
     """Where a cell ran (the worker's part), and the hardware profile it recorded there."""
 
@@ -316,7 +356,7 @@ class Placement(BaseModel):
 class CellReport(BaseModel):
     """What an executor delivers for one cell (a trained cell's or a post-hoc cell's)."""
 
-    measured: Measured | PosthocMeasured | ContinualMeasured
+    measured: Measured | PosthocMeasured | ContinualMeasured | FederatedMeasured
     placement: Placement = Field(default_factory=Placement)
     attempts: int = 1
     log: str = ""

@@ -154,6 +154,10 @@ def _cross_check(catalog: Catalog, kind, entry: Entry) -> list[SpecIssue]:
                 from suite.continual.cells import continual_cells
 
                 continual_cells(entry.spec, cells, str(entry.path))
+            if entry.spec.federated:  # its aggregation rules
+                from suite.federated.plan import check_rules
+
+                check_rules(entry)
             if entry.spec.posthoc:
                 from suite.posthoc.plan import check_posthoc
 

@@ -5,6 +5,8 @@ method, loads the global adapter, and takes `local_steps` steps on its share of 
 training split through the project's training loop, at the method's constant learning
 rate with a fresh optimiser (local SGD-style FedAvg: no optimiser state crosses rounds).
 Its random stream is seeded by (cell seed, round, client), so a resumed run repeats it.
+Tensors the aggregation rule freezes (`frozen`, by name) are not trained and not sent
+back; with `dp` set the local steps are DP-SGD (suite/federated/private.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from suite.cells import Cell
+from suite.specs.federated import PrivacySpec
 from suite.tasks.encoding import split_examples
 from suite.train.batches import train_batches
 from suite.train.evaluate import task_loss
@@ -35,6 +38,12 @@ class ClientTask:
     indices: np.ndarray
     global_state: State
     local_steps: int
+    frozen: tuple[str, ...] = ()
+    dp: PrivacySpec | None = None
+    # Torch's intra-op threads in the client's process (a Ray task's default is every core).
+    threads: int | None = None
+    # The worker's disk cache of tokenised splits (a Ray task's process has none set).
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -62,9 +71,18 @@ def start_model(cell: Cell) -> tuple[Setup, Ready]:
 
 def train_client(task: ClientTask) -> ClientUpdate:
     cell = task.cell
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    if task.cache_dir:
+        from suite.train import caches
+
+        caches.set_disk_dir(task.cache_dir)
     setup, ready = start_model(cell)
     prepared = ready.prepared
     prepared.load_adapter_state({k: v.to(setup.device) for k, v in task.global_state.items()})
+    for name, param in prepared.model.named_parameters():
+        if any(part in name for part in task.frozen):
+            param.requires_grad_(False)
     seed = client_seed(cell.seed, task.round, task.client)
     seed_everything(seed)
     share = split_examples(setup.encoded["train"], task.indices)
@@ -78,6 +96,11 @@ def train_client(task: ClientTask) -> ClientUpdate:
         schedule="constant",
     )
     loss = autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
-    stats = train(prepared, stream, loss, cfg)
+    if task.dp is None:
+        losses = train(prepared, stream, loss, cfg).losses
+    else:
+        from suite.federated.private import private_train
+
+        losses = private_train(prepared, stream, loss, cfg, task.dp, seed)
     state = {k: v.detach().cpu().clone() for k, v in prepared.adapter_state().items()}
-    return ClientUpdate(task.client, len(task.indices), state, stats.losses)
+    return ClientUpdate(task.client, len(task.indices), state, losses)

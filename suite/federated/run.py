@@ -1,45 +1,39 @@
-"""A federated run: rounds of client training and server aggregation, each stored.
+"""Run one round of a federated run in this process (a worker's unit of work).
 
-The server builds the cell's model once (the initial global adapter is its prepared
-adapter, stored as round 0), partitions the training split, and then, per round, hands
-every non-empty client the global adapter, aggregates their adapters weighted by their
-example counts, evaluates the aggregate on the validation and test splits, and stores it
-with the round's metrics. A run finds its stored rounds by its id (the cell's id and the
-federated spec's hash) and resumes after the last one; its numbers do not change.
+The round builds the cell's seeded model once as the server's (the initial global
+adapter is its prepared adapter) and partitions the training split. Round 0 stores and
+scores that initial adapter. Round k loads the global adapter round k - 1 stored, hands
+it to every non-empty client (suite/federated/executor.py: Ray tasks when this process
+runs in Ray), combines their adapters with the run's rule weighted by their example
+counts, stores the result as round k's global adapter and scores it on the validation
+and test splits. Everything a round draws is seeded by (cell seed, round, client), so a
+round run again, or after a resume, gives the same numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
-from dataclasses import dataclass
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
-from suite.cells import Cell
 from suite.federated.aggregate import State, rule
+from suite.federated.cells import FederatedRound
 from suite.federated.client import ClientTask, start_model
-from suite.federated.executor import ClientExecutor, SequentialExecutor
-from suite.federated.rounds import RoundStore
-from suite.federated.spec import FederatedSpec
+from suite.federated.executor import ClientExecutor, default_executor
 from suite.federated.split import label_skew, partition
+from suite.results import FederatedMeasured, FederatedMeasurements
 from suite.train.batches import eval_batches
 from suite.train.evaluate import evaluate
+from suite.train.loop import NonFiniteLoss
 from suite.train.precision import autocast_context
 from suite.train.runner import Ready, Setup
-
-
-@dataclass
-class FederatedResult:
-    run_id: str
-    rounds: list[dict[str, Any]]  # the round table: one dict per stored round, from 0
-    state: State  # the last round's global adapter
-    resumed_from: int | None  # the round the run found stored, None for a fresh run
-
-
-def run_id(cell: Cell, spec: FederatedSpec) -> str:
-    return f"{cell.cell_id[:16]}-{spec.digest()}"
 
 
 def state_bytes(state: State) -> int:
@@ -47,56 +41,91 @@ def state_bytes(state: State) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
-def run_federated(
-    cell: Cell,
-    spec: FederatedSpec,
-    root: Path | str,
-    executor: ClientExecutor | None = None,
-    stop_after: int | None = None,
-) -> FederatedResult:
-    """Run (or resume) `spec` over `cell`, storing rounds under `root`; `stop_after`
-    ends the run after that round (a deliberate interruption, for tests and budgets)."""
-    executor = executor or SequentialExecutor()
+def run_round(
+    rc: FederatedRound, on_step=None, executor: ClientExecutor | None = None
+) -> FederatedMeasured:
+    """Run a round; any exception becomes its outcome (status and error text)."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    try:
+        outcome: dict[str, Any] = {"status": "ok", "measurements": _round(rc, executor)}
+    except NonFiniteLoss as exc:
+        outcome = {"status": "nan", "error": str(exc)}
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        outcome = {"status": "oom", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    except Exception as exc:  # noqa: BLE001 - a failing round must never stop the matrix
+        outcome = {"status": "failed", "error": "".join(traceback.format_exception(exc))[-4000:]}
+    return FederatedMeasured(**outcome, started_at=started, cell_wall_s=time.perf_counter() - t0)
+
+
+def _round(rc: FederatedRound, executor: ClientExecutor | None) -> FederatedMeasurements:
+    from suite.methods.source import source_hash
+    from suite.train.runner import method_class
+
+    cell, spec, k = rc.cell, rc.spec, rc.round
     setup, ready = start_model(cell)
     labels = setup.encoded["train"].labels
     parts = partition(labels, spec.clients, spec.split, spec.split_seed)
-    rid = run_id(cell, spec)
-    describe = {"cell_id": cell.cell_id, "spec": spec.model_dump(mode="json")}
-    store = RoundStore(root, rid, describe)
-    found = store.last_completed()
-    if found is None:
-        state = {k: v.detach().cpu().clone() for k, v in ready.prepared.adapter_state().items()}
-        sizes = [len(p) for p in parts]
-        extra = {"client_sizes": sizes, "label_skew": label_skew(labels, parts)}
-        store.save(0, state, {**_scores(cell, setup, ready, state), **_traffic(0, 0, 0), **extra})
-    last = found or 0
-    state = store.state(last)
-    aggregate = rule(spec.aggregation)
-    end = spec.rounds if stop_after is None else min(spec.rounds, stop_after)
-    for k in range(last + 1, end + 1):
-        t0 = time.perf_counter()
-        tasks = [
-            ClientTask(cell, c, k, idx, state, spec.local_steps)
-            for c, idx in enumerate(parts)
-            if len(idx)
-        ]
-        updates = executor.run(tasks)
-        new = aggregate([u.state for u in updates], [u.examples for u in updates])
-        traffic = _traffic(
-            len(tasks), state_bytes(state), sum(state_bytes(u.state) for u in updates)
-        )
-        losses = {str(u.client): u.losses[-1] for u in updates}
-        state = new
-        metrics = {**_scores(cell, setup, ready, state), **traffic, "client_final_loss": losses}
-        store.save(k, state, {**metrics, "round_wall_s": time.perf_counter() - t0})
-    return FederatedResult(rid, store.metrics(), store.state(store.last_completed()), found)
+    fields: dict[str, Any] = {"clients": 0, "bytes_down": 0, "bytes_up": 0}
+    if k == 0:
+        state = {n: v.detach().cpu().clone() for n, v in ready.prepared.adapter_state().items()}
+        fields |= {"client_sizes": [len(p) for p in parts], "label_skew": label_skew(labels, parts)}
+    else:
+        state, traffic = _train_round(rc, load_file(str(rc.state_path(k - 1))), parts, executor)
+        fields |= traffic
+    path = rc.state_path(k)
+    sha = save_state(path, state)
+    scores = _scores(cell, setup, ready, state)
+    metric = cell.task.primary_metric
+    return FederatedMeasurements(
+        fed_run=rc.fed_run, round=k, metric=metric,
+        validation_score=scores["validation"].get(metric), test_score=scores["test"].get(metric),
+        validation_metrics=scores["validation"], test_metrics=scores["test"],
+        state_path=str(path), state_sha256=sha,
+        adapter_params=sum(t.numel() for t in state.values()),
+        method_source_hash=source_hash(method_class(cell)), device=str(setup.device), **fields,
+    )  # fmt: skip
 
 
-def _traffic(clients: int, down_each: int, up_total: int) -> dict[str, int]:
-    return {"clients": clients, "bytes_down": clients * down_each, "bytes_up": up_total}
+def _train_round(rc: FederatedRound, state: State, parts, executor) -> tuple[State, dict]:
+    """Round k's client training and aggregation: the new global adapter, its traffic."""
+    from suite.train.caches import disk_dir
+
+    spec, agg = rc.spec, rule(rc.spec.aggregation)
+    threads = rc.cell.profile.torch_threads or torch.get_num_threads()
+    cache = str(disk_dir()) if disk_dir() else None
+    tasks = [
+        ClientTask(
+            rc.cell, c, rc.round, idx, state, spec.local_steps, agg.frozen, spec.dp, threads, cache
+        )  # fmt: skip
+        for c, idx in enumerate(parts)
+        if len(idx)
+    ]
+    t0 = time.perf_counter()
+    executor = executor or default_executor()
+    updates = executor.run(tasks)
+    wall = time.perf_counter() - t0
+    new = agg.aggregate(state, [u.state for u in updates], [u.examples for u in updates], rc.round)
+    return new, {
+        "clients": len(tasks),
+        "bytes_down": len(tasks) * state_bytes(state),
+        "bytes_up": sum(state_bytes(u.state) for u in updates),
+        "client_final_losses": [u.losses[-1] for u in updates],
+        "clients_wall_s": wall,
+        "client_executor": executor.name,
+    }
 
 
-def _scores(cell: Cell, setup: Setup, ready: Ready, state: State) -> dict[str, Any]:
+def save_state(path: Path, state: State) -> str:
+    """Write a global adapter (renamed into place) and return its file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    save_file({n: t.detach().cpu().contiguous() for n, t in sorted(state.items())}, str(tmp))
+    os.replace(tmp, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _scores(cell, setup: Setup, ready: Ready, state: State) -> dict[str, dict[str, float]]:
     """The global adapter's metrics on the validation and test splits."""
     model = ready.prepared.model
     ready.prepared.load_adapter_state({k: v.to(setup.device) for k, v in state.items()})
@@ -108,5 +137,5 @@ def _scores(cell: Cell, setup: Setup, ready: Ready, state: State) -> dict[str, A
         )
         batches = [{k: v.to(setup.device) for k, v in b.items()} for b in batches]
         with torch.no_grad(), autocast_context(setup.device, cell.budget.autocast):
-            out[f"{split}_metrics"] = evaluate(model, batches, cell.task, setup.tokenizer)
+            out[split] = evaluate(model, batches, cell.task, setup.tokenizer)
     return out

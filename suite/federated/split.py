@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from suite.federated.spec import DirichletSplit, IIDSplit
+from suite.specs.federated import DirichletSplit, IIDSplit
 
 
 def partition(labels: np.ndarray, clients: int, split: IIDSplit | DirichletSplit, seed: int):

@@ -8,6 +8,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from suite.specs.base import Frozen, Name, repeated
 from suite.specs.budget import Budget, default_protocol
+from suite.specs.federated import FederatedTrack
 from suite.specs.posthoc import PosthocStageSpec
 
 
@@ -92,6 +93,8 @@ class MatrixSpec(Frozen):
     posthoc: list[PosthocStageSpec] | None = None
     # A continual-learning matrix: its cells train through `tasks` in order (suite/continual/).
     continual: ContinualSpec | None = None
+    # A federated matrix: its cells run as simulated clients and a server (suite/federated/).
+    federated: FederatedTrack | None = None
 
     @model_validator(mode="after")
     def _unique_labels(self) -> MatrixSpec:
@@ -109,6 +112,7 @@ class MatrixSpec(Frozen):
                     f"method {entry.display!r} names tasks not in the matrix: {unknown}"
                 )
         self._check_continual()
+        self._check_federated()
         stages = [s.name for s in self.posthoc or []]
         if len(set(stages)) != len(stages):
             raise ValueError(f"post-hoc stage names repeat: {sorted(stages)}")
@@ -129,6 +133,23 @@ class MatrixSpec(Frozen):
             raise ValueError(
                 f"a continual matrix trains every method on the whole sequence; "
                 f"drop {', '.join(clash)}"
+            )
+
+    def _check_federated(self) -> None:
+        if self.federated is None:
+            return
+        clash = [
+            n
+            for n, v in (
+                ("continual", self.continual),
+                ("posthoc", self.posthoc),
+                ("tuning", self.tuning),
+            )
+            if v
+        ]
+        if clash:
+            raise ValueError(
+                f"a federated matrix runs its cells as clients and a server; drop {', '.join(clash)}"
             )
 
     @property

@@ -32,6 +32,12 @@ from suite.store.continual import (
     add_missing_continual_columns,
     write_continual,
 )
+from suite.store.federated import (
+    FEDERATED_TABLES,
+    FEDERATED_VIEWS,
+    add_missing_federated_columns,
+    write_federated,
+)
 from suite.store.posthoc import (
     POSTHOC_RUN_COLUMNS,
     POSTHOC_TABLES,
@@ -118,19 +124,20 @@ class Store:
 
     def init(self) -> None:
         with self.connect() as con:
-            for ddl in TABLES + POSTHOC_TABLES + CONTINUAL_TABLES:
+            for ddl in TABLES + POSTHOC_TABLES + CONTINUAL_TABLES + FEDERATED_TABLES:
                 con.execute(ddl)
             stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             add_missing(con, "cell_runs", CELL_RUN_COLUMNS)
             add_missing_columns(con)
             add_missing_continual_columns(con)
+            add_missing_federated_columns(con)
             named = fill_protocols(con)  # rows stored before protocols existed
             fill_posthoc_protocols(con)
             recreated = ensure_tables(con)
             if upgraded or named or not latest_is_current(con):
                 rebuild_latest(con)
-            for ddl in INDEXES + VIEWS + POSTHOC_VIEWS + CONTINUAL_VIEWS:
+            for ddl in INDEXES + VIEWS + POSTHOC_VIEWS + CONTINUAL_VIEWS + FEDERATED_VIEWS:
                 con.execute(ddl)
             fill_t_table(con)
             refresh_references(con)
@@ -222,6 +229,15 @@ class Store:
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             result_id = write_continual(con, cell, report, provenance, log_path)
+            _insert_profile(con, report.placement.hardware_profile)
+            con.execute("COMMIT")
+        return result_id
+
+    def write_federated(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
+        """Store one federated round (suite/store/federated.py) in its own transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            result_id = write_federated(con, cell, report, provenance, log_path)
             _insert_profile(con, report.placement.hardware_profile)
             con.execute("COMMIT")
         return result_id

@@ -313,7 +313,8 @@ ANALYSIS_VIEWS = [
 VIEW_NAMES = (
     "results", "leaderboard", "pareto", "trials", "rank_sweep", "aggregate", "tuning_curves",
     "example_outcomes", "disagreements", "lost_to_baseline", "merging", "compression",
-    "protocols", "cell_phases", "continual_results", "continual_matrix",
+    "protocols", "cell_phases", "continual_results", "continual_matrix", "federated_results",
+    "federated_curve",
 )  # fmt: skip
 
 # `peftbench query --view NAME`: the view's rows in a useful order, and the columns a
@@ -335,6 +336,8 @@ VIEW_ORDER = {
     "cell_phases": "protocol, task, model, method, seed",
     "continual_results": "protocol, model, method, strategy, seed",
     "continual_matrix": "protocol, model, method, strategy, seed, stage, position",
+    "federated_results": "protocol, task, model, method, aggregation, split, alpha, seed",
+    "federated_curve": "protocol, task, model, method, aggregation, split, alpha, seed, round",
 }
 VIEW_COLUMNS = {
     "results": "protocol, task, model, method, seed, phase, status, primary_metric, val_primary, "
@@ -363,6 +366,10 @@ VIEW_COLUMNS = {
     "continual_results": "protocol, model, method, strategy, seed, status, sequence, "
     "avg_accuracy, bwt, fwt, trainable_params, train_wall_s",
     "continual_matrix": "protocol, model, method, strategy, seed, stage, trained, task, value",
+    "federated_results": "protocol, task, model, method, aggregation, split, alpha, seed, "
+    "rounds_done, rounds, metric, validation_score, test_score, bytes_total, wall_s_total",
+    "federated_curve": "protocol, task, model, method, aggregation, split, alpha, seed, round, "
+    "test_score, bytes_up, bytes_down, bytes_total, round_wall_s",
 }
 
 

@@ -60,6 +60,11 @@ def set_disk_dir(path: Path | str | None) -> None:
     _DISK["dir"] = Path(path) if path else None
 
 
+def disk_dir() -> Path | None:
+    """The folder set_disk_dir set (a federated round hands it to its client tasks)."""
+    return _DISK["dir"]
+
+
 # Bumped whenever the pickled EncodedSplit changes shape, so no worker reads an older one.
 ENCODING_FORMAT = 4
 

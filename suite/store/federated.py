@@ -1,0 +1,156 @@
+"""The federated part of the store: every round of every federated run, and its views.
+
+- `federated_rounds`: append-only, one row per attempt at a round (suite/federated/):
+  its run (`fed_run`: the trained cell and the federated spec), the split, the rule,
+  the global adapter's validation and test scores after the round, the bytes sent down
+  (global adapter to each client) and up (each client's trained tensors), the round's
+  wall time, the stored adapter's path and sha256, provenance. A round counts as stored
+  once its row says ok; the next run of the matrix starts after the last such round.
+
+Views (the leaderboard's Federated page, `peftbench query`): `federated_curve` (the
+latest attempt of each round of each run, with the bytes communicated up to it) and
+`federated_results` (each run's last stored round: where it got to, at what cost).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from suite.results import CellReport, FederatedMeasured, FederatedMeasurements
+from suite.store.columns import add_missing, existing, insert_row, layout
+
+FEDERATED_ROUND_LAYOUT: tuple[str | tuple[str, str], ...] = (
+    ("result_id", "VARCHAR PRIMARY KEY"),
+    ("cell_id", "VARCHAR NOT NULL"),
+    ("run_id", "VARCHAR"),
+    "fed_run",
+    "round",
+    ("status", "VARCHAR NOT NULL"),
+    ("error", "VARCHAR"),
+    ("matrix", "VARCHAR"),
+    ("method", "VARCHAR"),
+    ("method_name", "VARCHAR"),
+    ("family", "VARCHAR"),
+    ("fidelity", "VARCHAR"),
+    ("params", "JSON"),
+    ("model", "VARCHAR"),
+    ("task", "VARCHAR"),
+    ("seed", "INTEGER"),
+    ("protocol", "VARCHAR"),
+    ("budget", "JSON"),
+    ("aggregation", "VARCHAR"),
+    ("rule_fidelity", "VARCHAR"),
+    ("split", "VARCHAR"),
+    ("alpha", "DOUBLE"),
+    ("n_clients", "INTEGER"),
+    ("rounds", "INTEGER"),
+    ("local_steps", "INTEGER"),
+    ("dp", "JSON"),
+    ("spec", "JSON"),
+    ("hostname", "VARCHAR"),
+    ("worker_pid", "INTEGER"),
+    ("hardware_profile_id", "VARCHAR"),
+    ("started_at", "VARCHAR"),
+    ("finished_at", "TIMESTAMP"),
+    ("cell_wall_s", "DOUBLE"),
+    ("attempts", "INTEGER"),
+    ("git_sha", "VARCHAR"),
+    ("git_dirty", "BOOLEAN"),
+    ("log_path", "VARCHAR"),
+)
+FEDERATED_ROUND_COLUMNS: dict[str, str] = layout(FEDERATED_ROUND_LAYOUT, FederatedMeasurements)
+
+FEDERATED_TABLES = [
+    "CREATE TABLE IF NOT EXISTS federated_rounds ("
+    + ", ".join(f"{n} {k}" for n, k in FEDERATED_ROUND_COLUMNS.items())
+    + ")"
+]
+
+_CURVE = """CREATE OR REPLACE VIEW federated_curve AS
+WITH latest AS (
+    SELECT * FROM federated_rounds
+    QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY finished_at DESC, result_id DESC) = 1
+)
+SELECT fed_run, matrix, protocol, model, task, method, fidelity, seed, aggregation,
+    rule_fidelity, split, alpha,
+    n_clients, rounds, local_steps, dp, round, status, metric, validation_score, test_score,
+    clients, bytes_up, bytes_down,
+    sum(coalesce(bytes_up, 0) + coalesce(bytes_down, 0))
+        OVER (PARTITION BY fed_run ORDER BY round) AS bytes_total,
+    cell_wall_s AS round_wall_s,
+    sum(cell_wall_s) OVER (PARTITION BY fed_run ORDER BY round) AS wall_s_total,
+    label_skew, client_sizes, client_final_losses, state_path
+FROM latest WHERE status = 'ok'"""
+
+_RESULTS = """CREATE OR REPLACE VIEW federated_results AS
+SELECT * EXCLUDE (client_final_losses, state_path), round AS rounds_done,
+    round = rounds AS complete
+FROM federated_curve
+QUALIFY row_number() OVER (PARTITION BY fed_run ORDER BY round DESC) = 1"""
+
+FEDERATED_VIEWS = [_CURVE, _RESULTS]
+
+
+def add_missing_federated_columns(con) -> None:
+    add_missing(con, "federated_rounds", FEDERATED_ROUND_COLUMNS)
+
+
+def federated_row(cell, report: CellReport, provenance: dict[str, Any], log_path: str | None):
+    """The federated_rounds row of one report (a timeout or a crashed worker delivers a
+    plain outcome: then the row has only the round's identity)."""
+    measured = report.measured
+    ok = isinstance(measured, FederatedMeasured)
+    m = measured.measurements if ok else FederatedMeasurements()
+    base, spec, method = cell.cell, cell.spec, cell.cell.method
+    return {
+        **m.model_dump(),
+        "result_id": uuid.uuid4().hex, "cell_id": cell.cell_id, "run_id": provenance.get("run_id"),
+        "fed_run": cell.fed_run, "round": cell.round, "status": measured.status,
+        "error": measured.error, "matrix": base.matrix, "method": method.label,
+        "method_name": method.name, "family": method.family, "fidelity": method.fidelity,
+        "params": json.dumps(method.params), "model": base.model.name, "task": base.task.name,
+        "seed": base.seed, "protocol": base.protocol_name, "budget": base.budget.model_dump_json(),
+        "aggregation": spec.aggregation, "rule_fidelity": cell.rule_fidelity,
+        "split": spec.split.kind,
+        "alpha": getattr(spec.split, "alpha", None), "n_clients": spec.clients,
+        "rounds": spec.rounds, "local_steps": spec.local_steps,
+        "dp": spec.dp.model_dump_json() if spec.dp else None, "spec": spec.model_dump_json(),
+        "validation_metrics": json.dumps(m.validation_metrics) if m.validation_metrics else None,
+        "test_metrics": json.dumps(m.test_metrics) if m.test_metrics else None,
+        "hostname": report.placement.hostname, "worker_pid": report.placement.worker_pid,
+        "hardware_profile_id": report.placement.hardware_profile_id,
+        "started_at": measured.started_at, "finished_at": datetime.now(UTC).replace(tzinfo=None),
+        "cell_wall_s": measured.cell_wall_s, "attempts": report.attempts,
+        "git_sha": provenance.get("git_sha"), "git_dirty": provenance.get("git_dirty"),
+        "log_path": log_path,
+    }  # fmt: skip
+
+
+def write_federated(con, cell, report: CellReport, provenance: dict, log_path: str | None) -> str:
+    """Insert one round's attempt (the caller holds a transaction)."""
+    row = federated_row(cell, report, provenance, log_path)
+    insert_row(con, "federated_rounds", FEDERATED_ROUND_COLUMNS, row)
+    return row["result_id"]
+
+
+def stored_rounds(store, fed_runs: list[str], since: datetime | None = None) -> dict[str, set[int]]:
+    """The rounds each run has stored ok (since `since`, when given: a --rerun counts
+    only the rounds it ran itself)."""
+    if not fed_runs or not store.path.exists():
+        return {}
+    with store.connect(read_only=True) as con:
+        if not existing(con, "federated_rounds"):
+            return {}
+        rows = con.execute(
+            "SELECT fed_run, round FROM federated_rounds WHERE status = 'ok' "
+            "AND fed_run IN (SELECT unnest(?)) AND (CAST(? AS TIMESTAMP) IS NULL "
+            "OR finished_at >= CAST(? AS TIMESTAMP))",
+            [fed_runs, since, since],
+        ).fetchall()
+    out: dict[str, set[int]] = {}
+    for run, k in rows:
+        out.setdefault(run, set()).add(k)
+    return out
