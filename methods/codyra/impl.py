@@ -23,8 +23,14 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
-from suite.methods.api import Method, Prepared, StepHooks
+from suite.methods.adapters import (
+    AdapterLinear,
+    TargetedParams,
+    TaskBoundaryHooks,
+    adapter_prepared,
+    wrap_targets,
+)
+from suite.methods.api import Method, Prepared
 from suite.methods.gate_threshold import threshold_step
 
 
@@ -89,9 +95,10 @@ def threshold_schedule(step: int, total: int, p: CoDyRAParams) -> tuple[bool, fl
     return step > dense, float(lambdas[min(p.lambda_num - 1, index)])
 
 
-class CoDyRAHooks(StepHooks):
+class CoDyRAHooks(TaskBoundaryHooks):
     def __init__(self, layers: list[CoDyRALinear], p: CoDyRAParams):
-        self.layers, self.p, self.total = layers, p, 1
+        super().__init__(layers)
+        self.p, self.total = p, 1
 
     def on_train_start(self, total_steps: int) -> None:
         self.total = max(total_steps, 1)
@@ -102,10 +109,6 @@ class CoDyRAHooks(StepHooks):
         if prune:
             for m in self.layers:
                 threshold_step(m.gate, lam)
-
-    def on_task_boundary(self) -> None:
-        for m in self.layers:
-            m.next_task()
 
 
 class CoDyRA(Method):

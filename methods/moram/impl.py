@@ -22,8 +22,14 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
-from suite.methods.api import Method, Prepared, StepHooks
+from suite.methods.adapters import (
+    AdapterLinear,
+    TargetedParams,
+    TaskBoundaryHooks,
+    adapter_prepared,
+    wrap_targets,
+)
+from suite.methods.api import Method, Prepared
 
 
 class MoRAMParams(TargetedParams):
@@ -87,15 +93,6 @@ class MoRAMLinear(AdapterLinear):
         self._fresh(self.lora_A)
 
 
-class MoRAMHooks(StepHooks):
-    def __init__(self, layers: list[MoRAMLinear]):
-        self.layers = layers
-
-    def on_task_boundary(self) -> None:
-        for m in self.layers:
-            m.next_task()
-
-
 class MoRAM(Method):
     Params = MoRAMParams
 
@@ -103,7 +100,7 @@ class MoRAM(Method):
         patterns = ctx.preset.resolve_targets(self.params.targets)
         wrapped = wrap_targets(model, patterns, lambda _, lin: MoRAMLinear(lin, self.params))
         # Input-dependent weights: the update is no fixed matrix, so it does not merge.
-        return adapter_prepared(model, MoRAMHooks([m for _, m in wrapped]), mergeable=False)
+        return adapter_prepared(model, TaskBoundaryHooks([m for _, m in wrapped]), mergeable=False)
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.r * (d_in + d_out) for d_out, d_in in shapes)
