@@ -192,12 +192,14 @@ def print_cells(the_plan) -> None:
     `run --dry-run`; a tuned matrix's later phases are built from stored trials, so only
     their count of phases is said."""
     for cell in the_plan.todo:
-        console.print(
-            f"{cell.model.name}  {cell.method.label}  {cell.task.name}  seed {cell.seed}  "
-            f"{cell.phase}",
-            markup=False,
-            highlight=False,
-        )
+        if cell.kind == "trained":
+            line = (
+                f"{cell.model.name}  {cell.method.label}  {cell.task.name}  seed {cell.seed}  "
+                f"{cell.phase}"
+            )
+        else:  # a continual, post-hoc or federated cell has no single task: its title
+            line = f"{cell.kind}: {cell.title()}"
+        console.print(line, markup=False, highlight=False)
     if the_plan.phases:
         console.print(
             f"then {len(the_plan.phases)} later phase(s), built from these cells' results"

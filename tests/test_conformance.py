@@ -61,6 +61,9 @@ HAND_COUNTS = {
     "fourierft": lambda p, o, i: p["n_frequency"],
     "shira": lambda p, o, i: p["r"] * (i + o),  # nonzeros at LoRA's budget
     "sora": lambda p, o, i: p["r"] * (i + o) + p["r"],  # LoRA plus the gate
+    "codyra": lambda p, o, i: p["r"] * (i + o) + p["r"],  # LoRA plus a gate per rank
+    # the current task's r rank-1 experts (A rows, B columns); earlier tasks' are frozen
+    "moram": lambda p, o, i: p["r"] * (i + o),
     "adalora": lambda p, o, i: p["init_r"] * (i + o + 1),  # P, Q and lambda at init_r
     "increlora": lambda p, o, i: p["r"] * (i + o + 1),  # AdaLoRA's form at the start rank
     "mole": lambda p, o, i: p["experts"] * (p["r"] * (i + o) + i + 1),  # + its block router

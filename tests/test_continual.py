@@ -100,3 +100,14 @@ def test_a_bad_continual_matrix_is_refused(tiny_plugins, tmp_path, edit, message
     with pytest.raises(SpecError) as info:
         plan(Catalog.discover([tiny_plugins]), str(path), Store(tmp_path / "r.duckdb"))
     assert message in str(info.value)
+
+
+def test_a_dry_run_lists_the_continual_cells(tiny_plugins, tmp_path):
+    """`run --dry-run` once failed on a continual matrix (its cells have no single task)."""
+    db, path = tmp_path / "r.duckdb", _write(tmp_path, MATRIX)
+    result = cli("run", str(path), "--plugins", str(tiny_plugins), "--db", str(db), "--dry-run")
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = " ".join(result.stdout.split())  # the console may wrap a long line
+    assert out.count("continual: ") == 2, result.stdout
+    assert out.count("drug-condition -> drug-sentiment") == 2
+    assert "lora (sequential)" in out and "lora (per-task)" in out

@@ -26,6 +26,7 @@ from suite.methods.adapters import (
     wrap_targets,
 )
 from suite.methods.api import Method, Prepared, StepHooks
+from suite.methods.gate_threshold import threshold_step
 from suite.methods.sparse import PerEntryAdamW
 
 
@@ -80,16 +81,6 @@ class SoRALinear(AdapterLinear):
         self.gate = None
         self.lora_A = nn.Parameter(a)
         self.lora_B = nn.Parameter(b)
-
-
-@torch.no_grad()
-def threshold_step(g: torch.Tensor, lam: float) -> None:
-    """SparseAdamW.step's three masked updates, in order: g[g > lam] -= lam, then
-    g[g < -lam] += lam, then g[|g| < lam] = 0 on the shifted values. Not a soft threshold:
-    an entry in (lam, 2 lam) is shifted below lam and then zeroed, so every |g| < 2 lam
-    ends at 0 and larger ones shrink by lam."""
-    shifted = torch.where(g > lam, g - lam, torch.where(g < -lam, g + lam, g))
-    g.copy_(torch.where(shifted.abs() < lam, torch.zeros_like(shifted), shifted))
 
 
 def sora_optimizer(named_params, lr: float, weight_decay: float) -> torch.optim.Optimizer:

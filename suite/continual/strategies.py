@@ -6,8 +6,10 @@ one shared output layer would add a class-incremental problem that no adapter me
 about. What differs between strategies is the adapter:
 
 - `sequential`: one adapter, trained on each task in turn (a fresh optimiser and schedule
-  per task); task i's head trains only in stage i. The lower bound on retention: nothing
-  protects what earlier tasks learned from later updates of the shared adapter.
+  per task); task i's head trains only in stage i. For LoRA, the lower bound on
+  retention: nothing protects what earlier tasks learned from later updates of the
+  shared adapter. A continual method protects it through its hooks' `on_task_boundary`,
+  called before every task but the first (CoDyRA, MoRAM).
 - `per-task`: a fresh adapter (and head) per task, trained on that task only, scored with
   it ever after. The upper bound on retention: it cannot forget (BWT = 0).
 
@@ -55,6 +57,8 @@ class Sequential:
 
     def train(self, i: int) -> dict[str, Any]:
         _use_head(self.model, self.stages.heads[i])
+        if i > 0:
+            self.ready.prepared.hooks.on_task_boundary()
         return self.stages.train(i, self.ready)
 
     def model_for(self, j: int) -> nn.Module:

@@ -181,3 +181,16 @@ def adapter_prepared(
         adapter_state=lambda: trainable_state(model),
         load_adapter_state=lambda state: load_state_strict(model, state),
     )
+
+
+class TaskBoundaryHooks(StepHooks):
+    """Hooks of a continual method whose layers each carry a task over themselves: at a
+    task boundary every layer's `next_task()` freezes what it learned and opens fresh
+    trainable tensors (CoDyRA, MoRAM)."""
+
+    def __init__(self, layers: list[nn.Module]):
+        self.layers = layers
+
+    def on_task_boundary(self) -> None:
+        for m in self.layers:
+            m.next_task()

@@ -101,6 +101,14 @@ class StepHooks:
     def on_train_end(self) -> None:
         """After the last step, before evaluation (e.g. prune zeroed ranks)."""
 
+    def on_task_boundary(self) -> None:
+        """Before the model trains on the next task of a sequence (the continual track's
+        `sequential` strategy; never before the first task, nor in a single-task cell).
+        For continual methods that freeze what the last task learned and open fresh
+        trainable ranks (CoDyRA merges its gated LoRA into W; MoRAM appends its rank-1
+        experts to a frozen pool). The optimiser is built after it, over the parameters
+        trainable then."""
+
 
 class Trainer(Protocol):
     """The training driver's handle, given to `StepHooks.bind_trainer`."""
