@@ -29,9 +29,11 @@ def zero_shot(
     splits: list[str],
     limit: int | None = None,
     catalog: Catalog | None = None,
+    on_split=None,
 ) -> dict[str, dict[str, float]]:
     """{split: metrics (+ n, interval, seconds)} of the preset's untrained base; `limit`
-    scores only each split's first examples."""
+    scores only each split's first examples; `on_split(split, metrics)` is told each
+    split's as soon as it is scored (a long run keeps what it finished)."""
     from suite.models.loading import load_backbone, load_tokenizer
     from suite.models.taskmodel import TaskModel
     from suite.train.batches import eval_batches
@@ -46,7 +48,7 @@ def zero_shot(
     model = TaskModel(load_backbone(preset).eval(), data.num_outputs, preset.pooling, 0)
     out = {}
     for split in splits:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         frame = data.splits[split] if limit is None else data.splits[split].head(limit)
         encoded = kind.function("encoder")(task, frame, tokenizer)
         pad = tokenizer.pad_token_id or 0
@@ -54,7 +56,10 @@ def zero_shot(
         metrics = score(task, predict(model, batches, task, tokenizer))
         p, n = metrics[task.primary_metric], len(frame)
         half = 1.96 * math.sqrt(max(p * (1 - p), 0.0) / n)
-        out[split] = {**metrics, "n": n, "interval": half, "seconds": time.perf_counter() - start}
+        out[split] = {**metrics, "n": n, "interval": half, "seconds": time.perf_counter() - start,
+                      "cpu_seconds": time.process_time() - cpu}  # fmt: skip
+        if on_split is not None:
+            on_split(split, out[split])
     out["majority"] = baseline_metrics(task, data).get("test", {})
     return out
 
@@ -68,9 +73,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     start = time.perf_counter()
-    result = zero_shot(args.task, args.model, args.splits, args.limit)
-    for split, metrics in result.items():
-        print(f"{args.task} x {args.model} zero-shot {split}: {metrics}")
+
+    def show(split, metrics):
+        print(f"{args.task} x {args.model} zero-shot {split}: {metrics}", flush=True)
+
+    result = zero_shot(args.task, args.model, args.splits, args.limit, on_split=show)
+    show("majority", result["majority"])
     print(f"({time.perf_counter() - start:.0f} s, {torch.get_num_threads()} threads)")
 
 

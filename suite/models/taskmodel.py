@@ -93,12 +93,29 @@ def prompt_choice_scores(model: TaskModel, batch: dict) -> torch.Tensor:
     after its example's prompt, from one forward pass of the prompt (the shared-prompt
     form of suite/tasks/encoding.py); the same scores as `target_log_likelihood` of each
     prompt + choice sequence."""
-    last = batch["attention_mask"].sum(dim=1) - 1  # prompts are right-padded
+    last = _last_positions(batch)
     positions, column = torch.unique(last, return_inverse=True)
     logits = _logits_at(model.backbone, batch, positions)
     rows = torch.arange(len(last), device=last.device)
     logp = F.log_softmax(logits[rows, column].float(), dim=-1)
     return logp.gather(-1, batch["choice_tokens"])
+
+
+def _last_positions(batch: dict) -> torch.Tensor:
+    return batch["attention_mask"].sum(dim=1) - 1  # prompts are right-padded
+
+
+def head_positions(batch: dict) -> tuple[int, int]:
+    """(positions the LM head runs at, positions it is needed at) in a causal-LM batch,
+    for the FLOP count (suite/train/flops.py). Next-token and per-choice batches: every
+    token, and the real ones. The shared-prompt form (`choice_tokens`): `logits_to_keep`
+    takes one set of positions for the whole batch, so the head runs at the batch's
+    distinct last positions in every row, and is needed at one position per row."""
+    if "choice_tokens" in batch:
+        last = _last_positions(batch)
+        return len(last) * len(torch.unique(last)), len(last)
+    ids, mask = batch["input_ids"], batch.get("attention_mask")
+    return ids.numel(), int(mask.sum()) if mask is not None else ids.numel()
 
 
 def _lm_forward(model: TaskModel, batch: dict) -> torch.Tensor:

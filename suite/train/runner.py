@@ -16,6 +16,7 @@ from suite.cells import Cell
 from suite.methods.api import Method, PrepareContext, Prepared, TrainingPlan
 from suite.methods.source import source_hash
 from suite.models.storage import parameter_count
+from suite.models.taskmodel import head_positions
 from suite.plugins import load_object
 from suite.results import Measured, Measurements
 from suite.tasks.forgetting import ReferenceProbe
@@ -289,7 +290,9 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         cell.budget.length_bucket_window,
     )  # fmt: skip
     stream = _to_device(batches, setup.device)
-    tokens = [0, 0]  # tokens trained on (padded as the model ran them, real), for FLOPs
+    # For FLOPs: tokens trained on (padded as the model ran them, real), and the positions
+    # the LM head ran at and was needed at (the shared-prompt form runs it at a few).
+    tokens = [0, 0, 0, 0]
     memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
     probe = MemoryProbe(model)
@@ -309,8 +312,8 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
         "train_tokens": tokens[0],
         "train_real_tokens": tokens[1],
         "tokens_per_s": tokens[0] / stats.wall_s if stats.wall_s else None,
-        "train_flops": train_flops(model, tokens[0]),
-        "train_flops_real": train_flops(model, tokens[1]),
+        "train_flops": train_flops(model, tokens[0], tokens[2]),
+        "train_flops_real": train_flops(model, tokens[1], tokens[3]),
         **_train_stats(stats),
         # After the stats: the optimiser state at its largest over the steps, not the last.
         **probe.fields(peak),
@@ -378,13 +381,17 @@ def _trainable(module: torch.nn.Module) -> int:
 
 
 def _counted(stream, tokens: list[int]):
-    """Count each batch's tokens as run (padded) and real (attention mask), in place."""
+    """Count each batch's tokens as run (padded) and real (attention mask), and its LM
+    head's positions (run, needed), in place."""
     for batch in stream:
         # Image batches have no input_ids (their tokens are patches); count text tokens only.
         if "input_ids" in batch:
             tokens[0] += int(batch["input_ids"].numel())
             mask = batch.get("attention_mask")
             tokens[1] += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+            run, needed = head_positions(batch)
+            tokens[2] += run
+            tokens[3] += needed
         yield batch
 
 
