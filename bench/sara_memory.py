@@ -18,26 +18,13 @@ show what the block-wise gather saves.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from sparse_memory import child, report  # this folder: the script's own path
+
+REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = 2e-3  # the reference scripts' --threshold
-
-
-def child(name: str, params: dict, lr: float, steps: int, threads: int) -> dict:
-    spec = json.dumps([name, params, lr, steps, threads])
-    out = subprocess.run(
-        [sys.executable, str(HERE / "sparse_memory.py"), "--child", spec],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def lora_rank(count: int, targets: str) -> tuple[int, int]:
@@ -63,26 +50,6 @@ def run(steps: int, targets: str, threads: int) -> dict[str, dict]:
     dense = {**sara, "grad_chunk_rows": 100_000}
     results["sara-dense-grad"] = child("sara", dense, 5e-4, steps, threads)
     return results
-
-
-def report(results: dict[str, dict]) -> None:
-    mib = 2**20
-    lora = next(v for k, v in results.items() if k.startswith("lora"))
-    full = results["full"]
-    print(
-        f"{'config':16} {'trainable':>11} {'peak MiB':>9} {'growth MiB':>11} "
-        f"{'peak/full':>10} {'peak/LoRA':>10} {'growth/full':>12} {'growth/LoRA':>12}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:16} {r['adapter_params']:>11,} {r['peak_bytes'] / mib:>9.1f} "
-            f"{r['growth_bytes'] / mib:>11.1f} {r['peak_bytes'] / full['peak_bytes']:>10.3f} "
-            f"{r['peak_bytes'] / lora['peak_bytes']:>10.3f} "
-            f"{r['growth_bytes'] / full['growth_bytes']:>12.3f} "
-            f"{r['growth_bytes'] / lora['growth_bytes']:>12.3f}"
-        )
-    if not all(r["isolated"] for r in results.values()):
-        print("warning: /proc/self/clear_refs unavailable; peaks are not isolated")
 
 
 def main() -> None:

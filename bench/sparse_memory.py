@@ -104,31 +104,40 @@ def measure(method_name: str, params: dict, lr: float, steps: int, threads: int)
     }
 
 
+def child(method_name: str, params: dict, lr: float, steps: int, threads: int) -> dict:
+    """`measure` in a fresh subprocess (its own peak), as this script's `--child`."""
+    spec = json.dumps([method_name, params, lr, steps, threads])
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", spec],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_all(steps: int, targets: str, threads: int) -> dict[str, dict]:
-    results = {}
-    for name, (method_name, params, lr) in configs(targets).items():
-        spec = json.dumps([method_name, params, lr, steps, threads])
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", spec],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    return results
+    return {
+        name: child(method_name, params, lr, steps, threads)
+        for name, (method_name, params, lr) in configs(targets).items()
+    }
 
 
 def report(results: dict[str, dict]) -> None:
+    """Each configuration's trainable count and peaks, also as ratios to the first LoRA
+    configuration's and to full fine-tuning's (bench/sara_memory.py prints it too)."""
     mib = 2**20
-    lora, full = results["lora-r2"], results["full"]
+    lora = next(v for k, v in results.items() if k.startswith("lora"))
+    full = results["full"]
+    w = max(10, *(len(name) for name in results))
     print(
-        f"{'config':10} {'adapter params':>15} {'peak MiB':>9} {'growth MiB':>11} "
+        f"{'config':{w}} {'adapter params':>15} {'peak MiB':>9} {'growth MiB':>11} "
         f"{'peak/LoRA':>10} {'peak/full':>10} {'growth/LoRA':>12} {'growth/full':>12}"
     )
     for name, r in results.items():
         print(
-            f"{name:10} {r['adapter_params']:>15,} {r['peak_bytes'] / mib:>9.1f} "
+            f"{name:{w}} {r['adapter_params']:>15,} {r['peak_bytes'] / mib:>9.1f} "
             f"{r['growth_bytes'] / mib:>11.1f} {r['peak_bytes'] / lora['peak_bytes']:>10.3f} "
             f"{r['peak_bytes'] / full['peak_bytes']:>10.3f} "
             f"{r['growth_bytes'] / lora['growth_bytes']:>12.3f} "

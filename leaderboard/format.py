@@ -5,6 +5,7 @@ shown through `styled`, which formats each column by its kind."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -22,10 +23,19 @@ def missing(value) -> bool:
         return False
 
 
+def _or_missing(fmt: Callable[[object], str]) -> Callable[[object], str]:
+    """`fmt` for a present value, "–" for a missing one (None, NaN, NaT)."""
+
+    @functools.wraps(fmt)
+    def formatted(value) -> str:
+        return MISSING if missing(value) else fmt(value)
+
+    return formatted
+
+
+@_or_missing
 def count(value) -> str:
     """77,578; 22.7 M; 3.21 B."""
-    if missing(value):
-        return MISSING
     n = float(value)
     for limit, suffix in ((1e9, "B"), (1e6, "M")):
         if abs(n) >= limit:
@@ -33,10 +43,9 @@ def count(value) -> str:
     return f"{round(n):,}"
 
 
+@_or_missing
 def nbytes(value) -> str:
     """1.69 GiB; 607 MiB; 12.3 KiB; 512 B."""
-    if missing(value):
-        return MISSING
     b = float(value)
     for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
         if abs(b) >= 1024**power:
@@ -44,10 +53,9 @@ def nbytes(value) -> str:
     return f"{b:.0f} B"
 
 
+@_or_missing
 def duration(value) -> str:
     """Seconds as 44 ms, 60.3 s, 1 min 45 s, 2.1 h."""
-    if missing(value):
-        return MISSING
     s = float(value)
     if s < 1:
         return f"{s * 1000:.3g} ms"
@@ -58,30 +66,26 @@ def duration(value) -> str:
     return f"{s / 3600:.2g} h"
 
 
-def score(value) -> str:
-    return MISSING if missing(value) else f"{float(value):.4f}"
+def _scaled(spec: str, unit: str = "", times: float = 1.0, per: float = 1.0):
+    """A formatter: float(value) * times / per through the format `spec`, then `unit`."""
+    return _or_missing(lambda value: f"{float(value) * times / per:{spec}}{unit}")
 
 
+score = _scaled(".4f")
+percent = _scaled(".3g", " %")
+share = _scaled(".0f", " %", times=100)  # a fraction as a percentage: 0.5 -> 50 %
+bandwidth = _scaled(".3g", " GB/s", per=1e9)
+
+
+@_or_missing
 def p_value(value) -> str:
-    if missing(value):
-        return MISSING
     p = float(value)
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def percent(value) -> str:
-    return MISSING if missing(value) else f"{float(value):.3g} %"
-
-
-def share(value) -> str:
-    """A fraction as a percentage: 0.5 -> 50 %."""
-    return MISSING if missing(value) else f"{100 * float(value):.0f} %"
-
-
+@_or_missing
 def flops(value) -> str:
     """FLOP/s as 50.9 TFLOP/s."""
-    if missing(value):
-        return MISSING
     f = float(value)
     for power, unit in ((12, "TFLOP/s"), (9, "GFLOP/s"), (6, "MFLOP/s")):
         if f >= 10**power:
@@ -89,13 +93,8 @@ def flops(value) -> str:
     return f"{f:.3g} FLOP/s"
 
 
-def bandwidth(value) -> str:
-    return MISSING if missing(value) else f"{float(value) / 1e9:.3g} GB/s"
-
-
+@_or_missing
 def text(value) -> str:
-    if missing(value):
-        return MISSING
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
@@ -103,17 +102,17 @@ def text(value) -> str:
     return str(value)
 
 
+@_or_missing
 def number(value) -> str:
     """A measured float to 4 significant digits: 0.14285714285714285 -> 0.1429."""
-    if missing(value):
-        return MISSING
     f = float(value)
     return f"{int(f)}" if f.is_integer() else f"{f:.4g}"
 
 
+@_or_missing
 def timestamp(value) -> str:
     """To the second, in the store's time zone (UTC)."""
-    return MISSING if missing(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
+    return f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
 
 
 FORMATS: dict[str, Callable[[object], str]] = {

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -181,8 +182,8 @@ def _whole_lines(text: str | None) -> str | None:
     return error_tail(text)
 
 
-class Measured(BaseModel):
-    """What the runner returns for one cell."""
+class Outcome(BaseModel):
+    """How one cell's run ended, whatever its kind: the part every runner returns."""
 
     status: Status
     error: str | None = None
@@ -190,6 +191,11 @@ class Measured(BaseModel):
     _cut_error = field_validator("error")(_whole_lines)
     started_at: str | None = None
     cell_wall_s: float | None = None
+
+
+class Measured(Outcome):
+    """What the runner returns for one cell."""
+
     measurements: Measurements = Field(default_factory=Measurements)
     # Seconds per runner phase (RUNNER_PHASES), also for a cell that failed part-way.
     phases: dict[str, float] = Field(default_factory=dict)
@@ -251,14 +257,9 @@ class PosthocMeasurements(BaseModel):
     notes: str | None = None
 
 
-class PosthocMeasured(BaseModel):
+class PosthocMeasured(Outcome):
     """What the post-hoc runner returns for one cell."""
 
-    status: Status
-    error: str | None = None
-    _cut_error = field_validator("error")(_whole_lines)
-    started_at: str | None = None
-    cell_wall_s: float | None = None
     measurements: PosthocMeasurements = Field(default_factory=PosthocMeasurements)
 
 
@@ -289,14 +290,9 @@ class ContinualMeasurements(BaseModel):
     device: str | None = None
 
 
-class ContinualMeasured(BaseModel):
+class ContinualMeasured(Outcome):
     """What the continual runner returns for one cell."""
 
-    status: Status
-    error: str | None = None
-    _cut_error = field_validator("error")(_whole_lines)
-    started_at: str | None = None
-    cell_wall_s: float | None = None
     measurements: ContinualMeasurements = Field(default_factory=ContinualMeasurements)
 
 
@@ -366,6 +362,27 @@ class CellReport(BaseModel):
     dispatch_s: float | None = None
     worker_s: float | None = None
     finished_unix: float | None = None
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What the run summary and the progress display keep of a post-hoc or continual
+    result: its status, error and host, and one line (the error's end, or a summary of
+    the scores)."""
+
+    status: str
+    error: str | None
+    hostname: str | None
+    summary: str
+
+    @classmethod
+    def of(cls, report: CellReport, kind: type[Outcome], summary: Callable[[Any], str]):
+        """`summary(measured)` as the line of an ok result of type `kind`."""
+        measured = report.measured
+        text = (measured.error or "")[-200:]
+        if measured.status == "ok" and isinstance(measured, kind):
+            text = summary(measured)
+        return cls(measured.status, measured.error, report.placement.hostname, text)
 
 
 class CellResult(Measurements, Placement, Phases):

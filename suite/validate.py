@@ -151,9 +151,9 @@ def _cross_check(catalog: Catalog, kind, entry: Entry) -> list[SpecIssue]:
             cells = expand(entry.spec, catalog, entry)
             check_cells(catalog, cells)
             if entry.spec.continual:  # its strategies, its sequence on every model
-                from suite.continual.cells import continual_cells
+                from suite.continual.plan import checked_cells
 
-                continual_cells(entry.spec, cells, str(entry.path))
+                checked_cells(entry.spec, cells, str(entry.path))
             if entry.spec.federated:  # its aggregation rules
                 from suite.federated.plan import check_rules
 

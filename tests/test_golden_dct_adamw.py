@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from suite.plugins import load_object
+from tests.golden.fixed_tensors import parameters, replay
 from tests.support.golden import assert_close, load_fixture
 
 FX = load_fixture("dct-adamw")
@@ -24,7 +25,7 @@ def native(attr: str = "DCTAdamW"):
 
 def run_native(case: str, optimizer_cls=None):
     opts = CFG["cases"][case]
-    params = {k: torch.nn.Parameter(FX[f"init.{k}"].clone()) for k in CFG["shapes"]}
+    params = parameters(FX, CFG)
     groups = [
         {"params": [p for k, p in params.items() if k not in CFG["projected"]]},
         {"params": [params[k] for k in CFG["projected"]], "rank": CFG["rank"],
@@ -33,12 +34,7 @@ def run_native(case: str, optimizer_cls=None):
     cls = optimizer_cls or native()
     opt = cls(groups, lr=CFG["lrs"][0], weight_decay=CFG["weight_decay"],
               error_feedback=opts["use_ef"])  # fmt: skip
-    for t in range(CFG["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = CFG["lrs"][t]
-        for k, p in params.items():
-            p.grad = FX[f"noise.{t}.{k}"] + CFG["grad_weight"] * p.detach()
-        opt.step()
+    for t in replay(opt, params, FX, CFG):
         yield t, params, opt
 
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from suite.plugins import load_object
+from tests.golden.fixed_tensors import parameters, replay
 from tests.support.golden import assert_close, load_fixture
 
 FX = load_fixture("frugal")
@@ -30,7 +31,7 @@ def native_class():
 
 
 def run_native(case: str, optimizer_cls=None, **overrides):
-    params = {k: torch.nn.Parameter(FX[f"init.{k}"].clone()) for k in CFG["shapes"]}
+    params = parameters(FX, CFG)
     options = {
         "frugal": True,
         "projection": PROJECTION[case],
@@ -50,12 +51,7 @@ def run_native(case: str, optimizer_cls=None, **overrides):
     gen = torch.Generator().manual_seed(CFG["draw_seed"])
     cls = optimizer_cls or native_class()
     opt = cls(groups, lr=CFG["lrs"][0], weight_decay=CFG["weight_decay"], generator=gen)
-    for t in range(CFG["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = CFG["lrs"][t]
-        for k, p in params.items():
-            p.grad = FX[f"noise.{t}.{k}"] + CFG["grad_weight"] * p.detach()
-        opt.step()
+    for t in replay(opt, params, FX, CFG):
         yield t, params, opt
 
 

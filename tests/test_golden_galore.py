@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from suite.plugins import load_object
+from tests.golden.fixed_tensors import parameters, replay
 from tests.support.golden import assert_close, load_fixture
 
 FX = load_fixture("galore")
@@ -45,7 +46,7 @@ def reference_projector(proj_type: str):
 
 def run_native(proj_type: str, optimizer_cls=None, own_svd: bool = False):
     optimizer_cls = optimizer_cls or native_class()
-    params = {k: torch.nn.Parameter(FX[f"init.{k}"].clone()) for k in CFG["shapes"]}
+    params = parameters(FX, CFG)
     regular = [params[k] for k in CFG["shapes"] if k not in CFG["projected"]]
     groups = [
         {"params": regular},
@@ -55,12 +56,7 @@ def run_native(proj_type: str, optimizer_cls=None, own_svd: bool = False):
     ]  # fmt: skip
     pinned = {} if own_svd else {"projector": reference_projector(proj_type)}
     opt = optimizer_cls(groups, lr=CFG["lrs"][0], weight_decay=CFG["weight_decay"], **pinned)
-    for t in range(CFG["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = CFG["lrs"][t]
-        for k, p in params.items():
-            p.grad = FX[f"noise.{t}.{k}"] + CFG["grad_weight"] * p.detach()
-        opt.step()
+    for t in replay(opt, params, FX, CFG):
         yield t, params, opt
 
 

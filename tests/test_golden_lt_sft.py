@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from suite import conformance as C
 from suite.cells import resolve_method
@@ -21,25 +20,11 @@ from suite.methods.api import PrepareContext
 from suite.specs.matrix import MethodEntry
 from suite.train.loop import LoopConfig, train
 from tests.helpers import catalog, tiny_preset
-from tests.support.golden import assert_close, load_fixture
+from tests.support.golden import ChainToy, assert_close, frozen_toy, load_fixture
 
 FX = load_fixture("lt-sft")
 CFG = FX.config
-TARGETS = ("a", "b", "c")
-
-
-class Toy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.backbone = nn.Module()
-        for name in TARGETS:
-            d_out, d_in = CFG["shapes"][name]
-            setattr(self.backbone, name, nn.Linear(d_in, d_out))
-        self.head = nn.Linear(*reversed(CFG["shapes"]["head"]))
-
-    def forward(self, x):
-        b = self.backbone
-        return self.head(b.c(torch.tanh(b.b(torch.tanh(b.a(x))))))
+TARGETS = ChainToy.TARGETS
 
 
 def loss_fn(model, batch):
@@ -58,11 +43,7 @@ def batches():
 
 @lru_cache(maxsize=2)
 def run(warmup_ratio: float):
-    model = Toy()
-    weights = {k.removeprefix("model."): v for k, v in FX.tensors.items() if k.startswith("model.")}
-    model.load_state_dict(weights)
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
+    model = frozen_toy(ChainToy(CFG["shapes"]), FX)
     steps = CFG["full_steps"] + CFG["sparse_steps"]
     params = {
         "density": CFG["density"],

@@ -12,33 +12,22 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from suite import conformance as C
 from suite.cells import resolve_method
 from suite.methods.api import PrepareContext
 from suite.specs.matrix import MethodEntry
 from tests.helpers import catalog, tiny_preset
-from tests.support.golden import assert_close, load_fixture
+from tests.support.golden import OneLinearToy, assert_close, frozen_toy, load_fixture
 
 FX = load_fixture("snell")
 CFG = FX.config
 
 
-class Toy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.backbone = nn.Module()
-        self.backbone.a = nn.Linear(CFG["d_in"], CFG["d_out"])
-        self.head = nn.Linear(CFG["d_out"], 3)
-
-
 def snell_layer(sparsity: float):
     params = {"q": CFG["q"], "kernels": CFG["kernels"], "sparsity": sparsity, "targets": ["a"]}
     method = C.instantiate(resolve_method(catalog(), MethodEntry(method="snell", params=params)))
-    model = Toy()
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
+    model = frozen_toy(OneLinearToy(CFG["d_in"], CFG["d_out"]))
     ctx = PrepareContext(preset=tiny_preset(), seed=0, device=torch.device("cpu"))
     method.prepare(model, ctx)
     return model.backbone.a

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from suite import conformance as C
 from suite.cells import resolve_method
@@ -19,21 +18,10 @@ from suite.methods.api import PrepareContext
 from suite.specs.matrix import MethodEntry
 from suite.train.loop import LoopConfig, train
 from tests.helpers import catalog, tiny_preset
-from tests.support.golden import assert_close, load_fixture
+from tests.support.golden import OneLinearToy, assert_close, frozen_toy, load_fixture
 
 FX = load_fixture("sora")
 CFG = FX.config
-
-
-class Toy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.backbone = nn.Module()
-        self.backbone.a = nn.Linear(CFG["d_in"], CFG["d_out"])
-        self.head = nn.Linear(CFG["d_out"], 3)
-
-    def forward(self, x):
-        return self.head(self.backbone.a(x))
 
 
 def sora(**params):
@@ -42,9 +30,7 @@ def sora(**params):
 
 
 def prepared_toy(**params):
-    model = Toy()
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
+    model = frozen_toy(OneLinearToy(CFG["d_in"], CFG["d_out"]))
     ctx = PrepareContext(preset=tiny_preset(), seed=0, device=torch.device("cpu"))
     prepared = sora(**params).prepare(model, ctx)
     return prepared, prepared.model.backbone.a

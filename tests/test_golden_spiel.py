@@ -14,7 +14,6 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from suite import conformance as C
 from suite.cells import resolve_method
@@ -23,35 +22,15 @@ from suite.methods.sparse import sparse_adapters
 from suite.specs.matrix import MethodEntry
 from suite.train.loop import LoopConfig, train
 from tests.helpers import catalog, tiny_preset
-from tests.support.golden import assert_close, load_fixture
+from tests.support.golden import ChainToy, assert_close, frozen_toy, load_fixture
 
 FX = load_fixture("spiel")
 CFG = FX.config
-TARGETS = ("a", "b", "c")
-
-
-class Toy(nn.Module):
-    """The fixture's model: head(c(tanh(b(tanh(a(x))))))."""
-
-    def __init__(self):
-        super().__init__()
-        self.backbone = nn.Module()
-        for name in TARGETS:
-            d_out, d_in = CFG["shapes"][name]
-            setattr(self.backbone, name, nn.Linear(d_in, d_out))
-        self.head = nn.Linear(*reversed(CFG["shapes"]["head"]))
-
-    def forward(self, x):
-        b = self.backbone
-        return self.head(b.c(torch.tanh(b.b(torch.tanh(b.a(x))))))
+TARGETS = ChainToy.TARGETS
 
 
 def prepared_toy():
-    model = Toy()
-    weights = {k.removeprefix("model."): v for k, v in FX.tensors.items() if k.startswith("model.")}
-    model.load_state_dict(weights)
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
+    model = frozen_toy(ChainToy(CFG["shapes"]), FX)
     params = {
         "density": CFG["density"],
         "targets": list(TARGETS),
@@ -101,7 +80,7 @@ def run_reference_schedule():
 
 
 def test_golden_spiel_deltas_per_target_are_a_share_of_all_model_parameters():
-    assert sum(p.numel() for p in Toy().parameters()) == FX.meta["total_params"]
+    assert sum(p.numel() for p in ChainToy(CFG["shapes"]).parameters()) == FX.meta["total_params"]
     prepared, layers = prepared_toy()
     assert {name: layer.k for name, layer in layers.items()} == FX.meta["num_deltas"]
     assert C.adapter_param_count(prepared) == sum(FX.meta["num_deltas"].values())

@@ -20,6 +20,8 @@ def test_each_kind_of_number_reads_in_its_units():
     assert fmt.duration(60.3) == "1 min 0 s" and fmt.duration(3.2) == "3.2 s"
     assert fmt.p_value(0.00005) == "<0.001" and fmt.score(0.76284) == "0.7628"
     assert fmt.flops(5.09e13) == "50.9 TFLOP/s"
+    assert fmt.percent(12.345) == "12.3 %" and fmt.share(0.5) == "50 %"
+    assert fmt.bandwidth(2.5e10) == "25 GB/s" and fmt.score.__name__ != "formatted"
     for missing in (None, math.nan, pd.NA):
         assert all(f(missing) == "–" for f in fmt.FORMATS.values())
 

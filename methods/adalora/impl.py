@@ -9,10 +9,10 @@ target, which is PEFT's count.
 from __future__ import annotations
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
-from suite.methods.api import Method, Prepared, StepHooks
+from suite.methods.api import Method, Prepared, StepHooks, at_most
 from suite.methods.svd_adapters import SensitivityEMA, SVDLinear, orthogonality_penalty, to_steps
 
 
@@ -30,11 +30,7 @@ class AdaLoRAParams(TargetedParams):
     beta2: float = Field(default=0.85, gt=0.0, lt=1.0)
     orth_reg_weight: NonNegativeFloat = 0.5
 
-    @model_validator(mode="after")
-    def _target_below_init(self) -> AdaLoRAParams:
-        if self.target_r > self.init_r:
-            raise ValueError(f"target_r ({self.target_r}) must not exceed init_r ({self.init_r})")
-        return self
+    _target_within_init = at_most("target_r", "init_r")
 
 
 class RankAllocator(StepHooks):

@@ -21,8 +21,8 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import LinearAdapterMethod
+from suite.methods.api import MethodParams
 from suite.methods.lora_pair import LoRAPairLinear
 
 
@@ -77,13 +77,9 @@ class ALLoRALinear(LoRAPairLinear):
         return ALLoRAFunction.apply(x, self.lora_A.weight, self.lora_B.weight, self.eta)
 
 
-class ALLoRA(Method):
+class ALLoRA(LinearAdapterMethod):
     Params = ALLoRAParams
-
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, linear: ALLoRALinear(linear, self.params))
-        return adapter_prepared(model)
+    layer = ALLoRALinear
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.r * (d_in + d_out) for d_out, d_in in shapes)

@@ -6,18 +6,14 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, LowRankUpdateParams
 
 
-class BlockLoRAParams(TargetedParams):
-    rank_fields = ("r",)
-    r: PositiveInt = 8
+class BlockLoRAParams(LowRankUpdateParams):
     blocks: PositiveInt = 4
-    alpha: PositiveFloat = 16
-    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
 
     def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
         issues = super().shape_issues(shapes)

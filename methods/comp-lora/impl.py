@@ -11,19 +11,15 @@ singular subspace: W0's k most informative directions are neither read nor writt
 from __future__ import annotations
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, LowRankUpdateParams
 from suite.methods.lora_pair import lora_factors
 
 
-class CompLoRAParams(TargetedParams):
-    rank_fields = ("r",)
-    r: PositiveInt = 8
+class CompLoRAParams(LowRankUpdateParams):
     k: PositiveInt = 16
-    alpha: PositiveFloat = 16
-    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
 
     def shape_issues(self, shapes: list[tuple[int, int]]) -> dict[str, str]:
         issues = super().shape_issues(shapes)

@@ -32,8 +32,8 @@ import math
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.optimizers import projected_optimizer, update_moments
+from suite.methods.api import MethodParams
+from suite.methods.optimizers import OptimizerMethod, update_moments, with_grads
 
 
 class DCTAdamWParams(MethodParams):
@@ -87,18 +87,15 @@ class DCTAdamW(torch.optim.Optimizer):
         self.steps += 1
         b1, b2 = self.betas
         bc1, sqrt_bc2 = 1 - b1**self.steps, math.sqrt(1 - b2**self.steps)
-        for group in self.param_groups:
+        for group, p in with_grads(self):
             lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if wd > 0:
-                    p.mul_(1 - lr * wd)
-                if "rank" in group:
-                    direction = self._low_rank_direction(p, group, sqrt_bc2)
-                else:
-                    direction = self._adam_direction(p, p.grad, sqrt_bc2)
-                p.add_(direction, alpha=-lr * sqrt_bc2 / bc1)
+            if wd > 0:
+                p.mul_(1 - lr * wd)
+            if "rank" in group:
+                direction = self._low_rank_direction(p, group, sqrt_bc2)
+            else:
+                direction = self._adam_direction(p, p.grad, sqrt_bc2)
+            p.add_(direction, alpha=-lr * sqrt_bc2 / bc1)
         return loss
 
     def _adam_direction(self, p, g, sqrt_bc2) -> torch.Tensor:
@@ -145,19 +142,13 @@ def _back(q, indices, low, right) -> torch.Tensor:
     return low @ cols.T if right else cols @ low
 
 
-class DCTAdamWMethod(Method):
+class DCTAdamWMethod(OptimizerMethod):
     Params = DCTAdamWParams
+    group_fields = ("rank", "update_proj_gap")
+    checks_rank = True
 
-    def prepare(self, model, ctx) -> Prepared:
+    def optimizer(self, ctx):
         p = self.params
-
-        def build(groups, lr):
-            return DCTAdamW(groups, lr=lr, betas=p.betas, eps=p.eps, ell_norm=p.ell_norm,
-                            error_feedback=p.error_feedback)  # fmt: skip
-
-        options = {"rank": p.rank, "update_proj_gap": p.update_proj_gap}
-        patterns = ctx.preset.resolve_targets(p.targets)
-        return projected_optimizer(model, patterns, options, build, (p.rank, "dct-adamw"))
-
-    def expected_trainable_params(self, shapes) -> int:
-        raise NotImplementedError("DCT-AdamW trains every weight; it changes the optimiser only")
+        return lambda groups, lr: DCTAdamW(groups, lr=lr, betas=p.betas, eps=p.eps,
+                                           ell_norm=p.ell_norm,
+                                           error_feedback=p.error_feedback)  # fmt: skip

@@ -34,8 +34,8 @@ from typing import Literal
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
-from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.optimizers import projected_optimizer, update_moments
+from suite.methods.api import MethodParams
+from suite.methods.optimizers import OptimizerMethod, update_moments, with_grads
 
 Projection = Literal["columns", "rows", "randk", "svd", "block"]
 
@@ -190,48 +190,32 @@ class FrugalAdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            projected = group.get("frugal", False)
-            if projected and self._due(group):
+        for group in self.param_groups:  # a refresh reads only its own group's tensors
+            if group.get("frugal", False) and self._due(group):
                 self._refresh(group)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._fresh(state, p)
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                state["step"] += 1
-                if projected:
-                    update = self._projected_update(p, p.grad, state, group)
-                else:
-                    update = self._adam(p.grad, state, group["lr"], group)
-                p.add_(update)
+        for group, p in with_grads(self):
+            state = self.state[p]
+            if not state:
+                self._fresh(state, p)
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+            state["step"] += 1
+            if group.get("frugal", False):
+                update = self._projected_update(p, p.grad, state, group)
+            else:
+                update = self._adam(p.grad, state, group["lr"], group)
+            p.add_(update)
         return loss
 
 
-class Frugal(Method):
+class Frugal(OptimizerMethod):
     Params = FrugalParams
+    group_fields = ("projection", "density", "update_gap", "proj_lr_scale",
+                    "inactive_lr_scale", "inactive_update_rule", "reset_statistics",
+                    "block_order")  # fmt: skip
+    group_flags = {"frugal": True}
 
-    def prepare(self, model, ctx) -> Prepared:
+    def optimizer(self, ctx):
         p = self.params
-        options = {
-            "frugal": True,
-            "projection": p.projection,
-            "density": p.density,
-            "update_gap": p.update_gap,
-            "proj_lr_scale": p.proj_lr_scale,
-            "inactive_lr_scale": p.inactive_lr_scale,
-            "inactive_update_rule": p.inactive_update_rule,
-            "reset_statistics": p.reset_statistics,
-            "block_order": p.block_order,
-        }
         gen = ctx.generator(offset=7919)  # one stream across optimiser restarts
-
-        def build(groups, lr):
-            return FrugalAdamW(groups, lr=lr, betas=p.betas, eps=p.eps, generator=gen)
-
-        return projected_optimizer(model, ctx.preset.resolve_targets(p.targets), options, build)
-
-    def expected_trainable_params(self, shapes) -> int:
-        raise NotImplementedError("FRUGAL trains every weight; it changes the optimiser only")
+        return lambda groups, lr: FrugalAdamW(groups, lr=lr, betas=p.betas, eps=p.eps,
+                                              generator=gen)  # fmt: skip

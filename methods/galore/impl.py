@@ -26,8 +26,8 @@ from typing import Literal
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.optimizers import projected_optimizer, update_moments
+from suite.methods.api import MethodParams
+from suite.methods.optimizers import OptimizerMethod, update_moments, with_grads
 
 
 class GaLoreParams(MethodParams):
@@ -88,50 +88,34 @@ class GaLoreAdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
+        for group, p in with_grads(self):
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                state.setdefault("step", 0)
-                grad = self._project(p, p.grad, group) if "rank" in group else p.grad
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(grad)
-                    state["exp_avg_sq"] = torch.zeros_like(grad)
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                state["step"] += 1
-                update_moments(m, v, grad, (beta1, beta2))
-                denom = v.sqrt().add_(group["eps"])
-                t = state["step"]
-                step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-                norm_grad = m / denom
-                if "rank" in group:
-                    norm_grad = self._back(p, norm_grad, group)
-                p.add_(norm_grad, alpha=-step_size)
-                if group["weight_decay"] > 0.0:
-                    p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+            state = self.state[p]
+            state.setdefault("step", 0)
+            grad = self._project(p, p.grad, group) if "rank" in group else p.grad
+            if "exp_avg" not in state:
+                state["exp_avg"] = torch.zeros_like(grad)
+                state["exp_avg_sq"] = torch.zeros_like(grad)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            state["step"] += 1
+            update_moments(m, v, grad, (beta1, beta2))
+            denom = v.sqrt().add_(group["eps"])
+            t = state["step"]
+            step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+            norm_grad = m / denom
+            if "rank" in group:
+                norm_grad = self._back(p, norm_grad, group)
+            p.add_(norm_grad, alpha=-step_size)
+            if group["weight_decay"] > 0.0:
+                p.add_(p, alpha=-group["lr"] * group["weight_decay"])
         return loss
 
 
-class GaLore(Method):
+class GaLore(OptimizerMethod):
     Params = GaLoreParams
+    group_fields = ("rank", "update_proj_gap", "scale", "proj_type")
+    checks_rank = True
 
-    def prepare(self, model, ctx) -> Prepared:
+    def optimizer(self, ctx):
         p = self.params
-        options = {
-            "rank": p.rank,
-            "update_proj_gap": p.update_proj_gap,
-            "scale": p.scale,
-            "proj_type": p.proj_type,
-        }
-        return projected_optimizer(
-            model,
-            ctx.preset.resolve_targets(p.targets),
-            options,
-            lambda groups, lr: GaLoreAdamW(groups, lr=lr, betas=p.betas, eps=p.eps),
-            rank_of=(p.rank, "galore"),
-        )
-
-    def expected_trainable_params(self, shapes) -> int:
-        raise NotImplementedError("GaLore trains every weight; it changes the optimiser only")
+        return lambda groups, lr: GaLoreAdamW(groups, lr=lr, betas=p.betas, eps=p.eps)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from suite.methods.adapters import TargetedParams, adapter_prepared, wrap_targets
-from suite.methods.api import Method, Prepared
+from suite.methods.api import Method, Prepared, at_most
 from suite.methods.gated_lora import SoftTopKExpertLoRALinear, SpecializationLossHooks
 
 
@@ -35,11 +35,7 @@ class LoRAMixerParams(TargetedParams):
     entropy_weight: float = 0.01  # negative: Eq. 5's sign as the reviewers quote it
     targets: str | list[str] = "attention"
 
-    @model_validator(mode="after")
-    def _k_below_experts(self) -> LoRAMixerParams:
-        if self.top_k > self.experts:
-            raise ValueError(f"top_k ({self.top_k}) must not exceed experts ({self.experts})")
-        return self
+    _k_within_experts = at_most("top_k", "experts")
 
 
 class LoRAMixer(Method):

@@ -6,17 +6,12 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, TargetedParams
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod, LowRankUpdateParams
 
 
-class LoRAParams(TargetedParams):
-    rank_fields = ("r",)
-    r: PositiveInt = 8
-    alpha: PositiveFloat = 16
-    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
+class LoRAParams(LowRankUpdateParams):
     rslora: bool = False
     init: Literal["kaiming", "pissa"] = "kaiming"
 

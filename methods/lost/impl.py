@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.pretrain import ReplacedLinear, replace_targets
+from suite.methods.api import MethodParams
+from suite.methods.pretrain import ReplacedLinear, ReplacingMethod
 
 
 class LOSTParams(MethodParams):
@@ -66,21 +66,9 @@ class LOSTLinear(ReplacedLinear):
         return n, n
 
 
-class LOST(Method):
+class LOST(ReplacingMethod):
     Params = LOSTParams
-
-    def prepare(self, model, ctx) -> Prepared:
-        def factory(name: str, linear: nn.Linear) -> LOSTLinear:
-            k = min(linear.in_features, linear.out_features)
-            if self.params.r > k:
-                raise ValueError(
-                    f"lost: r = {self.params.r} exceeds min(d_out, d_in) = {k} of target "
-                    f"'{name}'; choose r <= {k}"
-                )
-            return LOSTLinear(linear, self.params)
-
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        return replace_targets(model, patterns, factory, self.params.train_rest)
+    layer = LOSTLinear
 
     def expected_trainable_params(self, shapes) -> int:
         p = self.params

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
-from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.pretrain import ReplacedLinear, replace_targets, spectral_factors
+from suite.methods.api import MethodParams
+from suite.methods.pretrain import ReplacedLinear, ReplacingMethod, spectral_factors
 
 
 class LowRankParams(MethodParams):
@@ -22,15 +22,6 @@ class LowRankParams(MethodParams):
     # sqrt(S_r), A = sqrt(S_r) V_r^T); lora: A Kaiming-uniform (a = sqrt 5), B = 0.
     init: Literal["spectral", "lora"] = "spectral"
     train_rest: bool = True
-
-
-def check_rank(r: int, linear: nn.Linear, name: str, method: str) -> None:
-    k = min(linear.in_features, linear.out_features)
-    if r > k:
-        raise ValueError(
-            f"{method}: r = {r} exceeds min(d_out, d_in) = {k} of target '{name}' "
-            f"({linear.out_features} x {linear.in_features}); choose r <= {k}"
-        )
 
 
 class LowRankLinear(ReplacedLinear):
@@ -64,18 +55,10 @@ class LowRankLinear(ReplacedLinear):
         return n, n
 
 
-class LowRank(Method):
+class LowRank(ReplacingMethod):
     Params = LowRankParams
-
-    def prepare(self, model, ctx) -> Prepared:
-        gen = ctx.generator()
-
-        def factory(name: str, linear: nn.Linear) -> LowRankLinear:
-            check_rank(self.params.r, linear, name, "low-rank")
-            return LowRankLinear(linear, self.params, gen)
-
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        return replace_targets(model, patterns, factory, self.params.train_rest)
+    layer = LowRankLinear
+    seeded = True
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.r * (d_in + d_out) for d_out, d_in in shapes)

@@ -28,9 +28,13 @@ import torch.nn.functional as F
 from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import TargetedParams, load_state_strict, trainable_state
+from suite.methods.adapters import (
+    TargetedParams,
+    load_state_strict,
+    trainable_state,
+    wrap_targets,
+)
 from suite.methods.api import Method, PrepareContext, Prepared, StepHooks
-from suite.methods.targets import find_targets, replace_module
 from suite.models.storage import module_bytes
 
 
@@ -142,15 +146,12 @@ class Maestro(Method):
     Params = MaestroParams
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
-        p = self.params
-        layers = []
-        for name, linear in find_targets(model.backbone, ctx.preset.resolve_targets(p.targets)):
-            layer = MaestroLinear(linear)
-            replace_module(model.backbone, name, layer)
-            layers.append(layer)
+        patterns = ctx.preset.resolve_targets(self.params.targets)
+        wrapped = wrap_targets(model, patterns, lambda _, linear: MaestroLinear(linear))
+        layers = [m for _, m in wrapped]
         return Prepared(
             model=model,
-            hooks=_Maestro(model, layers, p, ctx.seed),
+            hooks=_Maestro(model, layers, self.params, ctx.seed),
             adapter_state=lambda: trainable_state(model),
             load_adapter_state=lambda state: load_state_strict(model, state),
             base_bytes=lambda: module_bytes(model.backbone),

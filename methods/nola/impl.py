@@ -18,7 +18,7 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.adapters import FactoredLinear, TargetedParams, adapter_prepared, wrap_targets
 from suite.methods.api import Method, Prepared
 from suite.methods.lowrank_common import (
     RegeneratedMixture,
@@ -44,7 +44,7 @@ class NOLAParams(TargetedParams):
     regenerate: bool = False
 
 
-class NOLALinear(AdapterLinear):
+class NOLALinear(FactoredLinear):
     """y = W0 x + s B A x with A, B mixtures of seeded random bases.
 
     `nola_seed` holds (seed of A's bases, seed of B's bases, seed of A0); `nola_cuda`
@@ -56,6 +56,7 @@ class NOLALinear(AdapterLinear):
     def __init__(self, base: nn.Linear, p: NOLAParams, seeds: tuple[int, int, int]):
         super().__init__(base)
         self.r, self.scaling, self.regenerate = p.r, p.alpha / p.r, p.regenerate
+        self.dropout = nn.Identity()  # the official layer has none
         dtype, device = base.weight.dtype, base.weight.device
         self.register_buffer("nola_seed", torch.tensor(seeds, dtype=torch.int64, device=device))
         on_cuda = int(device.type == "cuda")
@@ -104,14 +105,6 @@ class NOLALinear(AdapterLinear):
             mix_a = torch.einsum("k,kri->ri", self.coef_A, self.bases_A)
             mix_b = torch.einsum("k,kor->or", self.coef_B, self.bases_B)
         return self.lora_A0 + mix_a, mix_b
-
-    def update(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.factors()
-        return nn.functional.linear(nn.functional.linear(x, a), b) * self.scaling
-
-    def delta_weight(self) -> torch.Tensor:
-        a, b = self.factors()
-        return (b @ a) * self.scaling
 
 
 class NOLA(Method):

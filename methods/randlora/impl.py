@@ -5,21 +5,23 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, TargetedParams, adapter_prepared, wrap_targets
+from suite.methods.adapters import (
+    FactoredLinear,
+    LowRankUpdateParams,
+    adapter_prepared,
+    wrap_targets,
+)
 from suite.methods.api import Method, Prepared
 from suite.methods.random_bases import SharedBases, kaiming_uniform_a5, largest_shape
 from suite.methods.targets import find_targets
 
 
-class RandLoRAParams(TargetedParams):
-    rank_fields = ("r",)
+class RandLoRAParams(LowRankUpdateParams):
     r: PositiveInt = 32
     alpha: PositiveFloat = 640  # PEFT's randlora_alpha default: 20 x the default r
-    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
     projection_prng_key: NonNegativeInt = 0
 
 
@@ -61,7 +63,7 @@ class ScaledBase(torch.autograd.Function):
         return None, grad_lam, grad_gamma
 
 
-class RandLoRALinear(AdapterLinear):
+class RandLoRALinear(FactoredLinear):
     """dW = s sum_j B_j diag(lambda_j) A diag(gamma_j), j = 1..n, applied as two matmuls."""
 
     def __init__(self, base: nn.Linear, bases: SharedBases, p: RandLoRAParams):
@@ -87,14 +89,6 @@ class RandLoRALinear(AdapterLinear):
         if small == d_in:
             return scaled, b
         return b.T, scaled.T
-
-    def update(self, x: torch.Tensor) -> torch.Tensor:
-        first, second = self.factors()
-        return F.linear(F.linear(self.dropout(x), first), second) * self.scaling
-
-    def delta_weight(self) -> torch.Tensor:
-        first, second = self.factors()
-        return (second @ first) * self.scaling
 
 
 class RandLoRA(Method):

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.api import Method, MethodParams, Prepared
-from suite.methods.pretrain import ReplacedLinear, replace_targets
+from suite.methods.api import MethodParams
+from suite.methods.pretrain import ReplacedLinear, ReplacingMethod
 
 
 class SLTrainParams(MethodParams):
@@ -98,23 +98,10 @@ def sltrain_count(r: int, delta: float, d_out: int, d_in: int) -> int:
     return r * (d_in + d_out) + int(delta * d_out * d_in)
 
 
-class SLTrain(Method):
+class SLTrain(ReplacingMethod):
     Params = SLTrainParams
-
-    def prepare(self, model, ctx) -> Prepared:
-        gen = ctx.generator()
-
-        def factory(name: str, linear: nn.Linear) -> SLTrainLinear:
-            k = min(linear.in_features, linear.out_features)
-            if self.params.r > k:
-                raise ValueError(
-                    f"sltrain: r = {self.params.r} exceeds min(d_out, d_in) = {k} of target "
-                    f"'{name}'; choose r <= {k}"
-                )
-            return SLTrainLinear(linear, self.params, gen)
-
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        return replace_targets(model, patterns, factory, self.params.train_rest)
+    layer = SLTrainLinear
+    seeded = True
 
     def expected_trainable_params(self, shapes) -> int:
         p = self.params

@@ -9,10 +9,10 @@ forward (and, as in the reference's PEFT wrapper, also trained by the optimiser)
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from suite.methods.adapters import TargetedParams, adapter_prepared, load_state_strict, wrap_targets
-from suite.methods.api import Method, Prepared
+from suite.methods.api import Method, Prepared, at_most
 from suite.methods.gated_lora import RankGatedLoRALinear, gated_state
 
 
@@ -27,11 +27,7 @@ class SMoRAParams(TargetedParams):
     # false keeps it a pure sign-updated balancing term (the paper's description).
     train_bias: bool = True
 
-    @model_validator(mode="after")
-    def _k_below_r(self) -> SMoRAParams:
-        if self.top_k > self.r:
-            raise ValueError(f"top_k ({self.top_k}) must not exceed r ({self.r})")
-        return self
+    _k_within_r = at_most("top_k", "r")
 
 
 class SMoRA(Method):

@@ -15,12 +15,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from suite.methods.adapters import (
     AdapterLinear,
-    TargetedParams,
+    LowRankUpdateParams,
     adapter_prepared,
     load_state_strict,
     wrap_targets,
@@ -30,11 +30,7 @@ from suite.methods.gate_threshold import threshold_step
 from suite.methods.sparse import PerEntryAdamW
 
 
-class SoRAParams(TargetedParams):
-    rank_fields = ("r",)
-    r: PositiveInt = 8
-    alpha: PositiveFloat = 16
-    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
+class SoRAParams(LowRankUpdateParams):
     sparse_lambda: NonNegativeFloat = 1e-3  # L1 penalty on the gates (trainer.py)
     sparse_lambda_2: NonNegativeFloat = 1e-3  # soft threshold after each step
     schedule: Literal["none", "linear", "log_linear"] = "none"

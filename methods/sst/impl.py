@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
-from suite.methods.api import Method, MethodParams, Prepared, StepHooks
-from suite.methods.pretrain import ReplacedLinear, replace_targets
+from suite.methods.api import MethodParams, StepHooks
+from suite.methods.pretrain import ReplacedLinear, ReplacingMethod
 
 # Below this a singular value is treated as zero: its vectors keep the true gradient
 # (which is then ~0) instead of an enhanced one divided by ~0.
@@ -138,26 +138,13 @@ class SSTHooks(StepHooks):
                 self.optimizer.state.pop(p, None)
 
 
-class SST(Method):
+class SST(ReplacingMethod):
     Params = SSTParams
+    layer = SSTLinear
+    seeded = True
 
-    def prepare(self, model, ctx) -> Prepared:
-        gen = ctx.generator()
-        layers: list[SSTLinear] = []
-
-        def factory(name: str, linear: nn.Linear) -> SSTLinear:
-            k = min(linear.in_features, linear.out_features)
-            if self.params.r > k:
-                raise ValueError(
-                    f"sst: r = {self.params.r} exceeds the {k} singular values of target "
-                    f"'{name}' ({linear.out_features} x {linear.in_features}); choose r <= {k}"
-                )
-            layers.append(SSTLinear(linear, self.params, gen))
-            return layers[-1]
-
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        hooks = SSTHooks(layers, self.params.interval, gen)
-        return replace_targets(model, patterns, factory, self.params.train_rest, hooks)
+    def hooks(self, layers, gen) -> SSTHooks:
+        return SSTHooks(layers, self.params.interval, gen)
 
     def expected_trainable_params(self, shapes) -> int:
         r = self.params.r

@@ -20,9 +20,13 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import TargetedParams, load_state_strict, trainable_state
+from suite.methods.adapters import (
+    TargetedParams,
+    load_state_strict,
+    trainable_state,
+    wrap_targets,
+)
 from suite.methods.api import Method, PrepareContext, Prepared, StepHooks
-from suite.methods.targets import find_targets, replace_module
 
 
 class TRPParams(TargetedParams):
@@ -127,11 +131,8 @@ class TRP(Method):
 
     def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
         p = self.params
-        layers = []
-        for name, linear in find_targets(model.backbone, ctx.preset.resolve_targets(p.targets)):
-            layer = TRPLinear(linear)
-            replace_module(model.backbone, name, layer)
-            layers.append(layer)
+        patterns = ctx.preset.resolve_targets(p.targets)
+        layers = [m for _, m in wrap_targets(model, patterns, lambda _, linear: TRPLinear(linear))]
 
         def adapter_state() -> dict[str, torch.Tensor]:
             ranks = {

@@ -30,8 +30,8 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from suite.methods.adapters import AdapterLinear, adapter_prepared, wrap_targets
-from suite.methods.api import Method, MethodParams, Prepared
+from suite.methods.adapters import AdapterLinear, LinearAdapterMethod
+from suite.methods.api import MethodParams
 from suite.methods.lora_pair import lora_factors
 
 
@@ -91,13 +91,9 @@ class WaRALinear(AdapterLinear):
         return self.update(eye).T  # the linear map applied to every basis vector
 
 
-class WaRA(Method):
+class WaRA(LinearAdapterMethod):
     Params = WaRAParams
-
-    def prepare(self, model, ctx) -> Prepared:
-        patterns = ctx.preset.resolve_targets(self.params.targets)
-        wrap_targets(model, patterns, lambda name, linear: WaRALinear(linear, self.params))
-        return adapter_prepared(model)
+    layer = WaRALinear
 
     def expected_trainable_params(self, shapes) -> int:
         return sum(self.params.r * (half(d_in) + half(d_out)) for d_out, d_in in shapes)

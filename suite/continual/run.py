@@ -4,65 +4,15 @@ scoring every task after every stage (the accuracy matrix, suite/continual/metri
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
-import torch
 
 from suite.continual.cells import ContinualCell
 from suite.continual.metrics import transfer
+from suite.continual.stages import Stages, StepCallback
 from suite.continual.strategies import STRATEGIES
 from suite.results import ContinualMeasured, ContinualMeasurements
-from suite.train.loop import NonFiniteLoss
-from suite.train.runner import Ready, Setup, load, train_cell
-
-StepCallback = Callable[[int, int, float], None]
-
-
-@dataclass
-class Stages:
-    """The cell's tasks, loaded: a fresh seeded task model (and head) per task."""
-
-    cell: ContinualCell
-    setups: list[Setup]
-    on_step: StepCallback | None = None
-    # Each task's head, taken before any strategy swaps heads on a shared model.
-    heads: list[torch.nn.Module] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.heads = [s.model.head for s in self.setups]
-
-    def train(self, i: int, ready: Ready) -> dict[str, Any]:
-        """Train task i within the matrix's budget (per task), reporting steps overall."""
-        done = sum(s.steps for s in self.setups[:i])
-        total = sum(s.steps for s in self.setups)
-        report = None
-        if self.on_step:
-            report = lambda step, _t, loss: self.on_step(done + step, total, loss)  # noqa: E731
-        return train_cell(self.cell.stage(i), self.setups[i], ready, report)
-
-    def score(self, j: int, model: torch.nn.Module) -> tuple[float, int]:
-        """Task j's primary test metric for `model`, and the examples it was scored on."""
-        from suite.tasks.encoding import split_examples
-        from suite.train.batches import eval_batches
-        from suite.train.evaluate import predict, score
-        from suite.train.precision import autocast_context
-
-        stage, setup = self.cell.stage(j), self.setups[j]
-        split = setup.encoded["test"]
-        limit = self.cell.eval_examples
-        if limit and len(split) > limit:  # a fixed sample, the same for every cell
-            split = split_examples(split, np.random.default_rng(0).permutation(len(split))[:limit])
-        batches = eval_batches(split, stage.task.eval_batch_size, setup.pad, setup.collate)
-        batches = [{k: v.to(setup.device) for k, v in b.items()} for b in batches]
-        model.eval()
-        with autocast_context(setup.device, stage.budget.autocast):
-            found = predict(model, batches, stage.task, setup.tokenizer)
-        return score(stage.task, found)[stage.task.primary_metric], len(split)
+from suite.train.failure import failure
+from suite.train.runner import load
 
 
 def run_continual(cell: ContinualCell, on_step: StepCallback | None = None) -> ContinualMeasured:
@@ -71,12 +21,8 @@ def run_continual(cell: ContinualCell, on_step: StepCallback | None = None) -> C
     t0 = datetime.now(UTC)
     try:
         outcome = {"status": "ok", "measurements": _run(cell, on_step)}
-    except NonFiniteLoss as exc:
-        outcome = {"status": "nan", "error": str(exc)}
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        outcome = {"status": "oom", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     except Exception as exc:  # noqa: BLE001 - a failing cell must never stop the matrix
-        outcome = {"status": "failed", "error": "".join(traceback.format_exception(exc))[-4000:]}
+        outcome = failure(exc)
     wall = (datetime.now(UTC) - t0).total_seconds()
     return ContinualMeasured(**outcome, started_at=started, cell_wall_s=wall)
 

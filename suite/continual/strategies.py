@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from torch import nn
 
-    from suite.continual.run import Stages
+    from suite.continual.stages import Stages
 
 
 class Strategy(Protocol):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 
 from suite.methods.api import Method, MethodParams, PrepareContext, Prepared, StepHooks
@@ -23,6 +24,17 @@ class TargetedParams(MethodParams):
     ("qv", "attention", "mlp", "all-linear") or explicit module names."""
 
     targets: str | list[str] = "qv"
+
+
+class LowRankUpdateParams(TargetedParams):
+    """A LoRA-shaped update on each target: rank `r` (checked against the targets'
+    shapes), scale alpha / r, dropout on the update's input. LoRA's own defaults; a
+    method whose reference differs overrides the field (RandLoRA's r 32, alpha 640)."""
+
+    rank_fields = ("r",)
+    r: PositiveInt = 8
+    alpha: PositiveFloat = 16
+    dropout: NonNegativeFloat = Field(default=0.0, lt=1.0)
 
 
 class LinearAdapterMethod(Method):
@@ -125,6 +137,27 @@ class AdapterLinear(nn.Module):
                 self.base.weight.copy_(self._unmerged_weight)
             del self._unmerged_weight
             self.merged = False
+
+
+class FactoredLinear(AdapterLinear):
+    """An adapter whose update is scaling * B A, with (A, B) = `factors()` (A r x d_in,
+    B d_out x r) built anew at each call from the layer's own tensors (NOLA's mixtures of
+    random bases, RandLoRA's scaled shared bases). Subclasses set `scaling` and
+    `dropout` (on the update's input; nn.Identity for none)."""
+
+    scaling: float
+    dropout: nn.Module
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.factors()
+        return nn.functional.linear(nn.functional.linear(self.dropout(x), a), b) * self.scaling
+
+    def delta_weight(self) -> torch.Tensor:
+        a, b = self.factors()
+        return (b @ a) * self.scaling
 
 
 def wrap_targets(model: nn.Module, patterns: list[str], factory) -> list[tuple[str, nn.Module]]:

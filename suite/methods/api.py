@@ -9,11 +9,13 @@ a method's name.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +62,20 @@ class MethodParams(BaseModel):
                     f"{name} = {value} exceeds the {d_out} x {d_in} spectrum of a targeted weight"
                 )
         return issues
+
+
+def at_most(low: str, high: str) -> Any:
+    """A Params validator: the field `low` must not exceed the field `high` (a top-k
+    within its experts, a target rank within the initial one). Assign it in the class
+    body: `_k_within_experts = at_most("top_k", "experts")`."""
+
+    def check(params: MethodParams) -> MethodParams:
+        small, large = getattr(params, low), getattr(params, high)
+        if small > large:
+            raise ValueError(f"{low} ({small}) must not exceed {high} ({large})")
+        return params
+
+    return model_validator(mode="after")(check)
 
 
 class StepHooks:
@@ -234,3 +250,9 @@ class Method:
         slice, the same for every seed), hands it over as `ctx.holdout_batches`, and records
         it on the row. Validation and test are never touched. 0: nothing held out."""
         return 0.0
+
+    @classmethod
+    def plugin_name(cls) -> str:
+        """The name of the plugin's folder (the method's, one folder per plugin), for
+        messages written by shared machinery."""
+        return Path(inspect.getfile(cls)).parent.name

@@ -14,14 +14,14 @@ Groups follow the driver's convention: no weight decay on tensors under 2-D.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from suite.methods.adapters import load_state_strict, trainable_state
-from suite.methods.api import Prepared
+from suite.methods.api import Method, PrepareContext, Prepared
 from suite.methods.targets import find_targets
 
 
@@ -96,6 +96,48 @@ def projected_optimizer(
         return build(split_groups(named, set(names), weight_decay, options), lr)
 
     return optimizer_prepared(model, make_optimizer)
+
+
+OptimizerFactory = Callable[[list[dict[str, Any]], float], torch.optim.Optimizer]
+
+
+class OptimizerMethod(Method):
+    """A method that changes only the optimiser (GaLore, DCT-AdamW, FRUGAL): every weight
+    trains under `optimizer(ctx)(groups, lr)`, whose projected group holds the 2-D weights
+    of the Params' `targets` and carries the Params fields `group_fields` (plus
+    `group_flags`), which the optimiser reads per group as the references do. With
+    `checks_rank`, the Params' `rank` must be below every projected weight's smaller side."""
+
+    group_fields: ClassVar[tuple[str, ...]] = ()
+    group_flags: ClassVar[dict[str, Any]] = {}
+    checks_rank: ClassVar[bool] = False
+
+    def optimizer(self, ctx: PrepareContext) -> OptimizerFactory:
+        raise NotImplementedError
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
+        p = self.params
+        options = self.group_flags | {name: getattr(p, name) for name in self.group_fields}
+        rank_of = (p.rank, self.plugin_name()) if self.checks_rank else None
+        patterns = ctx.preset.resolve_targets(p.targets)
+        return projected_optimizer(model, patterns, options, self.optimizer(ctx), rank_of)
+
+    def expected_trainable_params(self, shapes) -> int:
+        raise NotImplementedError(
+            f"{self.plugin_name()} trains every weight; it changes the optimiser only"
+        )
+
+
+def with_grads(
+    optimizer: torch.optim.Optimizer,
+) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+    """(group, tensor) for every tensor of `optimizer` that has a gradient this step, in
+    group order: the walk every optimiser's step makes (a tensor without a gradient keeps
+    its value and state, as in torch's AdamW)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                yield group, p
 
 
 def update_moments(

@@ -20,12 +20,15 @@ gradient is computed) lets suite/train/flops.py count these modules like linears
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from suite.methods.adapters import load_state_strict, merging, wrap_targets
-from suite.methods.api import Prepared, StepHooks
+from suite.methods.api import Method, PrepareContext, Prepared, StepHooks
 
 
 class ReplacedLinear(nn.Module):
@@ -74,6 +77,18 @@ class ReplacedLinear(nn.Module):
         self._merged = None
 
 
+def check_rank(r: int, linear: nn.Linear, name: str, method: str) -> None:
+    """A factorised replacement's rank must fit the target: r <= min(d_out, d_in). The
+    plan checks it from the preset's shapes (`rank_fields`); this is the run-time guard
+    for a model the plan did not see."""
+    k = min(linear.in_features, linear.out_features)
+    if r > k:
+        raise ValueError(
+            f"{method}: r = {r} exceeds min(d_out, d_in) = {k} of target '{name}' "
+            f"({linear.out_features} x {linear.in_features}); choose r <= {k}"
+        )
+
+
 def replaced(model: nn.Module) -> list[ReplacedLinear]:
     return [m for m in model.modules() if isinstance(m, ReplacedLinear)]
 
@@ -114,6 +129,33 @@ def replace_targets(
         adapter_state=state,
         load_adapter_state=lambda s: load_state_strict(model, s),
     )
+
+
+class ReplacingMethod(Method):
+    """A method that replaces every target linear by one `layer` of rank `params.r`
+    (checked against the linear's sides): `layer(linear, params)`, or with `seeded`,
+    `layer(linear, params, generator)`, one CPU generator seeded from the cell's seed and
+    shared by the layers in module order. `hooks(layers, generator)` adds step hooks
+    (the layers list fills as the targets are replaced)."""
+
+    layer: ClassVar[Callable[..., ReplacedLinear]]
+    seeded: ClassVar[bool] = False
+
+    def hooks(self, layers: list[ReplacedLinear], gen: torch.Generator | None) -> StepHooks | None:
+        return None
+
+    def prepare(self, model: nn.Module, ctx: PrepareContext) -> Prepared:
+        p = self.params
+        gen = ctx.generator() if self.seeded else None
+        layers: list[ReplacedLinear] = []
+
+        def factory(name: str, linear: nn.Linear) -> ReplacedLinear:
+            check_rank(p.r, linear, name, self.plugin_name())
+            layers.append(type(self).layer(linear, p, *([gen] if self.seeded else [])))
+            return layers[-1]
+
+        patterns = ctx.preset.resolve_targets(p.targets)
+        return replace_targets(model, patterns, factory, p.train_rest, self.hooks(layers, gen))
 
 
 def spectral_factors(weight: torch.Tensor, r: int) -> tuple[torch.Tensor, ...]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from suite.methods.adapters import AdapterLinear, wrap_targets
 from suite.methods.api import PrepareContext
+from suite.methods.optimizers import update_moments, with_grads
 
 MaskKind = Literal["random", "magnitude", "gradient", "snip"]
 GradHook = Callable[[torch.Tensor], None]
@@ -335,34 +336,30 @@ class PerEntryAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["age"] = torch.ones_like(p)
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                mask = self.active(p) if self.active is not None else None
-                if mask is None:
-                    _adamw_entries(p, state, p.grad, group, beta1, beta2)
-                else:
-                    saved = {k: v.clone() for k, v in state.items()} | {"p": p.detach().clone()}
-                    _adamw_entries(p, state, p.grad, group, beta1, beta2)
-                    keep = ~mask
-                    p.data[keep] = saved.pop("p")[keep]
-                    for key, old in saved.items():
-                        state[key][keep] = old[keep]
+        for group, p in with_grads(self):
+            state = self.state[p]
+            if not state:
+                state["age"] = torch.ones_like(p)
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            mask = self.active(p) if self.active is not None else None
+            if mask is None:
+                _adamw_entries(p, state, p.grad, group)
+            else:
+                saved = {k: v.clone() for k, v in state.items()} | {"p": p.detach().clone()}
+                _adamw_entries(p, state, p.grad, group)
+                keep = ~mask
+                p.data[keep] = saved.pop("p")[keep]
+                for key, old in saved.items():
+                    state[key][keep] = old[keep]
         return loss
 
 
-def _adamw_entries(p, state, grad, group, beta1, beta2) -> None:
+def _adamw_entries(p, state, grad, group) -> None:
     lr, wd, age = group["lr"], group["weight_decay"], state["age"]
+    beta1, beta2 = group["betas"]
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    update_moments(exp_avg, exp_avg_sq, grad, (beta1, beta2))
     denom = exp_avg_sq.sqrt().add_(group["eps"])
     denom.mul_(1.0 - beta1**age).div_(torch.sqrt(1.0 - beta2**age))
     p.addcdiv_(exp_avg, denom, value=-lr)

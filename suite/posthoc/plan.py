@@ -26,7 +26,7 @@ from suite.posthoc.cells import (
     resolve_posthoc,
 )
 from suite.registry import Catalog, Entry
-from suite.results import CellReport, PosthocMeasured
+from suite.results import CellReport, PosthocMeasured, StageOutcome
 from suite.specs.matrix import MatrixSpec
 
 
@@ -139,24 +139,13 @@ def refused_report(status: str, reason: str) -> CellReport:
     return CellReport(measured=PosthocMeasured(status=status, error=reason), log=reason + "\n")
 
 
-@dataclass
-class PosthocOutcome:
-    """What the run summary and the progress display keep of a post-hoc result."""
-
-    status: str
-    error: str | None
-    hostname: str | None
-    summary: str
-
-
-def outcome(cell: PosthocCell, report: CellReport) -> PosthocOutcome:
-    measured = report.measured
-    text = (measured.error or "")[-200:]
-    if measured.status == "ok" and isinstance(measured, PosthocMeasured):
+def outcome(cell: PosthocCell, report: CellReport) -> StageOutcome:
+    def summary(measured: PosthocMeasured) -> str:
         parts = [
             f"{s.task} {s.value:.4f} ({s.normalised:.3f} of {s.source_value:.4f})"
             for s in measured.measurements.scores
             if s.primary and s.split == "test" and s.normalised is not None
         ]
-        text = f"test {cell.inputs[0].task.primary_metric}: " + ", ".join(parts)
-    return PosthocOutcome(measured.status, measured.error, report.placement.hostname, text)
+        return f"test {cell.inputs[0].task.primary_metric}: " + ", ".join(parts)
+
+    return StageOutcome.of(report, PosthocMeasured, summary)

@@ -10,7 +10,6 @@ what must be stored, the compressed model's latency against the dense one's.
 from __future__ import annotations
 
 import time
-import traceback
 from datetime import UTC, datetime
 
 import torch
@@ -23,7 +22,7 @@ from suite.posthoc.cells import PosthocCell
 from suite.posthoc.inputs import LoadedInput, build_model, load_input
 from suite.results import PosthocMeasured, PosthocMeasurements, PosthocScore
 from suite.train.batches import eval_batches
-from suite.train.loop import NonFiniteLoss
+from suite.train.failure import failure
 from suite.train.measure import median_latency, safetensors_bytes
 from suite.train.runner import LATENCY_BATCHES, evaluate_cell, seed_everything
 
@@ -40,12 +39,8 @@ def run_posthoc(cell: PosthocCell) -> PosthocMeasured:
         outcome = {"status": "ok", "measurements": _run(cell)}
     except ArtifactError as exc:
         outcome = {"status": "input_invalid", "error": str(exc)}
-    except NonFiniteLoss as exc:
-        outcome = {"status": "nan", "error": str(exc)}
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        outcome = {"status": "oom", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     except Exception as exc:  # noqa: BLE001 - a failing cell must never stop the matrix
-        outcome = {"status": "failed", "error": "".join(traceback.format_exception(exc))[-4000:]}
+        outcome = failure(exc)
     return PosthocMeasured(**outcome, started_at=started, cell_wall_s=time.perf_counter() - t0)
 
 

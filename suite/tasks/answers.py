@@ -10,10 +10,22 @@ whitespace before exact match compares them.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from suite.tasks.types import GenerationTask as TaskSpec
+
+class TaskSpec(Protocol):
+    """What answer extraction reads of a generation task (suite/tasks/types.py's
+    GenerationTask), named here so that this module needs nothing from types.py, which
+    calls it."""
+
+    @property
+    def stop_strings(self) -> list[str]: ...
+
+    @property
+    def prediction_pattern(self) -> str | None: ...
+
+    @property
+    def ignore_patterns(self) -> list[str] | None: ...
 
 
 def predicted_answer(text: str, task: TaskSpec) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 TOL = 1e-5
@@ -104,3 +105,49 @@ def assert_same_svd(ours, ref, what: str, tol: float = TOL, ties: float = 1e-4) 
 def pair_signs(u: torch.Tensor, ref_u: torch.Tensor) -> torch.Tensor:
     """+-1 per column: the sign that turns each of `u`'s singular vectors into `ref_u`'s."""
     return torch.sign((u.detach() * ref_u.detach()).sum(0))
+
+
+class ChainToy(nn.Module):
+    """The sparse fine-tuning fixtures' model (LT-SFT, SpIEL): head(c(tanh(b(tanh(a(x)))))),
+    each linear shaped by `shapes[name]` = (d_out, d_in)."""
+
+    TARGETS = ("a", "b", "c")
+
+    def __init__(self, shapes: dict[str, list[int]]):
+        super().__init__()
+        self.backbone = nn.Module()
+        for name in self.TARGETS:
+            d_out, d_in = shapes[name]
+            setattr(self.backbone, name, nn.Linear(d_in, d_out))
+        self.head = nn.Linear(*reversed(shapes["head"]))
+
+    def forward(self, x):
+        b = self.backbone
+        return self.head(b.c(torch.tanh(b.b(torch.tanh(b.a(x))))))
+
+
+class OneLinearToy(nn.Module):
+    """A backbone of one target linear `a` (d_in -> d_out) and a 3-class head (the SNELL
+    and SoRA fixtures' model)."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.a = nn.Linear(d_in, d_out)
+        self.head = nn.Linear(d_out, 3)
+
+    def forward(self, x):
+        return self.head(self.backbone.a(x))
+
+
+def frozen_toy(model: nn.Module, fx: Fixture | None = None) -> nn.Module:
+    """`model` (with the fixture's `model.*` weights, if given) with its backbone frozen:
+    the task model a method prepares."""
+    if fx is not None:
+        prefix = "model."
+        model.load_state_dict(
+            {k.removeprefix(prefix): v for k, v in fx.tensors.items() if k.startswith(prefix)}
+        )
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    return model

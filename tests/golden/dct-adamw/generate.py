@@ -23,7 +23,6 @@ steps, and every step with error feedback (use_ef, unquantised).
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -31,6 +30,9 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2]))  # the repository root, for the shared set-up
+from tests.golden.fixed_tensors import initial, parameters, replay, write_fixture  # noqa: E402
+
 CONFIG = {
     "rank": 3,
     "weight_decay": 0.1,
@@ -57,28 +59,14 @@ def _import_dct_adamw(site: Path):
     return DCTAdamW
 
 
-def initial() -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(CONFIG["seed"])
-    out = {f"init.{k}": torch.randn(*s, generator=gen) for k, s in CONFIG["shapes"].items()}
-    for t in range(CONFIG["steps"]):
-        for k, s in CONFIG["shapes"].items():
-            out[f"noise.{t}.{k}"] = torch.randn(*s, generator=gen)
-    return out
-
-
 def run(dct_adamw, tensors: dict, case: str) -> dict[str, torch.Tensor]:
     c, opts = CONFIG, CONFIG["cases"][case]
-    params = {k: torch.nn.Parameter(tensors[f"init.{k}"].clone()) for k in c["shapes"]}
+    params = parameters(tensors, c)
     opt = dct_adamw(list(params.values()), lr=c["lrs"][0], weight_decay=c["weight_decay"],
                     rank=c["rank"], proj="dct", use_ef=opts["use_ef"],
                     update_proj_gap=opts["update_proj_gap"])  # fmt: skip
     out = {}
-    for t in range(c["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = c["lrs"][t]
-        for k, p in params.items():
-            p.grad = tensors[f"noise.{t}.{k}"] + c["grad_weight"] * p.detach()
-        opt.step()
+    for t in replay(opt, params, tensors, c):
         for k, p in params.items():
             state = opt.state[p]
             out[f"{case}.step{t}.{k}"] = p.detach().clone()
@@ -95,13 +83,10 @@ def run(dct_adamw, tensors: dict, case: str) -> dict[str, torch.Tensor]:
 
 def main(site: Path) -> None:
     dct_adamw = _import_dct_adamw(site)
-    tensors = initial()
+    tensors = initial(CONFIG)
     out = dict(tensors)
     for case in CONFIG["cases"]:
         out.update(run(dct_adamw, tensors, case))
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in out.items()}, str(HERE / "fixture.safetensors"))
     meta = {
         "repo": "ista-daslab-optimizers 1.1.15 (PyPI; IST-DASLab/ISTA-DASLab-Optimizers)",
         "commit": "4c98e6e7d8a51147cc8fdd77458baac881852b56",
@@ -118,7 +103,7 @@ def main(site: Path) -> None:
         "modules run as shipped. Every 2-D tensor here is projected by the package (both "
         "under 32,000 per side) and they share the smaller side 8, so its single Q fits.",
     }
-    (HERE / "fixture.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_fixture(HERE, out, meta)
 
 
 if __name__ == "__main__":

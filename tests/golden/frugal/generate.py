@@ -29,7 +29,6 @@ the reference's own torch.randperm calls on the global generator.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -37,6 +36,9 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2]))  # the repository root, for the shared set-up
+from tests.golden.fixed_tensors import initial, parameters, replay, write_fixture  # noqa: E402
+
 CONFIG = {
     "density": 0.5,
     "update_gap": 3,
@@ -68,15 +70,6 @@ CONFIG = {
 }
 
 
-def initial() -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(CONFIG["seed"])
-    out = {f"init.{k}": torch.randn(*s, generator=gen) for k, s in CONFIG["shapes"].items()}
-    for t in range(CONFIG["steps"]):
-        for k, s in CONFIG["shapes"].items():
-            out[f"noise.{t}.{k}"] = torch.randn(*s, generator=gen)
-    return out
-
-
 def build(frugal, params: dict, case: str):
     c, opts = CONFIG, dict(CONFIG["cases"][case])
     cls = getattr(frugal, opts.pop("class"))
@@ -103,16 +96,11 @@ def chosen(state: dict) -> torch.Tensor | None:
 
 def run(frugal, tensors: dict, case: str) -> dict[str, torch.Tensor]:
     c = CONFIG
-    params = {k: torch.nn.Parameter(tensors[f"init.{k}"].clone()) for k in c["shapes"]}
+    params = parameters(tensors, c)
     opt = build(frugal, params, case)
     torch.manual_seed(c["draw_seed"])
     out = {}
-    for t in range(c["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = c["lrs"][t]
-        for k, p in params.items():
-            p.grad = tensors[f"noise.{t}.{k}"] + c["grad_weight"] * p.detach()
-        opt.step()
+    for t in replay(opt, params, tensors, c):
         for k, p in params.items():
             state, key = opt.state[p], f"{case}.step{t}.{k}"
             out[key] = p.detach().clone()
@@ -132,13 +120,10 @@ def main(ref: Path) -> None:
     sys.path.insert(0, str(ref))
     import frugal
 
-    tensors = initial()
+    tensors = initial(CONFIG)
     out = dict(tensors)
     for case in CONFIG["cases"]:
         out.update(run(frugal, tensors, case))
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in out.items()}, str(HERE / "fixture.safetensors"))
     meta = {
         "repo": "philipzmr/FRUGAL (read from the copy hungquangbui02022003/FRUGAL)",
         "commit": "c7ebe4c242f7908e036c287e3a10512a84634648",
@@ -156,7 +141,7 @@ def main(ref: Path) -> None:
         "torch.randperm per projectable tensor in group order at each refresh (coordinates) "
         "or once per refresh (blocks).",
     }
-    (HERE / "fixture.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_fixture(HERE, out, meta)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ steps 0, 3, 6), scale 0.5, weight decay 0.1, 7 steps.
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -30,6 +29,9 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2]))  # the repository root, for the shared set-up
+from tests.golden.fixed_tensors import initial, parameters, replay, write_fixture  # noqa: E402
+
 CONFIG = {
     "rank": 3,
     "update_proj_gap": 3,
@@ -52,18 +54,9 @@ def _stub_bitsandbytes() -> None:
     sys.modules.update(mods)
 
 
-def initial() -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(CONFIG["seed"])
-    out = {f"init.{k}": torch.randn(*s, generator=gen) for k, s in CONFIG["shapes"].items()}
-    for t in range(CONFIG["steps"]):
-        for k, s in CONFIG["shapes"].items():
-            out[f"noise.{t}.{k}"] = torch.randn(*s, generator=gen)
-    return out
-
-
 def run(galore_adamw, tensors: dict, proj_type: str) -> dict[str, torch.Tensor]:
     c = CONFIG
-    params = {k: torch.nn.Parameter(tensors[f"init.{k}"].clone()) for k in c["shapes"]}
+    params = parameters(tensors, c)
     regular = [params[k] for k in c["shapes"] if k not in c["projected"]]
     projected = [params[k] for k in c["projected"]]
     groups = [
@@ -74,12 +67,7 @@ def run(galore_adamw, tensors: dict, proj_type: str) -> dict[str, torch.Tensor]:
     opt = galore_adamw(groups, lr=c["lrs"][0], weight_decay=c["weight_decay"],
                        no_deprecation_warning=True)  # fmt: skip
     out = {}
-    for t in range(c["steps"]):
-        for group in opt.param_groups:
-            group["lr"] = c["lrs"][t]
-        for k, p in params.items():
-            p.grad = tensors[f"noise.{t}.{k}"] + c["grad_weight"] * p.detach()
-        opt.step()
+    for t in replay(opt, params, tensors, c):
         for k, p in params.items():
             state = opt.state[p]
             out[f"{proj_type}.step{t}.{k}"] = p.detach().clone()
@@ -95,13 +83,10 @@ def main(site: Path) -> None:
     _stub_bitsandbytes()
     from galore_torch import GaLoreAdamW
 
-    tensors = initial()
+    tensors = initial(CONFIG)
     out = dict(tensors)
     for proj_type in CONFIG["proj_types"]:
         out.update(run(GaLoreAdamW, tensors, proj_type))
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in out.items()}, str(HERE / "fixture.safetensors"))
     meta = {
         "repo": "galore-torch 1.0 (PyPI; jiaweizzhao/GaLore)",
         "commit": "galore-torch==1.0",
@@ -113,7 +98,7 @@ def main(site: Path) -> None:
         "notes": "bitsandbytes stubbed (imported by the unused 8-bit variant). The lr of "
         "every group is set before each step, as the training driver's schedule does.",
     }
-    (HERE / "fixture.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_fixture(HERE, out, meta)
 
 
 if __name__ == "__main__":
