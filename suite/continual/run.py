@@ -17,8 +17,10 @@ from suite.continual.cells import ContinualCell
 from suite.continual.metrics import transfer
 from suite.continual.strategies import STRATEGIES
 from suite.results import ContinualMeasured, ContinualMeasurements
+from suite.train.fit import train_cell
+from suite.train.load import Setup, load
 from suite.train.loop import NonFiniteLoss
-from suite.train.runner import Ready, Setup, load, train_cell
+from suite.train.prepare import Ready
 
 StepCallback = Callable[[int, int, float], None]
 
@@ -83,7 +85,7 @@ def run_continual(cell: ContinualCell, on_step: StepCallback | None = None) -> C
 
 def _run(cell: ContinualCell, on_step: StepCallback | None) -> ContinualMeasurements:
     from suite.methods.source import source_hash
-    from suite.train.runner import method_class
+    from suite.train.prepare import method_class
 
     stages = Stages(cell, [load(cell.stage(i)) for i in range(len(cell.tasks))], on_step)
     n = len(cell.tasks)
