@@ -10,7 +10,9 @@ import torch
 from suite.results import RUNNER_PHASES
 from suite.specs.profile import HardwareProfile
 from suite.train import runner
+from tests import test_costs
 
+lora_cell = test_costs.lora_cell  # the tiny LoRA cell (a fixture)
 PIPELINE = ("load", "prepare", "train_cell", "evaluate_cell", "measure", "save")
 
 
@@ -18,20 +20,6 @@ def test_each_phase_is_a_function_of_its_own_module():
     modules = [getattr(runner, name).__module__ for name in PIPELINE]
     assert len(set(modules)) == len(PIPELINE), modules
     assert runner.__name__ not in modules
-
-
-@pytest.fixture(scope="module")
-def lora_cell(tiny_plugins):
-    from suite.cells import expand
-    from suite.registry import Catalog
-    from suite.specs.matrix import Budget, MatrixSpec
-
-    matrix = MatrixSpec(
-        name="pipeline", models=["tiny-bert"], methods=["lora"], tasks=["drug-condition"],
-        seeds=[0], budget=Budget(max_steps=2, batch_size=8),
-    )  # fmt: skip
-    (cell,) = expand(matrix, Catalog.discover([tiny_plugins]))
-    return cell
 
 
 def test_the_runner_calls_each_phase_once_in_order_and_times_it(lora_cell, monkeypatch):
