@@ -67,16 +67,19 @@ def measure(method: str, steps: int, batch: int) -> dict:
     from suite.registry import Catalog
     from suite.specs.budget import Budget
     from suite.specs.matrix import MatrixSpec
-    from suite.train import caches, runner
+    from suite.train import caches
+    from suite.train.fit import train_cell
+    from suite.train.load import load
+    from suite.train.prepare import prepare
 
     matrix = MatrixSpec(
         name="llm-memory", models=[MODEL], methods=[method], tasks=[TASK], seeds=[0],
         budget=Budget(max_steps=steps, batch_size=batch, warmup_ratio=0.0),
     )  # fmt: skip
     (cell,) = expand(matrix, Catalog.discover())
-    setup = runner.load(cell)
-    ready = runner.prepare(cell, setup)
-    trained = runner.train_cell(cell, setup, ready, None)
+    setup = load(cell)
+    ready = prepare(cell, setup)
+    trained = train_cell(cell, setup, ready, None)
     out = {k: v for k, v in trained.items() if k.startswith("mem_") or "memory" in k}
     out |= {k: trained[k] for k in ("optimizer_state_bytes", "trainable_params", "train_tokens")}
     out |= {"base_bytes": ready.fields["base_bytes"], "params": cell.method.params}

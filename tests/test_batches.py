@@ -113,11 +113,11 @@ def test_outputs_and_loss_do_not_depend_on_padding_width(pooling: str):
 
 
 def test_real_tokens_are_counted_apart_from_padding():
-    from suite.train.runner import _counted
+    from suite.train.fit import counted
 
     split = _split(n=16)
     batches = eval_batches(split, 8, 0, collate_text_classes)
     tokens = [0, 0]
-    list(_counted(iter(batches), tokens))
+    list(counted(iter(batches), tokens))
     assert tokens[1] == sum(len(r) for r in split.input_ids)
     assert tokens[0] == sum(b["input_ids"].numel() for b in batches) > tokens[1]

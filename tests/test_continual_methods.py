@@ -31,7 +31,7 @@ def test_sequential_calls_the_boundary_hook_before_every_task_but_the_first(monk
     model = torch.nn.Module()
     model.head = torch.nn.Linear(2, 2)
     ready = SimpleNamespace(prepared=Prepared(model=model, hooks=_Recorder(log)))
-    monkeypatch.setattr("suite.train.runner.prepare", lambda _cell, _setup: ready)
+    monkeypatch.setattr("suite.train.prepare.prepare", lambda _cell, _setup: ready)
     heads = [torch.nn.Linear(2, 2) for _ in range(3)]
 
     def train_stage(i, got):

@@ -153,7 +153,7 @@ def test_cell_with_unset_storage_keeps_its_id():
 
 def test_runner_refuses_a_method_that_trains_compressed_codes():
     from suite.methods.api import Prepared
-    from suite.train.runner import _base_fields
+    from suite.train.prepare import _base_fields
 
     cell = expand(_matrix(methods=["qlora"]), catalog())[0]
     model = nn.Module()

@@ -12,7 +12,7 @@ from suite.continual.stages import Stages, StepCallback
 from suite.continual.strategies import STRATEGIES
 from suite.results import ContinualMeasured, ContinualMeasurements
 from suite.train.failure import failure
-from suite.train.runner import load
+from suite.train.load import load
 
 
 def run_continual(cell: ContinualCell, on_step: StepCallback | None = None) -> ContinualMeasured:
@@ -29,7 +29,7 @@ def run_continual(cell: ContinualCell, on_step: StepCallback | None = None) -> C
 
 def _run(cell: ContinualCell, on_step: StepCallback | None) -> ContinualMeasurements:
     from suite.methods.source import source_hash
-    from suite.train.runner import method_class
+    from suite.train.prepare import method_class
 
     stages = Stages(cell, [load(cell.stage(i)) for i in range(len(cell.tasks))], on_step)
     n = len(cell.tasks)

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from suite.continual.cells import ContinualCell
-from suite.train.runner import Ready, Setup, train_cell
+from suite.train.fit import train_cell
+from suite.train.load import Setup
+from suite.train.prepare import Ready
 
 StepCallback = Callable[[int, int, float], None]
 

@@ -49,7 +49,7 @@ class Sequential:
     """One adapter trained through the sequence; a head per task."""
 
     def __init__(self, stages: Stages):
-        from suite.train.runner import prepare
+        from suite.train.prepare import prepare
 
         self.stages = stages
         self.ready = prepare(stages.cell.stage(0), stages.setups[0])
@@ -78,7 +78,7 @@ class PerTask:
         self.models = [s.model for s in stages.setups]
 
     def train(self, i: int) -> dict[str, Any]:
-        from suite.train.runner import prepare
+        from suite.train.prepare import prepare
 
         ready = prepare(self.stages.cell.stage(i), self.stages.setups[i])
         self.models[i] = ready.prepared.model

@@ -21,9 +21,10 @@ from suite.specs.federated import PrivacySpec
 from suite.tasks.encoding import split_examples
 from suite.train.batches import train_batches
 from suite.train.evaluate import task_loss
+from suite.train.load import Setup, load, seed_everything
 from suite.train.loop import LoopConfig, train
 from suite.train.precision import autocast_loss
-from suite.train.runner import Ready, Setup, load, prepare, seed_everything
+from suite.train.prepare import Ready, prepare
 
 State = dict[str, torch.Tensor]
 

@@ -31,9 +31,10 @@ from suite.federated.split import label_skew, partition
 from suite.results import FederatedMeasured, FederatedMeasurements
 from suite.train.batches import eval_batches
 from suite.train.evaluate import evaluate
+from suite.train.load import Setup
 from suite.train.loop import NonFiniteLoss
 from suite.train.precision import autocast_context
-from suite.train.runner import Ready, Setup
+from suite.train.prepare import Ready
 
 
 def state_bytes(state: State) -> int:
@@ -60,7 +61,7 @@ def run_round(
 
 def _round(rc: FederatedRound, executor: ClientExecutor | None) -> FederatedMeasurements:
     from suite.methods.source import source_hash
-    from suite.train.runner import method_class
+    from suite.train.prepare import method_class
 
     cell, spec, k = rc.cell, rc.spec, rc.round
     setup, ready = start_model(cell)

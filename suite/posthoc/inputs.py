@@ -25,7 +25,9 @@ from suite.artifacts import load_verified
 from suite.cells import Cell
 from suite.methods.adapters import AdapterLinear
 from suite.train import caches
-from suite.train.runner import Setup, evaluate_cell, load, prepare
+from suite.train.evaluate import evaluate_cell
+from suite.train.load import Setup, load
+from suite.train.prepare import prepare
 
 
 @dataclass

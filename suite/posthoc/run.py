@@ -22,9 +22,10 @@ from suite.posthoc.cells import PosthocCell
 from suite.posthoc.inputs import LoadedInput, build_model, load_input
 from suite.results import PosthocMeasured, PosthocMeasurements, PosthocScore
 from suite.train.batches import eval_batches
+from suite.train.evaluate import evaluate_cell
 from suite.train.failure import failure
-from suite.train.measure import median_latency, safetensors_bytes
-from suite.train.runner import LATENCY_BATCHES, evaluate_cell, seed_everything
+from suite.train.load import seed_everything
+from suite.train.measure import LATENCY_BATCHES, median_latency, safetensors_bytes
 
 
 def method_class(cell: PosthocCell):

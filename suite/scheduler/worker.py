@@ -43,9 +43,8 @@ class CellWorker:
         once)."""
         from suite.scheduler import hardware
         from suite.train.precision import compute_dtype
-        from suite.train.runner import pick_device
 
-        device = pick_device(cell)
+        device = cell.profile.device()
         # An autocast cell's matmuls run in the autocast dtype: calibrated in that one (a
         # post-hoc cell may have no budget).
         dtype = compute_dtype(cell.model.dtype, getattr(cell.budget, "autocast", None))

@@ -36,6 +36,17 @@ class HardwareProfile(Frozen):
     expected: ExpectedDevice = ExpectedDevice()
     torch_threads: int | None = Field(default=None, ge=1)
 
+    def device(self):
+        """The torch device a cell on this profile runs on here: CUDA where the profile
+        expects it and this machine has it, else the CPU (the worker records a mismatch,
+        suite/scheduler/hardware.py). Here, below the worker and the runner, so both ask
+        the same question without the worker calling into the runner."""
+        import torch  # only where a cell runs: specs are read without torch
+
+        if self.expected.type == "cuda" and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
     @model_validator(mode="after")
     def _fraction_opt_in(self) -> HardwareProfile:
         gpus = self.resources.num_gpus

@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Sequence
 
+import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -117,10 +118,27 @@ def _nullable(kind: str) -> str:
     return kind.split(" PRIMARY")[0].split(" NOT NULL")[0]
 
 
-def insert_row(con, table: str, columns, row: dict) -> None:
-    """INSERT one row of `table`, its `columns` taken from `row` (missing ones NULL)."""
+def _insert_sql(table: str, cols: list[str], conflict: str | None) -> str:
+    verb = f"INSERT OR {conflict}" if conflict else "INSERT"
+    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def insert_row(con, table: str, columns, row: dict, conflict: str | None = None) -> None:
+    """INSERT one row of `table`, its `columns` taken from `row` (missing ones NULL);
+    `conflict` ("IGNORE", "REPLACE") says what a row whose key is stored does."""
     cols = list(columns)
-    con.execute(
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-        [row.get(c) for c in cols],
-    )
+    con.execute(_insert_sql(table, cols, conflict), [row.get(c) for c in cols])
+
+
+def insert_rows(con, table: str, columns, rows: list[dict], conflict: str | None = None) -> None:
+    """`insert_row` for many rows at once (none: nothing)."""
+    cols = list(columns)
+    if rows:
+        con.executemany(
+            _insert_sql(table, cols, conflict), [[r.get(c) for c in cols] for r in rows]
+        )
+
+
+def spec_yaml(spec) -> str:
+    """A resolved spec as a row stores it (unset options left out)."""
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)

@@ -28,6 +28,7 @@ import numpy as np
 
 from suite import itemstats
 from suite.stats import T_TABLE_MAX_DF, paired_test
+from suite.store.columns import insert_rows
 
 COMPARISON_COLUMNS = {
     "task_hash": "VARCHAR NOT NULL", "model": "VARCHAR NOT NULL",
@@ -204,12 +205,7 @@ def refresh_comparisons(con, scope: tuple[str, str, str] | None = None) -> int:
     for table in DERIVED:  # names from this module only
         con.execute(f"DELETE FROM {table} WHERE true" + where, params)
     _insert_examples(con, examples)
-    if comparisons:
-        names = list(COMPARISON_COLUMNS)
-        con.executemany(
-            f"INSERT INTO comparisons ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [[r.get(n) for n in names] for r in comparisons],
-        )
+    insert_rows(con, "comparisons", COMPARISON_COLUMNS, comparisons)
     if fronts:
         con.executemany(f"INSERT INTO pareto_noise VALUES ({', '.join('?' * 9)})", fronts)
     return len(comparisons)

@@ -17,11 +17,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
 from suite.cells import spec_hash
 from suite.results import CellReport, ContinualMeasured, ContinualMeasurements
-from suite.store.columns import add_missing, insert_row, layout
+from suite.store.columns import add_missing, insert_row, layout, spec_yaml
 
 CONTINUAL_RUN_LAYOUT: tuple[str | tuple[str, str], ...] = (
     ("result_id", "VARCHAR PRIMARY KEY"),
@@ -99,7 +97,7 @@ def continual_row(cell, report: CellReport, provenance: dict[str, Any], log_path
         "method": method.label, "method_name": method.name, "family": method.family,
         "fidelity": method.fidelity, "method_version": method.method_version,
         "params": json.dumps(method.params),
-        "method_yaml": yaml.safe_dump(method.model_dump(mode="json", exclude_none=True), sort_keys=False),
+        "method_yaml": spec_yaml(method),
         "method_hash": spec_hash(method), "strategy": cell.strategy, "model": cell.model.name,
         "base_storage": cell.base_storage, "seed": cell.seed, "profile": cell.profile.name,
         "budget": cell.budget.model_dump_json(), "protocol": cell.protocol_name,

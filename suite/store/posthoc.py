@@ -20,11 +20,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
 from suite.cells import Cell, spec_hash
 from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
-from suite.store.columns import add_missing, insert_row, layout
+from suite.store.columns import add_missing, insert_row, layout, spec_yaml
 
 ARTIFACT_COLUMNS: dict[str, str] = {
     "cell_id": "VARCHAR PRIMARY KEY",
@@ -194,7 +192,7 @@ def posthoc_row(cell, report: CellReport, provenance: dict[str, Any], log_path: 
         "stage": method.stage, "stage_name": cell.stage_name, "method": method.label,
         "method_name": method.name, "family": method.family, "fidelity": method.fidelity,
         "method_version": method.method_version, "params": json.dumps(method.params),
-        "method_yaml": yaml.safe_dump(method.model_dump(mode="json", exclude_none=True), sort_keys=False),
+        "method_yaml": spec_yaml(method),
         "method_hash": spec_hash(method), "input_cell_ids": list(cell.input_ids),
         "input_methods": [c.method.label for c in cell.inputs], "input_tasks": cell.tasks,
         "input_sha256": list(m.input_sha256) or None, "model": cell.model.name, "seed": cell.seed,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from suite.paths import PACKAGE
 from suite.specs.reference import ReferenceFile
+from suite.store.columns import insert_rows
 
 REFERENCE_DIR = PACKAGE / "references"
 
@@ -52,27 +53,27 @@ def load_reference_files(folder: Path = REFERENCE_DIR) -> list[ReferenceFile]:
     ]
 
 
-def reference_rows(files: list[ReferenceFile]) -> list[tuple]:
+def reference_rows(files: list[ReferenceFile]) -> list[dict]:
     return [
-        (
-            f.name,
-            f.task_type,
-            f.dataset,
-            f.metric,
-            f.higher_is_better,
-            row.method,
-            row.method_key,
-            row.model,
-            row.tokens,
-            row.value,
-            src.paper,
-            src.arxiv,
-            src.table,
-            src.read_from,
-            src.note or None,
-            False,
-            PROVENANCE,
-        )  # fmt: skip
+        {
+            "reference_file": f.name,
+            "task_type": f.task_type,
+            "dataset": f.dataset,
+            "metric": f.metric,
+            "higher_is_better": f.higher_is_better,
+            "method": row.method,
+            "method_key": row.method_key,
+            "model": row.model,
+            "tokens": row.tokens,
+            "value": row.value,
+            "paper": src.paper,
+            "arxiv": src.arxiv,
+            "table_ref": src.table,
+            "read_from": src.read_from,
+            "note": src.note or None,
+            "measured": False,
+            "provenance": PROVENANCE,
+        }  # fmt: skip
         for f in files
         for src in f.sources
         for row in src.rows
@@ -83,7 +84,5 @@ def refresh_references(con, folder: Path = REFERENCE_DIR) -> int:
     """Replace `reference_results` with the rows of the files in `folder`; returns how many."""
     rows = reference_rows(load_reference_files(folder))
     con.execute("DELETE FROM reference_results")
-    if rows:
-        marks = ", ".join("?" * len(REFERENCE_COLUMNS))
-        con.executemany(f"INSERT INTO reference_results VALUES ({marks})", rows)
+    insert_rows(con, "reference_results", REFERENCE_COLUMNS, rows)
     return len(rows)

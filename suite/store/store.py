@@ -2,29 +2,26 @@
 
 DuckDB lets one process hold a file, and a read-only open fails while a writer holds it.
 So the writer keeps its windows short (open, one transaction, close) and readers retry;
-a run lock (fcntl) keeps a second `peftbench run` from writing the same file at once.
+a run lock (fcntl, suite/store/lock.py) keeps a second `peftbench run` from writing the
+same file at once. The rows of each kind of cell are built in a module of their own
+(trained.py, posthoc.py, continual.py); this one registers their tables and writes them.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
 import time
-import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from suite.cells import Cell, spec_hash
+from suite.cells import Cell
 from suite.paths import DEFAULT_DB
 from suite.results import CellResult
-from suite.store.columns import add_missing, existing
+from suite.store import lock
+from suite.store.columns import add_missing, existing, insert_row
 from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
 from suite.store.continual import (
     CONTINUAL_TABLES,
@@ -59,6 +56,10 @@ from suite.store.schema import (
     rebuild_latest,
     refresh_latest,
 )
+from suite.store.trained import baseline_rows, insert_predictions, metric_rows, result_row
+
+# The run lock and the error of a held store, where their callers import them from.
+RunLock, StoreBusy = lock.RunLock, lock.StoreBusy
 
 # How long a connection waits for another process to let go of the file (seconds);
 # PEFTBENCH_LOCK_WAIT_S overrides it (tests, and scripts that would rather fail fast).
@@ -67,18 +68,6 @@ LOCK_WAIT_S = 30.0
 
 def lock_wait_s() -> float:
     return float(os.environ.get("PEFTBENCH_LOCK_WAIT_S", LOCK_WAIT_S))
-
-
-class StoreBusy(RuntimeError):
-    """Another process holds the database or the run lock."""
-
-
-def describe_holder(text: str) -> str:
-    """The run lock's "PID HOST" as words; older locks hold only the pid."""
-    pid, _, host = text.strip().partition(" ")
-    if not pid:
-        return "pid unknown"
-    return f"pid {pid} on {host}" if host else f"pid {pid}"
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -189,15 +178,11 @@ class Store:
         row = result_row(cell, result, provenance)
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            cols = list(CELL_RUN_COLUMNS)
-            con.execute(
-                f"INSERT INTO cell_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [row.get(c) for c in cols],
-            )
+            insert_row(con, "cell_runs", CELL_RUN_COLUMNS, row)
             metrics = metric_rows(cell, result, row["result_id"])
             if metrics:
                 con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
-            _insert_predictions(con, row["result_id"], result)
+            insert_predictions(con, row["result_id"], result)
             baselines = baseline_rows(cell, result)
             if baselines:
                 con.executemany(
@@ -350,199 +335,9 @@ def _sql_path(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
 
 
-def _yaml(spec) -> str:
-    """The resolved spec as stored with the row (unset options left out)."""
-    return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
-
-
-def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> dict[str, Any]:
-    task = cell.task
-    primary = task.primary_metric
-    row = result.model_dump(
-        exclude={"val_metrics", "test_metrics", "baseline_val", "baseline_test"}
-    )
-    row.update(
-        result_id=uuid.uuid4().hex,
-        matrix=cell.matrix,
-        method=cell.method.label,
-        method_name=cell.method.name,
-        method_kind=cell.method.kind,
-        family=cell.method.family,
-        fidelity=cell.method.fidelity,
-        method_version=cell.method.method_version,
-        size_params=list(cell.method.size_params),
-        model=cell.model.name,
-        task=task.name,
-        seed=cell.seed,
-        profile=cell.profile.name,
-        lr=cell.method.lr,
-        params=json.dumps(cell.method.params),
-        budget=cell.budget.model_dump_json(),
-        method_yaml=_yaml(cell.method),
-        task_yaml=_yaml(task),
-        model_yaml=_yaml(cell.model),
-        task_hash=spec_hash(task),
-        method_hash=spec_hash(cell.method),
-        model_hash=spec_hash(cell.model),
-        primary_metric=primary,
-        higher_is_better=task.metric(primary).higher_is_better,
-        val_primary=result.val_metrics.get(primary),
-        test_primary=result.test_metrics.get(primary),
-        baseline_test_primary=result.baseline_test.get(primary),
-        finished_at=datetime.now(UTC).replace(tzinfo=None),
-        versions=json.dumps(provenance.get("versions", {})),
-        hardware=json.dumps(provenance.get("hardware", {})),
-        git_sha=provenance.get("git_sha"),
-        git_dirty=provenance.get("git_dirty"),
-        run_id=provenance.get("run_id"),
-        baseline_method=cell.baseline_method,
-        task_type=task.type,
-        note=cell.model.note or None,
-        phase=cell.phase,
-        trial_index=cell.trial_index,
-        tuning=cell.tuning.model_dump_json() if cell.tuning else None,
-        selection=json.dumps(cell.selection) if cell.selection else None,
-        protocol=cell.protocol_name,
-    )
-    return row
-
-
-def metric_rows(cell: Cell, result: CellResult, result_id: str) -> list[tuple]:
-    rows = []
-    splits = (
-        ("validation", result.val_metrics),
-        ("test", result.test_metrics),
-        ("trial_test", result.trial_test_metrics),
-    )
-    for split, values in splits:
-        for name, value in values.items():
-            spec = cell.task.metric(name)
-            rows.append((result_id, split, name, value, spec.version, spec.higher_is_better))
-    return rows
-
-
-def prediction_frame(result_id: str, result: CellResult):
-    """The result's per-example predictions as rows of the `predictions` table."""
-    import pandas as pd
-
-    frames = []
-    for split, found in result.predictions.items():
-        n = len(found.gold)
-        numeric = all(not isinstance(v, str) for v in (*found.pred, *found.gold))
-        frame = pd.DataFrame(
-            {
-                "result_id": result_id,
-                "split": split,
-                "example": range(n),
-                "pred_num": found.pred if numeric else [None] * n,
-                "pred_text": [None] * n if numeric else [_text(v) for v in found.pred],
-                "gold_num": found.gold if numeric else [None] * n,
-                "gold_text": [None] * n if numeric else [_text(v) for v in found.gold],
-                "score": found.score,
-                "correct": [None if p is None or g is None else p == g
-                            for p, g in zip(found.pred, found.gold, strict=True)],
-            }
-        )  # fmt: skip
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else None
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _insert_predictions(con, result_id: str, result: CellResult) -> None:
-    frame = prediction_frame(result_id, result)
-    if frame is None:
-        return
-    # Explicit types: an all-None column would otherwise reach DuckDB as an untyped one.
-    frame = frame.astype({"pred_num": "float64", "gold_num": "float64", "score": "float64",
-                          "pred_text": "object", "gold_text": "object", "correct": "object"})  # fmt: skip
-    con.register("new_predictions", frame)
-    try:
-        con.execute("INSERT INTO predictions BY NAME SELECT * FROM new_predictions")
-    finally:
-        con.unregister("new_predictions")
-
-
 def _insert_profile(con, profile: dict[str, Any] | None) -> None:
     """Store a worker's recorded hardware profile once (rows link to it by profile_id)."""
     if not profile:
         return
-    cols = list(HARDWARE_PROFILE_COLUMNS)
-    values = [json.dumps(profile.get(c)) if c == "versions" else profile.get(c) for c in cols]
-    con.execute(
-        f"INSERT OR IGNORE INTO hardware_profiles ({', '.join(cols)}) "
-        f"VALUES ({', '.join('?' * len(cols))})",
-        values,
-    )
-
-
-def baseline_rows(cell: Cell, result: CellResult) -> list[tuple]:
-    task_hash = spec_hash(cell.task)
-    return [
-        (cell.task.name, task_hash, cell.task.baseline, split, name, value)
-        for split, values in (("validation", result.baseline_val), ("test", result.baseline_test))
-        for name, value in values.items()
-    ]
-
-
-class RunLock:
-    """An exclusive lock beside the database for the length of a run, holding the pid and
-    host of the run that took it (so a second run says at once who is writing).
-
-    Re-entrant within one process: the CLI takes it before planning, and `run_plan`,
-    which other callers use alone, takes it again (flock would refuse a second open file)."""
-
-    _held: dict[str, int] = {}  # lock path -> depth, in this process
-
-    def __init__(self, db_path: Path):
-        self.path = Path(str(db_path) + ".runlock")
-        self._fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        key = str(self.path.resolve())
-        if key in RunLock._held:
-            RunLock._held[key] += 1
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._take(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
-        self._fd = fd
-        RunLock._held[key] = 1
-        return self
-
-    def _take(self, fd: int) -> None:
-        """flock `fd`, or close it and raise StoreBusy naming the run that holds it."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            holder = os.read(fd, 256).decode(errors="replace")
-            os.close(fd)
-            raise StoreBusy(
-                f"another `peftbench run` ({describe_holder(holder)}) is writing "
-                f"{str(self.path)[:-8]}; wait for it to finish, or give this run its own --db"
-            ) from exc
-
-    def refuse_if_held(self) -> None:
-        """Raise StoreBusy at once if another run holds the lock; creates nothing (a run
-        that stops on a spec error must leave no file behind), so it only peeks."""
-        if str(self.path.resolve()) in RunLock._held or not self.path.exists():
-            return
-        fd = os.open(self.path, os.O_RDWR)
-        self._take(fd)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-    def __exit__(self, *exc) -> None:
-        key = str(self.path.resolve())
-        RunLock._held[key] = RunLock._held.get(key, 1) - 1
-        if RunLock._held[key] > 0:
-            return
-        del RunLock._held[key]
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+    row = {**profile, "versions": json.dumps(profile.get("versions"))}
+    insert_row(con, "hardware_profiles", HARDWARE_PROFILE_COLUMNS, row, conflict="IGNORE")

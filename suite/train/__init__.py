@@ -1,1 +1,1 @@
-"""The cell runner: load, adapt, train, evaluate, measure."""
+"""The trained cell's pipeline (runner.py): load, prepare, train, evaluate, measure, save."""

@@ -91,3 +91,14 @@ def example_lengths(split: EncodedSplit) -> np.ndarray:
         return seq
     offsets = np.asarray(split.extra["offsets"])
     return np.array([seq[o : o + c].max() for o, c in zip(offsets, counts, strict=True)])
+
+
+def to_device(stream: Iterator[dict], device) -> Iterator[dict]:
+    """Each batch of `stream` on `device`, moved as it is drawn."""
+    for batch in stream:
+        yield {k: v.to(device) for k, v in batch.items()}
+
+
+def on_device(batches: list[dict], device) -> list[dict]:
+    """Every batch of a fixed list on `device` (evaluation runs them more than once)."""
+    return [{k: v.to(device) for k, v in b.items()} for b in batches]

@@ -1,5 +1,6 @@
-"""A trained cell's inference costs: latency unmerged and merged, merge time and drift,
-adapter bytes.
+"""The measure phase: a trained cell's inference costs (latency unmerged and merged,
+merge time and drift, adapter bytes) and, where the matrix names reference texts, what
+training cost the base model's loss on them (forgetting).
 
 Latency is the median seconds per batch over the test split's first LATENCY_BATCHES
 batches (of the task's eval_batch_size, padded to each batch's longest row), as before;
@@ -32,9 +33,18 @@ def measure(
     cell, setup, ready, eval_sets: dict, timer: ForwardTimer | None = None
 ) -> dict[str, Any]:
     """Inference latency unmerged and merged, merge time and error, adapter bytes (under the
-    budget's autocast, as evaluation ran)."""
+    budget's autocast, as evaluation ran), then the forgetting probe's fields."""
     with autocast_context(setup.device, cell.budget.autocast):
-        return _measure(setup.device, ready.prepared, eval_sets, timer)
+        costs = _measure(setup.device, ready.prepared, eval_sets, timer)
+    return {**costs, **_forgetting(setup, ready.prepared.model)}
+
+
+def _forgetting(setup, model) -> dict[str, Any]:
+    """The reference texts' loss after training beside the base's (read at load); last,
+    on the model as the merge left it, where the runner has always read it."""
+    if setup.reference is None:
+        return {}
+    return setup.reference.fields(setup.reference_before, model)
 
 
 def _measure(device, prepared, eval_sets: dict, timer: ForwardTimer | None) -> dict[str, Any]:

@@ -11,11 +11,16 @@ split. Every predictor also returns a score per example: the margin between the 
 second-best output for classes and choices (the log-likelihood gap for choices), the
 predicted value for regression, the mean NLL per token for pretraining, and NaN for
 generated text.
+
+`evaluate_cell` is a cell's evaluate phase: the validation and test splits on fixed
+batches, the test split's first forwards timed as they run (the unmerged latency the
+measure phase reads), the task's majority baselines beside them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +31,14 @@ from suite.specs.task import TaskBase
 from suite.tasks.answers import normalised_answer, predicted_answer
 from suite.tasks.metrics import compute
 from suite.tasks.types import task_type
+from suite.train import caches
+from suite.train.batches import eval_batches, on_device
+from suite.train.measure import LATENCY_BATCHES, ForwardTimer
+from suite.train.precision import autocast_context
+
+if TYPE_CHECKING:
+    from suite.cells import Cell
+    from suite.train.load import Setup
 
 
 @dataclass(frozen=True)
@@ -193,3 +206,41 @@ def score(task: TaskBase, predictions: Predictions) -> dict[str, float]:
 def evaluate(model, batches: list[dict], task: TaskBase, tokenizer=None) -> dict[str, float]:
     """The task's metrics on `batches`."""
     return score(task, predict(model, batches, task, tokenizer))
+
+
+def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str, Any]:
+    """Validation and test metrics and per-example predictions on fixed batches.
+
+    A tuning trial's test results are kept apart (split "trial_test"): selection reads
+    only validation, so they cannot steer it; the tuning-budget curves use them."""
+    model.eval()
+    eval_sets = {
+        s: on_device(
+            eval_batches(setup.encoded[s], cell.task.eval_batch_size, setup.pad, setup.collate),
+            setup.device,
+        )
+        for s in ("validation", "test")
+    }
+    # The test split's first forwards are timed as they run: the unmerged latency.
+    timer = ForwardTimer(model, setup.device, LATENCY_BATCHES)
+    with autocast_context(setup.device, cell.budget.autocast):
+        found = {"validation": predict(model, eval_sets["validation"], cell.task, setup.tokenizer)}
+        with timer:
+            found["test"] = predict(model, eval_sets["test"], cell.task, setup.tokenizer)
+    val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
+    trial = cell.phase == "trial"
+    test_split = "trial_test" if trial else "test"
+    baselines = caches.baselines(cell.task, cell.task_dir)
+    return {
+        "val_metrics": val,
+        "test_metrics": {} if trial else test,
+        "trial_test_metrics": test if trial else {},
+        "predictions": {
+            "validation": split_predictions(found["validation"]),
+            test_split: split_predictions(found["test"]),
+        },
+        "baseline_val": baselines.get("validation", {}),
+        "baseline_test": baselines.get("test", {}),
+        "eval_sets": eval_sets,
+        "test_forwards": timer,
+    }

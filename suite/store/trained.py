@@ -1,0 +1,132 @@
+"""The trained cells' rows: a result as its `cell_runs` row, its metrics, predictions and
+the task's baselines (the post-hoc and continual kinds have modules of their own)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from suite.cells import Cell, spec_hash
+from suite.results import CellResult
+from suite.store.columns import spec_yaml
+
+
+def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> dict[str, Any]:
+    task = cell.task
+    primary = task.primary_metric
+    row = result.model_dump(
+        exclude={"val_metrics", "test_metrics", "baseline_val", "baseline_test"}
+    )
+    row.update(
+        result_id=uuid.uuid4().hex,
+        matrix=cell.matrix,
+        method=cell.method.label,
+        method_name=cell.method.name,
+        method_kind=cell.method.kind,
+        family=cell.method.family,
+        fidelity=cell.method.fidelity,
+        method_version=cell.method.method_version,
+        size_params=list(cell.method.size_params),
+        model=cell.model.name,
+        task=task.name,
+        seed=cell.seed,
+        profile=cell.profile.name,
+        lr=cell.method.lr,
+        params=json.dumps(cell.method.params),
+        budget=cell.budget.model_dump_json(),
+        method_yaml=spec_yaml(cell.method),
+        task_yaml=spec_yaml(task),
+        model_yaml=spec_yaml(cell.model),
+        task_hash=spec_hash(task),
+        method_hash=spec_hash(cell.method),
+        model_hash=spec_hash(cell.model),
+        primary_metric=primary,
+        higher_is_better=task.metric(primary).higher_is_better,
+        val_primary=result.val_metrics.get(primary),
+        test_primary=result.test_metrics.get(primary),
+        baseline_test_primary=result.baseline_test.get(primary),
+        finished_at=datetime.now(UTC).replace(tzinfo=None),
+        versions=json.dumps(provenance.get("versions", {})),
+        hardware=json.dumps(provenance.get("hardware", {})),
+        git_sha=provenance.get("git_sha"),
+        git_dirty=provenance.get("git_dirty"),
+        run_id=provenance.get("run_id"),
+        baseline_method=cell.baseline_method,
+        task_type=task.type,
+        note=cell.model.note or None,
+        phase=cell.phase,
+        trial_index=cell.trial_index,
+        tuning=cell.tuning.model_dump_json() if cell.tuning else None,
+        selection=json.dumps(cell.selection) if cell.selection else None,
+        protocol=cell.protocol_name,
+    )
+    return row
+
+
+def metric_rows(cell: Cell, result: CellResult, result_id: str) -> list[tuple]:
+    rows = []
+    splits = (
+        ("validation", result.val_metrics),
+        ("test", result.test_metrics),
+        ("trial_test", result.trial_test_metrics),
+    )
+    for split, values in splits:
+        for name, value in values.items():
+            spec = cell.task.metric(name)
+            rows.append((result_id, split, name, value, spec.version, spec.higher_is_better))
+    return rows
+
+
+def prediction_frame(result_id: str, result: CellResult):
+    """The result's per-example predictions as rows of the `predictions` table."""
+    import pandas as pd
+
+    frames = []
+    for split, found in result.predictions.items():
+        n = len(found.gold)
+        numeric = all(not isinstance(v, str) for v in (*found.pred, *found.gold))
+        frame = pd.DataFrame(
+            {
+                "result_id": result_id,
+                "split": split,
+                "example": range(n),
+                "pred_num": found.pred if numeric else [None] * n,
+                "pred_text": [None] * n if numeric else [_text(v) for v in found.pred],
+                "gold_num": found.gold if numeric else [None] * n,
+                "gold_text": [None] * n if numeric else [_text(v) for v in found.gold],
+                "score": found.score,
+                "correct": [None if p is None or g is None else p == g
+                            for p, g in zip(found.pred, found.gold, strict=True)],
+            }
+        )  # fmt: skip
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def insert_predictions(con, result_id: str, result: CellResult) -> None:
+    frame = prediction_frame(result_id, result)
+    if frame is None:
+        return
+    # Explicit types: an all-None column would otherwise reach DuckDB as an untyped one.
+    frame = frame.astype({"pred_num": "float64", "gold_num": "float64", "score": "float64",
+                          "pred_text": "object", "gold_text": "object", "correct": "object"})  # fmt: skip
+    con.register("new_predictions", frame)
+    try:
+        con.execute("INSERT INTO predictions BY NAME SELECT * FROM new_predictions")
+    finally:
+        con.unregister("new_predictions")
+
+
+def baseline_rows(cell: Cell, result: CellResult) -> list[tuple]:
+    task_hash = spec_hash(cell.task)
+    return [
+        (cell.task.name, task_hash, cell.task.baseline, split, name, value)
+        for split, values in (("validation", result.baseline_val), ("test", result.baseline_test))
+        for name, value in values.items()
+    ]

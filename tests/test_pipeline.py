@@ -1,0 +1,52 @@
+"""A trained cell is a pipeline of phases (suite/train/runner.py): load -> prepare ->
+train -> evaluate -> measure -> save, each a function of its own module, called once and
+in order, its time on the clock the row stores; the device is the profile's choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from suite.results import RUNNER_PHASES
+from suite.specs.profile import HardwareProfile
+from suite.train import runner
+from tests import test_costs
+
+lora_cell = test_costs.lora_cell  # the tiny LoRA cell (a fixture)
+PIPELINE = ("load", "prepare", "train_cell", "evaluate_cell", "measure", "save")
+
+
+def test_each_phase_is_a_function_of_its_own_module():
+    modules = [getattr(runner, name).__module__ for name in PIPELINE]
+    assert len(set(modules)) == len(PIPELINE), modules
+    assert runner.__name__ not in modules
+
+
+def test_the_runner_calls_each_phase_once_in_order_and_times_it(lora_cell, monkeypatch):
+    called: list[str] = []
+
+    def recording(name, phase):
+        def run(*args, **kwargs):
+            called.append(name)
+            return phase(*args, **kwargs)
+
+        return run
+
+    for name in PIPELINE:
+        monkeypatch.setattr(runner, name, recording(name, getattr(runner, name)))
+    measured = runner.run_cell(lora_cell)
+    assert measured.status == "ok", measured.error
+    assert called == list(PIPELINE)
+    # Every phase the row stores is on the clock, and they add up to the wall time.
+    assert set(measured.phases) == set(RUNNER_PHASES)
+    assert sum(measured.phases.values()) == pytest.approx(measured.cell_wall_s, rel=1e-9)
+
+
+def test_the_profile_picks_the_device(monkeypatch):
+    cuda = HardwareProfile(name="gpu", expected={"type": "cuda"})
+    assert HardwareProfile(name="cpu").device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cuda.device() == torch.device("cpu")  # the worker records the mismatch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cuda.device() == torch.device("cuda")
+    assert HardwareProfile(name="cpu").device() == torch.device("cpu")
