@@ -155,3 +155,13 @@ def test_icm_lora_refuses_loras_of_different_layouts():
                TaskUpdate("u", {"w": b2 @ a2}, {"w": (b2, a2)})]  # fmt: skip
     with pytest.raises(ValueError, match="one layout"):
         _generate(updates)
+
+
+def test_every_posthoc_yaml_lists_exactly_its_params_defaults():
+    """The yaml's params are the plan-time record a cell id hashes; the defaults live in
+    the implementation's Params, so the two must agree (AutoLoRA's and ICM-LoRA's too)."""
+    from tests.helpers import catalog
+
+    for entry in catalog().posthoc:
+        cls = load_object(entry.spec.implementation, entry.folder)
+        assert entry.spec.params == cls.Params().model_dump(), entry.name

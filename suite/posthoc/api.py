@@ -146,31 +146,25 @@ class Compressed:
     notes: str | None = None
 
 
-class MergeMethod:
+class PosthocMethod:
+    """A post-hoc plugin: its hyperparameters, validated by `Params` before it runs."""
+
     Params: ClassVar[type[PosthocParams]] = PosthocParams
 
     def __init__(self, params: PosthocParams):
         self.params = params
 
+
+class MergeMethod(PosthocMethod):
     def merge(self, updates: list[TaskUpdate], ctx: MergeContext) -> Merged:
         raise NotImplementedError
 
 
-class GenerateMethod:
-    Params: ClassVar[type[PosthocParams]] = PosthocParams
-
-    def __init__(self, params: PosthocParams):
-        self.params = params
-
+class GenerateMethod(PosthocMethod):
     def generate(self, updates: list[TaskUpdate], ctx: MergeContext) -> Merged:
         raise NotImplementedError
 
 
-class CompressMethod:
-    Params: ClassVar[type[PosthocParams]] = PosthocParams
-
-    def __init__(self, params: PosthocParams):
-        self.params = params
-
+class CompressMethod(PosthocMethod):
     def compress(self, model: nn.Module, ctx: CompressContext) -> Compressed:
         raise NotImplementedError
