@@ -79,7 +79,7 @@ def test_a_stage_kind_is_read_from_the_registry(monkeypatch):
     monkeypatch.setitem(
         STAGE_KINDS,
         "merge",
-        StageKind(group_by=("model.name", "seed"), min_inputs=3, calibrated=False),
+        StageKind(("model.name", "seed"), min_inputs=3, calibrated=False, view="merging"),
     )
     assert [c for c in demo_posthoc_cells() if c.method.stage == "merge"] == []
 

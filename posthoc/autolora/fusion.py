@@ -9,9 +9,10 @@ per feature and per token ('no_base' has the cross term, 'no_cross' does not). w
 w_cross and bias start N(0, 1), w_out at w (0.512 in the authors' script), the two
 LayerNorms (eps 1e-5) at identity; all of them are trained, the LoRAs and base frozen.
 
-Not yet a post-hoc stage (no posthoc.yaml): the gate depends on the input, so the fused
-model is not a weight update, and its parameters must be trained on data; the merge
-stage's contract (stored updates in, one update out, no data) cannot express either.
+The gate depends on the input, so the fused model is not a weight update: the merge
+(impl.py) returns layers (`FusedLinear` around each backbone linear, one `FusedLayer` of
+frozen source LoRAs and trained gate per layer, shared by every task's model), and the
+stage trains the gates (suite/posthoc/sources.py).
 """
 
 from __future__ import annotations
@@ -52,3 +53,32 @@ class GatedFusion(nn.Module):
 def lora_outputs(x: torch.Tensor, factors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Stacked o_i = x A_i^T B_i^T (each B_i with its scale folded in, as TaskUpdate's)."""
     return torch.stack([x @ a.T @ b.T for b, a in factors])
+
+
+class FusedLayer(nn.Module):
+    """One layer's frozen source LoRAs (buffers) and its trained gate."""
+
+    def __init__(self, factors: list[tuple[torch.Tensor, torch.Tensor]], fusion: GatedFusion):
+        super().__init__()
+        self.count = len(factors)
+        for i, (b, a) in enumerate(factors):
+            self.register_buffer(f"b{i}", b.detach().float().clone())
+            self.register_buffer(f"a{i}", a.detach().float().clone())
+        self.fusion = fusion
+
+    def factors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(getattr(self, f"b{i}"), getattr(self, f"a{i}")) for i in range(self.count)]
+
+
+class FusedLinear(nn.Module):
+    """A frozen base linear whose output the layer's gate fuses with the LoRAs' (fp32)."""
+
+    def __init__(self, base: nn.Linear, layer: FusedLayer):
+        super().__init__()
+        self.base = base
+        self.layer = layer.to(base.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.base(x)
+        loras = lora_outputs(x.float(), self.layer.factors())
+        return self.layer.fusion(h.float(), loras).to(h.dtype)

@@ -1,11 +1,14 @@
-"""The post-hoc method contract: merge methods and compress methods.
+"""The post-hoc method contract: merge, generate and compress methods.
 
 A plugin is a class with a pydantic `Params` model (validated before anything runs) and
 one of:
 
 - `merge(updates, ctx) -> Merged`: combine task updates (one `TaskUpdate` per source
   task, in the stage's task order) into one update every task uses, or (RMM) into a
-  store from which each task's update is rebuilt;
+  store from which each task's update is rebuilt, or (AutoLoRA) into layers with
+  trained parts that replace the backbone's linears;
+- `generate(updates, ctx) -> Merged`: each source task's update made anew from the
+  other sources' updates alone (ICM-LoRA), never from the task's own (`per_task`);
 - `compress(model, ctx) -> Compressed`: shrink a trained task model in place.
 
 The runner (suite/posthoc/run.py) loads the inputs, evaluates the results on every source
@@ -52,8 +55,27 @@ class TaskUpdate:
 
 
 @dataclass
+class SourceData:
+    """What a merge or generate method may read of its sources beyond their updates
+    (suite/posthoc/sources.py fills it).
+
+    `examples(index, n)`: the first n examples of a fixed permutation of source `index`'s
+    training split (never validation or test), batched, on the device; `base_model(index)`:
+    theta_0 with source `index`'s trained head, in eval mode; `train(layers, lr,
+    weight_decay)`: one run of the stage's budget over every source's training split (one
+    batch of each task in turn, each through its own head and the same `layers`), only
+    the layers' trainable parameters trained (None when the stage has no budget)."""
+
+    examples: Callable[[int, int], list[dict]]
+    base_model: Callable[[int], nn.Module]
+    train: Callable[..., TrainStats] | None = None
+
+
+@dataclass
 class MergeContext:
     seed: int
+    # Filled by the runner for every cell; None where a test merges tensors alone.
+    data: SourceData | None = None
 
     def generator(self, offset: int = 0):
         import torch
@@ -64,11 +86,17 @@ class MergeContext:
 @dataclass
 class Merged:
     """A merge's result: `shared` (one update for every task), or `per_task` (each
-    task's rebuilt update, in input order); `stored`: the tensors that must be kept."""
+    task's rebuilt update, in input order); `stored`: the tensors that must be kept.
+    `layers`: backbone module name -> wrap(that linear) -> the module that replaces it,
+    for fusions whose output is not a weight update (the same trained parts in every
+    task's model); `train_steps`/`train_wall_s`: what training the stage did."""
 
     stored: dict[str, torch.Tensor]
     shared: dict[str, torch.Tensor] | None = None
     per_task: list[dict[str, torch.Tensor]] | None = None
+    layers: dict[str, Callable[[nn.Linear], nn.Module]] | None = None
+    train_steps: int | None = None
+    train_wall_s: float | None = None
     notes: str | None = None
 
     def update_for(self, index: int) -> dict[str, torch.Tensor]:
@@ -118,21 +146,25 @@ class Compressed:
     notes: str | None = None
 
 
-class MergeMethod:
+class PosthocMethod:
+    """A post-hoc plugin: its hyperparameters, validated by `Params` before it runs."""
+
     Params: ClassVar[type[PosthocParams]] = PosthocParams
 
     def __init__(self, params: PosthocParams):
         self.params = params
 
+
+class MergeMethod(PosthocMethod):
     def merge(self, updates: list[TaskUpdate], ctx: MergeContext) -> Merged:
         raise NotImplementedError
 
 
-class CompressMethod:
-    Params: ClassVar[type[PosthocParams]] = PosthocParams
+class GenerateMethod(PosthocMethod):
+    def generate(self, updates: list[TaskUpdate], ctx: MergeContext) -> Merged:
+        raise NotImplementedError
 
-    def __init__(self, params: PosthocParams):
-        self.params = params
 
+class CompressMethod(PosthocMethod):
     def compress(self, model: nn.Module, ctx: CompressContext) -> Compressed:
         raise NotImplementedError

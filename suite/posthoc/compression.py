@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,9 +22,7 @@ from suite.methods.targets import find_targets
 from suite.posthoc.api import CompressContext
 from suite.posthoc.calibrate import Calibration
 from suite.posthoc.cells import PosthocCell
-from suite.posthoc.inputs import LoadedInput
-from suite.tasks.encoding import split_examples
-from suite.tasks.types import task_type
+from suite.posthoc.inputs import LoadedInput, training_slice
 from suite.train.batches import train_batches
 from suite.train.evaluate import task_loss
 from suite.train.loop import LoopConfig, TrainStats, planned_steps, train
@@ -35,17 +32,7 @@ def calibration_slice(source: LoadedInput, cell: PosthocCell) -> list[dict]:
     """The calibration batches: a fixed slice of the training split, on the device."""
     spec = cell.calibration
     assert spec is not None, "compress cells carry their stage's calibration spec"
-    split = source.setup.encoded["train"]
-    n = min(spec.examples, len(split))
-    chosen = np.sort(np.random.default_rng(spec.seed).permutation(len(split))[:n])
-    part = split_examples(split, chosen)
-    collate = task_type(source.cell.task).function("collator")
-    order = np.arange(len(part))
-    device = source.setup.device
-    return [
-        {k: v.to(device) for k, v in collate(part, order[i : i + spec.batch_size], source.setup.pad).items()}
-        for i in range(0, len(part), spec.batch_size)
-    ]  # fmt: skip
+    return training_slice(source, spec.examples, spec.seed, spec.batch_size)
 
 
 def compress_context(cell: PosthocCell, source: LoadedInput, model: nn.Module) -> CompressContext:

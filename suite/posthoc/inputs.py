@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from suite.artifacts import load_verified
 from suite.cells import Cell
 from suite.methods.adapters import AdapterLinear
+from suite.tasks.encoding import split_examples
+from suite.tasks.types import task_type
 from suite.train import caches
 from suite.train.evaluate import evaluate_cell
 from suite.train.load import Setup, load
@@ -152,3 +155,20 @@ def build_model(source: LoadedInput, update: dict[str, torch.Tensor]) -> nn.Modu
         p.copy_((p.float() + delta.to(p.device)).to(p.dtype))
     model.head.load_state_dict(source.head)
     return model.to(source.setup.device).eval()
+
+
+def training_slice(source: LoadedInput, examples: int, seed: int, batch_size: int) -> list[dict]:
+    """The first `examples` examples of a permutation (seeded by `seed`) of the source's
+    training split (the split training read, validation already carved out of it; never
+    validation or test), in their split order, in fixed batches on the source's device."""
+    split = source.setup.encoded["train"]
+    n = min(examples, len(split))
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    part = split_examples(split, chosen)
+    collate = task_type(source.cell.task).function("collator")
+    order = np.arange(len(part))
+    device = source.setup.device
+    return [
+        {k: v.to(device) for k, v in collate(part, order[i : i + batch_size], source.setup.pad).items()}
+        for i in range(0, len(part), batch_size)
+    ]  # fmt: skip

@@ -1,7 +1,10 @@
-"""Run one post-hoc cell in this process: load its inputs, merge or compress, evaluate.
+"""Run one post-hoc cell in this process: load its inputs, merge, generate or compress,
+evaluate.
 
 Scores: a merge is evaluated on every source task (each with its own head, the merged
-backbone shared), beside that task's own adapter re-evaluated from its artifact; a
+backbone shared, with a fusion's layers in place), a generation on every source task
+with the update made for it, each beside that task's own adapter re-evaluated from its
+artifact; a
 compression on its source task beside the dense model it started from. Both are stored
 per task, split and metric (normalised = result / source). Costs: the stage's own time,
 what must be stored, the compressed model's latency against the dense one's.
@@ -20,6 +23,7 @@ from suite.plugins import load_object
 from suite.posthoc.api import CompressContext, MergeContext, TaskUpdate
 from suite.posthoc.cells import PosthocCell
 from suite.posthoc.inputs import LoadedInput, build_model, load_input
+from suite.posthoc.sources import install, source_data
 from suite.results import PosthocMeasured, PosthocMeasurements, PosthocScore
 from suite.train.batches import eval_batches
 from suite.train.evaluate import evaluate_cell
@@ -108,16 +112,18 @@ def _check_requirements(cell: PosthocCell, inputs: list[LoadedInput]) -> None:
                 )
 
 
-def _merge(cell: PosthocCell, method, inputs: list[LoadedInput]) -> PosthocMeasurements:
+def _combine(cell: PosthocCell, inputs: list[LoadedInput], produce) -> PosthocMeasurements:
+    """Run `produce(updates, ctx)` (a merge or a generation) and score what it made for
+    each source task on that task, beside the task's own adapter."""
     _check_requirements(cell, inputs)
     updates = [TaskUpdate(i.cell.task.name, i.deltas, i.factors) for i in inputs]
     start = time.perf_counter()
-    merged = method.merge(updates, MergeContext(seed=cell.seed))
+    merged = produce(updates, MergeContext(seed=cell.seed, data=source_data(cell, inputs)))
     stage_time = time.perf_counter() - start
     scores: list[PosthocScore] = []
     for index, source in enumerate(inputs):
-        model = build_model(source, merged.update_for(index))
-        result = evaluate_cell(source.cell, source.setup, model)
+        model = install(build_model(source, merged.update_for(index)), merged.layers or {})
+        result = evaluate_cell(source.cell, source.setup, model.eval())
         scores += score_rows(source, result)
         del model
     return PosthocMeasurements(
@@ -126,6 +132,8 @@ def _merge(cell: PosthocCell, method, inputs: list[LoadedInput]) -> PosthocMeasu
         stored_bytes=safetensors_bytes(merged.stored) if merged.stored else 0,
         stored_params=sum(t.numel() for t in merged.stored.values()),
         heads_bytes=sum(safetensors_bytes(i.head) for i in inputs),
+        train_steps=merged.train_steps,
+        train_wall_s=merged.train_wall_s,
         notes=merged.notes,
     )
 
@@ -166,4 +174,8 @@ def _compress(cell: PosthocCell, method, inputs: list[LoadedInput]) -> PosthocMe
 
 
 # How one cell of each kind of stage runs (the kinds: suite/specs/posthoc.py STAGE_KINDS).
-STAGE_RUNS = {"merge": _merge, "compress": _compress}
+STAGE_RUNS = {
+    "merge": lambda cell, method, inputs: _combine(cell, inputs, method.merge),
+    "generate": lambda cell, method, inputs: _combine(cell, inputs, method.generate),
+    "compress": _compress,
+}

@@ -23,22 +23,27 @@ from suite.specs.method import SearchDim
 class StageKind:
     """What a kind of stage makes of the matrix's trained cells: those equal on
     `group_by` (attribute paths) are one post-hoc cell's inputs, kept when there are at
-    least `min_inputs`; a `calibrated` stage's cells carry its calibration set. How one
-    of its cells runs is suite/posthoc/run.py's STAGE_RUNS[kind]."""
+    least `min_inputs`; a `calibrated` stage's cells carry its calibration set; `view`:
+    the store's view that shows its rows (suite/store/posthoc.py). How one of its cells
+    runs is suite/posthoc/run.py's STAGE_RUNS[kind]."""
 
     group_by: tuple[str, ...]
     min_inputs: int
     calibrated: bool
+    view: str
 
 
 # A new kind of stage is an entry here and its function in STAGE_RUNS.
 STAGE_KINDS: dict[str, StageKind] = {
     # One trained cell per task (same base, same seed) merged into one.
-    "merge": StageKind(group_by=("model.name", "seed"), min_inputs=2, calibrated=False),
+    "merge": StageKind(("model.name", "seed"), min_inputs=2, calibrated=False, view="merging"),
+    # One trained cell per task (same base, same seed); each task's update generated
+    # from the other tasks' alone (ICM-LoRA), scored as a merge is.
+    "generate": StageKind(("model.name", "seed"), min_inputs=2, calibrated=False, view="merging"),
     # One trained cell shrunk.
-    "compress": StageKind(group_by=("cell_id",), min_inputs=1, calibrated=True),
+    "compress": StageKind(("cell_id",), min_inputs=1, calibrated=True, view="compression"),
 }
-Stage = Literal["merge", "compress"]  # spelled out for type checkers: STAGE_KINDS' keys
+Stage = Literal["merge", "generate", "compress"]  # spelled out for type checkers: STAGE_KINDS' keys
 assert set(get_args(Stage)) == set(STAGE_KINDS), "Stage must list STAGE_KINDS' keys"
 
 

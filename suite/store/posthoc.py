@@ -22,6 +22,7 @@ from typing import Any
 
 from suite.cells import Cell, spec_hash
 from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
+from suite.specs.posthoc import STAGE_KINDS
 from suite.store.columns import add_missing, insert_row, layout, spec_yaml
 
 ARTIFACT_COLUMNS: dict[str, str] = {
@@ -119,17 +120,23 @@ _LATEST = """CREATE OR REPLACE VIEW posthoc_results AS
 SELECT * FROM posthoc_runs
 QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY finished_at DESC, result_id DESC) = 1"""
 
+
+def _stages(view: str) -> str:
+    """The SQL list of the stage kinds whose rows `view` shows."""
+    return ", ".join(f"'{k}'" for k, kind in STAGE_KINDS.items() if kind.view == view)
+
+
 _MERGING = """CREATE OR REPLACE VIEW merging AS
 SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.fidelity,
     r.method_version, r.params, r.model, r.seed, r.profile, r.status, r.error,
     r.input_methods, r.input_tasks, r.input_cell_ids, s.task, s.metric,
     s.value AS merged_value, s.source_value AS own_value, s.normalised,
     r.stored_bytes, r.stored_params, r.heads_bytes, r.stage_time_s AS merge_time_s,
-    r.finished_at, r.protocol
+    r.train_steps, r.train_wall_s, r.budget, r.finished_at, r.protocol
 FROM posthoc_results r
 LEFT JOIN posthoc_scores s
     ON s.result_id = r.result_id AND s.split = 'test' AND s.is_primary
-WHERE r.stage = 'merge'"""
+WHERE r.stage IN ({stages})""".format(stages=_stages("merging"))
 
 _COMPRESSION = """CREATE OR REPLACE VIEW compression AS
 SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.fidelity,
@@ -143,7 +150,7 @@ SELECT r.cell_id, r.matrix, r.stage_name, r.method, r.method_name, r.family, r.f
 FROM posthoc_results r
 LEFT JOIN posthoc_scores s
     ON s.result_id = r.result_id AND s.split = 'test' AND s.is_primary
-WHERE r.stage = 'compress'"""
+WHERE r.stage IN ({stages})""".format(stages=_stages("compression"))
 
 POSTHOC_VIEWS = [_LATEST, _MERGING, _COMPRESSION]
 POSTHOC_VIEW_NAMES = ("posthoc_results", "merging", "compression")
