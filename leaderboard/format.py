@@ -61,8 +61,9 @@ def duration(value) -> str:
         return f"{s * 1000:.3g} ms"
     if s < 60:
         return f"{s:.3g} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {int(round(s % 60))} s"
+    if s < 3600:  # round the whole first: 119.6 s is 2 min 0 s, not 1 min 60 s
+        whole = round(s)
+        return f"{whole // 60} min {whole % 60} s"
     return f"{s / 3600:.2g} h"
 
 
