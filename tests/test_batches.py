@@ -117,7 +117,7 @@ def test_real_tokens_are_counted_apart_from_padding():
 
     split = _split(n=16)
     batches = eval_batches(split, 8, 0, collate_text_classes)
-    tokens = [0, 0]
+    tokens = [0, 0, 0, 0]  # padded, real; the LM head's positions (none here)
     list(counted(iter(batches), tokens))
     assert tokens[1] == sum(len(r) for r in split.input_ids)
     assert tokens[0] == sum(b["input_ids"].numel() for b in batches) > tokens[1]
