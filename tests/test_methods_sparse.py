@@ -373,3 +373,28 @@ def test_every_sparse_method_runs_a_cell_end_to_end(tiny_plugins, tmp_path):
     # LT-SFT reports its K-entry adapter (1% of tiny-bert's 8 attention matrices of 32x32),
     # not phase 1's dense count.
     assert rows["lt-sft"]["adapter_params"] == int(0.01 * 8 * 32 * 32)
+
+
+@pytest.mark.parametrize("path", ["dense", "chunked", "hooked"])
+def test_sparse_delta_trains_under_bf16_autocast(path):
+    """The league runs under CPU bf16 autocast: the custom backward got a bf16 grad_out
+    beside an fp32 input and SHiRA's trials failed with "expected m1 and m2 to have the
+    same dtype". Each backward path now gives the values a gradient near fp32's."""
+    torch.manual_seed(0)
+    layer = SparseDeltaLinear(nn.Linear(16, 8), torch.randperm(128)[:20])
+    seen = []
+    if path == "chunked":
+        layer.grad_chunk_rows = 3
+    if path == "hooked":
+        layer.grad_hook = seen.append
+    x = torch.randn(4, 5, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = layer(x).float().pow(2).sum()
+    loss.backward()  # outside autocast, as the training loop runs it
+    bf16 = layer.values.grad.clone()
+    layer.values.grad = None
+    layer(x).pow(2).sum().backward()
+    assert bf16.dtype == torch.float32 and torch.allclose(
+        bf16, layer.values.grad, rtol=0.05, atol=0.05
+    )
+    assert (path == "hooked") == bool(seen)

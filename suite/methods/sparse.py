@@ -54,7 +54,10 @@ class _SparseDeltaLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = grad_out @ _densify(weight, values, indices).to(grad_out.dtype)
         g = grad_out.reshape(-1, grad_out.shape[-1])
-        xs = x.reshape(-1, x.shape[-1])
+        # Under autocast the forward ran in bf16/fp16 and grad_out has that dtype, while x
+        # may have come in as fp32 (backward runs outside autocast): the weight gradient is
+        # computed in grad_out's dtype, as autocast's own linear backward does.
+        xs = x.reshape(-1, x.shape[-1]).to(g.dtype)
         if ctx.hook is None and ctx.chunk_rows and ctx.needs_input_grad[3]:
             grad_values = _entry_grads(g, xs, indices, ctx.chunk_rows).to(values.dtype)
         elif ctx.needs_input_grad[3] or ctx.hook is not None:
