@@ -8,12 +8,20 @@ Everything is read from the store's views (suite/store/views.py), so the numbers
 leaderboard's. Usage:
 
   .venv/bin/python bench/league_report.py --db results/league.duckdb [--protocol league-v1]
+  .venv/bin/python bench/league_report.py --published leaderboard/published/league-v1 --write
+
+`--write` rewrites the generated parts of README.md (the results table) and docs/league.md
+(the status line and the report), between their `<!-- league-report:NAME begin/end -->`
+markers, so what the repository says is what its published dataset holds
+(tests/test_published.py checks that they agree).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -155,12 +163,153 @@ def report(db: Path, protocol: str) -> str:
     return "\n\n".join(parts)
 
 
+# The README's names for the league's entries (how their papers write them); an entry
+# not listed here appears under its label.
+DISPLAY = {
+    "full": "full fine-tuning", "lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA",
+    "pissa": "PiSSA", "vera": "VeRA", "nola": "NoLA", "randlora": "RandLoRA",
+    "lora-xs": "LoRA-XS", "lora-sb": "LoRA-SB", "loldu": "LoLDU", "svfit": "SVFit",
+    "salt": "SALT", "hydra": "HydraLoRA", "allora": "ALLoRA", "block-lora": "Block-LoRA",
+    "comp-lora": "CompLoRA", "peft-loha": "LoHa", "peft-lokr": "LoKr", "peft-oft": "OFT",
+    "peft-ia3": "(IA)3", "fourierft": "FourierFT", "loca": "LoCA", "wara": "WaRA",
+    "adalora": "AdaLoRA", "peft-adalora": "AdaLoRA (PEFT)", "increlora": "IncreLoRA",
+    "diffora": "DiffoRA", "colora": "CoLoRA", "sora": "SoRA", "shira": "SHiRA",
+    "shira-snip": "SHiRA (SNIP mask)", "spiel": "SpIEL", "lt-sft": "LT-SFT", "s2ft": "S2FT",
+    "snell": "SNELL", "snella": "SNELLA", "sara": "SaRA", "adapter": "Adapter (Houlsby)",
+    "mosa": "MoSA", "mos": "MoS", "smora": "SMoRA", "mole": "MoLE", "lora-mixer": "LoRA-Mixer",
+    "qlora": "QLoRA", "lq-lora": "LQ-LoRA", "loram": "LoRAM", "pela": "PELA",
+    "sketch-to-adapt": "Sketch to Adapt", "galore": "GaLore", "frugal": "FRUGAL",
+    "dct-adamw": "DCT-AdamW", "bitfit": "BitFit",
+}  # fmt: skip
+
+
+def _compact(n) -> str:
+    """A parameter count as the README writes it: 770, 6.1k, 148k, 22.7M."""
+    if n < 1_000:
+        return f"{n:.0f}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k" if n < 100_000 else f"{n / 1e3:.0f}k"
+    return f"{n / 1e6:.1f}M"
+
+
+def _points(diff: float) -> str:
+    return f"{100 * diff:+.1f}"
+
+
+def _league(protocol: str) -> tuple[str, list[str], int]:
+    """The first task of the matrix that defines the protocol, its entries and its seeds."""
+    from suite.registry import Catalog
+
+    spec = next(e.spec for e in Catalog.discover().matrices if e.spec.protocol == protocol)
+    labels = [m if isinstance(m, str) else m.display for m in spec.methods]
+    return spec.tasks[0], labels, len(spec.seeds)
+
+
+def complete_rows(con, protocol: str, task: str, seeds: int) -> pd.DataFrame:
+    """The leaderboard rows of the entries that finished every seed."""
+    rows = con.execute(
+        'SELECT * FROM leaderboard WHERE protocol = ? AND task = ? AND NOT stale ORDER BY "rank"',
+        [protocol, task],
+    ).df()
+    return rows[(rows.n_seeds >= seeds) & (rows.n_failed.fillna(0) == 0)]
+
+
+def readme_table(con, protocol: str) -> str:
+    """The README's results table: the complete entries of the first task, best first."""
+    task, labels, seeds = _league(protocol)
+    rows = complete_rows(con, protocol, task, seeds)
+    cells = con.execute(
+        "SELECT count(*), sum(cell_wall_s) / 3600 FROM results WHERE protocol = ?", [protocol]
+    ).fetchone()
+    lines = [
+        f"**{len(rows)} of {len(labels)} entries are complete on `{task}`** ({cells[0]} cells, "
+        f"{(cells[1] or 0):.1f} CPU-hours).",
+        "",
+        "| method | accuracy (95% interval) | vs LoRA (95% interval) | Holm p | trainable |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows.itertuples():
+        diff = (
+            f"{_points(r.item_diff)} ({_points(r.item_diff_low)}, {_points(r.item_diff_high)}) points"
+            if pd.notna(r.item_diff)
+            else "–"
+        )
+        p = _p(r.p_holm if pd.notna(r.p_holm) else None)
+        lines.append(
+            f"| {DISPLAY.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
+            f"| {diff} | {p} | {_compact(r.trainable_params)} |"
+        )
+    return "\n".join(lines)
+
+
+def status(con, protocol: str) -> str:
+    """docs/league.md's status line: how many entries are complete and what is stored."""
+    task, labels, seeds = _league(protocol)
+    rows = complete_rows(con, protocol, task, seeds)
+    cells = con.execute(
+        "SELECT count(*), sum(cell_wall_s) / 3600 FROM results WHERE protocol = ?", [protocol]
+    ).fetchone()
+    return (
+        f"**{len(rows)} of its {len(labels)} entries are complete on `{task}`** ({seeds} seeds "
+        f"after the tuning trials; {cells[0]} cells in all, {(cells[1] or 0):.1f} CPU-hours)."
+    )
+
+
+def splice(text: str, name: str, body: str) -> str:
+    """`text` with the part between the markers named `name` replaced by `body`."""
+    begin, end = f"<!-- league-report:{name} begin -->", f"<!-- league-report:{name} end -->"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"no {begin} ... {end} markers")
+    return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text, count=1)
+
+
+def generated(db: Path, protocol: str) -> dict[str, dict[str, str]]:
+    """Each file's generated parts, by marker name."""
+    con = duckdb.connect(str(db), read_only=True)
+    return {
+        "README.md": {"table": readme_table(con, protocol)},
+        "docs/league.md": {"status": status(con, protocol), "report": report(db, protocol)},
+    }
+
+
+def store_of(folder: Path, into: Path) -> Path:
+    """A fresh store holding one published dataset (what the repository ships)."""
+    from suite.store.published import load_published
+    from suite.store.store import Store
+
+    db = into / "published.duckdb"
+    load_published(Store(db), folder)
+    return db
+
+
+def write(root: Path, parts: dict[str, dict[str, str]]) -> None:
+    for name, bodies in parts.items():
+        path = root / name
+        text = path.read_text()
+        for marker, body in bodies.items():
+            text = splice(text, marker, body)
+        path.write_text(text)
+        print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="a results store")
+    source.add_argument("--published", type=Path, help="a published dataset folder")
     parser.add_argument("--protocol", default="league-v1")
+    parser.add_argument(
+        "--write", action="store_true", help="rewrite the generated parts of README.md and "
+        "docs/league.md instead of printing the report"
+    )  # fmt: skip
     args = parser.parse_args()
-    print(report(args.db, args.protocol))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = args.db or store_of(args.published, Path(tmp))
+        if args.write:
+            write(Path(__file__).resolve().parents[1], generated(db, args.protocol))
+        else:
+            print(report(db, args.protocol))
 
 
 if __name__ == "__main__":

@@ -219,3 +219,41 @@ def test_verify_whose_ray_does_not_start_exits_1_with_one_sentence(monkeypatch):
     said = " ".join(out.output.split())
     assert "the embedded Ray did not start (The current node timed out" in said
     assert "verify --local" in said and "Traceback" not in said
+
+
+def _league_report():
+    import importlib.util
+
+    from suite.paths import CHECKOUT
+
+    spec = importlib.util.spec_from_file_location(
+        "league_report", CHECKOUT / "bench" / "league_report.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_and_league_doc_say_what_the_published_league_holds(tmp_path):
+    """The README's results table and docs/league.md's status and report are generated from
+    the committed dataset (bench/league_report.py --published ... --write): a publish that
+    forgets to regenerate them, or a hand edit of a number, fails here."""
+    from suite.paths import CHECKOUT
+
+    report = _league_report()
+    db = report.store_of(CHECKOUT / "leaderboard" / "published" / "league-v1", tmp_path)
+    for name, parts in report.generated(db, "league-v1").items():
+        text = (CHECKOUT / name).read_text()
+        for marker, body in parts.items():
+            assert report.splice(text, marker, body) == text, (
+                f"{name}'s {marker} differs from the published dataset: run "
+                "bench/league_report.py --published leaderboard/published/league-v1 --write"
+            )
+
+
+def test_league_report_splice_needs_its_markers():
+    report = _league_report()
+    text = "a\n<!-- league-report:t begin -->\nold\n<!-- league-report:t end -->\nb"
+    assert report.splice(text, "t", "new") == text.replace("old", "new")
+    with pytest.raises(SystemExit, match="no <!-- league-report:x begin -->"):
+        report.splice(text, "x", "new")
