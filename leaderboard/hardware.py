@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from leaderboard.data import Reader
+from leaderboard.pagedata import protocol_names
 from suite.results import PHASES, phase_column
 
 
@@ -121,14 +122,17 @@ def machine_words(row: dict) -> str:
 
 def results_on(reader: Reader, profile: str) -> pd.DataFrame:
     """The leaderboard rows measured on one profile (bound parameter), by protocol (the
-    same method under two budgets is two rows, each naming its protocol)."""
-    return reader.frame(
+    same method under two budgets is two rows, each naming its protocol, in words in
+    `protocol_label`)."""
+    rows = reader.frame(
         "SELECT protocol, task, model, method, n_seeds, n_failed, mean, ci_low, ci_high, "
         'peak_memory_bytes, train_wall_s, latency_unmerged_s, "rank" FROM leaderboard '
         'WHERE profile = ? ORDER BY protocol, task, model, "rank"',
         [profile],
         views=["leaderboard"],
     )
+    names = protocol_names(reader)
+    return rows.assign(protocol_label=rows["protocol"].map(lambda p: names.get(p, p)))
 
 
 def phases_on(reader: Reader, profile: str) -> pd.DataFrame:

@@ -260,7 +260,7 @@ def results_on_table(rows: pd.DataFrame) -> Table:
     """The leaderboard rows measured on one profile, each with its protocol."""
     return _table(
         {
-            "Protocol": (rows["protocol"], "text"),
+            "Protocol": (_optional(rows, "protocol_label").fillna(rows["protocol"]), "text"),
             "Task": (rows["task"], "text"),
             "Model": (rows["model"], "text"),
             "Method": (rows["method"], "text"),

@@ -19,7 +19,12 @@ from leaderboard.data import Reader
 from suite.cells import expand
 from suite.specs.budget import budget_tag, default_protocol
 from suite.specs.matrix import MatrixSpec
-from suite.store.protocols import LEAGUE_PROTOCOL, budget_words
+from suite.store.protocols import (
+    LEAGUE_PROTOCOL,
+    budget_words,
+    protocol_label,
+    protocol_labels,
+)
 from suite.store.schema import CELL_RUN_COLUMNS
 from suite.store.store import Store
 from tests.helpers import catalog
@@ -200,9 +205,33 @@ def test_leaderboard_pages_show_one_protocol(two):
         assert pagedata.methods(reader, protocol) == ["head", "lora"]
 
 
+def test_a_protocol_reads_as_its_name_and_budget_never_a_hex_tag(two):
+    """Issue 23: "smoke@ec69163d" is shown as "smoke: ..." (the budget in words)."""
+    budget = json.dumps({"epochs": 2.0, "batch_size": 32, "autocast": "bf16", "tokens": None})
+    assert protocol_label({"protocol": LEAGUE_PROTOCOL, "budgets": [budget]}) == (
+        "league-v1: 2 epochs, batch 32, bf16"
+    )
+    steps = json.dumps({"epochs": 1.0, "max_steps": 120, "batch_size": 16})
+    assert protocol_label({"protocol": "smoke@ec69163d", "budgets": [steps]}) == (
+        "smoke: 1 epoch, at most 120 steps, batch 16"
+    )
+    # Two protocols whose words read alike keep their ids apart.
+    rows = [{"protocol": f"smoke@{t}", "budgets": [steps]} for t in ("aaaaaaaa", "bbbbbbbb")]
+    assert protocol_labels(rows) == [
+        "smoke: 1 epoch, at most 120 steps, batch 16 [smoke@aaaaaaaa]",
+        "smoke: 1 epoch, at most 120 steps, batch 16 [smoke@bbbbbbbb]",
+    ]
+    labels = pagedata.protocol_names(Reader(two))
+    assert labels[MINE] == "mine: 1 epoch, at most 20 steps, batch 16"
+    assert labels[LEAGUE_PROTOCOL] == "league-v1: 3 epochs, batch 32"
+
+
 def test_the_report_has_one_section_per_protocol(two):
     text = report.build_report(two)
-    league, mine = text.index(f"Protocol {LEAGUE_PROTOCOL}"), text.index(f"Protocol {MINE}")
+    names = pagedata.protocol_names(Reader(two))
+    league = text.index(f"Protocol {names[LEAGUE_PROTOCOL]}")
+    mine = text.index(f"Protocol {names[MINE]}")
+    assert MINE not in text  # the hex tag stays in the store
     assert league < mine  # the league opens the report
     assert text.count("drug-condition on minilm-l6") == 2
 
@@ -285,6 +314,10 @@ def test_the_app_opens_on_the_league_and_switches_protocol(two, monkeypatch):
     at = AppTest.from_file(app, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.sidebar.selectbox(key="protocol").value == LEAGUE_PROTOCOL
+    # People read names and budgets; the stored id is in the tooltip only.
+    shown = sorted(at.sidebar.selectbox(key="protocol").options)
+    assert shown == ["league-v1: 3 epochs, batch 32", "mine: 1 epoch, at most 20 steps, batch 16"]
+    assert not any(MINE in c.value for c in [*at.sidebar.caption, *at.caption, *at.markdown])
     assert any("3 epochs, batch 32" in c.value for c in at.sidebar.caption)
     table = at.dataframe[0].value
     assert sorted(table["Method"]) == ["head", "lora"]  # one lora: the league's

@@ -89,6 +89,10 @@ def budget_words(
         parts.append(f"batch {int(budget['batch_size'])}")
     if budget.get("max_train_samples"):
         parts.append(f"{int(budget['max_train_samples']):,} training examples")
+    if budget.get("autocast"):
+        parts.append(str(budget["autocast"]))
+    if budget.get("length_bucket_window"):
+        parts.append(f"length-bucketed ({int(budget['length_bucket_window'])} batches)")
     if seeds is None:
         return ", ".join(parts)
     if tuning:
@@ -99,6 +103,26 @@ def budget_words(
         parts.append("untuned (each method's default learning rate)")
     parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
     return ", ".join(parts)
+
+
+def protocol_label(row: dict[str, Any]) -> str:
+    """A `protocols` view row as people read it: the protocol's name and its budget, e.g.
+    "smoke: at most 120 steps, batch 16". A matrix's default protocol drops its budget
+    tag (`smoke@ec69163d`): the budget words say what the tag hashes."""
+    name = str(row["protocol"]).split("@", 1)[0]
+    budgets = [_json(b) for b in _items(row.get("budgets"))]
+    words = budget_words(budgets[0]) if len(budgets) == 1 else ""
+    return f"{name}: {words}" if words else name
+
+
+def protocol_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """`protocol_label` of each row; two rows that would read alike (budgets differing only
+    in what the words leave out, e.g. warmup) keep their stored ids in brackets."""
+    labels = [protocol_label(row) for row in rows]
+    return [
+        f"{label} [{row['protocol']}]" if labels.count(label) > 1 else label
+        for label, row in zip(labels, rows, strict=True)
+    ]
 
 
 def describe(row: dict[str, Any]) -> str:
