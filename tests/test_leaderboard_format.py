@@ -3,7 +3,9 @@ missing (never "None" or "nan"), raw numbers kept underneath for sorting."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pandas as pd
 
@@ -68,3 +70,24 @@ def test_class_ids_become_names_however_they_are_stored():
         assert _name(stored, names) == "Bipolar"
     for kept in ("7", "2.5", "yes", -1):
         assert _name(kept, names) == kept
+
+
+def test_ablation_axes_read_like_the_tables_even_with_one_point():
+    """Issue 23: one rank-8 point at 7/9 drew ticks "0.777778" and "8.000000"."""
+    import vl_convert
+
+    from leaderboard.charts import ablation_chart
+    from leaderboard.saved import SAVED
+
+    frame = pd.DataFrame(
+        {"method_kind": ["lora"], "method": ["lora"], "profile": ["cpu-local"],
+         "sweep_param": ["r"], "sweep_value": [8.0], "mean": [7 / 9], "ci_low": [0.7196],
+         "ci_high": [0.836], "n_seeds": [1], "trainable_params": [77578]}
+    )  # fmt: skip
+    svg = vl_convert.vegalite_to_svg(ablation_chart(frame, SAVED["rank"]).to_dict())
+    ticks = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert "0.778" in ticks and "8" in ticks, ticks
+    assert not any(t in ("0.777778", "8.000000", "8.0") for t in ticks), ticks
+    spec = json.dumps(ablation_chart(frame, SAVED["rank"]).to_dict())
+    assert '"format": ".4f"' in spec and '"format": ",d"' in spec  # tooltips: mean, counts
+    assert fmt.d3_format(pd.Series([0.001, 0.0003])) == ".4~g"
