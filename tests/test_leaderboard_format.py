@@ -91,3 +91,19 @@ def test_ablation_axes_read_like_the_tables_even_with_one_point():
     spec = json.dumps(ablation_chart(frame, SAVED["rank"]).to_dict())
     assert '"format": ".4f"' in spec and '"format": ",d"' in spec  # tooltips: mean, counts
     assert fmt.d3_format(pd.Series([0.001, 0.0003])) == ".4~g"
+
+
+def test_the_method_page_shows_the_overviews_holm_p(tmp_path):
+    """Issue 23: the Method page's "p" (the seed t-test's, blank at one seed) beside the
+    Overview's "p (Holm)" for the same rows; now both show the view's Holm p."""
+    reader = Reader(demo_db_copy(tmp_path / "demo.duckdb"))
+    metric = pagedata.primary_metric(reader, "drug-condition")
+    rows = pagedata.leaderboard_rows(reader, pagedata.Filters("drug-condition", "minilm-l6"))
+    overview = tables.overview_table(rows, metric).styled()
+    method = tables.method_results_table(pagedata.method_data(reader, "head")["rows"]).styled()
+    mine = method[method["Task"] == "drug-condition"].set_index("Profile")
+    theirs = overview[overview["Method"] == "head"].set_index("Profile")
+    assert "p" not in method.columns and len(mine) == len(theirs) > 0
+    for column in ("p (Holm)", "Holm over", "vs baseline method"):
+        assert mine[column].to_dict() == theirs[column].to_dict(), column
+    assert (mine["p (Holm)"] != "–").all()
