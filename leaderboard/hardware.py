@@ -14,6 +14,7 @@ import pandas as pd
 from leaderboard.data import Reader
 from leaderboard.pagedata import protocol_names
 from suite.results import PHASES, phase_column
+from suite.store.schema import MACHINE_KEY
 
 
 def _has_recorded(reader: Reader) -> bool:
@@ -67,20 +68,13 @@ def recorded(reader: Reader, scan: pd.DataFrame | None = None) -> pd.DataFrame:
     return same_machines(machines)
 
 
-# What makes two recorded machines the same kind of machine (the host, the node and the
-# calibration's noise do not): they are listed once, with how many there were.
-_MACHINE_KEY = [
-    "device_type", "device_name", "device_count", "device_memory_bytes", "cpu_model",
-    "cpu_cores", "ram_bytes", "driver_version", "cuda_version", "cudnn_version", "torch_threads",
-]  # fmt: skip
-
-
 def same_machines(machines: pd.DataFrame) -> pd.DataFrame:
     """One row per kind of machine, named in words (`machine`), with `machines` (how many
     recordings), their hosts, results and declared profiles, and the median calibration."""
     if machines.empty:
         return machines
-    key = [c for c in _MACHINE_KEY if c in machines.columns]
+    # The same machine (suite/store/schema.py MACHINE_KEY) is listed once, with its count.
+    key = [c for c in MACHINE_KEY if c in machines.columns]
     grouped = machines.groupby(key, dropna=False, sort=False).agg(
         machines=("profile_id", "count"),
         hosts=("hostname", lambda h: ", ".join(sorted({str(v) for v in h.dropna()}))),

@@ -181,6 +181,15 @@ HARDWARE_PROFILE_COLUMNS: dict[str, str] = {
     "recorded_at": "VARCHAR",
 }
 
+# What makes two recordings the same machine: its stable facts only. `profile_id` hashes
+# the whole recording, calibration included (measured FLOP/s and bandwidth move run to
+# run), so one machine has many ids; compare these instead (verify's "same hw", the
+# Hardware page's grouping). The ids stay as they are: published rows link to them.
+MACHINE_KEY = (
+    "device_type", "device_name", "device_count", "device_memory_bytes", "cpu_model",
+    "cpu_cores", "ram_bytes", "driver_version", "cuda_version", "cudnn_version", "torch_threads",
+)  # fmt: skip
+
 TABLES = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     "CREATE TABLE IF NOT EXISTS cell_runs ("
