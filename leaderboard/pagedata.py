@@ -233,7 +233,7 @@ def method_data(
     protocol (None: the default), and its loss curves."""
     protocol = protocol or chosen_protocol(reader, None)
     spec = reader.frame(
-        "SELECT method_name, method_kind, family, method_yaml FROM cell_runs "
+        "SELECT method_name, method_kind, family, method_yaml FROM protocol_results "
         "WHERE method = ? AND protocol IS NOT DISTINCT FROM ? ORDER BY finished_at DESC LIMIT 1",
         [method, protocol],
     )

@@ -350,3 +350,41 @@ def test_post_hoc_rows_carry_their_inputs_protocol(tmp_path):
     assert store.upgrade_if_older()
     again = store.query("SELECT DISTINCT protocol FROM posthoc_runs")
     assert again["protocol"].tolist() == trained["protocol"].tolist()
+
+
+def test_a_cell_another_matrix_stored_counts_for_this_protocol_too(tmp_path):
+    """Issue 23: two ad-hoc matrices with one budget share cell ids (their default protocols
+    stay out of the id), so `mine` finds the other one's lora stored and skips it; its
+    protocol still lists lora (`protocol_cells`), and the other protocol keeps it."""
+    from suite.driver import in_process_executor, plan, run_plan
+
+    store = Store(tmp_path / "shared.duckdb")
+    store.init()
+    with duckdb.connect(str(store.path)) as con:  # a store of schema 6: no membership yet
+        con.execute("DROP VIEW protocol_results")
+        con.execute("DROP TABLE protocol_cells")
+        con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    assert store.upgrade_if_older()  # in place, as the leaderboard opens it
+    other = matrix(name="league", budget=SHORT_BUDGET)  # an ad-hoc "league@<tag>"
+    _write(store, other)
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "name: mine\nmodels: [minilm-l6]\nmethods: [lora]\ntasks: [drug-condition]\n"
+        "seeds: [0, 1]\nbudget: {max_steps: 20, batch_size: 16, warmup_ratio: 0.1}\n"
+    )
+    mine = plan(catalog(), str(path), store)
+    assert mine.todo == [] and len(mine.cells) == 2  # both seeds stored by the other
+    run_plan(mine, store, in_process_executor(results_dir=tmp_path))
+    board = store.query("SELECT protocol, method, n_seeds, mean, vs_baseline FROM leaderboard")
+    by = {(r.protocol, r.method): r for r in board.itertuples()}
+    assert sorted(by) == sorted(
+        [(MINE, "lora"), (other.protocol_name, "head"), (other.protocol_name, "lora")]
+    )
+    assert by[(MINE, "lora")].n_seeds == 2
+    assert by[(MINE, "lora")].mean == by[(other.protocol_name, "lora")].mean
+    assert store.query("SELECT count(*) AS n FROM comparisons WHERE protocol = ?", [MINE])["n"][0]
+    assert MINE in set(store.query("SELECT protocol FROM protocols")["protocol"])
+    assert pagedata.methods(Reader(store.path), MINE) == ["lora"]
+    spec = pagedata.method_data(Reader(store.path), "lora", MINE)["spec"]
+    assert len(spec) == 1  # the Method page finds its YAML
+    assert len(store.query("SELECT * FROM results")) == 4  # one latest row per cell
