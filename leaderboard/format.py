@@ -136,7 +136,7 @@ FORMATS: dict[str, Callable[[object], str]] = {
 COLUMN_LABELS = {
     "method_kind": "Method kind",
     "sweep_param": "Swept hyperparameter",
-    "sweep_value": "Its value",
+    "sweep_value": "Hyperparameter value",
     "mean": "Mean test score",
     "ci_low": "95% interval, low",
     "ci_high": "95% interval, high",

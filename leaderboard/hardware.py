@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from leaderboard.data import Reader
+from leaderboard.format import nbytes
 from leaderboard.pagedata import protocol_names
 from suite.results import PHASES, phase_column
 from suite.store.schema import MACHINE_KEY
@@ -105,12 +106,12 @@ def machine_words(row: dict) -> str:
         count = int(given("device_count") or 1)
         memory = given("device_memory_bytes")
         gpu = f"{count} x {row['device_name']}" if count > 1 else str(row["device_name"])
-        parts.append(gpu + (f" ({memory / 2**30:.0f} GiB)" if memory else ""))
+        parts.append(gpu + (f" ({nbytes(memory)})" if memory else ""))
     cpu = given("cpu_model") or "unknown CPU"
     cores = given("cpu_cores")
     parts.append(f"{cpu}" + (f", {int(cores)} cores" if cores else ""))
     if given("ram_bytes"):
-        parts.append(f"{row['ram_bytes'] / 2**30:.0f} GiB RAM")
+        parts.append(f"{nbytes(row['ram_bytes'])} RAM")
     return "; ".join(parts)
 
 

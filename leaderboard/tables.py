@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from leaderboard.format import missing, styled
+from leaderboard.format import missing, nbytes, styled
 from leaderboard.pagedata import Metric
 from suite.results import PHASES, phase_column
 
@@ -228,7 +228,7 @@ def describe_hardware(summary) -> str:
         cores = facts.get("cpu_cores") or facts.get("cpus")
         parts.append(f"{cpu}" + (f", {cores} cores" if cores else ""))
     if facts.get("ram_bytes"):
-        parts.append(f"{facts['ram_bytes'] / 2**30:.0f} GiB RAM")
+        parts.append(f"{nbytes(facts['ram_bytes'])} RAM")
     return "; ".join(parts) or "–"
 
 
