@@ -55,6 +55,7 @@ def test_every_page_table_renders_without_none_or_nan(tmp_path):
         cells = {str(v) for v in shown.to_numpy().ravel()}
         assert not cells & {"None", "nan", "NaN", "<NA>"}, cells
         assert all(shown[c].map(type).eq(str).all() for c in shown.columns)
+    assert not hw["rows"].empty and not built[-1].frame["Protocol"].str.contains("@").any()
     overview = " ".join(built[0].styled().to_numpy().ravel())
     assert "MiB" in overview and " ms" in overview and "–" in overview
     assert any(" GiB" in " ".join(t.styled().to_numpy().ravel()) for t in built)
