@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import altair as alt
 import pandas as pd
 
-from leaderboard.format import column_label
+from leaderboard.format import auto_kinds, axis_format, column_label, d3_format
 from leaderboard.pagedata import COST_AXES, Metric
 
 if TYPE_CHECKING:
@@ -184,20 +184,28 @@ def compression_chart(rows: pd.DataFrame, metric_label: str) -> alt.Chart:
 
 def ablation_chart(frame: pd.DataFrame, query: SavedQuery) -> alt.Chart:
     """A saved query's rows as lines, axes, legend and tooltips under people's labels
-    (`format.COLUMN_LABELS`), numbers in the tooltip rounded."""
+    (`format.COLUMN_LABELS`), axis ticks and tooltips in the tables' formats (whole
+    numbers as integers, scores rounded)."""
+    kinds = auto_kinds(frame)
     x_type = "N" if frame[query.x].dtype == object else "Q"
     scale = alt.Scale(type="log") if query.x_log else alt.Scale(zero=False)
     x_title = column_label(query.x)
     x = (
-        alt.X(f"{query.x}:Q", scale=scale, title=x_title)
+        alt.X(f"{query.x}:Q", scale=scale, title=x_title,
+              axis=alt.Axis(**axis_format(frame[query.x], kinds.get(query.x))))
         if x_type == "Q"
         else alt.X(f"{query.x}:N", title=x_title)
-    )
+    )  # fmt: skip
+    y_axis = alt.Axis(**axis_format(frame[query.y], kinds.get(query.y)))
     tooltip = [
         alt.Tooltip(
             f"{c}:{'Q' if pd.api.types.is_numeric_dtype(frame[c]) else 'N'}",
             title=column_label(str(c)),
-            **({"format": ".4~g"} if pd.api.types.is_float_dtype(frame[c]) else {}),
+            **(
+                {"format": d3_format(frame[c], kinds.get(c), axis=False)}
+                if pd.api.types.is_numeric_dtype(frame[c])
+                else {}
+            ),
         )
         for c in frame.columns[:8]
     ]
@@ -206,7 +214,12 @@ def ablation_chart(frame: pd.DataFrame, query: SavedQuery) -> alt.Chart:
         .mark_line(point=True)
         .encode(
             x=x,
-            y=alt.Y(f"{query.y}:Q", scale=alt.Scale(zero=False), title=column_label(query.y)),
+            y=alt.Y(
+                f"{query.y}:Q",
+                scale=alt.Scale(zero=False),
+                title=column_label(query.y),
+                axis=y_axis,
+            ),
             color=alt.Color(f"{query.color}:N", title=column_label(query.color)),
             tooltip=tooltip,
         )

@@ -136,7 +136,7 @@ FORMATS: dict[str, Callable[[object], str]] = {
 COLUMN_LABELS = {
     "method_kind": "Method kind",
     "sweep_param": "Swept hyperparameter",
-    "sweep_value": "Its value",
+    "sweep_value": "Hyperparameter value",
     "mean": "Mean test score",
     "ci_low": "95% interval, low",
     "ci_high": "95% interval, high",
@@ -200,6 +200,30 @@ def auto_kinds(frame: pd.DataFrame) -> dict[str, str]:
         elif pd.api.types.is_float_dtype(frame[col]):
             kinds[col] = "number"  # never 0.14285714285714285
     return kinds
+
+
+# The kinds above as d3 formats, for chart axes and tooltips (Vega formats in the
+# browser): scores to 3 places on an axis (a tick is coarser than a table cell) and to 4 in
+# a tooltip, as `score` does; other measures to 4 significant digits, as `number` does.
+_D3 = {"score": (".3f", ".4f"), "p": (".3f", ".3f"), "count": (",d", ",d")}
+
+
+def d3_format(values: pd.Series, kind: str | None = None, axis: bool = True) -> str:
+    """The d3 format a chart reads `values` (of `kind`, see `auto_kinds`) with: whole
+    numbers as integers ("8", never "8.000000"), scores to 3 (axis) or 4 (tooltip) places."""
+    present = pd.to_numeric(values, errors="coerce").dropna()
+    if kind in _D3:
+        return _D3[kind][0 if axis else 1]
+    if len(present) and (present == present.round()).all():
+        return ",d"
+    return ".4~g"
+
+
+def axis_format(values: pd.Series, kind: str | None = None) -> dict:
+    """An Altair axis's arguments for `values`: their d3 format, and whole-number ticks
+    only on a whole-number axis (ticks at 7.5 would read "8" twice)."""
+    form = d3_format(values, kind)
+    return {"format": form, **({"tickMinStep": 1} if form == ",d" else {})}
 
 
 def styled_auto(frame: pd.DataFrame, labels: bool = False):

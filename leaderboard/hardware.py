@@ -12,7 +12,10 @@ from __future__ import annotations
 import pandas as pd
 
 from leaderboard.data import Reader
+from leaderboard.format import nbytes
+from leaderboard.pagedata import protocol_names
 from suite.results import PHASES, phase_column
+from suite.store.schema import MACHINE_KEY
 
 
 def _has_recorded(reader: Reader) -> bool:
@@ -66,20 +69,13 @@ def recorded(reader: Reader, scan: pd.DataFrame | None = None) -> pd.DataFrame:
     return same_machines(machines)
 
 
-# What makes two recorded machines the same kind of machine (the host, the node and the
-# calibration's noise do not): they are listed once, with how many there were.
-_MACHINE_KEY = [
-    "device_type", "device_name", "device_count", "device_memory_bytes", "cpu_model",
-    "cpu_cores", "ram_bytes", "driver_version", "cuda_version", "cudnn_version", "torch_threads",
-]  # fmt: skip
-
-
 def same_machines(machines: pd.DataFrame) -> pd.DataFrame:
     """One row per kind of machine, named in words (`machine`), with `machines` (how many
     recordings), their hosts, results and declared profiles, and the median calibration."""
     if machines.empty:
         return machines
-    key = [c for c in _MACHINE_KEY if c in machines.columns]
+    # The same machine (suite/store/schema.py MACHINE_KEY) is listed once, with its count.
+    key = [c for c in MACHINE_KEY if c in machines.columns]
     grouped = machines.groupby(key, dropna=False, sort=False).agg(
         machines=("profile_id", "count"),
         hosts=("hostname", lambda h: ", ".join(sorted({str(v) for v in h.dropna()}))),
@@ -110,25 +106,28 @@ def machine_words(row: dict) -> str:
         count = int(given("device_count") or 1)
         memory = given("device_memory_bytes")
         gpu = f"{count} x {row['device_name']}" if count > 1 else str(row["device_name"])
-        parts.append(gpu + (f" ({memory / 2**30:.0f} GiB)" if memory else ""))
+        parts.append(gpu + (f" ({nbytes(memory)})" if memory else ""))
     cpu = given("cpu_model") or "unknown CPU"
     cores = given("cpu_cores")
     parts.append(f"{cpu}" + (f", {int(cores)} cores" if cores else ""))
     if given("ram_bytes"):
-        parts.append(f"{row['ram_bytes'] / 2**30:.0f} GiB RAM")
+        parts.append(f"{nbytes(row['ram_bytes'])} RAM")
     return "; ".join(parts)
 
 
 def results_on(reader: Reader, profile: str) -> pd.DataFrame:
     """The leaderboard rows measured on one profile (bound parameter), by protocol (the
-    same method under two budgets is two rows, each naming its protocol)."""
-    return reader.frame(
+    same method under two budgets is two rows, each naming its protocol, in words in
+    `protocol_label`)."""
+    rows = reader.frame(
         "SELECT protocol, task, model, method, n_seeds, n_failed, mean, ci_low, ci_high, "
         'peak_memory_bytes, train_wall_s, latency_unmerged_s, "rank" FROM leaderboard '
         'WHERE profile = ? ORDER BY protocol, task, model, "rank"',
         [profile],
         views=["leaderboard"],
     )
+    names = protocol_names(reader)
+    return rows.assign(protocol_label=rows["protocol"].map(lambda p: names.get(p, p)))
 
 
 def phases_on(reader: Reader, profile: str) -> pd.DataFrame:

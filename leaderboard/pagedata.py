@@ -16,7 +16,7 @@ import yaml
 
 from leaderboard.data import Reader
 from suite.specs.task import MetricSpec
-from suite.store.protocols import LEAGUE_PROTOCOL, describe
+from suite.store.protocols import LEAGUE_PROTOCOL, describe, protocol_labels
 
 ALL_TASKS = "(all tasks)"
 ALL_PROFILES = "(all profiles)"
@@ -61,11 +61,25 @@ class Filters:
 
 
 def protocols(reader: Reader) -> pd.DataFrame:
-    """One row per protocol with reported rows (the `protocols` view), its budget in
-    words (`budget_words`), most rows first."""
+    """One row per protocol with reported rows (the `protocols` view), its name in words
+    (`label`, what pages show; `protocol` is the stored id), its budget in words
+    (`budget_words`), most rows first."""
     frame = reader.frame("SELECT * FROM protocols ORDER BY n_rows DESC, protocol")
-    frame["budget_words"] = [describe(row) for row in frame.to_dict("records")]
+    records = frame.to_dict("records")
+    frame["label"] = protocol_labels(records)
+    frame["budget_words"] = [describe(row) for row in records]
     return frame
+
+
+def protocol_names(reader: Reader) -> dict[str, str]:
+    """Stored protocol id -> its label in words (`protocols`), for pages and tables."""
+    frame = protocols(reader)
+    return dict(zip(frame["protocol"], frame["label"], strict=True))
+
+
+def protocol_label(reader: Reader, protocol: str | None) -> str:
+    """One protocol's label in words (the stored id where the store does not list it)."""
+    return protocol_names(reader).get(protocol, str(protocol))
 
 
 def default_protocol(frame: pd.DataFrame) -> str | None:
@@ -219,7 +233,7 @@ def method_data(
     protocol (None: the default), and its loss curves."""
     protocol = protocol or chosen_protocol(reader, None)
     spec = reader.frame(
-        "SELECT method_name, method_kind, family, method_yaml FROM cell_runs "
+        "SELECT method_name, method_kind, family, method_yaml FROM protocol_results "
         "WHERE method = ? AND protocol IS NOT DISTINCT FROM ? ORDER BY finished_at DESC LIMIT 1",
         [method, protocol],
     )

@@ -89,8 +89,10 @@ def build_report(db: Path) -> str:
     first = pagedata.default_protocol(protocols)  # the league, if stored, opens the report
     protocols = protocols.sort_values("protocol", key=lambda c: c != first, kind="stable")
     triples = pagedata.choices(reader)[["protocol", "task", "model"]].drop_duplicates()
-    for protocol, words in zip(protocols["protocol"], protocols["budget_words"], strict=True):
-        page.text("h2", f"Protocol {protocol}")
+    for protocol, label, words in protocols[["protocol", "label", "budget_words"]].itertuples(
+        index=False
+    ):
+        page.text("h2", f"Protocol {label}")
         page.text("p", f"{words}. Rows of other protocols are never ranked or charted with these.")
         pairs = triples[triples["protocol"] == protocol]
         for task, model in pairs[["task", "model"]].itertuples(index=False):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from leaderboard.format import missing, styled
+from leaderboard.format import missing, nbytes, styled
 from leaderboard.pagedata import Metric
 from suite.results import PHASES, phase_column
 
@@ -58,9 +58,7 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
             "Seeds": (rows["n_seeds"], "text"),
             "Failed": (rows["n_failed"], "text"),
             "Interval over": (rows["ci_kind"], "text"),
-            "vs baseline method": (rows["vs_baseline"], "text"),
-            "p (Holm)": (rows["p_holm"], "p"),
-            "Holm over": (_optional(rows, "holm_test"), "text"),
+            **vs_baseline_columns(rows),
             "p (bootstrap)": (rows["p_boot"], "p"),
             "p (sign-flip; McNemar at 1 seed)": (rows["p_mcnemar"], "p"),
             "vs baseline (seed t-test)": (rows["vs_baseline_t"], "text"),
@@ -77,6 +75,17 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
             "Stale": (rows["stale"], "text"),
         }
     )
+
+
+def vs_baseline_columns(rows: pd.DataFrame) -> dict[str, tuple[pd.Series, str]]:
+    """The comparison with the baseline method as every page shows it: the verdict and its
+    Holm-adjusted p (the leaderboard view's `p_holm`, over the methods of one protocol,
+    task, model and profile), with the test it adjusted."""
+    return {
+        "vs baseline method": (rows["vs_baseline"], "text"),
+        "p (Holm)": (rows["p_holm"], "p"),
+        "Holm over": (_optional(rows, "holm_test"), "text"),
+    }
 
 
 def source_labels(rows: pd.DataFrame) -> pd.Series:
@@ -165,8 +174,7 @@ def method_results_table(rows: pd.DataFrame) -> Table:
             "CI low": (rows["ci_low"], "score"),
             "CI high": (rows["ci_high"], "score"),
             "Rank": (rows["rank"], "text"),
-            "vs baseline method": (rows["vs_baseline"], "text"),
-            "p": (rows["p_value"], "p"),
+            **vs_baseline_columns(rows),
             "Trainable params": (rows["trainable_params"], "count"),
             "Learning rate": (rows["lr"], "text"),
             "Version": (rows["method_version"], "text"),
@@ -220,7 +228,7 @@ def describe_hardware(summary) -> str:
         cores = facts.get("cpu_cores") or facts.get("cpus")
         parts.append(f"{cpu}" + (f", {cores} cores" if cores else ""))
     if facts.get("ram_bytes"):
-        parts.append(f"{facts['ram_bytes'] / 2**30:.0f} GiB RAM")
+        parts.append(f"{nbytes(facts['ram_bytes'])} RAM")
     return "; ".join(parts) or "–"
 
 
@@ -260,7 +268,7 @@ def results_on_table(rows: pd.DataFrame) -> Table:
     """The leaderboard rows measured on one profile, each with its protocol."""
     return _table(
         {
-            "Protocol": (rows["protocol"], "text"),
+            "Protocol": (_optional(rows, "protocol_label").fillna(rows["protocol"]), "text"),
             "Task": (rows["task"], "text"),
             "Model": (rows["model"], "text"),
             "Method": (rows["method"], "text"),

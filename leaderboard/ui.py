@@ -15,6 +15,7 @@ from leaderboard.pagedata import (
     Filters,
     choices,
     default_protocol,
+    protocol_label,
     protocols,
 )
 from suite.store.store import StoreBusy
@@ -50,11 +51,12 @@ def guarded(fn, *args, **kwargs):
         st.stop()
 
 
-def _select(label: str, options: list[str], key: str, default: int = 0) -> str:
-    """A sidebar selectbox whose choice survives page switches (kept under `_keep_<key>`)."""
+def _select(label: str, options: list[str], key: str, default: int = 0, **shown) -> str:
+    """A sidebar selectbox whose choice survives page switches (kept under `_keep_<key>`);
+    `shown`: Streamlit's format_func and help."""
     kept = st.session_state.get(f"_keep_{key}")
     index = options.index(kept) if kept in options else default
-    value = st.sidebar.selectbox(label, options, index=index, key=key)
+    value = st.sidebar.selectbox(label, options, index=index, key=key, **shown)
     st.session_state[f"_keep_{key}"] = value
     return value
 
@@ -66,14 +68,25 @@ def protocol_select(r: Reader) -> str | None:
     if frame.empty:
         return None
     names = frame["protocol"].tolist()
+    labels = dict(zip(names, frame["label"], strict=True))
     default = names.index(default_protocol(frame))
-    name = _select("Protocol", names, "protocol", default=default)
+    # The stored ids (what `peftbench query` and CSV downloads name) only in the tooltip.
+    ids = "; ".join(f"{labels[n]}: `{n}`" for n in names)
+    name = _select(
+        "Protocol", names, "protocol", default=default, format_func=labels.get,
+        help=f"A protocol fixes tasks, model, budget, tuning rule and seeds. Stored ids: {ids}",
+    )  # fmt: skip
     row = frame[frame["protocol"] == name].iloc[0]
     st.sidebar.caption(
-        f"**{name}**: {row['budget_words']}. Rows of other protocols (other budgets, "
-        "tuning rules or tasks) are never ranked or charted with these."
+        f"**{name.split('@', 1)[0]}**: {row['budget_words']}. Rows of other protocols (other "
+        "budgets, tuning rules or tasks) are never ranked or charted with these."
     )
     return name
+
+
+def protocol_words(r: Reader, protocol: str | None) -> str:
+    """The protocol's label in words, for a page's caption."""
+    return guarded(protocol_label, r, protocol)
 
 
 def sidebar_filters(r: Reader) -> Filters | None:

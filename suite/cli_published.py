@@ -116,7 +116,7 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
     ) -> None:
         """Rerun N random published cells with today's code on this machine and say how far
         each moved (primary metric and per-example predictions); exit 1 if any moved beyond
-        the tolerance on the same hardware profile, or failed."""
+        the tolerance on the same machine, or failed."""
         import tempfile
 
         from suite.driver import make_executor
@@ -141,10 +141,10 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
             fail("error:", exc, 1)
         _print_moved(console, moved)
         bad = [m for m in moved if m.status in ("failed", "stale") or (
-            m.status == "moved" and m.same_profile)]  # fmt: skip
+            m.status == "moved" and m.same_machine)]  # fmt: skip
         err_console.print(
             f"{len(moved) - len(bad)} of {len(moved)} reproduced (tolerance {TOLERANCE} on the "
-            "primary metric on the same hardware profile)"
+            "primary metric on the same machine)"
         )
         raise typer.Exit(1 if bad else 0)
 
@@ -168,7 +168,7 @@ def _print_moved(console: Console, moved) -> None:
     for m in moved:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         changed = "-" if m.changed_predictions is None else f"{m.changed_predictions}/{m.examples}"
-        same = {None: "-", True: "yes", False: "no"}[m.same_profile]
+        same = {None: "-", True: "yes", False: "no"}[m.same_machine]
         table.add_row(
             m.title, m.phase, m.split, fmt(m.published), fmt(m.rerun),
             "-" if m.delta is None else f"{m.delta:+.4f}", changed, same, m.status,

@@ -238,6 +238,7 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
         try:
             executor.prepare(the_plan.todo)
             store.init()
+            store.join_protocols(the_plan.cells)  # stored cells count for this protocol too
 
             def on_result(cell, report: CellReport) -> None:
                 # The driver's id is the one resume looks up.
@@ -251,6 +252,7 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
             executor(the_plan.todo, on_result)
             for phase in the_plan.phases:
                 built = phase(store)
+                store.join_protocols(built.cells)
                 the_plan.phase_cells = built.cells
                 _add_to_progress(progress, len(built.todo))
                 executor(built.todo, on_result)

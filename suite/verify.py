@@ -6,7 +6,8 @@ from them exactly as the league did). A published cell whose id the code no long
 expands to is reported as stale (its method, task or budget changed since), not rerun.
 The chosen cells run into a second scratch store; each is compared with its published row
 on the primary metric (test; validation for a tuning trial) and on its per-example
-predictions, and on whether it ran on the same recorded hardware profile.
+predictions, and on whether it ran on the same machine (the recorded hardware's stable
+facts; the calibration, which moves run to run, is not compared).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from suite.cells import Cell
 from suite.registry import Catalog
 from suite.store.published import load_published, read_manifest
+from suite.store.schema import MACHINE_KEY
 from suite.store.store import Store
 
 # Within this of the published score (absolute, on the primary metric) a rerun on the
-# same hardware profile counts as reproduced: CPU kernels are deterministic run to run,
+# same machine counts as reproduced: CPU kernels are deterministic run to run,
 # so the expected move there is 0; the tolerance absorbs a changed library build.
 TOLERANCE = 0.005
 
@@ -36,7 +40,7 @@ class Moved:
     rerun: float | None
     changed_predictions: int | None
     examples: int | None
-    same_profile: bool | None
+    same_machine: bool | None
     status: str  # exact | within tolerance | moved | failed | stale
 
     @property
@@ -117,10 +121,34 @@ def compare(row: dict, cell: Cell | None, rerun_store: Store, published: Store) 
     status = "exact" if delta == 0 and changed == 0 else (
         "within tolerance" if delta <= TOLERANCE else "moved"
     )  # fmt: skip
-    same = new.hardware_profile_id.item() == row.get("hardware_profile_id")
+    same = same_machine(
+        machine(published, row.get("hardware_profile_id")),
+        machine(rerun_store, new.hardware_profile_id.item()),
+    )
     return Moved(
         row["cell_id"], title, phase, split, row[column], score, changed, examples, same, status
     )
+
+
+def machine(store: Store, profile_id: str | None) -> dict | None:
+    """The stable facts (schema.MACHINE_KEY) of a recorded hardware profile; None where the
+    row recorded none."""
+    if profile_id is None:
+        return None
+    frame = store.query("SELECT * FROM hardware_profiles WHERE profile_id = ?", [profile_id])
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    return {k: None if pd.isna(row[k]) else row[k] for k in MACHINE_KEY if k in frame.columns}
+
+
+def same_machine(published: dict | None, rerun: dict | None) -> bool | None:
+    """Whether two recordings are the same machine: equal stable facts (where both recorded
+    a fact), never the calibration, which moves run to run; None where one is unknown."""
+    if published is None or rerun is None:
+        return None
+    shared = published.keys() & rerun.keys()
+    return all(published[k] == rerun[k] for k in shared)
 
 
 def _changed_predictions(published: Store, old_id: str, rerun: Store, new_id: str, split: str):

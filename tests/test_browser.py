@@ -52,7 +52,12 @@ NAV = re.findall(r'st\.Page\([^)]*title="([^"]+)"', (REPO / "leaderboard/app.py"
 
 
 @pytest.mark.slow
-def test_pareto_and_table_render_in_chromium(server):
+def test_pareto_and_table_render_in_chromium(server, tmp_path):
+    from leaderboard.data import Reader
+    from leaderboard.pagedata import protocols
+
+    # Stored protocol ids ("demo@1a2b3c4d"): pages name protocols in words (issue 23).
+    ids = protocols(Reader(demo_db_copy(tmp_path / "ids.duckdb")))["protocol"].tolist()
     chrome = browser.Browser(CHROMIUM)
     try:
         chrome.navigate(server + "/method")  # a page's own URL first, on a fresh session
@@ -84,6 +89,8 @@ def test_pareto_and_table_render_in_chromium(server):
             )
             assert state["exceptions"] == 0, page
             chrome.screenshot(ARTIFACTS / f"{page}.png")
+            shown = chrome.evaluate("document.body.innerText")
+            assert not [i for i in ids if i in shown], page
         text = chrome.evaluate("document.body.innerText")
         assert "None" not in text  # missing values read "–"
     finally:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from leaderboard import data, pagedata
+from leaderboard import data, pagedata, tables
 from suite.cli import app as cli_app
 from tests.support.demo import demo_db_copy
 
@@ -199,6 +199,12 @@ def test_identical_machines_are_listed_once_in_words(db, tmp_path):
     assert len(row) == 1 and len(machines) == 2
     words = row["machine"].iloc[0]
     assert "cores" in words and "GiB RAM" in words
+    # The RAM as the Recorded hardware table's RAM column reads it (23.5 GiB, not 24).
+    assert tables.describe_hardware({"cpu": "AMD EPYC", "ram_bytes": 25276194816}) == (
+        "AMD EPYC; 23.5 GiB RAM"
+    )
+    epyc = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "ram_bytes": 25276194816}
+    assert hardware.machine_words(epyc) == "AMD EPYC, 2 cores; 23.5 GiB RAM"
     assert not any(f"{i:016x}" in " ".join(map(str, row.iloc[0])) for i in range(3))
 
 

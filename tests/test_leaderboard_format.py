@@ -3,7 +3,9 @@ missing (never "None" or "nan"), raw numbers kept underneath for sorting."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pandas as pd
 
@@ -53,6 +55,7 @@ def test_every_page_table_renders_without_none_or_nan(tmp_path):
         cells = {str(v) for v in shown.to_numpy().ravel()}
         assert not cells & {"None", "nan", "NaN", "<NA>"}, cells
         assert all(shown[c].map(type).eq(str).all() for c in shown.columns)
+    assert not hw["rows"].empty and not built[-1].frame["Protocol"].str.contains("@").any()
     overview = " ".join(built[0].styled().to_numpy().ravel())
     assert "MiB" in overview and " ms" in overview and "–" in overview
     assert any(" GiB" in " ".join(t.styled().to_numpy().ravel()) for t in built)
@@ -68,3 +71,40 @@ def test_class_ids_become_names_however_they_are_stored():
         assert _name(stored, names) == "Bipolar"
     for kept in ("7", "2.5", "yes", -1):
         assert _name(kept, names) == kept
+
+
+def test_ablation_axes_read_like_the_tables_even_with_one_point():
+    """Issue 23: one rank-8 point at 7/9 drew ticks "0.777778" and "8.000000"."""
+    import vl_convert
+
+    from leaderboard.charts import ablation_chart
+    from leaderboard.saved import SAVED
+
+    frame = pd.DataFrame(
+        {"method_kind": ["lora"], "method": ["lora"], "profile": ["cpu-local"],
+         "sweep_param": ["r"], "sweep_value": [8.0], "mean": [7 / 9], "ci_low": [0.7196],
+         "ci_high": [0.836], "n_seeds": [1], "trainable_params": [77578]}
+    )  # fmt: skip
+    svg = vl_convert.vegalite_to_svg(ablation_chart(frame, SAVED["rank"]).to_dict())
+    ticks = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert "0.778" in ticks and "8" in ticks, ticks
+    assert not any(t in ("0.777778", "8.000000", "8.0") for t in ticks), ticks
+    spec = json.dumps(ablation_chart(frame, SAVED["rank"]).to_dict())
+    assert '"format": ".4f"' in spec and '"format": ",d"' in spec  # tooltips: mean, counts
+    assert fmt.d3_format(pd.Series([0.001, 0.0003])) == ".4~g"
+
+
+def test_the_method_page_shows_the_overviews_holm_p(tmp_path):
+    """Issue 23: the Method page's "p" (the seed t-test's, blank at one seed) beside the
+    Overview's "p (Holm)" for the same rows; now both show the view's Holm p."""
+    reader = Reader(demo_db_copy(tmp_path / "demo.duckdb"))
+    metric = pagedata.primary_metric(reader, "drug-condition")
+    rows = pagedata.leaderboard_rows(reader, pagedata.Filters("drug-condition", "minilm-l6"))
+    overview = tables.overview_table(rows, metric).styled()
+    method = tables.method_results_table(pagedata.method_data(reader, "head")["rows"]).styled()
+    mine = method[method["Task"] == "drug-condition"].set_index("Profile")
+    theirs = overview[overview["Method"] == "head"].set_index("Profile")
+    assert "p" not in method.columns and len(mine) == len(theirs) > 0
+    for column in ("p (Holm)", "Holm over", "vs baseline method"):
+        assert mine[column].to_dict() == theirs[column].to_dict(), column
+    assert (mine["p (Holm)"] != "–").all()

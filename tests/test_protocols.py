@@ -19,7 +19,12 @@ from leaderboard.data import Reader
 from suite.cells import expand
 from suite.specs.budget import budget_tag, default_protocol
 from suite.specs.matrix import MatrixSpec
-from suite.store.protocols import LEAGUE_PROTOCOL, budget_words
+from suite.store.protocols import (
+    LEAGUE_PROTOCOL,
+    budget_words,
+    protocol_label,
+    protocol_labels,
+)
 from suite.store.schema import CELL_RUN_COLUMNS
 from suite.store.store import Store
 from tests.helpers import catalog
@@ -200,9 +205,33 @@ def test_leaderboard_pages_show_one_protocol(two):
         assert pagedata.methods(reader, protocol) == ["head", "lora"]
 
 
+def test_a_protocol_reads_as_its_name_and_budget_never_a_hex_tag(two):
+    """Issue 23: "smoke@ec69163d" is shown as "smoke: ..." (the budget in words)."""
+    budget = json.dumps({"epochs": 2.0, "batch_size": 32, "autocast": "bf16", "tokens": None})
+    assert protocol_label({"protocol": LEAGUE_PROTOCOL, "budgets": [budget]}) == (
+        "league-v1: 2 epochs, batch 32, bf16"
+    )
+    steps = json.dumps({"epochs": 1.0, "max_steps": 120, "batch_size": 16})
+    assert protocol_label({"protocol": "smoke@ec69163d", "budgets": [steps]}) == (
+        "smoke: 1 epoch, at most 120 steps, batch 16"
+    )
+    # Two protocols whose words read alike keep their ids apart.
+    rows = [{"protocol": f"smoke@{t}", "budgets": [steps]} for t in ("aaaaaaaa", "bbbbbbbb")]
+    assert protocol_labels(rows) == [
+        "smoke: 1 epoch, at most 120 steps, batch 16 [smoke@aaaaaaaa]",
+        "smoke: 1 epoch, at most 120 steps, batch 16 [smoke@bbbbbbbb]",
+    ]
+    labels = pagedata.protocol_names(Reader(two))
+    assert labels[MINE] == "mine: 1 epoch, at most 20 steps, batch 16"
+    assert labels[LEAGUE_PROTOCOL] == "league-v1: 3 epochs, batch 32"
+
+
 def test_the_report_has_one_section_per_protocol(two):
     text = report.build_report(two)
-    league, mine = text.index(f"Protocol {LEAGUE_PROTOCOL}"), text.index(f"Protocol {MINE}")
+    names = pagedata.protocol_names(Reader(two))
+    league = text.index(f"Protocol {names[LEAGUE_PROTOCOL]}")
+    mine = text.index(f"Protocol {names[MINE]}")
+    assert MINE not in text  # the hex tag stays in the store
     assert league < mine  # the league opens the report
     assert text.count("drug-condition on minilm-l6") == 2
 
@@ -285,6 +314,10 @@ def test_the_app_opens_on_the_league_and_switches_protocol(two, monkeypatch):
     at = AppTest.from_file(app, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.sidebar.selectbox(key="protocol").value == LEAGUE_PROTOCOL
+    # People read names and budgets; the stored id is in the tooltip only.
+    shown = sorted(at.sidebar.selectbox(key="protocol").options)
+    assert shown == ["league-v1: 3 epochs, batch 32", "mine: 1 epoch, at most 20 steps, batch 16"]
+    assert not any(MINE in c.value for c in [*at.sidebar.caption, *at.caption, *at.markdown])
     assert any("3 epochs, batch 32" in c.value for c in at.sidebar.caption)
     table = at.dataframe[0].value
     assert sorted(table["Method"]) == ["head", "lora"]  # one lora: the league's
@@ -317,3 +350,41 @@ def test_post_hoc_rows_carry_their_inputs_protocol(tmp_path):
     assert store.upgrade_if_older()
     again = store.query("SELECT DISTINCT protocol FROM posthoc_runs")
     assert again["protocol"].tolist() == trained["protocol"].tolist()
+
+
+def test_a_cell_another_matrix_stored_counts_for_this_protocol_too(tmp_path):
+    """Issue 23: two ad-hoc matrices with one budget share cell ids (their default protocols
+    stay out of the id), so `mine` finds the other one's lora stored and skips it; its
+    protocol still lists lora (`protocol_cells`), and the other protocol keeps it."""
+    from suite.driver import in_process_executor, plan, run_plan
+
+    store = Store(tmp_path / "shared.duckdb")
+    store.init()
+    with duckdb.connect(str(store.path)) as con:  # a store of schema 6: no membership yet
+        con.execute("DROP VIEW protocol_results")
+        con.execute("DROP TABLE protocol_cells")
+        con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    assert store.upgrade_if_older()  # in place, as the leaderboard opens it
+    other = matrix(name="league", budget=SHORT_BUDGET)  # an ad-hoc "league@<tag>"
+    _write(store, other)
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "name: mine\nmodels: [minilm-l6]\nmethods: [lora]\ntasks: [drug-condition]\n"
+        "seeds: [0, 1]\nbudget: {max_steps: 20, batch_size: 16, warmup_ratio: 0.1}\n"
+    )
+    mine = plan(catalog(), str(path), store)
+    assert mine.todo == [] and len(mine.cells) == 2  # both seeds stored by the other
+    run_plan(mine, store, in_process_executor(results_dir=tmp_path))
+    board = store.query("SELECT protocol, method, n_seeds, mean, vs_baseline FROM leaderboard")
+    by = {(r.protocol, r.method): r for r in board.itertuples()}
+    assert sorted(by) == sorted(
+        [(MINE, "lora"), (other.protocol_name, "head"), (other.protocol_name, "lora")]
+    )
+    assert by[(MINE, "lora")].n_seeds == 2
+    assert by[(MINE, "lora")].mean == by[(other.protocol_name, "lora")].mean
+    assert store.query("SELECT count(*) AS n FROM comparisons WHERE protocol = ?", [MINE])["n"][0]
+    assert MINE in set(store.query("SELECT protocol FROM protocols")["protocol"])
+    assert pagedata.methods(Reader(store.path), MINE) == ["lora"]
+    spec = pagedata.method_data(Reader(store.path), "lora", MINE)["spec"]
+    assert len(spec) == 1  # the Method page finds its YAML
+    assert len(store.query("SELECT * FROM results")) == 4  # one latest row per cell

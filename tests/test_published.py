@@ -130,7 +130,7 @@ def test_publishing_an_unknown_protocol_says_so(published, tmp_path):
 
 
 @pytest.mark.slow
-def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_path):
+def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_path, monkeypatch):
     """A tuned tiny matrix run, published, then 3 of its cells rerun by `verify`: the
     trials and the finals (selected again from the published trials) reproduce exactly."""
     import textwrap
@@ -159,12 +159,34 @@ def test_verify_reruns_published_cells_and_finds_them_exact(tiny_plugins, tmp_pa
     assert run_plan(plan(catalog, "pubtiny", store), store, executor).all_ok
     manifest = publish(store, "pubtiny-v1", tmp_path / "pub")
     assert manifest["phases"] == {"trial": 4, "final": 4}
+    # A fresh worker calibrates again (issue 23: its other FLOP/s gave another profile id,
+    # and "same hw" said "no" on the machine that published the rows).
+    from suite.scheduler import hardware
+
+    monkeypatch.setattr(hardware, "matmul_flops", lambda device, dtype: 1.0)
+    executor = in_process_executor(results_dir=store.path.parent)
     moved = verify(catalog, tmp_path / "pub", 3, 0, tmp_path / "scratch", executor)
+    ids = Store(tmp_path / "scratch" / "rerun.duckdb").query(
+        "SELECT profile_id FROM hardware_profiles"
+    )
+    assert not set(ids["profile_id"]) & set(
+        store.query("SELECT profile_id FROM hardware_profiles")["profile_id"]
+    )
     assert len(moved) == 3
     assert {m.status for m in moved} == {"exact"}, moved
-    assert all(m.same_profile and m.changed_predictions == 0 for m in moved)
+    assert all(m.same_machine and m.changed_predictions == 0 for m in moved)
     # The seeded choice takes a trial (scored on validation) and a final (on test).
     assert {(m.phase, m.split) for m in moved} == {("trial", "validation"), ("final", "test")}
+
+
+def test_the_same_machine_is_its_stable_facts_not_its_calibration():
+    from suite.verify import same_machine
+
+    here = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "ram_bytes": 25276194816, "device_name": None}
+    assert same_machine(here, dict(here)) is True
+    assert same_machine(here, {**here, "cpu_cores": 16}) is False
+    assert same_machine(here, {k: v for k, v in here.items() if k != "ram_bytes"}) is True
+    assert same_machine(here, None) is None
 
 
 def test_the_cli_refuses_a_folder_that_is_not_published_before_running_anything(tmp_path):

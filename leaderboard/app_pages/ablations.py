@@ -14,7 +14,10 @@ if filters is None:
     st.stop()
 filters = ui.need_single_task(filters, sorted(ui.scoped_choices(reader, filters)["task"].unique()))
 st.title(f"Ablations: {filters.task} on {filters.model}")
-st.caption(f"Protocol **{filters.protocol}**: every series is one protocol's rows.")
+st.caption(
+    f"Protocol **{ui.protocol_words(reader, filters.protocol)}**: every series is one "
+    "protocol's rows."
+)
 name = st.radio("Saved query", list(SAVED), format_func=lambda k: SAVED[k].title, key="saved")
 query = SAVED[name]
 st.caption(query.description)

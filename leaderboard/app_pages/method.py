@@ -19,7 +19,9 @@ method = st.selectbox("Method", names, key="method")
 data = ui.guarded(method_data, reader, method, protocol)
 spec = data["spec"]
 st.title(f"Method: {method}")
-st.caption(f"Results of protocol **{protocol}** (chosen in the sidebar).")
+st.caption(
+    f"Results of protocol **{ui.protocol_words(reader, protocol)}** (chosen in the sidebar)."
+)
 fidelity = data["rows"]["fidelity"].dropna() if "fidelity" in data["rows"] else []
 if len(fidelity):
     level = fidelity.iloc[0]

@@ -28,7 +28,7 @@ def _all_tasks(r, filters: Filters) -> None:
     st.title("Overview: all tasks")
     rows = ui.guarded(all_tasks_rows, r, filters)
     st.caption(
-        f"Protocol **{filters.protocol}**. Mean of each method's primary score over the tasks "
+        f"Protocol **{ui.protocol_words(r, filters.protocol)}**. Mean of each method's primary score over the tasks "
         "it ran, and its mean rank (1 = best within a task). Tasks use different metrics: "
         "compare ranks first."
     )
@@ -45,7 +45,7 @@ def _one_task(r, filters: Filters) -> None:
         return
     baseline = rows["baseline_value"].dropna()
     note = (
-        f"Protocol **{filters.protocol}**. Primary metric: **{metric.label}**; mean over seeds, with a 95% bootstrap interval "
+        f"Protocol **{ui.protocol_words(r, filters.protocol)}**. Primary metric: **{metric.label}**; mean over seeds, with a 95% bootstrap interval "
         "over the test examples (and over seeds, where there are 3 or more; with fewer, "
         "the interval is over examples only: *Interval over*)."
     )

@@ -14,7 +14,10 @@ available = ui.scoped_choices(reader, filters)
 filters = ui.need_single_task(filters, sorted(available["task"].unique()))
 filters = ui.need_single_profile(filters, available)
 st.title(f"Pareto: {filters.task} on {filters.model} ({filters.profile})")
-st.caption(f"Protocol **{filters.protocol}**: one front per protocol and hardware profile.")
+st.caption(
+    f"Protocol **{ui.protocol_words(reader, filters.protocol)}**: one front per protocol and "
+    "hardware profile."
+)
 axis = st.radio(
     "Cost axis",
     list(COST_AXES),

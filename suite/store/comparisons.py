@@ -140,7 +140,7 @@ _ROWS = f"""
 SELECT task_hash, model, method, method_hash, CAST(budget AS VARCHAR), profile,
        baseline_method, seed, test_primary, higher_is_better, primary_metric, result_id,
        task, protocol, {", ".join(COST_SQL[c] for c in COSTS)}
-FROM results
+FROM protocol_results
 WHERE status = 'ok' AND coalesce(phase, 'single') <> 'trial' AND test_primary IS NOT NULL"""
 
 

@@ -1,9 +1,16 @@
-"""Benchmark protocols in the store: naming older rows, and a protocol's budget in words.
+"""Benchmark protocols in the store: naming older rows, membership, and a protocol's
+budget in words.
 
 A protocol (docs/tasks-and-fairness.md, "Protocols") fixes what decides quality: tasks and
 splits, model, precision, budget, tuning rule, seeds and metric versions, never the
-hardware. Every row carries its protocol's name; the analysis views group by it, so rows
-of two protocols are never ranked, charted or compared together.
+hardware. Every row carries the protocol it was run under; the analysis views group by
+protocol, so rows of two protocols are never ranked, charted or compared together.
+
+A cell also belongs to every protocol that planned it: two ad-hoc matrices with the same
+budget share cell ids (their default protocols stay out of the id), so the second one
+finds the first one's LoRA stored and skips it. `protocol_cells` records that the second
+protocol planned it, and `protocol_results` (the views' source) lists the cell's latest
+row once per protocol it belongs to.
 """
 
 from __future__ import annotations
@@ -30,9 +37,43 @@ SELECT protocol, count(*) AS n_rows,
     list(DISTINCT matrix ORDER BY matrix) AS matrices,
     list(DISTINCT profile ORDER BY profile) AS profiles,
     max(finished_at) AS newest
-FROM results
+FROM protocol_results
 WHERE coalesce(phase, 'single') <> 'trial'
 GROUP BY protocol"""
+
+# Which protocols planned which cells, beyond the one each row was run under.
+PROTOCOL_CELLS = """CREATE TABLE IF NOT EXISTS protocol_cells (
+    protocol VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, PRIMARY KEY (protocol, cell_id))"""
+
+# The latest row of each cell once per protocol it belongs to: the ones its attempts were
+# run under, and the ones that planned it while it was stored (`protocol_cells`).
+PROTOCOL_RESULTS = """CREATE OR REPLACE VIEW protocol_results AS
+SELECT r.* REPLACE (m.protocol AS protocol)
+FROM results r
+JOIN (SELECT DISTINCT protocol, cell_id FROM cell_runs
+      UNION SELECT protocol, cell_id FROM protocol_cells) m USING (cell_id)"""
+
+
+def join_protocol(con, pairs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Record that each (protocol, cell id) was planned; returns the comparison scopes
+    (task hash, model, profile) of the stored cells that gained a protocol."""
+    new = [
+        p for p in dict.fromkeys(pairs)
+        if not con.execute(
+            "SELECT 1 FROM cell_runs WHERE protocol = ? AND cell_id = ? "
+            "UNION ALL SELECT 1 FROM protocol_cells WHERE protocol = ? AND cell_id = ?",
+            [p[0], p[1], p[0], p[1]],
+        ).fetchone()
+    ]  # fmt: skip
+    if not new:
+        return []
+    con.executemany("INSERT OR IGNORE INTO protocol_cells VALUES (?, ?)", new)
+    rows = con.execute(
+        "SELECT DISTINCT task_hash, model, profile FROM latest_results "
+        "WHERE cell_id IN (SELECT unnest(?))",
+        [[cell_id for _, cell_id in new]],
+    ).fetchall()
+    return [tuple(r) for r in rows]
 
 
 def fill_protocols(con) -> int:
@@ -89,6 +130,10 @@ def budget_words(
         parts.append(f"batch {int(budget['batch_size'])}")
     if budget.get("max_train_samples"):
         parts.append(f"{int(budget['max_train_samples']):,} training examples")
+    if budget.get("autocast"):
+        parts.append(str(budget["autocast"]))
+    if budget.get("length_bucket_window"):
+        parts.append(f"length-bucketed ({int(budget['length_bucket_window'])} batches)")
     if seeds is None:
         return ", ".join(parts)
     if tuning:
@@ -99,6 +144,26 @@ def budget_words(
         parts.append("untuned (each method's default learning rate)")
     parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
     return ", ".join(parts)
+
+
+def protocol_label(row: dict[str, Any]) -> str:
+    """A `protocols` view row as people read it: the protocol's name and its budget, e.g.
+    "smoke: at most 120 steps, batch 16". A matrix's default protocol drops its budget
+    tag (`smoke@ec69163d`): the budget words say what the tag hashes."""
+    name = str(row["protocol"]).split("@", 1)[0]
+    budgets = [_json(b) for b in _items(row.get("budgets"))]
+    words = budget_words(budgets[0]) if len(budgets) == 1 else ""
+    return f"{name}: {words}" if words else name
+
+
+def protocol_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """`protocol_label` of each row; two rows that would read alike (budgets differing only
+    in what the words leave out, e.g. warmup) keep their stored ids in brackets."""
+    labels = [protocol_label(row) for row in rows]
+    return [
+        f"{label} [{row['protocol']}]" if labels.count(label) > 1 else label
+        for label, row in zip(labels, rows, strict=True)
+    ]
 
 
 def describe(row: dict[str, Any]) -> str:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from suite.results import PHASES, CellResult, phase_column
 from suite.store.columns import layout
+from suite.store.protocols import PROTOCOL_CELLS, PROTOCOL_RESULTS
 from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
-SCHEMA_VERSION = 6
+# 7: protocol_cells and protocol_results (a cell belongs to every protocol that planned it)
+SCHEMA_VERSION = 7
 
 # The cell_runs table: the store's own columns (name, SQL type) and, by bare name, the
 # columns of CellResult (suite/results.py: their types come from its fields), in the
@@ -181,8 +183,18 @@ HARDWARE_PROFILE_COLUMNS: dict[str, str] = {
     "recorded_at": "VARCHAR",
 }
 
+# What makes two recordings the same machine: its stable facts only. `profile_id` hashes
+# the whole recording, calibration included (measured FLOP/s and bandwidth move run to
+# run), so one machine has many ids; compare these instead (verify's "same hw", the
+# Hardware page's grouping). The ids stay as they are: published rows link to them.
+MACHINE_KEY = (
+    "device_type", "device_name", "device_count", "device_memory_bytes", "cpu_model",
+    "cpu_cores", "ram_bytes", "driver_version", "cuda_version", "cudnn_version", "torch_threads",
+)  # fmt: skip
+
 TABLES = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    PROTOCOL_CELLS,
     "CREATE TABLE IF NOT EXISTS cell_runs ("
     + ", ".join(f"{name} {kind}" for name, kind in CELL_RUN_COLUMNS.items())
     + ")",
@@ -295,6 +307,7 @@ def latest_is_current(con) -> bool:
 
 VIEWS = [
     "CREATE OR REPLACE VIEW results AS SELECT * FROM latest_results",
-    # leaderboard, pareto, trials, rank_sweep, aggregate: built on `results`.
+    PROTOCOL_RESULTS,
+    # leaderboard, pareto, trials, rank_sweep, aggregate: built on `protocol_results`.
     *ANALYSIS_VIEWS,
 ]

@@ -43,7 +43,7 @@ from suite.store.posthoc import (
     record_artifact,
     write_posthoc,
 )
-from suite.store.protocols import fill_posthoc_protocols, fill_protocols
+from suite.store.protocols import fill_posthoc_protocols, fill_protocols, join_protocol
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -199,6 +199,20 @@ class Store:
             refresh_latest(con, row["cell_id"])
             con.execute("COMMIT")
         return row["result_id"]
+
+    def join_protocols(self, cells: Iterable[Cell]) -> int:
+        """Record that the cells' protocols planned them (a matrix that finds a cell stored
+        under another protocol lists it too); returns the comparison scopes refreshed."""
+        pairs = [(c.protocol_name, c.cell_id) for c in cells if isinstance(c, Cell)]
+        if not pairs:
+            return 0
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            scopes = join_protocol(con, pairs)
+            for scope in scopes:
+                refresh_comparisons(con, scope)
+            con.execute("COMMIT")
+        return len(scopes)
 
     def write_posthoc(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
         """Store one post-hoc attempt (suite/store/posthoc.py) in its own transaction."""

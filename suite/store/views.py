@@ -1,6 +1,7 @@
 """The analysis views: leaderboard, pareto, trials, rank_sweep, aggregate.
 
-They read the `results` view (latest attempt of each cell) and two small tables the
+They read the `results` view (latest attempt of each cell), as `protocol_results` (once
+per protocol the cell belongs to: suite/store/protocols.py), and small tables the
 store fills, so a plain read-only connection with no user functions can query them:
 
 - `t_critical`: the two-sided 95% critical value of Student's t per degree of freedom
@@ -35,7 +36,7 @@ ANALYSIS_TABLES = COMPARISON_TABLES
 # stored for its primary metric, any split.
 _REPORTED = """
     SELECT r.*, CAST(r.budget AS VARCHAR) AS budget_key
-    FROM results r
+    FROM protocol_results r
     WHERE coalesce(r.phase, 'single') <> 'trial'"""
 
 _GROUP = "task, task_hash, model, method, method_hash, budget_key, profile, protocol"
@@ -196,14 +197,14 @@ SELECT r.task, r.task_hash, r.model, r.method, r.method_kind, r.family, r.method
     r.train_wall_s, r.cell_id, r.protocol,
     EXISTS (
         -- A final row names the trial cells it chose among and the index it selected.
-        SELECT 1 FROM results f
+        SELECT 1 FROM protocol_results f
         WHERE f.phase = 'final' AND f.task_hash = r.task_hash AND f.model = r.model
           AND f.method = r.method AND f.protocol IS NOT DISTINCT FROM r.protocol
           AND CAST(json_extract(f.selection, '$.trial_cell_ids') AS VARCHAR[])[
                 CAST(json_extract(f.selection, '$.selected_trial') AS INTEGER) + 1
               ] = r.cell_id
     ) AS selected
-FROM results r
+FROM protocol_results r
 -- A trial's test score, kept apart from selection (which reads val_score only).
 LEFT JOIN metrics tt ON tt.result_id = r.result_id AND tt.split = 'trial_test'
     AND tt.metric = r.primary_metric
