@@ -118,6 +118,11 @@ def summary_table(summary: pd.DataFrame) -> Table:
     return Table(frame.reset_index(drop=True), {label: k for label, (_, k) in columns.items()})
 
 
+def _x_axis(x: str) -> alt.Axis:
+    """Rounds are whole numbers: no ticks between them."""
+    return alt.Axis(tickMinStep=1, format="d") if x == "round" else alt.Axis()
+
+
 def curve_chart(curves: pd.DataFrame, x: str, title: str) -> alt.LayerChart | alt.Chart:
     """Test score against `x` (round, or MiB communicated), one line per run; the
     majority class a dashed line."""
@@ -129,9 +134,10 @@ def curve_chart(curves: pd.DataFrame, x: str, title: str) -> alt.LayerChart | al
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
-            x=alt.X(f"{x}:Q", title=title),
+            x=alt.X(f"{x}:Q", title=title, axis=_x_axis(x)),
             y=alt.Y("test_score:Q", title=f"Test {metric}", scale=alt.Scale(zero=False)),
-            color=alt.Color("setting:N", title="Method, aggregation, client split"),
+            color=alt.Color("setting:N", title="Method, aggregation, client split",
+                            legend=alt.Legend(orient="bottom", labelLimit=0, titleLimit=0)),
             detail="fed_run:N",
             tooltip=[alt.Tooltip("setting", title="Setting"), alt.Tooltip("model", title="Model"),
                      alt.Tooltip("task", title="Task"), alt.Tooltip("seed", title="Seed"),

@@ -95,6 +95,9 @@ def test_the_curves_draw_the_majority_class_and_name_the_metric(db):
     values = spec["datasets"][text["data"]["name"]]
     assert [v["majority"] for v in values] == [MAJORITY]
     assert "majority class" in values[0]["text"]
+    # Whole rounds on the axis, and the legend's labels whole (not cut at 200 pixels).
+    assert lines["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}
+    assert lines["encoding"]["color"]["legend"]["labelLimit"] == 0
 
 
 def test_differential_privacy_in_words():
