@@ -280,6 +280,9 @@ class ContinualMeasurements(BaseModel):
     bwt: float | None = None
     fwt: float | None = None
     eval_examples: list[int] = Field(default_factory=list)
+    # Each task's trivial predictor (majority class, or train mean) on the examples it is
+    # scored on: what the matrix's scores are read against (None: a task without one).
+    task_baselines: list[float | None] = Field(default_factory=list)
     stage_steps: list[int] = Field(default_factory=list)
     final_train_losses: list[float] = Field(default_factory=list)
     train_wall_s: float | None = None
@@ -308,6 +311,9 @@ class FederatedMeasurements(BaseModel):
     test_score: float | None = None
     validation_metrics: dict[str, Any] | None = None
     test_metrics: dict[str, Any] | None = None
+    # The task's trivial predictor (majority class, or train mean) on test, in `metric`:
+    # what test_score is read against.
+    baseline_test_score: float | None = None
     # Clients that trained this round, and the raw tensor bytes sent each way.
     clients: int | None = None
     bytes_down: int | None = None

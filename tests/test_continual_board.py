@@ -11,6 +11,7 @@ from suite.continual.metrics import transfer
 from suite.driver import plan
 from suite.registry import Catalog
 from suite.results import CellReport, ContinualMeasured, ContinualMeasurements
+from suite.store.continual import CONTINUAL_VIEWS
 from suite.store.store import Store
 from tests.test_continual import MATRIX, _write
 
@@ -19,6 +20,7 @@ MADE = {
     "sequential": ([0.1, 0.3], [[0.8, 0.35], [0.5, 0.7]]),
     "per-task": ([0.1, 0.3], [[0.8, 0.3], [0.8, 0.75]]),
 }
+MAJORITY = [0.4, 0.65]  # each task's majority class on the examples scored
 
 
 def _measured(cell, b, r) -> ContinualMeasured:
@@ -26,7 +28,7 @@ def _measured(cell, b, r) -> ContinualMeasured:
     m = ContinualMeasurements(
         sequence=cell.sequence, metrics=["accuracy"] * 2, scores=r, baseline=b,
         avg_accuracy=gem.acc, bwt=gem.bwt, fwt=gem.fwt, trainable_params=1000,
-        train_wall_s=1.0,
+        train_wall_s=75.0, task_baselines=MAJORITY,
     )  # fmt: skip
     return ContinualMeasured(status="ok", measurements=m)
 
@@ -66,9 +68,38 @@ def test_the_continual_page(db, monkeypatch):
     assert [t.value for t in at.main.title] == ["Continual"]
     table = at.dataframe[0].value.set_index("Strategy")
     assert list(table.index) == ["per-task", "sequential"]  # best ACC first
-    assert table.loc["per-task", "BWT"] == 0.0
-    assert table.loc["sequential", "FWT"] == pytest.approx(0.35 - 0.3)
+    assert table.loc["per-task", "Backward transfer (BWT)"] == "0.0000"
+    assert table.loc["sequential", "Forward transfer (FWT)"] == f"{0.35 - 0.3:.4f}"
     assert table.loc["sequential", "Sequence"] == "drug-condition -> drug-sentiment"
+    # Read against the majority class; units and words, not the store's column names.
+    assert table.loc["sequential", "ACC of the majority class"] == "0.5250"
+    assert table.loc["sequential", "Train time"] == "1 min 15 s"
+    assert table.loc["sequential", "Trainable params"] == "1,000"
+    assert not [c for c in table.columns if "_" in c or c.lower() == c]
     matrix = at.dataframe[1].value
-    assert list(matrix["Stage"])[0] == "0. before training"
+    assert list(matrix["Stage"]) == [
+        "0. before training", "1. after drug-condition", "2. after drug-sentiment",
+        "majority class",
+    ]  # fmt: skip
     assert list(matrix.columns) == ["Stage", "drug-condition", "drug-sentiment"]
+    assert list(matrix.iloc[-1])[1:] == ["0.4000", "0.6500"]
+    assert list(matrix.iloc[1])[1:] == ["0.8000", "0.3000"]  # per-task, the first cell listed
+
+
+def test_a_store_older_than_the_majority_class_shows_none(db, tmp_path):
+    """Rows written before `task_baselines` existed: the page's reads still work."""
+    import duckdb
+
+    from leaderboard.continual import accuracy_matrix, continual_rows
+    from leaderboard.data import Reader
+
+    old = tmp_path / "old.duckdb"
+    old.write_bytes(Path(db).read_bytes())
+    con = duckdb.connect(str(old))
+    con.execute("ALTER TABLE continual_runs DROP COLUMN task_baselines")
+    con.execute(CONTINUAL_VIEWS[0])
+    con.close()
+    reader = Reader(old)
+    rows = continual_rows(reader)
+    assert rows["majority_acc"].isna().all()
+    assert "majority class" not in list(accuracy_matrix(reader, rows["cell_id"].iloc[0])["Stage"])

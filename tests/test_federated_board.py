@@ -16,6 +16,7 @@ from tests.test_federated_run import write_matrix
 # rule -> test score after rounds 0..3; bytes per round: FedSVD's clients send B only.
 MADE = {"fedavg": [0.1, 0.2, 0.3, 0.35], "fedsvd": [0.1, 0.25, 0.4, 0.5]}
 UP = {"fedavg": 100, "fedsvd": 60}
+MAJORITY = 0.15  # the task's majority class on test
 
 
 def _measured(cell) -> FederatedMeasured:
@@ -24,6 +25,7 @@ def _measured(cell) -> FederatedMeasured:
         fed_run=cell.fed_run, round=k, metric="accuracy", validation_score=MADE[rule][k] - 0.05,
         test_score=MADE[rule][k], clients=3 if k else 0, bytes_up=UP[rule] if k else 0,
         bytes_down=100 if k else 0, client_sizes=[5, 3, 2] if k == 0 else [],
+        baseline_test_score=MAJORITY, label_skew=0.25 if k == 0 else None,
     )  # fmt: skip
     return FederatedMeasured(status="ok", measurements=m, cell_wall_s=2.0)
 
@@ -65,12 +67,41 @@ def test_the_federated_page(db, monkeypatch):
     at.switch_page("app_pages/federated.py").run()
     assert not at.exception, at.exception
     assert [t.value for t in at.main.title] == ["Federated"]
-    table = at.dataframe[0].value.set_index("Rule")
+    table = at.dataframe[0].value.set_index("Aggregation")
     assert list(table.index) == ["fedsvd", "fedavg"]  # best test score first
-    assert table.loc["fedsvd", "Test"] == 0.5
-    assert table.loc["fedavg", "MB communicated"] == pytest.approx(600 / 1e6)
-    assert table.loc["fedsvd", "Split"] == "dirichlet(0.5)"
+    assert table.loc["fedsvd", "Test score"] == "0.5000"
+    # Read against the majority class; units and words, not the store's column names.
+    assert table.loc["fedsvd", "Majority class (test)"] == "0.1500"
+    assert table.loc["fedavg", "Communicated (up + down)"] == "600 B"
+    assert table.loc["fedsvd", "Client split"] == "Dirichlet, alpha 0.5"
+    assert table.loc["fedsvd", "Differential privacy"] == "none"
+    assert table.loc["fedsvd", "Wall time"] == "8 s"
+    assert table.loc["fedsvd", "Label skew"] == "0.2500"
+    assert not [c for c in table.columns if "_" in c or c.lower() == c]
     assert [s.value for s in at.main.subheader] == [
         "Test score against rounds",
         "Test score against bytes communicated",
     ]
+
+
+def test_the_curves_draw_the_majority_class_and_name_the_metric(db):
+    from leaderboard.data import Reader
+    from leaderboard.federated import curve_chart, federated_curves
+
+    spec = curve_chart(federated_curves(Reader(db)), "round", "Round").to_dict()
+    lines, rule, text = spec["layer"]
+    assert lines["encoding"]["y"]["title"] == "Test accuracy"
+    assert rule["mark"]["type"] == "rule" and rule["mark"]["strokeDash"] == [6, 4]
+    values = spec["datasets"][text["data"]["name"]]
+    assert [v["majority"] for v in values] == [MAJORITY]
+    assert "majority class" in values[0]["text"]
+    # Whole rounds on the axis, and the legend's labels whole (not cut at 200 pixels).
+    assert lines["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}
+    assert lines["encoding"]["color"]["legend"]["labelLimit"] == 0
+
+
+def test_differential_privacy_in_words():
+    from leaderboard.federated import dp_words
+
+    assert dp_words(None) == "none"
+    assert dp_words('{"max_grad_norm": 2.0, "noise_multiplier": 1.0}') == "clip 2, noise 1"

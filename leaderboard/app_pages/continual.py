@@ -6,7 +6,15 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import ui
-from leaderboard.continual import accuracy_matrix, continual_rows, continual_summary
+from leaderboard.continual import (
+    MAJORITY_ROW,
+    accuracy_matrix,
+    continual_rows,
+    continual_summary,
+    problems_table,
+    summary_table,
+)
+from leaderboard.format import styled
 
 reader, rows = ui.table_page(
     "Continual",
@@ -15,33 +23,32 @@ reader, rows = ui.table_page(
     "(suite/matrices/continual.yaml).",
 )
 st.caption(
-    "ACC: the mean test score over the sequence's tasks after the last stage. BWT: the mean "
-    "change on each earlier task from just after it was trained to the end (negative is "
-    "forgetting). FWT: the mean gain on each task before it is trained, over its score "
-    "before any training (GEM, Lopez-Paz and Ranzato 2017). Every task has its own head; "
-    "per-task (an adapter per task) is the retention upper bound, sequential the lower."
+    "Average accuracy (ACC): the mean test score over the sequence's tasks after the last "
+    "stage, beside the majority class's (each task scored on the same examples). Backward "
+    "transfer (BWT): the mean change on each earlier task from just after it was trained to "
+    "the end (negative is forgetting). Forward transfer (FWT): the mean gain on each task "
+    "before it is trained, over its score before any training (GEM, Lopez-Paz and Ranzato "
+    "2017). Every task has its own head; per-task (an adapter per task) is the retention "
+    "upper bound, sequential the lower."
 )
-summary = continual_summary(rows)
-shown = summary.rename(
-    columns={
-        "method": "Method", "strategy": "Strategy", "model": "Model",
-        "sequence_text": "Sequence", "seeds": "Seeds ok", "not_ok": "Not ok",
-        "acc": "ACC", "acc_sd": "ACC sd", "bwt": "BWT", "bwt_sd": "BWT sd", "fwt": "FWT",
-        "trainable_params": "Trainable params", "train_wall_s": "Train time (s)",
-    }
-)  # fmt: skip
-st.dataframe(shown, hide_index=True, width="stretch")
+st.dataframe(summary_table(continual_summary(rows)).styled(), hide_index=True, width="stretch")
 
 ok = rows[rows["status"] == "ok"]
 if not ok.empty:
     st.subheader("Accuracy matrix")
+    st.caption(
+        "Each task's test score (its primary metric) before any training and after each "
+        f"stage; the last row, {MAJORITY_ROW}, is what predicting the task's most frequent "
+        "training label scores on the same examples."
+    )
     labels = {
         r.cell_id: f"{r.method} ({r.strategy}) x {r.model}, seed {r.seed}" for r in ok.itertuples()
     }
     chosen = st.selectbox("Cell", list(labels), format_func=labels.get)
-    st.dataframe(accuracy_matrix(reader, chosen), hide_index=True, width="stretch")
-problems = rows[rows["status"] != "ok"]
+    matrix = accuracy_matrix(reader, chosen)
+    kinds = {c: "score" for c in matrix.columns if c != "Stage"}
+    st.dataframe(styled(matrix, kinds), hide_index=True, width="stretch")
+problems = problems_table(rows)
 if not problems.empty:
     st.subheader("Cells that did not finish")
-    st.dataframe(problems[["method", "strategy", "model", "seed", "status", "error"]],
-                 hide_index=True, width="stretch")  # fmt: skip
+    st.dataframe(problems.styled(), hide_index=True, width="stretch")

@@ -50,6 +50,7 @@ def _run(cell: ContinualCell, on_step: StepCallback | None) -> ContinualMeasurem
         bwt=summary.bwt,
         fwt=summary.fwt,
         eval_examples=examples,
+        task_baselines=[stages.trivial(j) for j in range(n)],
         stage_steps=[t["train_steps"] for t in trained],
         final_train_losses=[t["final_train_loss"] for t in trained],
         train_wall_s=sum(t["train_wall_s"] for t in trained),

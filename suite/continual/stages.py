@@ -49,12 +49,31 @@ class Stages:
 
         stage, setup = self.cell.stage(j), self.setups[j]
         split = setup.encoded["test"]
-        limit = self.cell.eval_examples
-        if limit and len(split) > limit:  # a fixed sample, the same for every cell
-            split = split_examples(split, np.random.default_rng(0).permutation(len(split))[:limit])
+        rows = self.sample(j)
+        if rows is not None:
+            split = split_examples(split, rows)
         batches = eval_batches(split, stage.task.eval_batch_size, setup.pad, setup.collate)
         batches = [{k: v.to(setup.device) for k, v in b.items()} for b in batches]
         model.eval()
         with autocast_context(setup.device, stage.budget.autocast):
             found = predict(model, batches, stage.task, setup.tokenizer)
         return score(stage.task, found)[stage.task.primary_metric], len(split)
+
+    def sample(self, j: int) -> np.ndarray | None:
+        """The test positions task j is scored on: a fixed sample of `eval_examples`, the
+        same for every cell; None for the whole split."""
+        n, limit = len(self.setups[j].encoded["test"]), self.cell.eval_examples
+        if limit and n > limit:
+            return np.random.default_rng(0).permutation(n)[:limit]
+        return None
+
+    def trivial(self, j: int) -> float | None:
+        """Task j's trivial predictor (its `baseline`: the majority class, or the train
+        mean) on the examples `score` uses, in its primary metric; None without one."""
+        from suite.tasks.data import baseline_metrics
+
+        stage, rows = self.cell.stage(j), self.sample(j)
+        found = baseline_metrics(
+            stage.task, self.setups[j].data, None if rows is None else {"test": rows}
+        )
+        return found.get("test", {}).get(stage.task.primary_metric)

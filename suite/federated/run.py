@@ -30,6 +30,7 @@ from suite.federated.executor import ClientExecutor, default_executor
 from suite.federated.split import label_skew, partition
 from suite.results import FederatedMeasured, FederatedMeasurements
 from suite.train.batches import eval_batches
+from suite.train.caches import baselines
 from suite.train.evaluate import evaluate
 from suite.train.load import Setup
 from suite.train.loop import NonFiniteLoss
@@ -78,9 +79,11 @@ def _round(rc: FederatedRound, executor: ClientExecutor | None) -> FederatedMeas
     sha = save_state(path, state)
     scores = _scores(cell, setup, ready, state)
     metric = cell.task.primary_metric
+    trivial = baselines(cell.task, cell.task_dir).get("test", {})
     return FederatedMeasurements(
         fed_run=rc.fed_run, round=k, metric=metric,
         validation_score=scores["validation"].get(metric), test_score=scores["test"].get(metric),
+        baseline_test_score=trivial.get(metric),
         validation_metrics=scores["validation"], test_metrics=scores["test"],
         state_path=str(path), state_sha256=sha,
         adapter_params=sum(t.numel() for t in state.values()),

@@ -120,8 +120,11 @@ def _carve_splits(task: TaskSpec, splits: dict[str, pd.DataFrame]) -> dict[str, 
     return carve(task, splits, task.data.validation, "validation")
 
 
-def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, float]]:
-    """Metrics of the trivial predictor (majority class or train mean) on validation and test."""
+def baseline_metrics(
+    task: TaskSpec, data: TaskData, rows: dict[str, np.ndarray] | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics of the trivial predictor (majority class or train mean) on validation and
+    test; `rows` scores a split on those positions only (a track's fixed sample)."""
     if task.baseline == "none":
         return {}
     train = data.splits["train"]["label"].to_numpy()
@@ -135,6 +138,8 @@ def baseline_metrics(task: TaskSpec, data: TaskData) -> dict[str, dict[str, floa
     out = {}
     for split in ("validation", "test"):
         gold = data.splits[split]["label"].to_numpy()
+        if rows and split in rows:
+            gold = gold[rows[split]]
         pred = np.empty(len(gold), dtype=object) if gold.dtype == object else None
         if pred is not None:
             pred[:] = [constant] * len(gold)
