@@ -70,7 +70,8 @@ def zero_shot(
     out["majority"] = baseline_metrics(task, data).get("test", {})
     if reference is not None:  # forgetting's "before": the base's loss on the reference texts
         probe = ReferenceProbe.for_reference(reference, tokenizer, torch.device("cpu"))
-        out["reference_loss"] = {"nll": probe.loss(model), "texts": len(probe.batches)}
+        texts = sum(len(b["input_ids"]) for b in probe.batches)
+        out["reference_loss"] = {"nll": probe.loss(model), "texts": texts}
     return out
 
 
