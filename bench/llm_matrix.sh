@@ -6,12 +6,18 @@
 # run left off (a cell stopped mid-way runs again from its start). The slices do not
 # overlap, so a cell that fails is tried once per pass, not once per slice.
 #
-#   nohup bench/llm_matrix.sh > results/llm-matrix.log 2>&1 &
+#   PYTHON=.venv/bin/python setsid nohup bench/llm_matrix.sh >> results/llm-matrix.log 2>&1 < /dev/null &
 #
 # Environment: DB (default results/llm.duckdb), PYTHON (default .venv/bin/python), NICE
 # (default 15). One process, one thread: the machine is shared.
 set -u
 cd "$(dirname "$0")/.."
+# Started with setsid (as above), this script leads its own session, and the kernel's
+# autogroup scheduler weighs that session against the others whatever its processes'
+# nice: give the session itself the nice value. Not when it shares a caller's session.
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
+    echo "${NICE:-15}" > /proc/self/autogroup
+fi
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1
 DB=${DB:-results/llm.duckdb}
 PYTHON=${PYTHON:-.venv/bin/python}
