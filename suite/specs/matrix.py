@@ -26,6 +26,9 @@ class ReferenceSpec(Frozen):
     """Reference texts for forgetting: a causal LM's loss on them before and after."""
 
     data_files: str | list[str]
+    # The files ship inside this installed Python package (paths inside it, as a task's
+    # `loader: package` reads them), so a matrix can name offline text without a local path.
+    package: str | None = None
     text_field: str = "text"
     max_texts: PositiveInt = 64
     max_length: PositiveInt = 128

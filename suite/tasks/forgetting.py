@@ -1,7 +1,8 @@
 """Forgetting: a causal LM's loss on reference texts before and after adaptation.
 
 A matrix may declare `reference: {data_files, text_field, max_texts, max_length}` (local
-CSV/TSV/JSON/Parquet, paths absolute or relative to the working directory). For every
+CSV/TSV/JSON/Parquet, paths absolute or relative to the working directory; with
+`package:`, paths inside that installed package). For every
 causal-LM cell the runner measures the mean per-token loss on those texts with the base
 model (before the method touches it) and again after training, as Hugging Face PEFT's
 method comparison does; the row stores both and their difference (positive = forgot).
@@ -18,7 +19,7 @@ from suite.models.taskmodel import target_log_likelihood
 from suite.specs.matrix import ReferenceSpec
 from suite.specs.task import DataSpec
 from suite.tasks.encoding import pad
-from suite.tasks.loaders import load_files
+from suite.tasks.loaders import load_files, load_package
 
 BATCH = 8
 
@@ -37,7 +38,11 @@ class ReferenceProbe:
         if ref is None:
             return None
         files = {"reference": ref.data_files}
-        frame = load_files(DataSpec(data_files=files), Path.cwd())["reference"]
+        if ref.package:
+            data = DataSpec(loader="package", options={"package": ref.package}, data_files=files)
+            frame = load_package(data, Path.cwd())["reference"]
+        else:
+            frame = load_files(DataSpec(data_files=files), Path.cwd())["reference"]
         texts = frame[ref.text_field].dropna().astype(str).tolist()[: ref.max_texts]
         ids = [tokenizer(t, truncation=True, max_length=ref.max_length)["input_ids"] for t in texts]
         pad_id = tokenizer.pad_token_id or 0
