@@ -50,3 +50,22 @@ def test_the_profile_picks_the_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert cuda.device() == torch.device("cuda")
     assert HardwareProfile(name="cpu").device() == torch.device("cpu")
+
+
+def test_the_task_types_functions_are_resolved_once_in_load(lora_cell, monkeypatch):
+    """load resolves the collator, the loss and the predictor; the later phases take them
+    from the setup instead of looking the task's type up again (bench/cell_trace.py)."""
+    from suite.tasks.types import TaskType
+
+    asked: list[str] = []
+    function = TaskType.function
+
+    def counting(self, role):
+        asked.append(role)
+        return function(self, role)
+
+    monkeypatch.setattr(TaskType, "function", counting)
+    measured = runner.run_cell(lora_cell)
+    assert measured.status == "ok", measured.error
+    # (A first cell of the worker also asks for the encoder, tokenising its data.)
+    assert [asked.count(r) for r in ("collator", "loss", "predictor")] == [1, 1, 1], asked

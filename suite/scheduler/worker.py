@@ -65,8 +65,8 @@ class CellWorker:
         threads = cell.profile.torch_threads or self.threads
         if threads:
             torch.set_num_threads(threads)
-        log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
         placement = self.placement(cell)
+        log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
 
         def step(i: int, total: int, loss: float) -> None:
             log.append(f"step {i}/{total} loss {loss:.6f}")

@@ -41,7 +41,10 @@ class Setup:
     model: torch.nn.Module
     steps: int
     pad: int
+    # The task type's functions, resolved once for every phase (suite/tasks/types.py).
     collate: Callable
+    loss: Callable
+    predict: Callable
     reference: ReferenceProbe | None
     reference_before: float | None
     memory: PeakMemory
@@ -59,7 +62,7 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
         clock.cached["data"] = caches.COUNTS["tokenizations"] == before
     with clock.phase("model_load"):
         model, memory, reference = _load_model(cell, device, data, tokenizer, clock)
-    budget = cell.budget
+    budget, kind = cell.budget, task_type(cell.task)
     steps = planned_steps(
         len(encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps,
         budget.tokens, cell.task.max_length,
@@ -72,7 +75,9 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
         model=model,
         steps=steps,
         pad=tokenizer.pad_token_id or 0,
-        collate=task_type(cell.task).function("collator"),
+        collate=kind.function("collator"),
+        loss=kind.function("loss"),
+        predict=kind.function("predictor"),
         reference=reference,
         reference_before=reference.loss(model) if reference else None,
         memory=memory,
