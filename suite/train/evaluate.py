@@ -232,7 +232,7 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
     val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
     trial = cell.phase == "trial"
     test_split = "trial_test" if trial else "test"
-    baselines = caches.baselines(cell.task, cell.task_dir)
+    baselines = caches.baselines(cell.task, cell.task_dir, setup.task_key)
     return {
         "val_metrics": val,
         "test_metrics": {} if trial else test,
