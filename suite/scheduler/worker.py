@@ -85,10 +85,9 @@ class CellWorker:
 
     def placement(self, cell: Workload) -> Placement:
         """Where this worker runs the cell, on the hardware profile it recorded."""
-        from suite.scheduler import hardware
 
         profile = self.profile_for(cell)
-        mismatch = hardware.mismatch(cell.profile, profile)
+        mismatch = cell.profile.mismatch(profile)
         return Placement(
             hostname=platform.node(),
             node_id=self.node_id,
