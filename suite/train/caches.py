@@ -87,14 +87,11 @@ def tokenizer_key(preset: ModelPreset) -> str:
 
 
 def encoded(
-    task: TaskSpec,
-    task_dir: str,
-    preset: ModelPreset,
-    task_key: str | None = None,
-    model_key: str | None = None,
+    task: TaskSpec, task_dir: str, preset: ModelPreset, keys: tuple[str, str] | None = None
 ) -> dict[str, EncodedSplit]:
-    """Tokenised splits, from memory, else from the disk cache, else tokenised (once)."""
-    task_key = task_key or spec_hash(task)
+    """Tokenised splits, from memory, else from the disk cache, else tokenised (once);
+    `keys`: the task's and the preset's spec hashes, where the caller has them."""
+    task_key, model_key = keys or (spec_hash(task), None)
 
     def tokenize():
         COUNTS["tokenizations"] += 1

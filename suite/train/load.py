@@ -60,7 +60,7 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
         before = caches.COUNTS["tokenizations"]
         data = caches.task_data(cell.task, cell.task_dir, task_key)
         tokenizer = caches.tokenizer(cell.model, model_key)
-        encoded = caches.encoded(cell.task, cell.task_dir, cell.model, task_key, model_key)
+        encoded = caches.encoded(cell.task, cell.task_dir, cell.model, (task_key, model_key))
         clock.cached["data"] = caches.COUNTS["tokenizations"] == before
     with clock.phase("model_load"):
         before = caches.COUNTS["model_loads"]
