@@ -6,7 +6,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,10 +15,13 @@ from rich.markup import escape
 from suite.cli_common import DbOpt, PluginsOpt, WideOpt, console, err_console
 from suite.cli_common import catalog as _catalog
 from suite.cli_common import fail as _error
+from suite.cli_common import fail_spec as _fail_spec
 from suite.cli_published import PublishedOpt
 from suite.cli_published import load_published_into as _load_published
 from suite.cli_published import register as _register_published
 from suite.cli_published import register_verify as _register_verify
+from suite.cli_store import print_table as _print_table
+from suite.cli_store import register as _register_store
 from suite.errors import SpecError
 from suite.paths import DEFAULT_DB
 
@@ -30,13 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 DEFAULT_MATRIX = "smoke"
-
-
-def _fail_spec(exc: SpecError) -> NoReturn:
-    err_console.print(f"[bold red]spec error[/] ({len(exc.issues)} problem(s)):")
-    for issue in exc.issues:
-        err_console.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 SliceOpt = Annotated[
@@ -167,12 +163,6 @@ def _plan(plugins, matrix: str, store, rerun: bool, axes=()):
     return the_plan
 
 
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
 class ListFormat(str, Enum):
     table = "table"
     csv = "csv"
@@ -258,143 +248,7 @@ def validate(
         raise typer.Exit(code)
 
 
-@app.command()
-def query(
-    sql: Annotated[
-        str | None, typer.Argument(help="One SQL statement (read-only connection).")
-    ] = None,
-    db: DbOpt = DEFAULT_DB,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
-    view: Annotated[
-        str | None,
-        typer.Option(
-            "--view",
-            help="Print a view: results, leaderboard, pareto, trials, rank_sweep, aggregate, "
-            "tuning_curves, example_outcomes, disagreements, lost_to_baseline, merging, "
-            "compression, protocols, continual_results, continual_matrix, federated_results, federated_curve (a terminal table shows its main columns; csv/json every "
-            "column). The analysis views carry a protocol column: compare rows of one "
-            "protocol only.",
-        ),
-    ] = None,
-) -> None:
-    """Run a read-only SQL query on the results, or print one of the views (--view)."""
-    from suite.store.store import Store
-    from suite.store.views import view_query
-
-    if (sql is None) == (view is None):
-        _error("error:", "give either SQL or --view NAME", 2)
-    try:
-        statement = sql or view_query(view, all_columns=fmt != Format.table)
-    except ValueError as exc:
-        _error("error:", exc, 2)
-    try:
-        from suite.listing import typed_frame
-
-        Store(db).upgrade_if_older()
-        frame = typed_frame(Store(db), statement)
-    except FileNotFoundError as exc:
-        _error("error:", exc, 1)
-    except Exception as exc:  # noqa: BLE001 - duckdb errors are the user's SQL
-        _error("query failed:", exc, 1)
-    from suite.listing import print_frame
-
-    # Off a terminal (pipes, CI logs) rich would squeeze a wide table into 80 columns.
-    print_frame(console if console.is_terminal else Console(width=240), frame, fmt.value)
-
-
-@app.command()
-def export(
-    parquet: Annotated[
-        Path, typer.Option("--parquet", help="Folder to write one Parquet file per table.")
-    ],
-    db: DbOpt = DEFAULT_DB,
-) -> None:
-    """Export every table of the results database as Parquet."""
-    from suite.store.store import Store
-
-    for path in Store(db).export_parquet(parquet):
-        console.print(f"wrote {path}")
-
-
-@app.command()
-def table(
-    matrix: Annotated[
-        str | None,
-        typer.Option(
-            help="Only this matrix's cells (name or YAML path): every cell it expands to, "
-            "also those another matrix stored first."
-        ),
-    ] = None,
-    db: DbOpt = DEFAULT_DB,
-    plugins: PluginsOpt = None,
-    wide: WideOpt = False,
-) -> None:
-    """Print the results as a table in the terminal: one row per method and task, its
-    seeds pooled (the leaderboard's score and interval); --wide adds the cost columns."""
-    if not db.exists():
-        _error("error:", f"no results database at {db}; run `peftbench run` first", 1)
-    ids = None
-    if matrix is not None:
-        from suite.driver import matrix_cell_ids
-        from suite.store.store import Store
-
-        try:
-            ids = matrix_cell_ids(_catalog(plugins), matrix, Store(db))
-        except SpecError as exc:
-            _fail_spec(exc)
-    _print_table(db, matrix, ids, wide)
-
-
-def _print_table(db: Path, title: str | None, cell_ids: list[str] | None, wide: bool) -> None:
-    from suite.results_table import results_table
-    from suite.store.store import Store
-
-    # The default columns fit 80; off a terminal (CI logs, pipes) rich would wrap the
-    # wide table at 80 columns.
-    out = console if console.is_terminal or not wide else Console(width=200)
-    out.print(results_table(Store(db), title, cell_ids, wide))
-
-
-class ArtifactAction(str, Enum):
-    list = "list"
-    gc = "gc"
-
-
-@app.command()
-def artifacts(
-    action: Annotated[ArtifactAction, typer.Argument(help="list, or gc (remove unreferenced).")],
-    db: DbOpt = DEFAULT_DB,
-    unconsumed: Annotated[
-        bool,
-        typer.Option(help="gc: also remove recorded artifacts no stored post-hoc run consumed."),
-    ] = False,
-    dry_run: Annotated[bool, typer.Option(help="gc: say what would go, remove nothing.")] = False,
-) -> None:
-    """The saved artifacts (adapters, or whole models) by cell id: list them, or remove the
-    unreferenced ones: files no row of the store names (orphans), rows whose file is gone,
-    and with --unconsumed artifacts no stored post-hoc run consumed."""
-    from suite.artifacts import artifacts_dir
-    from suite.listing import artifacts_frame, print_frame
-    from suite.store.store import Store
-
-    store = Store(db)
-    if not db.exists():
-        _error("error:", f"no results database at {db}", 1)
-    store.init()
-    frame, orphans = artifacts_frame(store, artifacts_dir(db))
-    if action == ArtifactAction.list:
-        shown = frame.assign(sha256=frame["sha256"].str[:16]) if len(frame) else frame
-        print_frame(console if console.is_terminal else Console(width=220), shown, "table")
-        for path in orphans:
-            console.print(f"orphan (no row): {path}", markup=False)
-        return
-    from suite.store.artifacts_gc import collect
-
-    removed = collect(store, frame, orphans, unconsumed, dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for line in removed:
-        console.print(f"{verb} {line}", markup=False)
-    console.print(f"{verb} {len(removed)} artifact(s)")
+_register_store(app)
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """What every `peftbench` command module shares: the consoles, the common options, the
 error exits and the plugin catalogue. It imports nothing of the CLI, so the command
-modules (cli.py, cli_published.py) can all import it without a cycle."""
+modules (cli.py, cli_published.py, cli_store.py) can all import it without a cycle."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from suite.errors import SpecError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,6 +40,13 @@ def fail(label: str, message: object, code: int) -> NoReturn:
     hold brackets that are not markup), then exit with `code`."""
     err_console.print(Text.assemble((label, "bold red"), " ", str(message)), soft_wrap=True)
     raise typer.Exit(code)
+
+
+def fail_spec(exc: SpecError) -> NoReturn:
+    err_console.print(f"[bold red]spec error[/] ({len(exc.issues)} problem(s)):")
+    for issue in exc.issues:
+        err_console.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def catalog(plugins: list[Path] | None):

@@ -50,3 +50,36 @@ def test_the_profile_picks_the_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert cuda.device() == torch.device("cuda")
     assert HardwareProfile(name="cpu").device() == torch.device("cpu")
+
+
+def test_the_task_types_functions_are_resolved_once_in_load(lora_cell, monkeypatch):
+    """load resolves the collator, the loss and the predictor; the later phases take them
+    from the setup instead of looking the task's type up again (bench/cell_trace.py)."""
+    from suite.tasks.types import TaskType
+
+    asked: list[str] = []
+    function = TaskType.function
+
+    def counting(self, role):
+        asked.append(role)
+        return function(self, role)
+
+    monkeypatch.setattr(TaskType, "function", counting)
+    measured = runner.run_cell(lora_cell)
+    assert measured.status == "ok", measured.error
+    # (A first cell of the worker also asks for the encoder, tokenising its data.)
+    assert [asked.count(r) for r in ("collator", "loss", "predictor")] == [1, 1, 1], asked
+
+
+def test_load_hashes_the_task_and_model_once_for_the_caches(lora_cell, monkeypatch):
+    """The caches find a cell's data, tokenizer, splits and backbone by the keys load
+    computed (bench/cell_trace.py: no hop back to suite/cells for each lookup)."""
+    from suite.train import caches, load
+
+    def unexpected(spec):
+        raise AssertionError(f"caches hashed {type(spec).__name__} again")
+
+    monkeypatch.setattr(caches, "spec_hash", unexpected)
+    setup = load.load(lora_cell)
+    assert setup.task_key == load.spec_hash(lora_cell.task)
+    assert caches.baselines(lora_cell.task, lora_cell.task_dir, setup.task_key) is not None

@@ -53,11 +53,11 @@ def test_fractional_gpu_needs_opt_in():
 
 def test_mismatch_between_declared_and_actual_device():
     actual_cpu = {"device_type": "cpu", "device_name": "cpu", "device_memory_bytes": None}
-    assert hardware.mismatch(_profile("cpu-local"), actual_cpu) is None
-    assert "declared cuda" in hardware.mismatch(_profile("h100-80gb"), actual_cpu)
+    assert _profile("cpu-local").mismatch(actual_cpu) is None
+    assert "declared cuda" in _profile("h100-80gb").mismatch(actual_cpu)
     a100 = {"device_type": "cuda", "device_name": "NVIDIA A100-SXM4-80GB"}
-    assert "H100" in hardware.mismatch(_profile("h100-80gb"), {**a100, "device_memory_bytes": 85e9})
-    assert hardware.mismatch(_profile("a100-80gb"), {**a100, "device_memory_bytes": 85e9}) is None
+    assert "H100" in _profile("h100-80gb").mismatch({**a100, "device_memory_bytes": 85e9})
+    assert _profile("a100-80gb").mismatch({**a100, "device_memory_bytes": 85e9}) is None
 
 
 def test_calibration_records_positive_peaks():

@@ -74,3 +74,27 @@ def test_a_field_with_no_sql_type_is_refused():
 def test_a_layout_naming_a_missing_field_is_refused():
     with pytest.raises(ValueError, match="'gone' is not a stored field of Measurements"):
         layout(("gone",), Measurements)
+
+
+def test_attempt_tables_share_their_key_method_and_provenance_columns(tmp_path):
+    """posthoc_runs, continual_runs and federated_rounds are laid out by one helper
+    (suite/store/columns.py): the columns they share have one type, and a post-hoc
+    attempt written through the store fills its provenance and method columns."""
+    store = Store(demo_db_copy(tmp_path / "d.duckdb"))
+    shared = ("result_id", "cell_id", "run_id", "status", "error", "matrix", "method",
+              "method_name", "family", "fidelity", "params", "hostname", "worker_pid",
+              "hardware_profile_id", "started_at", "finished_at", "cell_wall_s", "attempts",
+              "git_sha", "git_dirty", "log_path")  # fmt: skip
+    types = store.query(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_name IN ('posthoc_runs', 'continual_runs', 'federated_rounds')"
+    )
+    for name in shared:
+        found = types[types.column_name == name]
+        assert len(found) == 3 and found.data_type.nunique() == 1, name
+    rows = store.query(
+        "SELECT run_id, git_sha, attempts, method_hash, method_yaml, finished_at FROM posthoc_runs"
+    )
+    assert len(rows) and set(rows.run_id) == {"demo"} and set(rows.git_sha) == {"demo"}
+    assert rows.method_hash.notna().all() and rows.method_yaml.notna().all()
+    assert set(rows.attempts) == {1} and rows.finished_at.notna().all()

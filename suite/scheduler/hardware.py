@@ -19,8 +19,6 @@ from typing import Any
 
 import torch
 
-from suite.specs.profile import HardwareProfile
-
 # Calibration stops after this much time per benchmark (enough for a stable maximum).
 CALIBRATION_S = 0.25
 
@@ -144,17 +142,3 @@ def record(device: torch.device, dtype: str, node_id: str | None = None) -> dict
     profile["profile_id"] = hashlib.sha256(digest).hexdigest()[:16]
     profile["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return profile
-
-
-def mismatch(declared: HardwareProfile, actual: dict[str, Any]) -> str | None:
-    """Why the actual device is not the one the profile declares, or None if it is."""
-    expected = declared.expected
-    if expected.type != actual["device_type"]:
-        return f"declared {expected.type}, ran on {actual['device_type']}"
-    name = actual.get("device_name") or ""
-    if expected.name and expected.name.lower() not in name.lower():
-        return f"declared device '{expected.name}', ran on '{name}'"
-    memory = actual.get("device_memory_bytes")
-    if expected.memory_gb and memory and memory < 0.9 * expected.memory_gb * 1e9:
-        return f"declared {expected.memory_gb} GB, device has {memory / 1e9:.1f} GB"
-    return None

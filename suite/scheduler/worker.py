@@ -65,8 +65,8 @@ class CellWorker:
         threads = cell.profile.torch_threads or self.threads
         if threads:
             torch.set_num_threads(threads)
-        log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
         placement = self.placement(cell)
+        log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
 
         def step(i: int, total: int, loss: float) -> None:
             log.append(f"step {i}/{total} loss {loss:.6f}")
@@ -85,10 +85,9 @@ class CellWorker:
 
     def placement(self, cell: Workload) -> Placement:
         """Where this worker runs the cell, on the hardware profile it recorded."""
-        from suite.scheduler import hardware
 
         profile = self.profile_for(cell)
-        mismatch = hardware.mismatch(cell.profile, profile)
+        mismatch = cell.profile.mismatch(profile)
         return Placement(
             hostname=platform.node(),
             node_id=self.node_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
@@ -38,14 +38,28 @@ class HardwareProfile(Frozen):
 
     def device(self):
         """The torch device a cell on this profile runs on here: CUDA where the profile
-        expects it and this machine has it, else the CPU (the worker records a mismatch,
-        suite/scheduler/hardware.py). Here, below the worker and the runner, so both ask
+        expects it and this machine has it, else the CPU (the worker records the
+        mismatch, `mismatch`). Here, below the worker and the runner, so both ask
         the same question without the worker calling into the runner."""
         import torch  # only where a cell runs: specs are read without torch
 
         if self.expected.type == "cuda" and torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
+
+    def mismatch(self, actual: dict[str, Any]) -> str | None:
+        """Why the actual device (a recorded profile, suite/scheduler/hardware.py) is not
+        the one this profile declares, or None if it is."""
+        expected = self.expected
+        if expected.type != actual["device_type"]:
+            return f"declared {expected.type}, ran on {actual['device_type']}"
+        name = actual.get("device_name") or ""
+        if expected.name and expected.name.lower() not in name.lower():
+            return f"declared device '{expected.name}', ran on '{name}'"
+        memory = actual.get("device_memory_bytes")
+        if expected.memory_gb and memory and memory < 0.9 * expected.memory_gb * 1e9:
+            return f"declared {expected.memory_gb} GB, device has {memory / 1e9:.1f} GB"
+        return None
 
     @model_validator(mode="after")
     def _fraction_opt_in(self) -> HardwareProfile:

@@ -10,15 +10,57 @@ type adds a column, and `Store.init` adds it to an older store in place.
 
 from __future__ import annotations
 
+import json
 import types
 import typing
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from suite.results import Elsewhere, SqlType
+from suite.cells import spec_hash
+from suite.results import CellReport, Elsewhere, SqlType
+
+# A table's layout: the store's own columns as (name, SQL type), a result type's by name.
+Layout = tuple[str | tuple[str, str], ...]
+
+# The columns every attempt table (posthoc_runs, continual_runs, federated_rounds) has:
+# its key, status, method and placement and provenance (`attempt_layout` places them as
+# the stored tables have them; `attempt_fields` and `method_fields` fill them).
+_KEY: Layout = (
+    ("result_id", "VARCHAR PRIMARY KEY"),
+    ("cell_id", "VARCHAR NOT NULL"),
+    ("run_id", "VARCHAR"),
+)
+_METHOD: Layout = (
+    ("method", "VARCHAR"),
+    ("method_name", "VARCHAR"),
+    ("family", "VARCHAR"),
+    ("fidelity", "VARCHAR"),
+)
+_PROVENANCE: Layout = (
+    ("hostname", "VARCHAR"),
+    ("worker_pid", "INTEGER"),
+    ("hardware_profile_id", "VARCHAR"),
+    ("started_at", "VARCHAR"),
+    ("finished_at", "TIMESTAMP"),
+    ("cell_wall_s", "DOUBLE"),
+    ("attempts", "INTEGER"),
+    ("git_sha", "VARCHAR"),
+    ("git_dirty", "BOOLEAN"),
+)
+
+
+def attempt_layout(own: Layout, tail: Layout, identity: Layout = (), stage: Layout = ()) -> Layout:
+    """An attempt table's layout: key, the kind's `identity`, status, matrix, its `stage`,
+    method, its `own` columns, provenance, its `tail` (the order stored tables have)."""
+    status = (("status", "VARCHAR NOT NULL"), ("error", "VARCHAR"), ("matrix", "VARCHAR"))
+    return (*_KEY, *identity, *status, *stage, *_METHOD, *own, *_PROVENANCE, *tail)
+
 
 # Python type -> DuckDB type (bool before int: a bool is an int to Python).
 _SQL = ((bool, "BOOLEAN"), (int, "BIGINT"), (float, "DOUBLE"), (str, "VARCHAR"), (dict, "JSON"))
@@ -79,7 +121,7 @@ def result_columns(result_type: type[BaseModel]) -> dict[str, str]:
     }
 
 
-def layout(order: Sequence[str | tuple[str, str]], result_type: type[BaseModel]) -> dict[str, str]:
+def layout(order: Layout, result_type: type[BaseModel]) -> dict[str, str]:
     """A table's columns: `order` gives the store's own columns as (name, SQL type) and
     places the result type's by bare name; the result's fields it does not name follow,
     in the order the type declares them. A bare name the type lacks is an error."""
@@ -142,3 +184,63 @@ def insert_rows(con, table: str, columns, rows: list[dict], conflict: str | None
 def spec_yaml(spec) -> str:
     """A resolved spec as a row stores it (unset options left out)."""
     return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def create_table(name: str, columns: dict[str, str]) -> str:
+    """The CREATE TABLE statement of `name` with `columns` (name -> SQL type), in order."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {name} ("
+        + ", ".join(f"{n} {k}" for n, k in columns.items())
+        + ")"
+    )
+
+
+def method_fields(method) -> dict[str, Any]:
+    """A row's method columns: its label, name, family, fidelity, version, params, and the
+    resolved spec with its hash (a table keeps those of them it has)."""
+    return {
+        "method": method.label, "method_name": method.name, "family": method.family,
+        "fidelity": method.fidelity, "method_version": method.method_version,
+        "params": json.dumps(method.params), "method_yaml": spec_yaml(method),
+        "method_hash": spec_hash(method),
+    }  # fmt: skip
+
+
+def attempt_fields(
+    cell_id: str, report: CellReport, provenance: dict[str, Any], log_path: str | None
+) -> dict[str, Any]:
+    """An attempt row's key, status, placement and provenance (a new result_id; a table
+    keeps those of them it has)."""
+    measured, placement = report.measured, report.placement
+    return {
+        "result_id": uuid.uuid4().hex, "cell_id": cell_id, "run_id": provenance.get("run_id"),
+        "status": measured.status, "error": measured.error,
+        "hostname": placement.hostname, "worker_pid": placement.worker_pid,
+        "hardware_profile_id": placement.hardware_profile_id,
+        "started_at": measured.started_at, "finished_at": datetime.now(UTC).replace(tzinfo=None),
+        "cell_wall_s": measured.cell_wall_s, "attempts": report.attempts,
+        "git_sha": provenance.get("git_sha"), "git_dirty": provenance.get("git_dirty"),
+        "versions": json.dumps(provenance.get("versions", {})),
+        "hardware": json.dumps(provenance.get("hardware", {})), "log_path": log_path,
+    }  # fmt: skip
+
+
+class Attempt(NamedTuple):
+    """One attempt as the store writes it: its row of `table` (only `columns` are kept)
+    and its score rows of `scores_table`, each a tuple in that table's column order."""
+
+    table: str
+    columns: dict[str, str]
+    row: dict[str, Any]
+    scores_table: str | None = None
+    scores: Sequence[tuple] = ()
+
+
+def write_attempt(con, attempt: Attempt) -> str:
+    """Insert one attempt's row and its score rows (the caller holds a transaction);
+    returns its result_id."""
+    insert_row(con, attempt.table, attempt.columns, attempt.row)
+    if attempt.scores:
+        marks = ", ".join("?" * len(attempt.scores[0]))
+        con.executemany(f"INSERT INTO {attempt.scores_table} VALUES ({marks})", attempt.scores)
+    return attempt.row["result_id"]

@@ -15,60 +15,38 @@ latest attempt of each round of each run, with the bytes communicated up to it) 
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from suite.results import CellReport, FederatedMeasured, FederatedMeasurements
-from suite.store.columns import add_missing, existing, insert_row, layout
+from suite.store import columns
 
-FEDERATED_ROUND_LAYOUT: tuple[str | tuple[str, str], ...] = (
-    ("result_id", "VARCHAR PRIMARY KEY"),
-    ("cell_id", "VARCHAR NOT NULL"),
-    ("run_id", "VARCHAR"),
-    "fed_run",
-    "round",
-    ("status", "VARCHAR NOT NULL"),
-    ("error", "VARCHAR"),
-    ("matrix", "VARCHAR"),
-    ("method", "VARCHAR"),
-    ("method_name", "VARCHAR"),
-    ("family", "VARCHAR"),
-    ("fidelity", "VARCHAR"),
-    ("params", "JSON"),
-    ("model", "VARCHAR"),
-    ("task", "VARCHAR"),
-    ("seed", "INTEGER"),
-    ("protocol", "VARCHAR"),
-    ("budget", "JSON"),
-    ("aggregation", "VARCHAR"),
-    ("rule_fidelity", "VARCHAR"),
-    ("split", "VARCHAR"),
-    ("alpha", "DOUBLE"),
-    ("n_clients", "INTEGER"),
-    ("rounds", "INTEGER"),
-    ("local_steps", "INTEGER"),
-    ("dp", "JSON"),
-    ("spec", "JSON"),
-    ("hostname", "VARCHAR"),
-    ("worker_pid", "INTEGER"),
-    ("hardware_profile_id", "VARCHAR"),
-    ("started_at", "VARCHAR"),
-    ("finished_at", "TIMESTAMP"),
-    ("cell_wall_s", "DOUBLE"),
-    ("attempts", "INTEGER"),
-    ("git_sha", "VARCHAR"),
-    ("git_dirty", "BOOLEAN"),
-    ("log_path", "VARCHAR"),
+FEDERATED_ROUND_LAYOUT: columns.Layout = columns.attempt_layout(
+    identity=("fed_run", "round"),
+    own=(
+        ("params", "JSON"),
+        ("model", "VARCHAR"),
+        ("task", "VARCHAR"),
+        ("seed", "INTEGER"),
+        ("protocol", "VARCHAR"),
+        ("budget", "JSON"),
+        ("aggregation", "VARCHAR"),
+        ("rule_fidelity", "VARCHAR"),
+        ("split", "VARCHAR"),
+        ("alpha", "DOUBLE"),
+        ("n_clients", "INTEGER"),
+        ("rounds", "INTEGER"),
+        ("local_steps", "INTEGER"),
+        ("dp", "JSON"),
+        ("spec", "JSON"),
+    ),
+    tail=(("log_path", "VARCHAR"),),
 )
-FEDERATED_ROUND_COLUMNS: dict[str, str] = layout(FEDERATED_ROUND_LAYOUT, FederatedMeasurements)
+FEDERATED_ROUND_COLUMNS: dict[str, str] = columns.layout(
+    FEDERATED_ROUND_LAYOUT, FederatedMeasurements
+)
 
-FEDERATED_TABLES = [
-    "CREATE TABLE IF NOT EXISTS federated_rounds ("
-    + ", ".join(f"{n} {k}" for n, k in FEDERATED_ROUND_COLUMNS.items())
-    + ")"
-]
-
+FEDERATED_TABLES = [columns.create_table("federated_rounds", FEDERATED_ROUND_COLUMNS)]
 _CURVE = """CREATE OR REPLACE VIEW federated_curve AS
 WITH latest AS (
     SELECT * FROM federated_rounds
@@ -94,24 +72,21 @@ QUALIFY row_number() OVER (PARTITION BY fed_run ORDER BY round DESC) = 1"""
 FEDERATED_VIEWS = [_CURVE, _RESULTS]
 
 
-def add_missing_federated_columns(con) -> None:
-    add_missing(con, "federated_rounds", FEDERATED_ROUND_COLUMNS)
-
-
-def federated_row(cell, report: CellReport, provenance: dict[str, Any], log_path: str | None):
+def federated_attempt(
+    cell, report: CellReport, provenance: dict[str, Any], log_path: str | None
+) -> columns.Attempt:
     """The federated_rounds row of one report (a timeout or a crashed worker delivers a
     plain outcome: then the row has only the round's identity)."""
     measured = report.measured
     ok = isinstance(measured, FederatedMeasured)
     m = measured.measurements if ok else FederatedMeasurements()
-    base, spec, method = cell.cell, cell.spec, cell.cell.method
-    return {
+    base, spec = cell.cell, cell.spec
+    row = {
         **m.model_dump(),
-        "result_id": uuid.uuid4().hex, "cell_id": cell.cell_id, "run_id": provenance.get("run_id"),
-        "fed_run": cell.fed_run, "round": cell.round, "status": measured.status,
-        "error": measured.error, "matrix": base.matrix, "method": method.label,
-        "method_name": method.name, "family": method.family, "fidelity": method.fidelity,
-        "params": json.dumps(method.params), "model": base.model.name, "task": base.task.name,
+        **columns.attempt_fields(cell.cell_id, report, provenance, log_path),
+        **columns.method_fields(base.method),
+        "fed_run": cell.fed_run, "round": cell.round, "matrix": base.matrix,
+        "model": base.model.name, "task": base.task.name,
         "seed": base.seed, "protocol": base.protocol_name, "budget": base.budget.model_dump_json(),
         "aggregation": spec.aggregation, "rule_fidelity": cell.rule_fidelity,
         "split": spec.split.kind,
@@ -120,20 +95,8 @@ def federated_row(cell, report: CellReport, provenance: dict[str, Any], log_path
         "dp": spec.dp.model_dump_json() if spec.dp else None, "spec": spec.model_dump_json(),
         "validation_metrics": json.dumps(m.validation_metrics) if m.validation_metrics else None,
         "test_metrics": json.dumps(m.test_metrics) if m.test_metrics else None,
-        "hostname": report.placement.hostname, "worker_pid": report.placement.worker_pid,
-        "hardware_profile_id": report.placement.hardware_profile_id,
-        "started_at": measured.started_at, "finished_at": datetime.now(UTC).replace(tzinfo=None),
-        "cell_wall_s": measured.cell_wall_s, "attempts": report.attempts,
-        "git_sha": provenance.get("git_sha"), "git_dirty": provenance.get("git_dirty"),
-        "log_path": log_path,
     }  # fmt: skip
-
-
-def write_federated(con, cell, report: CellReport, provenance: dict, log_path: str | None) -> str:
-    """Insert one round's attempt (the caller holds a transaction)."""
-    row = federated_row(cell, report, provenance, log_path)
-    insert_row(con, "federated_rounds", FEDERATED_ROUND_COLUMNS, row)
-    return row["result_id"]
+    return columns.Attempt("federated_rounds", FEDERATED_ROUND_COLUMNS, row)
 
 
 def stored_rounds(store, fed_runs: list[str], since: datetime | None = None) -> dict[str, set[int]]:
@@ -142,7 +105,7 @@ def stored_rounds(store, fed_runs: list[str], since: datetime | None = None) -> 
     if not fed_runs or not store.path.exists():
         return {}
     with store.connect(read_only=True) as con:
-        if not existing(con, "federated_rounds"):
+        if not columns.existing(con, "federated_rounds"):
             return {}
         rows = con.execute(
             "SELECT fed_run, round FROM federated_rounds WHERE status = 'ok' "

@@ -15,15 +15,13 @@ metric at the method's level, beside the dense model's).
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from suite.cells import Cell, spec_hash
+from suite.cells import Cell
 from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
 from suite.specs.posthoc import STAGE_KINDS
-from suite.store.columns import add_missing, insert_row, layout, spec_yaml
+from suite.store import columns
 
 ARTIFACT_COLUMNS: dict[str, str] = {
     "cell_id": "VARCHAR PRIMARY KEY",
@@ -42,74 +40,54 @@ ARTIFACT_COLUMNS: dict[str, str] = {
 # The posthoc_runs table: the store's own columns (name, SQL type) and, by bare name,
 # PosthocMeasurements' (suite/results.py), in the order of the stores already written;
 # a new field of PosthocMeasurements is appended (suite/store/columns.py).
-POSTHOC_RUN_LAYOUT: tuple[str | tuple[str, str], ...] = (
-    ("result_id", "VARCHAR PRIMARY KEY"),
-    ("cell_id", "VARCHAR NOT NULL"),
-    ("run_id", "VARCHAR"),
-    ("status", "VARCHAR NOT NULL"),
-    ("error", "VARCHAR"),
-    ("matrix", "VARCHAR"),
-    ("stage", "VARCHAR"),
-    ("stage_name", "VARCHAR"),
-    ("method", "VARCHAR"),
-    ("method_name", "VARCHAR"),
-    ("family", "VARCHAR"),
-    ("fidelity", "VARCHAR"),
-    ("method_version", "INTEGER"),
-    "method_source_hash",
-    ("params", "JSON"),
-    ("method_yaml", "VARCHAR"),
-    ("method_hash", "VARCHAR"),
-    ("input_cell_ids", "VARCHAR[]"),
-    ("input_methods", "VARCHAR[]"),
-    ("input_tasks", "VARCHAR[]"),
-    "input_sha256",
-    ("model", "VARCHAR"),
-    ("seed", "INTEGER"),
-    ("profile", "VARCHAR"),
-    ("calibration", "JSON"),
-    ("budget", "JSON"),
-    "stage_time_s",
-    "stored_bytes",
-    "stored_params",
-    "heads_bytes",
-    "sparsity",
-    "level",
-    "level_label",
-    "pattern_ok",
-    "nonzero_params",
-    "target_params",
-    "total_params",
-    "latency_s",
-    "source_latency_s",
-    "train_steps",
-    "train_wall_s",
-    "device",
-    ("hostname", "VARCHAR"),
-    ("worker_pid", "INTEGER"),
-    ("hardware_profile_id", "VARCHAR"),
-    ("started_at", "VARCHAR"),
-    ("finished_at", "TIMESTAMP"),
-    ("cell_wall_s", "DOUBLE"),
-    ("attempts", "INTEGER"),
-    ("git_sha", "VARCHAR"),
-    ("git_dirty", "BOOLEAN"),
-    ("versions", "JSON"),
-    ("hardware", "JSON"),
-    "notes",
-    ("log_path", "VARCHAR"),
-    # The benchmark protocol of its inputs' rows (suite/store/protocols.py).
-    ("protocol", "VARCHAR"),
+POSTHOC_RUN_LAYOUT: columns.Layout = columns.attempt_layout(
+    stage=(("stage", "VARCHAR"), ("stage_name", "VARCHAR")),
+    own=(
+        ("method_version", "INTEGER"),
+        "method_source_hash",
+        ("params", "JSON"),
+        ("method_yaml", "VARCHAR"),
+        ("method_hash", "VARCHAR"),
+        ("input_cell_ids", "VARCHAR[]"),
+        ("input_methods", "VARCHAR[]"),
+        ("input_tasks", "VARCHAR[]"),
+        "input_sha256",
+        ("model", "VARCHAR"),
+        ("seed", "INTEGER"),
+        ("profile", "VARCHAR"),
+        ("calibration", "JSON"),
+        ("budget", "JSON"),
+        "stage_time_s",
+        "stored_bytes",
+        "stored_params",
+        "heads_bytes",
+        "sparsity",
+        "level",
+        "level_label",
+        "pattern_ok",
+        "nonzero_params",
+        "target_params",
+        "total_params",
+        "latency_s",
+        "source_latency_s",
+        "train_steps",
+        "train_wall_s",
+        "device",
+    ),
+    tail=(
+        ("versions", "JSON"),
+        ("hardware", "JSON"),
+        "notes",
+        ("log_path", "VARCHAR"),
+        # The benchmark protocol of its inputs' rows (suite/store/protocols.py).
+        ("protocol", "VARCHAR"),
+    ),
 )
-POSTHOC_RUN_COLUMNS: dict[str, str] = layout(POSTHOC_RUN_LAYOUT, PosthocMeasurements)
+POSTHOC_RUN_COLUMNS: dict[str, str] = columns.layout(POSTHOC_RUN_LAYOUT, PosthocMeasurements)
 
 POSTHOC_TABLES = [
-    "CREATE TABLE IF NOT EXISTS artifacts ("
-    + ", ".join(f"{n} {k}" for n, k in ARTIFACT_COLUMNS.items())
-    + ")",
-    "CREATE TABLE IF NOT EXISTS posthoc_runs ("
-    + ", ".join(f"{n} {k}" for n, k in POSTHOC_RUN_COLUMNS.items())
-    + ")",
+    columns.create_table("artifacts", ARTIFACT_COLUMNS),
+    columns.create_table("posthoc_runs", POSTHOC_RUN_COLUMNS),
     """CREATE TABLE IF NOT EXISTS posthoc_scores (
         result_id VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, task VARCHAR NOT NULL,
         split VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE, source_value DOUBLE,
@@ -156,12 +134,6 @@ POSTHOC_VIEWS = [_LATEST, _MERGING, _COMPRESSION]
 POSTHOC_VIEW_NAMES = ("posthoc_results", "merging", "compression")
 
 
-def add_missing_columns(con) -> None:
-    """Bring post-hoc tables made by older code up to the current columns."""
-    add_missing(con, "artifacts", ARTIFACT_COLUMNS)
-    add_missing(con, "posthoc_runs", POSTHOC_RUN_COLUMNS)
-
-
 def record_artifact(con, cell: Cell, measurements, result_id: str) -> None:
     """The trained cell's saved artifact (if it saved one), replacing an older row."""
     if not getattr(measurements, "artifact_sha256", None):
@@ -179,54 +151,31 @@ def record_artifact(con, cell: Cell, measurements, result_id: str) -> None:
         "seed": cell.seed,
         "created_at": datetime.now(UTC).replace(tzinfo=None),
     }
-    cols = list(ARTIFACT_COLUMNS)
-    con.execute(
-        f"INSERT OR REPLACE INTO artifacts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-        [row[c] for c in cols],
-    )
+    columns.insert_row(con, "artifacts", ARTIFACT_COLUMNS, row, conflict="REPLACE")
 
 
-def posthoc_row(cell, report: CellReport, provenance: dict[str, Any], log_path: str | None):
+def posthoc_attempt(
+    cell, report: CellReport, provenance: dict[str, Any], log_path: str | None
+) -> columns.Attempt:
     """The posthoc_runs row and its score rows for one report."""
     measured = report.measured
     m = measured.measurements if isinstance(measured, PosthocMeasured) else PosthocMeasurements()
-    method = cell.method
-    result_id = uuid.uuid4().hex
     row = {
         **m.model_dump(exclude={"scores", "input_sha256"}),
-        "result_id": result_id, "cell_id": cell.cell_id, "run_id": provenance.get("run_id"),
-        "status": measured.status, "error": measured.error, "matrix": cell.matrix,
-        "stage": method.stage, "stage_name": cell.stage_name, "method": method.label,
-        "method_name": method.name, "family": method.family, "fidelity": method.fidelity,
-        "method_version": method.method_version, "params": json.dumps(method.params),
-        "method_yaml": spec_yaml(method),
-        "method_hash": spec_hash(method), "input_cell_ids": list(cell.input_ids),
+        **columns.attempt_fields(cell.cell_id, report, provenance, log_path),
+        **columns.method_fields(cell.method),
+        "matrix": cell.matrix, "stage": cell.method.stage, "stage_name": cell.stage_name,
+        "input_cell_ids": list(cell.input_ids),
         "input_methods": [c.method.label for c in cell.inputs], "input_tasks": cell.tasks,
         "input_sha256": list(m.input_sha256) or None, "model": cell.model.name, "seed": cell.seed,
         "profile": cell.profile.name,
         "calibration": cell.calibration.model_dump_json() if cell.calibration else None,
         "budget": cell.budget.model_dump_json() if cell.budget else None,
-        "hostname": report.placement.hostname, "worker_pid": report.placement.worker_pid,
-        "hardware_profile_id": report.placement.hardware_profile_id,
-        "started_at": measured.started_at, "finished_at": datetime.now(UTC).replace(tzinfo=None),
-        "cell_wall_s": measured.cell_wall_s, "attempts": report.attempts,
-        "git_sha": provenance.get("git_sha"), "git_dirty": provenance.get("git_dirty"),
-        "versions": json.dumps(provenance.get("versions", {})),
-        "hardware": json.dumps(provenance.get("hardware", {})), "log_path": log_path,
         "protocol": cell.inputs[0].protocol_name if cell.inputs else None,
     }  # fmt: skip
     scores = [
-        (result_id, cell.cell_id, s.task, s.split, s.metric, s.value, s.source_value,
+        (row["result_id"], cell.cell_id, s.task, s.split, s.metric, s.value, s.source_value,
          s.normalised, s.higher_is_better, s.primary)
         for s in m.scores
     ]  # fmt: skip
-    return row, scores
-
-
-def write_posthoc(con, cell, report: CellReport, provenance: dict, log_path: str | None) -> str:
-    """Insert one post-hoc attempt and its scores (the caller holds a transaction)."""
-    row, scores = posthoc_row(cell, report, provenance, log_path)
-    insert_row(con, "posthoc_runs", POSTHOC_RUN_COLUMNS, row)
-    if scores:
-        con.executemany("INSERT INTO posthoc_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", scores)
-    return row["result_id"]
+    return columns.Attempt("posthoc_runs", POSTHOC_RUN_COLUMNS, row, "posthoc_scores", scores)

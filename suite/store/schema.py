@@ -15,7 +15,7 @@ store on every read cost seconds at a million rows. Whoever inserts into `cell_r
 from __future__ import annotations
 
 from suite.results import PHASES, CellResult, phase_column
-from suite.store.columns import layout
+from suite.store.columns import Layout, create_table, layout
 from suite.store.protocols import PROTOCOL_CELLS, PROTOCOL_RESULTS
 from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
@@ -28,7 +28,7 @@ SCHEMA_VERSION = 7
 # columns of CellResult (suite/results.py: their types come from its fields), in the
 # order of the stores already written; a field added to CellResult (or Measurements,
 # Placement, Phases) and named nowhere here is appended (suite/store/columns.py).
-CELL_RUN_LAYOUT: tuple[str | tuple[str, str], ...] = (
+CELL_RUN_LAYOUT: Layout = (
     ("result_id", "VARCHAR PRIMARY KEY"),
     "cell_id",
     ("run_id", "VARCHAR"),
@@ -195,9 +195,7 @@ MACHINE_KEY = (
 TABLES = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     PROTOCOL_CELLS,
-    "CREATE TABLE IF NOT EXISTS cell_runs ("
-    + ", ".join(f"{name} {kind}" for name, kind in CELL_RUN_COLUMNS.items())
-    + ")",
+    create_table("cell_runs", CELL_RUN_COLUMNS),
     """CREATE TABLE IF NOT EXISTS metrics (
         result_id VARCHAR NOT NULL, split VARCHAR NOT NULL, metric VARCHAR NOT NULL,
         value DOUBLE, version INTEGER, higher_is_better BOOLEAN)""",
@@ -213,9 +211,7 @@ TABLES = [
         result_id VARCHAR NOT NULL, split VARCHAR NOT NULL, example INTEGER NOT NULL,
         pred_num DOUBLE, pred_text VARCHAR, gold_num DOUBLE, gold_text VARCHAR,
         score DOUBLE, correct BOOLEAN)""",
-    "CREATE TABLE IF NOT EXISTS hardware_profiles ("
-    + ", ".join(f"{name} {kind}" for name, kind in HARDWARE_PROFILE_COLUMNS.items())
-    + ")",
+    create_table("hardware_profiles", HARDWARE_PROFILE_COLUMNS),
     *ANALYSIS_TABLES,
     # Numbers reported in papers (suite/references/), never measured here.
     REFERENCE_TABLE,

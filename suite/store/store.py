@@ -21,27 +21,27 @@ from suite.cells import Cell
 from suite.paths import DEFAULT_DB
 from suite.results import CellResult
 from suite.store import lock
-from suite.store.columns import add_missing, existing, insert_row
+from suite.store.columns import Attempt, add_missing, existing, insert_row, write_attempt
 from suite.store.comparisons import ensure_tables, fill_t_table, refresh_comparisons
 from suite.store.continual import (
+    CONTINUAL_RUN_COLUMNS,
     CONTINUAL_TABLES,
     CONTINUAL_VIEWS,
-    add_missing_continual_columns,
-    write_continual,
+    continual_attempt,
 )
 from suite.store.federated import (
+    FEDERATED_ROUND_COLUMNS,
     FEDERATED_TABLES,
     FEDERATED_VIEWS,
-    add_missing_federated_columns,
-    write_federated,
+    federated_attempt,
 )
 from suite.store.posthoc import (
+    ARTIFACT_COLUMNS,
     POSTHOC_RUN_COLUMNS,
     POSTHOC_TABLES,
     POSTHOC_VIEWS,
-    add_missing_columns,
+    posthoc_attempt,
     record_artifact,
-    write_posthoc,
 )
 from suite.store.protocols import fill_posthoc_protocols, fill_protocols, join_protocol
 from suite.store.references import refresh_references
@@ -64,6 +64,18 @@ RunLock, StoreBusy = lock.RunLock, lock.StoreBusy
 # How long a connection waits for another process to let go of the file (seconds);
 # PEFTBENCH_LOCK_WAIT_S overrides it (tests, and scripts that would rather fail fast).
 LOCK_WAIT_S = 30.0
+
+
+def _derived() -> dict[str, dict[str, str]]:
+    """The tables whose columns derive from the result types (suite/store/columns.py),
+    which `init` brings up to date in place (read at call time: tests widen them)."""
+    return {
+        "cell_runs": CELL_RUN_COLUMNS,
+        "artifacts": ARTIFACT_COLUMNS,
+        "posthoc_runs": POSTHOC_RUN_COLUMNS,
+        "continual_runs": CONTINUAL_RUN_COLUMNS,
+        "federated_rounds": FEDERATED_ROUND_COLUMNS,
+    }
 
 
 def lock_wait_s() -> float:
@@ -117,10 +129,8 @@ class Store:
                 con.execute(ddl)
             stored = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
-            add_missing(con, "cell_runs", CELL_RUN_COLUMNS)
-            add_missing_columns(con)
-            add_missing_continual_columns(con)
-            add_missing_federated_columns(con)
+            for table, columns in _derived().items():
+                add_missing(con, table, columns)
             named = fill_protocols(con)  # rows stored before protocols existed
             fill_posthoc_protocols(con)
             recreated = ensure_tables(con)
@@ -178,10 +188,8 @@ class Store:
         row = result_row(cell, result, provenance)
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            insert_row(con, "cell_runs", CELL_RUN_COLUMNS, row)
             metrics = metric_rows(cell, result, row["result_id"])
-            if metrics:
-                con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
+            write_attempt(con, Attempt("cell_runs", CELL_RUN_COLUMNS, row, "metrics", metrics))
             insert_predictions(con, row["result_id"], result)
             baselines = baseline_rows(cell, result)
             if baselines:
@@ -216,27 +224,21 @@ class Store:
 
     def write_posthoc(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
         """Store one post-hoc attempt (suite/store/posthoc.py) in its own transaction."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            result_id = write_posthoc(con, cell, report, provenance, log_path)
-            _insert_profile(con, report.placement.hardware_profile)
-            con.execute("COMMIT")
-        return result_id
+        return self._write_report(posthoc_attempt(cell, report, provenance, log_path), report)
 
     def write_continual(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
         """Store one continual attempt (suite/store/continual.py) in its own transaction."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            result_id = write_continual(con, cell, report, provenance, log_path)
-            _insert_profile(con, report.placement.hardware_profile)
-            con.execute("COMMIT")
-        return result_id
+        return self._write_report(continual_attempt(cell, report, provenance, log_path), report)
 
     def write_federated(self, cell, report, provenance: dict[str, Any], log_path=None) -> str:
         """Store one federated round (suite/store/federated.py) in its own transaction."""
+        return self._write_report(federated_attempt(cell, report, provenance, log_path), report)
+
+    def _write_report(self, attempt: Attempt, report) -> str:
+        """One attempt and the hardware profile its worker recorded, in one transaction."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            result_id = write_federated(con, cell, report, provenance, log_path)
+            result_id = write_attempt(con, attempt)
             _insert_profile(con, report.placement.hardware_profile)
             con.execute("COMMIT")
         return result_id

@@ -10,7 +10,7 @@ from typing import Any
 
 from suite.cells import Cell, spec_hash
 from suite.results import CellResult
-from suite.store.columns import spec_yaml
+from suite.store.columns import method_fields, spec_yaml
 
 
 def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> dict[str, Any]:
@@ -22,25 +22,18 @@ def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> di
     row.update(
         result_id=uuid.uuid4().hex,
         matrix=cell.matrix,
-        method=cell.method.label,
-        method_name=cell.method.name,
+        **method_fields(cell.method),
         method_kind=cell.method.kind,
-        family=cell.method.family,
-        fidelity=cell.method.fidelity,
-        method_version=cell.method.method_version,
         size_params=list(cell.method.size_params),
         model=cell.model.name,
         task=task.name,
         seed=cell.seed,
         profile=cell.profile.name,
         lr=cell.method.lr,
-        params=json.dumps(cell.method.params),
         budget=cell.budget.model_dump_json(),
-        method_yaml=spec_yaml(cell.method),
         task_yaml=spec_yaml(task),
         model_yaml=spec_yaml(cell.model),
         task_hash=spec_hash(task),
-        method_hash=spec_hash(cell.method),
         model_hash=spec_hash(cell.model),
         primary_metric=primary,
         higher_is_better=task.metric(primary).higher_is_better,

@@ -1,7 +1,8 @@
 """Per-process caches: a worker loads each model and tokenises each task once.
 
 Every cell gets a fresh deep copy of the cached backbone, never a mutated one. Keys are
-spec hashes (specs hold dicts, so they are not hashable themselves).
+spec hashes (specs hold dicts, so they are not hashable themselves); a caller that has a
+spec's hash passes it as `key` (the load phase hashes a cell's task and model once).
 """
 
 from __future__ import annotations
@@ -41,18 +42,21 @@ def clear() -> None:
     _CACHE.clear()
 
 
-def task_data(task: TaskSpec, task_dir: str) -> TaskData:
-    return _cached(("data", spec_hash(task)), lambda: load_task_data(task, Path(task_dir)))
+def task_data(task: TaskSpec, task_dir: str, key: str | None = None) -> TaskData:
+    key = key or spec_hash(task)
+    return _cached(("data", key), lambda: load_task_data(task, Path(task_dir)))
 
 
-def baselines(task: TaskSpec, task_dir: str) -> dict:
+def baselines(task: TaskSpec, task_dir: str, key: str | None = None) -> dict:
+    key = key or spec_hash(task)
     return _cached(
-        ("baseline", spec_hash(task)), lambda: baseline_metrics(task, task_data(task, task_dir))
+        ("baseline", key), lambda: baseline_metrics(task, task_data(task, task_dir, key))
     )
 
 
-def tokenizer(preset: ModelPreset):
-    return _cached(("tokenizer", spec_hash(preset)), lambda: loading.load_tokenizer(preset))
+def tokenizer(preset: ModelPreset, key: str | None = None):
+    key = key or spec_hash(preset)
+    return _cached(("tokenizer", key), lambda: loading.load_tokenizer(preset))
 
 
 def set_disk_dir(path: Path | str | None) -> None:
@@ -82,17 +86,21 @@ def tokenizer_key(preset: ModelPreset) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def encoded(task: TaskSpec, task_dir: str, preset: ModelPreset) -> dict[str, EncodedSplit]:
-    """Tokenised splits, from memory, else from the disk cache, else tokenised (once)."""
+def encoded(
+    task: TaskSpec, task_dir: str, preset: ModelPreset, keys: tuple[str, str] | None = None
+) -> dict[str, EncodedSplit]:
+    """Tokenised splits, from memory, else from the disk cache, else tokenised (once);
+    `keys`: the task's and the preset's spec hashes, where the caller has them."""
+    task_key, model_key = keys or (spec_hash(task), None)
 
     def tokenize():
         COUNTS["tokenizations"] += 1
-        tok = tokenizer(preset)
-        data = task_data(task, task_dir)
+        tok = tokenizer(preset, model_key)
+        data = task_data(task, task_dir, task_key)
         encode = task_type(task).function("encoder")
         return {name: encode(task, frame, tok) for name, frame in data.splits.items()}
 
-    name = f"tokenized-{spec_hash(task)}-{tokenizer_key(preset)}"
+    name = f"tokenized-{task_key}-{tokenizer_key(preset)}"
     return _cached(("encoded", name), lambda: _on_disk(name, tokenize))
 
 
@@ -118,29 +126,30 @@ def _on_disk(name: str, build: Callable[[], Any]) -> Any:
         return value
 
 
-def _backbone(preset: ModelPreset):
+def _backbone(preset: ModelPreset, key: str):
     def build():
         COUNTS["model_loads"] += 1
         model = loading.load_backbone(preset)
         model.eval()
         return model
 
-    return _cached(("backbone", spec_hash(preset)), build)
+    return _cached(("backbone", key), build)
 
 
-def _stored_backbone(preset: ModelPreset, storage: str | None):
+def _stored_backbone(preset: ModelPreset, storage: str | None, key: str | None):
     """The backbone stored as `storage` (compressed once per worker, then cached like the
     loaded model); None: the backbone as loaded."""
+    key = key or spec_hash(preset)
     if storage is None:
-        return _backbone(preset)
+        return _backbone(preset, key)
 
     def build():
         from suite.models.storage import apply_storage
 
         COUNTS["base_compressions"] = COUNTS.get("base_compressions", 0) + 1
-        return apply_storage(copy.deepcopy(_backbone(preset)), storage)
+        return apply_storage(copy.deepcopy(_backbone(preset, key)), storage)
 
-    return _cached(("backbone", spec_hash(preset), storage), build)
+    return _cached(("backbone", key, storage), build)
 
 
 def cached_model_bytes() -> int:
@@ -151,18 +160,22 @@ def cached_model_bytes() -> int:
     return sum(module_bytes(model) for key, model in _CACHE.items() if key[0] == "backbone")
 
 
-def warm(preset: ModelPreset, storage: str | None = None) -> None:
+def warm(preset: ModelPreset, storage: str | None = None, key: str | None = None) -> None:
     """Load the preset's backbone (and its stored form) into the cache now (outside any
     seeded section)."""
-    _stored_backbone(preset, storage)
+    _stored_backbone(preset, storage, key)
 
 
 def task_model(
-    preset: ModelPreset, num_outputs: int, seed: int, storage: str | None = None
+    preset: ModelPreset,
+    num_outputs: int,
+    seed: int,
+    storage: str | None = None,
+    key: str | None = None,
 ) -> TaskModel:
     """A fresh TaskModel: a copy of the cached (stored) backbone, every weight frozen but
     the head."""
-    backbone = copy.deepcopy(_stored_backbone(preset, storage))
+    backbone = copy.deepcopy(_stored_backbone(preset, storage, key))
     for p in backbone.parameters():
         p.requires_grad_(False)
     return TaskModel(backbone, num_outputs, preset.pooling, seed)

@@ -224,13 +224,15 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
     # The test split's first forwards are timed as they run: the unmerged latency.
     timer = ForwardTimer(model, setup.device, LATENCY_BATCHES)
     with autocast_context(setup.device, cell.budget.autocast):
-        found = {"validation": predict(model, eval_sets["validation"], cell.task, setup.tokenizer)}
+        found = {
+            "validation": setup.predict(model, eval_sets["validation"], cell.task, setup.tokenizer)
+        }
         with timer:
-            found["test"] = predict(model, eval_sets["test"], cell.task, setup.tokenizer)
+            found["test"] = setup.predict(model, eval_sets["test"], cell.task, setup.tokenizer)
     val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
     trial = cell.phase == "trial"
     test_split = "trial_test" if trial else "test"
-    baselines = caches.baselines(cell.task, cell.task_dir)
+    baselines = caches.baselines(cell.task, cell.task_dir, setup.task_key)
     return {
         "val_metrics": val,
         "test_metrics": {} if trial else test,

@@ -11,7 +11,6 @@ from suite.cells import Cell
 from suite.models.taskmodel import head_positions
 from suite.train import caches
 from suite.train.batches import to_device, train_batches
-from suite.train.evaluate import task_loss
 from suite.train.flops import train_flops
 from suite.train.loop import LoopConfig, TrainStats, train
 from suite.train.memory import MemoryProbe
@@ -43,7 +42,7 @@ def train_cell(cell: Cell, setup: Setup, ready: Ready, on_step) -> dict[str, Any
     memory = setup.memory
     report = (lambda s, loss: on_step(s + 1, setup.steps, loss)) if on_step else None
     probe = MemoryProbe(model)
-    loss = autocast_loss(task_loss(cell.task), setup.device, cell.budget.autocast)
+    loss = autocast_loss(setup.loss, setup.device, cell.budget.autocast)
     stats = train(prepared, counted(stream, tokens), loss, cfg, on_step=report, probe=probe)
     peak = memory.peak_bytes()
     # Counted after training: ranks IncreLoRA grew and ranks SoRA pruned both count.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from suite.cells import Cell
+from suite.cells import Cell, spec_hash
 from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
@@ -41,7 +41,11 @@ class Setup:
     model: torch.nn.Module
     steps: int
     pad: int
+    # The task type's functions, resolved once for every phase (suite/tasks/types.py).
     collate: Callable
+    loss: Callable
+    predict: Callable
+    task_key: str  # the task's spec hash, the key of its cached data and baselines
     reference: ReferenceProbe | None
     reference_before: float | None
     memory: PeakMemory
@@ -51,15 +55,30 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
     """Data, tokenised splits and a fresh seeded task model (from the worker's caches)."""
     clock = clock or PhaseClock()
     device = cell.profile.device()
+    task_key, model_key = spec_hash(cell.task), spec_hash(cell.model)  # the caches' keys
     with clock.phase("data_load"):
         before = caches.COUNTS["tokenizations"]
-        data = caches.task_data(cell.task, cell.task_dir)
-        tokenizer = caches.tokenizer(cell.model)
-        encoded = caches.encoded(cell.task, cell.task_dir, cell.model)
+        data = caches.task_data(cell.task, cell.task_dir, task_key)
+        tokenizer = caches.tokenizer(cell.model, model_key)
+        encoded = caches.encoded(cell.task, cell.task_dir, cell.model, (task_key, model_key))
         clock.cached["data"] = caches.COUNTS["tokenizations"] == before
     with clock.phase("model_load"):
-        model, memory, reference = _load_model(cell, device, data, tokenizer, clock)
-    budget = cell.budget
+        before = caches.COUNTS["model_loads"]
+        # Load (or find cached) the backbone before seeding: loading draws random numbers
+        # for weights it then overwrites, so the first cell of a worker would otherwise
+        # start from a different random state than the same cell run later on that worker.
+        caches.warm(cell.model, cell.base_storage, model_key)
+        clock.cached["model"] = caches.COUNTS["model_loads"] == before
+        # The cell's memory counts from here: the worker's caches above are not the cell's.
+        memory = PeakMemory(device)
+        memory.reset()
+        seed_everything(cell.seed)
+        n = data.num_outputs
+        model = caches.task_model(cell.model, n, cell.seed, cell.base_storage, model_key)
+        model = model.to(device)
+        # Forgetting (causal LMs, when the matrix names reference texts): the base's loss.
+        reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
+    budget, kind = cell.budget, task_type(cell.task)
     steps = planned_steps(
         len(encoded["train"]), budget.batch_size, budget.epochs, budget.max_steps,
         budget.tokens, cell.task.max_length,
@@ -72,27 +91,11 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
         model=model,
         steps=steps,
         pad=tokenizer.pad_token_id or 0,
-        collate=task_type(cell.task).function("collator"),
+        collate=kind.function("collator"),
+        loss=kind.function("loss"),
+        predict=kind.function("predictor"),
+        task_key=task_key,
         reference=reference,
         reference_before=reference.loss(model) if reference else None,
         memory=memory,
     )
-
-
-def _load_model(cell: Cell, device, data, tokenizer, clock: PhaseClock):
-    """The seeded task model on its device, the cell's memory meter, the reference probe."""
-    before = caches.COUNTS["model_loads"]
-    # Load (or find cached) the backbone before seeding: loading draws random numbers for
-    # weights it then overwrites, so the first cell of a worker would otherwise start
-    # from a different random state than the same cell run later on that worker.
-    caches.warm(cell.model, cell.base_storage)
-    clock.cached["model"] = caches.COUNTS["model_loads"] == before
-    # The cell's memory counts from here: the worker's caches above are not the cell's.
-    memory = PeakMemory(device)
-    memory.reset()
-    seed_everything(cell.seed)
-    model = caches.task_model(cell.model, data.num_outputs, cell.seed, cell.base_storage)
-    model = model.to(device)
-    # Forgetting (causal LMs, when the matrix names reference texts): the base model's loss.
-    reference = ReferenceProbe.for_reference(cell.reference, tokenizer, device)
-    return model, memory, reference

@@ -23,7 +23,6 @@ from suite.models.storage import module_bytes, parameter_count, stored_parameter
 from suite.plugins import load_object
 from suite.tasks.encoding import split_examples
 from suite.train.batches import to_device, train_batches
-from suite.train.evaluate import task_loss
 from suite.train.precision import AdapterDtype, dtype_name
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ def _context(cell: Cell, setup: Setup, held) -> PrepareContext:
         seed=cell.seed,
         device=setup.device,
         train_batches=batches_for_init,
-        loss_fn=task_loss(cell.task),
+        loss_fn=setup.loss,
         training=TrainingPlan(
             lr=cell.method.lr,
             steps=setup.steps,
