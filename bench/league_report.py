@@ -42,6 +42,13 @@ FRONT_AXES = {
 }
 
 
+def _diff(r, number, unit: str = "") -> str:
+    """A row's paired difference from the baseline method with its interval."""
+    if pd.isna(r.item_diff):
+        return "–"
+    return f"{number(r.item_diff)} ({number(r.item_diff_low)}, {number(r.item_diff_high)}){unit}"
+
+
 def _p(value) -> str:
     if value is None or pd.isna(value):
         return "–"
@@ -59,11 +66,7 @@ def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows.itertuples():
-        diff = (
-            f"{r.item_diff:+.4f} ({r.item_diff_low:+.4f}, {r.item_diff_high:+.4f})"
-            if pd.notna(r.item_diff)
-            else "–"
-        )
+        diff = _diff(r, lambda v: f"{v:+.4f}")
         lines.append(
             f"| {r.rank} | {r.method} | {r.family} | {r.mean:.4f} ({r.ci_low:.4f}, "
             f"{r.ci_high:.4f}) | {r.n_seeds}{'' if not r.n_failed else f' ({r.n_failed} failed)'} "
@@ -196,6 +199,14 @@ def _points(diff: float) -> str:
     return f"{100 * diff:+.1f}"
 
 
+def _stored(con, protocol: str) -> tuple[int, float]:
+    """The protocol's stored cells and their hours (one torch thread each: CPU-hours)."""
+    n, hours = con.execute(
+        "SELECT count(*), sum(cell_wall_s) / 3600 FROM results WHERE protocol = ?", [protocol]
+    ).fetchone()
+    return n, hours or 0.0
+
+
 def _league(protocol: str) -> tuple[str, list[str], int]:
     """The first task of the matrix that defines the protocol, its entries and its seeds."""
     from suite.registry import Catalog
@@ -218,22 +229,16 @@ def readme_table(con, protocol: str) -> str:
     """The README's results table: the complete entries of the first task, best first."""
     task, labels, seeds = _league(protocol)
     rows = complete_rows(con, protocol, task, seeds)
-    cells = con.execute(
-        "SELECT count(*), sum(cell_wall_s) / 3600 FROM results WHERE protocol = ?", [protocol]
-    ).fetchone()
+    n, hours = _stored(con, protocol)
     lines = [
-        f"**{len(rows)} of {len(labels)} entries are complete on `{task}`** ({cells[0]} cells, "
-        f"{(cells[1] or 0):.1f} CPU-hours).",
+        f"**{len(rows)} of {len(labels)} entries are complete on `{task}`** ({n} cells, "
+        f"{hours:.1f} CPU-hours).",
         "",
         "| method | accuracy (95% interval) | vs LoRA (95% interval) | Holm p | trainable |",
         "|---|---|---|---|---|",
     ]
     for r in rows.itertuples():
-        diff = (
-            f"{_points(r.item_diff)} ({_points(r.item_diff_low)}, {_points(r.item_diff_high)}) points"
-            if pd.notna(r.item_diff)
-            else "–"
-        )
+        diff = _diff(r, _points, " points")
         p = _p(r.p_holm if pd.notna(r.p_holm) else None)
         lines.append(
             f"| {DISPLAY.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
@@ -246,12 +251,10 @@ def status(con, protocol: str) -> str:
     """docs/league.md's status line: how many entries are complete and what is stored."""
     task, labels, seeds = _league(protocol)
     rows = complete_rows(con, protocol, task, seeds)
-    cells = con.execute(
-        "SELECT count(*), sum(cell_wall_s) / 3600 FROM results WHERE protocol = ?", [protocol]
-    ).fetchone()
+    n, hours = _stored(con, protocol)
     return (
         f"**{len(rows)} of its {len(labels)} entries are complete on `{task}`** ({seeds} seeds "
-        f"after the tuning trials; {cells[0]} cells in all, {(cells[1] or 0):.1f} CPU-hours)."
+        f"after the tuning trials; {n} cells in all, {hours:.1f} CPU-hours)."
     )
 
 
