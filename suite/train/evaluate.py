@@ -31,7 +31,6 @@ from suite.specs.task import TaskBase
 from suite.tasks.answers import normalised_answer, predicted_answer
 from suite.tasks.metrics import compute
 from suite.tasks.types import task_type
-from suite.train import caches
 from suite.train.batches import eval_batches, on_device
 from suite.train.measure import LATENCY_BATCHES, ForwardTimer
 from suite.train.precision import autocast_context
@@ -232,7 +231,7 @@ def evaluate_cell(cell: Cell, setup: Setup, model: torch.nn.Module) -> dict[str,
     val, test = (score(cell.task, found[s]) for s in ("validation", "test"))
     trial = cell.phase == "trial"
     test_split = "trial_test" if trial else "test"
-    baselines = caches.baselines(cell.task, cell.task_dir, setup.task_key)
+    baselines = setup.baselines
     return {
         "val_metrics": val,
         "test_metrics": {} if trial else test,

@@ -46,6 +46,7 @@ class Setup:
     loss: Callable
     predict: Callable
     task_key: str  # the task's spec hash, the key of its cached data and baselines
+    baselines: dict  # the task's majority baselines by split (evaluate stores them)
     reference: ReferenceProbe | None
     reference_before: float | None
     memory: PeakMemory
@@ -59,6 +60,7 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
     with clock.phase("data_load"):
         before = caches.COUNTS["tokenizations"]
         data = caches.task_data(cell.task, cell.task_dir, task_key)
+        baselines = caches.baselines(cell.task, cell.task_dir, task_key)
         tokenizer = caches.tokenizer(cell.model, model_key)
         encoded = caches.encoded(cell.task, cell.task_dir, cell.model, (task_key, model_key))
         clock.cached["data"] = caches.COUNTS["tokenizations"] == before
@@ -95,6 +97,7 @@ def load(cell: Cell, clock: PhaseClock | None = None) -> Setup:
         loss=kind.function("loss"),
         predict=kind.function("predictor"),
         task_key=task_key,
+        baselines=baselines,
         reference=reference,
         reference_before=reference.loss(model) if reference else None,
         memory=memory,
