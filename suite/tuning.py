@@ -1,6 +1,6 @@
 """Equal tuning budgets: K trials per method from its own search space, selected on validation.
 
-A matrix with `tuning: {trials: K, sampler: grid|random, seed}` runs in two phases:
+A matrix with `tuning: {trials: K, sampler: grid|random|latin, seed}` runs in two phases:
 
 1. trials: for every (model, method, task), K configurations drawn from the method's
    declared `search_space` (the same draw for every task and model), each trained once on
@@ -51,6 +51,7 @@ def _grid_values(dim: SearchDim, k: int) -> list[Any]:
 
 
 def _draw(dim: SearchDim, rng: np.random.Generator) -> Any:
+    # The random sampler's arithmetic, kept as it is: published protocols' draws depend on it.
     if dim.choices is not None:
         value = dim.choices[int(rng.integers(len(dim.choices)))]
         return value.item() if isinstance(value, np.generic) else value
@@ -58,6 +59,37 @@ def _draw(dim: SearchDim, rng: np.random.Generator) -> Any:
         low, high = dim.log_uniform
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
     return float(rng.uniform(*dim.uniform))
+
+
+def _at(dim: SearchDim, u: float) -> Any:
+    """The value at quantile u in [0, 1) of a dimension (log-spaced for log_uniform)."""
+    if dim.choices is not None:
+        value = dim.choices[min(int(u * len(dim.choices)), len(dim.choices) - 1)]
+        return value.item() if isinstance(value, np.generic) else value
+    if dim.log_uniform:
+        low, high = dim.log_uniform
+        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    low, high = dim.uniform
+    return float(low + u * (high - low))
+
+
+def _latin(space: dict[str, SearchDim], names: list[str], k: int, rng) -> list[Config]:
+    """K draws, one in each of the K equal strata of every dimension (Latin hypercube).
+
+    Independent draws can all land in one corner: four log-uniform learning rates fall in
+    the same quarter of the range one time in 64. Here every quarter gets exactly one, so
+    a method's score cannot hinge on that luck; the strata are paired across dimensions
+    by independent permutations, and a draw is uniform within its stratum (choices: each
+    stratum's middle, so every choice gets K / n of the trials, give or take one)."""
+    strata = {n: rng.permutation(k) for n in names}
+    configs = []
+    for i in range(k):
+        config = {}
+        for n in names:
+            offset = 0.5 if space[n].choices is not None else rng.uniform()
+            config[n] = _at(space[n], (strata[n][i] + offset) / k)
+        configs.append(config)
+    return configs
 
 
 def _rng(tuning: TuningSpec, key: str) -> np.random.Generator:
@@ -70,8 +102,9 @@ def sample_configs(space: dict[str, SearchDim], tuning: TuningSpec, key: str) ->
 
     grid: the Cartesian product (continuous dimensions at K points, log-spaced for
     log_uniform), subsampled to K without replacement when larger. random: K independent
-    draws. Both are seeded by the tuning seed and `key` (the method's label), so every
-    task and model sees the same configurations of a method.
+    draws. latin: K draws stratified along every dimension (`_latin`). All are seeded by
+    the tuning seed and `key` (the method's label), so every task and model sees the same
+    configurations of a method.
     """
     if not space:
         return [{}]
@@ -79,6 +112,8 @@ def sample_configs(space: dict[str, SearchDim], tuning: TuningSpec, key: str) ->
     rng = _rng(tuning, key)
     if tuning.sampler == "random":
         return [{n: _draw(space[n], rng) for n in names} for _ in range(tuning.trials)]
+    if tuning.sampler == "latin":
+        return _latin(space, names, tuning.trials, rng)
     grid = list(itertools.product(*(_grid_values(space[n], tuning.trials) for n in names)))
     if len(grid) > tuning.trials:
         grid = [grid[i] for i in sorted(rng.choice(len(grid), tuning.trials, replace=False))]

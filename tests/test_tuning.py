@@ -31,6 +31,40 @@ def test_random_draws_are_seeded_and_in_bounds():
     assert all(1e-4 <= c["lr"] <= 1e-2 and c["r"] in (4, 8, 16) for c in first)
 
 
+def test_random_draws_of_a_published_protocol_do_not_change():
+    """league-v1's LT-SFT trials (stored, published): every learning rate in 4e-5..9.2e-5."""
+    space = {
+        "lr": SearchDim(log_uniform=(2e-5, 5e-4)),
+        "density": SearchDim(choices=[0.005, 0.01, 0.02]),
+    }
+    drawn = sample_configs(space, TuningSpec(trials=4, sampler="random", seed=0), "lt-sft")
+    assert [c["density"] for c in drawn] == [0.02, 0.01, 0.01, 0.02]
+    assert [c["lr"] for c in drawn] == pytest.approx(
+        [
+            6.639843402909501e-05,
+            9.210514787339175e-05,
+            3.9539080371868864e-05,
+            9.131181911097191e-05,
+        ]
+    )
+
+
+def test_latin_puts_one_draw_in_every_stratum():
+    low, high = 2e-5, 5e-4
+    space = {"lr": SearchDim(log_uniform=(low, high)), "r": SearchDim(choices=[4, 8, 16])}
+    for seed in range(20):
+        tuning = TuningSpec(trials=6, sampler="latin", seed=seed)
+        drawn = sample_configs(space, tuning, "lt-sft")
+        assert drawn == sample_configs(space, tuning, "lt-sft")
+        quantiles = [math.log(c["lr"] / low) / math.log(high / low) for c in drawn]
+        assert sorted(int(q * 6) for q in quantiles) == list(range(6))  # one per sixth
+        assert sorted(c["r"] for c in drawn) == [4, 4, 8, 8, 16, 16]  # each choice twice
+    uniform = sample_configs(
+        {"w": SearchDim(uniform=(0.0, 1.0))}, TuningSpec(trials=4, sampler="latin"), "m"
+    )
+    assert sorted(int(c["w"] * 4) for c in uniform) == [0, 1, 2, 3]
+
+
 def test_grid_is_a_subsample_of_the_product():
     one_dim = sample_configs({"lr": SPACE["lr"]}, TuningSpec(trials=3, sampler="grid"), "m")
     assert [c["lr"] for c in one_dim] == pytest.approx([1e-4, 1e-3, 1e-2])

@@ -18,7 +18,9 @@ class TuningSpec(Frozen):
     configuration then runs with the matrix's seeds for the reported test numbers."""
 
     trials: PositiveInt = 4
-    sampler: Literal["grid", "random"] = "random"
+    # random: independent draws (league-v1's rule); latin: one draw per stratum of every
+    # dimension, so K trials cannot all miss a region of the space (suite/tuning.py).
+    sampler: Literal["grid", "random", "latin"] = "random"
     seed: int = 0
 
 
