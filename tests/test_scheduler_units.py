@@ -215,3 +215,30 @@ def test_embedded_ray_that_fails_to_start_says_why_and_what_to_do(tmp_path: Path
     said = str(failed.value)
     assert "did not start (The current node timed out during startup.)" in said
     assert "--executor local" in said and "verify --local" in said and "stack" not in said
+
+
+def test_two_recordings_differing_only_in_calibration_are_the_same_machine(tmp_path, monkeypatch):
+    """verify's "same hw": two workers of one machine calibrate to other FLOP/s, so their
+    profile ids differ (stored rows link to the ids, which stay as they are), and the
+    machine identity read back from the store says they are the same machine."""
+    import torch
+
+    from suite.store.store import Store, _insert_profile
+    from suite.verify import machine, same_machine
+
+    recorded = []
+    for flops, bandwidth in ((2.2e11, 9e9), (2.3e11, 8e9)):
+        monkeypatch.setattr(hardware, "matmul_flops", lambda device, dtype, f=flops: f)
+        monkeypatch.setattr(hardware, "memory_bandwidth", lambda device, b=bandwidth: b)
+        recorded.append(hardware.record(torch.device("cpu"), "bfloat16"))
+    first, second = recorded
+    assert first["profile_id"] != second["profile_id"]
+    store = Store(tmp_path / "r.duckdb")
+    store.init()
+    with store.connect() as con:
+        for profile in recorded:
+            _insert_profile(con, profile)
+    here, there = machine(store, first["profile_id"]), machine(store, second["profile_id"])
+    assert here and "matmul_flops" not in here and "memory_bandwidth_bytes_s" not in here
+    assert same_machine(here, there) is True
+    assert same_machine(here, {**there, "torch_threads": here["torch_threads"] + 1}) is False
