@@ -242,3 +242,47 @@ def test_two_recordings_differing_only_in_calibration_are_the_same_machine(tmp_p
     assert here and "matmul_flops" not in here and "memory_bandwidth_bytes_s" not in here
     assert same_machine(here, there) is True
     assert same_machine(here, {**there, "torch_threads": here["torch_threads"] + 1}) is False
+
+
+def test_a_profile_says_its_torch_threads_once():
+    assert HardwareProfile(name="x", resources={"num_cpus": 3}).threads() == 3
+    assert HardwareProfile(name="x", resources={"num_cpus": 0.5}).threads() == 1
+    assert HardwareProfile(name="x", resources={"num_cpus": 4}, torch_threads=2).threads() == 2
+    assert _profile("cpu-local").threads() == 1
+
+
+def test_the_local_executor_runs_a_cell_at_its_profiles_threads(
+    tiny_plugins: Path, tmp_path: Path, monkeypatch
+):
+    """`--executor local` ran cells at torch's default (every core) where Ray's workers ran
+    them at the profile's threads: one cell, two thread counts, two recorded machines."""
+    import torch
+
+    from suite.driver import in_process_executor, plan
+    from suite.registry import Catalog
+    from suite.results import Measured
+    from suite.scheduler import worker
+    from suite.store.store import Store
+    from tests.scheduler_helpers import write_matrix
+
+    store = Store(tmp_path / "r.duckdb")
+    cell = plan(Catalog.discover([tiny_plugins]), str(write_matrix(tmp_path, "t", ["head"])), store)
+    cell = cell.todo[0]
+    seen: list[int] = []
+
+    class Kind:  # the cell's own work: what it sees, nothing trained
+        def run(self, cell, step):
+            seen.append(torch.get_num_threads())
+            return Measured(status="failed", error="nothing trained")
+
+    monkeypatch.setattr(worker, "cell_kind", lambda cell: Kind())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        reports = []
+        in_process_executor()([cell], lambda c, report: reports.append(report))
+        assert torch.get_num_threads() == 2  # the process's own count comes back
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [cell.profile.threads()] == [1]
+    assert reports[0].placement.hardware_profile["torch_threads"] == 1

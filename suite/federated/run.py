@@ -96,7 +96,7 @@ def _train_round(rc: FederatedRound, state: State, parts, executor) -> tuple[Sta
     from suite.train.caches import disk_dir
 
     spec, agg = rc.spec, rule(rc.spec.aggregation)
-    threads = rc.cell.profile.torch_threads or torch.get_num_threads()
+    threads = rc.cell.profile.threads()
     cache = str(disk_dir()) if disk_dir() else None
     tasks = [
         ClientTask(
