@@ -22,7 +22,8 @@ from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
 # 7: protocol_cells and protocol_results (a cell belongs to every protocol that planned it)
-SCHEMA_VERSION = 7
+# 8: protocol_cells.baseline_method (a row read under a protocol has that one's baseline)
+SCHEMA_VERSION = 8
 
 # The cell_runs table: the store's own columns (name, SQL type) and, by bare name, the
 # columns of CellResult (suite/results.py: their types come from its fields), in the

@@ -43,7 +43,12 @@ from suite.store.posthoc import (
     posthoc_attempt,
     record_artifact,
 )
-from suite.store.protocols import fill_posthoc_protocols, fill_protocols, join_protocol
+from suite.store.protocols import (
+    PROTOCOL_CELL_COLUMNS,
+    fill_posthoc_protocols,
+    fill_protocols,
+    join_protocol,
+)
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -131,6 +136,7 @@ class Store:
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             for table, columns in _derived().items():
                 add_missing(con, table, columns)
+            add_missing(con, "protocol_cells", PROTOCOL_CELL_COLUMNS)
             named = fill_protocols(con)  # rows stored before protocols existed
             fill_posthoc_protocols(con)
             recreated = ensure_tables(con)
@@ -211,12 +217,14 @@ class Store:
     def join_protocols(self, cells: Iterable[Cell]) -> int:
         """Record that the cells' protocols planned them (a matrix that finds a cell stored
         under another protocol lists it too); returns the comparison scopes refreshed."""
-        pairs = [(c.protocol_name, c.cell_id) for c in cells if isinstance(c, Cell)]
-        if not pairs:
+        planned = [
+            (c.protocol_name, c.cell_id, c.baseline_method) for c in cells if isinstance(c, Cell)
+        ]
+        if not planned:
             return 0
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            scopes = join_protocol(con, pairs)
+            scopes = join_protocol(con, planned)
             for scope in scopes:
                 refresh_comparisons(con, scope)
             con.execute("COMMIT")
