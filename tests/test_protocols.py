@@ -433,3 +433,6 @@ def test_a_borrowed_row_is_compared_with_the_borrowing_protocols_baseline(tmp_pa
     assert board(their_protocol)["head"] == ("head", "baseline")
     assert board(their_protocol)["lora"][0] == "head"
     assert board(my_protocol)["lora"] == ("lora", "baseline")
+    # A run of schema-7 code (started before the upgrade) still records its memberships.
+    with duckdb.connect(str(store.path)) as con:
+        con.execute("INSERT INTO protocol_cells VALUES ('older@x', ?)", [mine[0].cell_id])

@@ -16,8 +16,8 @@ The row read under a protocol carries that protocol's `baseline_method`, not the
 whichever matrix ran the cell last: the method a protocol compares against is its
 matrix's (`optimizers` compares with `full`, `lowrank` with `lora`, and both hold the
 same 20-step LoRA cell). Nothing stored is rewritten: the baseline is recorded with the
-membership (the attempt's own under the protocol it ran under, `protocol_cells`' for the
-ones that planned it) and the view puts it on the row.
+membership (the attempt's own under the protocol it ran under, `protocol_baselines` for
+the ones that planned it) and the view puts it on the row.
 """
 
 from __future__ import annotations
@@ -50,21 +50,26 @@ GROUP BY protocol"""
 
 # Which protocols planned which cells, beyond the one each row was run under.
 PROTOCOL_CELLS = """CREATE TABLE IF NOT EXISTS protocol_cells (
+    protocol VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, PRIMARY KEY (protocol, cell_id))"""
+# The baseline method of the protocol that planned each of those cells (schema 8). A table
+# of its own, not a column of protocol_cells: a run of schema-7 code (a league run started
+# before an upgrade) goes on inserting its two columns there.
+PROTOCOL_BASELINES = """CREATE TABLE IF NOT EXISTS protocol_baselines (
     protocol VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, baseline_method VARCHAR,
     PRIMARY KEY (protocol, cell_id))"""
-# Added in schema 8 (older stores gain it in place, NULL: the row's own baseline).
-PROTOCOL_CELL_COLUMNS = {"baseline_method": "VARCHAR"}
 
 # The latest row of each cell once per protocol it belongs to: the ones its attempts were
 # run under, and the ones that planned it while it was stored (`protocol_cells`), with
-# that protocol's baseline method (any_value skips the NULLs of older memberships).
+# that protocol's baseline method (any_value skips the NULLs of memberships recorded
+# before `protocol_baselines`: those rows keep their own).
 PROTOCOL_RESULTS = """CREATE OR REPLACE VIEW protocol_results AS
 SELECT r.* REPLACE (m.protocol AS protocol,
     coalesce(m.baseline_method, r.baseline_method) AS baseline_method)
 FROM results r
 JOIN (SELECT protocol, cell_id, any_value(baseline_method) AS baseline_method
       FROM (SELECT protocol, cell_id, baseline_method FROM cell_runs
-            UNION ALL SELECT protocol, cell_id, baseline_method FROM protocol_cells)
+            UNION ALL SELECT protocol, cell_id, b.baseline_method FROM protocol_cells
+                LEFT JOIN protocol_baselines b USING (protocol, cell_id))
       GROUP BY protocol, cell_id) m USING (cell_id)"""
 
 
@@ -76,14 +81,15 @@ def join_protocol(con, planned: list[tuple[str, str, str]]) -> list[tuple[str, s
         p for p in dict.fromkeys(planned)
         if not con.execute(
             "SELECT 1 FROM cell_runs WHERE protocol = ? AND cell_id = ? "
-            "UNION ALL SELECT 1 FROM protocol_cells WHERE protocol = ? AND cell_id = ? "
+            "UNION ALL SELECT 1 FROM protocol_baselines WHERE protocol = ? AND cell_id = ? "
             "AND baseline_method IS NOT DISTINCT FROM ?",
             [p[0], p[1], p[0], p[1], p[2]],
         ).fetchone()
     ]  # fmt: skip
     if not new:
         return []
-    con.executemany("INSERT OR REPLACE INTO protocol_cells VALUES (?, ?, ?)", new)
+    con.executemany("INSERT OR IGNORE INTO protocol_cells VALUES (?, ?)", [p[:2] for p in new])
+    con.executemany("INSERT OR REPLACE INTO protocol_baselines VALUES (?, ?, ?)", new)
     rows = con.execute(
         "SELECT DISTINCT task_hash, model, profile FROM latest_results "
         "WHERE cell_id IN (SELECT unnest(?))",

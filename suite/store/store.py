@@ -43,12 +43,7 @@ from suite.store.posthoc import (
     posthoc_attempt,
     record_artifact,
 )
-from suite.store.protocols import (
-    PROTOCOL_CELL_COLUMNS,
-    fill_posthoc_protocols,
-    fill_protocols,
-    join_protocol,
-)
+from suite.store.protocols import fill_posthoc_protocols, fill_protocols, join_protocol
 from suite.store.references import refresh_references
 from suite.store.schema import (
     CELL_RUN_COLUMNS,
@@ -136,7 +131,6 @@ class Store:
             upgraded = stored is not None and stored[0] != str(SCHEMA_VERSION)
             for table, columns in _derived().items():
                 add_missing(con, table, columns)
-            add_missing(con, "protocol_cells", PROTOCOL_CELL_COLUMNS)
             named = fill_protocols(con)  # rows stored before protocols existed
             fill_posthoc_protocols(con)
             recreated = ensure_tables(con)
