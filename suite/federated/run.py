@@ -28,7 +28,7 @@ from suite.federated.cells import FederatedRound
 from suite.federated.client import ClientTask, start_model
 from suite.federated.executor import ClientExecutor, default_executor
 from suite.federated.split import label_skew, partition
-from suite.results import FederatedMeasured, FederatedMeasurements
+from suite.track_results import FederatedMeasured, FederatedMeasurements
 from suite.train.batches import eval_batches
 from suite.train.caches import baselines
 from suite.train.evaluate import evaluate
