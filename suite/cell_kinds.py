@@ -11,14 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suite.results import (
-    CellReport,
-    CellResult,
-    ContinualMeasured,
-    FederatedMeasured,
-    Measured,
-    PosthocMeasured,
-)
+from suite.results import CellReport, CellResult, Measured
+from suite.track_results import ContinualMeasured, FederatedMeasured, PosthocMeasured
 
 if TYPE_CHECKING:
     from suite.cells import Workload

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from suite.cli_common import DbOpt, PluginsOpt, WideOpt, console, err_console
+from suite.cli_common import DbOpt, PluginsOpt, WideOpt, console, err_console, print_full
 from suite.cli_common import catalog as _catalog
 from suite.cli_common import fail as _error
 from suite.cli_common import fail_spec as _fail_spec
@@ -198,10 +197,7 @@ def list_(
     except SpecError as exc:
         _fail_spec(exc)
     if fmt == ListFormat.table:
-        # Off a terminal rich would squeeze the table into 80 columns.
-        (console if console.is_terminal else Console(width=200)).print(
-            render_list(catalog, kind.value)
-        )
+        print_full(render_list(catalog, kind.value))
     elif fmt == ListFormat.md:
         typer.echo(records_markdown(list_records(catalog, kind.value), kind.value), nl=False)
     else:

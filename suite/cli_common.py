@@ -35,6 +35,29 @@ WideOpt = Annotated[
 ]
 
 
+# The widest a table is printed: past this a row no longer reads as one line, so the
+# cells fold (query's long text columns) rather than the line running on.
+MAX_WIDTH = 400
+
+
+def full_width(out: Console, renderable: object) -> Console:
+    """`out`, or a console wide enough for `renderable`: rich squeezes a table into the
+    console's width and cuts the cells that do not fit. Off a terminal (pipes, CI logs;
+    80 columns to rich) nothing wraps the lines, so the table gets its natural width; a
+    terminal gets the width at which no cell is cut (cells wrap at their spaces first).
+    Every table the commands print goes through here."""
+    fit = out.measure(renderable, options=out.options.update_width(MAX_WIDTH))
+    needed = fit.minimum if out.is_terminal else fit.maximum
+    if needed <= out.width:
+        return out
+    return Console(width=needed, file=out.file, force_terminal=out.is_terminal)
+
+
+def print_full(renderable: object, out: Console = console) -> None:
+    """Print a table at its full width (`full_width`)."""
+    full_width(out, renderable).print(renderable)
+
+
 def fail(label: str, message: object, code: int) -> NoReturn:
     """`label: message` on stderr (the label styled, the message printed as is: it may
     hold brackets that are not markup), then exit with `code`."""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from suite.cli_common import DbOpt, catalog, err_console, fail
+from suite.cli_common import DbOpt, catalog, err_console, fail, print_full
 from suite.paths import DEFAULT_DB, PUBLISHED
 
 PublishedOpt = Annotated[
@@ -173,4 +173,4 @@ def _print_moved(console: Console, moved) -> None:
             m.title, m.phase, m.split, fmt(m.published), fmt(m.rerun),
             "-" if m.delta is None else f"{m.delta:+.4f}", changed, same, m.status,
         )  # fmt: skip
-    console.print(table)
+    print_full(table, console)

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.console import Console
 from rich.text import Text
 
-from suite.cli_common import console, err_console, fail
+from suite.cli_common import console, err_console, fail, print_full
 
 # The exit status of a run stopped by a signal (the shell's 128 + SIGINT).
 STOPPED_EXIT = 130
@@ -132,23 +131,20 @@ def report_run(the_plan, summary, db: Path, wide: bool, print_table: Callable) -
     if the_plan.continual and db.exists():
         from suite.continual.table import continual_table
 
-        out = console if console.is_terminal else Console(width=200)
-        out.print(continual_table(Store(db), the_plan.matrix, [c.cell_id for c in the_plan.cells]))
+        print_full(continual_table(Store(db), the_plan.matrix, [c.cell_id for c in the_plan.cells]))
     elif getattr(the_plan, "federated", False) and db.exists():
         from suite.federated.table import federated_table
 
-        out = console if console.is_terminal else Console(width=200)
         runs = sorted({c.fed_run for c in the_plan.cells})
-        out.print(federated_table(Store(db), the_plan.matrix, runs))
+        print_full(federated_table(Store(db), the_plan.matrix, runs))
     elif the_plan.cells and db.exists():
         # The plan's cells, also those another matrix stored first (cells dedupe).
         print_table(db, the_plan.matrix, [c.cell_id for c in the_plan.reported_cells], wide)
     if the_plan.posthoc_cells and db.exists():
         from suite.listing import posthoc_table
 
-        out = console if console.is_terminal else Console(width=200)
         ids = [c.cell_id for c in the_plan.posthoc_cells]
-        out.print(posthoc_table(Store(db), the_plan.matrix, ids))
+        print_full(posthoc_table(Store(db), the_plan.matrix, ids))
     for line in phase_report(zip(summary.titles, summary.results, strict=True)):
         err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     cells = [*the_plan.cells, *the_plan.phase_cells]

@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from suite.cli_common import DbOpt, PluginsOpt, WideOpt, catalog, console, fail, fail_spec
+from suite.cli_common import (
+    DbOpt,
+    PluginsOpt,
+    WideOpt,
+    catalog,
+    console,
+    fail,
+    fail_spec,
+    print_full,
+)
 from suite.errors import SpecError
 from suite.paths import DEFAULT_DB
 
@@ -30,10 +38,7 @@ def print_table(db: Path, title: str | None, cell_ids: list[str] | None, wide: b
     from suite.results_table import results_table
     from suite.store.store import Store
 
-    # The default columns fit 80; off a terminal (CI logs, pipes) rich would wrap the
-    # wide table at 80 columns.
-    out = console if console.is_terminal or not wide else Console(width=200)
-    out.print(results_table(Store(db), title, cell_ids, wide))
+    print_full(results_table(Store(db), title, cell_ids, wide))
 
 
 def query(
@@ -75,8 +80,7 @@ def query(
         fail("query failed:", exc, 1)
     from suite.listing import print_frame
 
-    # Off a terminal (pipes, CI logs) rich would squeeze a wide table into 80 columns.
-    print_frame(console if console.is_terminal else Console(width=240), frame, fmt.value)
+    print_frame(console, frame, fmt.value)
 
 
 def export(
@@ -143,7 +147,7 @@ def artifacts(
     frame, orphans = artifacts_frame(store, artifacts_dir(db))
     if action == ArtifactAction.list:
         shown = frame.assign(sha256=frame["sha256"].str[:16]) if len(frame) else frame
-        print_frame(console if console.is_terminal else Console(width=220), shown, "table")
+        print_frame(console, shown, "table")
         for path in orphans:
             console.print(f"orphan (no row): {path}", markup=False)
         return

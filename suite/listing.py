@@ -118,7 +118,9 @@ def print_frame(console: Console, frame, fmt: str) -> None:
         table.add_column(str(col), overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*[_fmt(v) for v in row])
-    console.print(table)
+    from suite.cli_common import print_full
+
+    print_full(table, console)
 
 
 def _fmt(value) -> str:

@@ -14,38 +14,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic import BaseModel, Field, create_model
 
-# input_missing: a post-hoc cell whose input cell is not stored ok, or saved no artifact;
-# input_invalid: one whose input artifact fails its checksum. Neither ever retrains.
-Status = Literal[
-    "ok", "failed", "nan", "oom", "timeout", "crashed", "input_missing", "input_invalid"
-]
+from suite.outcome import CUT_MARK, ERROR_CHARS, Outcome, Status, error_tail
+from suite.result_columns import Elsewhere, Int32, SqlType
+from suite.track_results import (
+    ContinualMeasured,
+    ContinualMeasurements,
+    FederatedMeasured,
+    FederatedMeasurements,
+    PosthocMeasured,
+    PosthocMeasurements,
+    PosthocScore,
+)
 
-
-# Every field a result type dumps is a column of its store table (suite/store/columns.py
-# derives the columns from these types): a new field is a new column, with no list to
-# edit. A field that goes to a table of its own says so (`Elsewhere`); a count stored
-# in 32 bits, as the first stores had it, is an `Int32` (other ints are BIGINT).
-
-
-@dataclass(frozen=True)
-class Elsewhere:
-    """Marks a result field that is not a column of the row: `table` holds it instead."""
-
-    table: str
-
-
-@dataclass(frozen=True)
-class SqlType:
-    """The SQL type of a field where its Python type does not tell it."""
-
-    sql: str
-
-
-Int32 = Annotated[int, SqlType("INTEGER")]
+# The outcome (suite/outcome.py), the column markers (suite/result_columns.py) and the
+# other tracks' result types (suite/track_results.py) were defined here once; code and
+# tests still import them from this module.
+__all__ = [
+    "CUT_MARK", "ERROR_CHARS", "PHASES", "RUNNER_PHASES", "SCHEDULING_PHASES", "CellReport",
+    "CellResult", "ContinualMeasured", "ContinualMeasurements", "Elsewhere",
+    "FederatedMeasured", "FederatedMeasurements", "Int32", "Measured", "Measurements",
+    "Outcome", "Phases", "Placement", "PosthocMeasured", "PosthocMeasurements",
+    "PosthocScore", "SplitPredictions", "SqlType", "StageOutcome", "Status", "error_tail",
+    "phase_column",
+]  # fmt: skip
 
 
 class SplitPredictions(BaseModel):
@@ -159,40 +154,6 @@ Phases = create_model(
 )
 
 
-# The most characters of a cell's error a row keeps (the runner keeps as many).
-ERROR_CHARS = 4000
-CUT_MARK = "[... earlier lines cut]\n"
-
-
-def error_tail(text: str | None, limit: int = ERROR_CHARS) -> str | None:
-    """The last whole lines of `text` within `limit` characters: a traceback's end (the
-    exception) says what went wrong. A text of `limit` characters or more was cut (the
-    runner keeps a traceback's last ERROR_CHARS), so its first, partial line is dropped."""
-    if text is None or len(text) < limit:
-        return text
-    if text.startswith(CUT_MARK) and len(text) - len(CUT_MARK) <= limit:
-        return text  # cut here already
-    tail = text[-limit:]
-    newline = tail.find("\n")
-    # One line longer than the limit keeps its end.
-    return CUT_MARK + (tail[newline + 1 :] if 0 <= newline < len(tail) - 1 else tail)
-
-
-def _whole_lines(text: str | None) -> str | None:
-    return error_tail(text)
-
-
-class Outcome(BaseModel):
-    """How one cell's run ended, whatever its kind: the part every runner returns."""
-
-    status: Status
-    error: str | None = None
-    # A stored error is cut at a line boundary, never mid-word.
-    _cut_error = field_validator("error")(_whole_lines)
-    started_at: str | None = None
-    cell_wall_s: float | None = None
-
-
 class Measured(Outcome):
     """What the runner returns for one cell."""
 
@@ -201,145 +162,6 @@ class Measured(Outcome):
     phases: dict[str, float] = Field(default_factory=dict)
     model_cached: bool | None = None
     data_cached: bool | None = None
-
-
-class PosthocScore(BaseModel):
-    """One metric of a post-hoc result on one task and split, beside the same metric of
-    its source (the task's own adapter for a merge, the dense model for a compression)."""
-
-    task: str
-    split: str
-    metric: str
-    value: float | None = None
-    source_value: float | None = None
-    higher_is_better: bool = True
-    primary: bool = False
-
-    @property
-    def normalised(self) -> float | None:
-        if self.value is None or not self.source_value:
-            return None
-        return self.value / self.source_value
-
-
-class PosthocMeasurements(BaseModel):
-    """What a post-hoc cell measured (suite/posthoc/run.py)."""
-
-    scores: Annotated[list[PosthocScore], Elsewhere("posthoc_scores")] = Field(default_factory=list)
-    # Seconds the merge or the compression itself took (not loading, not evaluation).
-    stage_time_s: float | None = None
-    # What must be kept: the merged update (RMM: its basis and coefficients), or the
-    # compressed model's weights in their compact form; task heads counted apart.
-    stored_bytes: int | None = None
-    stored_params: int | None = None
-    heads_bytes: int | None = None
-    # Compression: share of the targeted weights that are zero, whether an N:M pattern
-    # holds in every group, nonzeros over the targets, the targets' size.
-    sparsity: float | None = None
-    # The nominal level the method was asked for (the x axis of the quality-against-
-    # sparsity curve: 0.5 for 50% or 2:4) and its label ("50%", "2:4").
-    level: float | None = None
-    level_label: str | None = None
-    pattern_ok: bool | None = None
-    nonzero_params: int | None = None
-    target_params: int | None = None
-    total_params: int | None = None
-    # Median latency per test batch of the result and of its source (dense kernels).
-    latency_s: float | None = None
-    source_latency_s: float | None = None
-    # Stages that train (Sparse Model Soups): steps and seconds over every retraining.
-    train_steps: int | None = None
-    train_wall_s: float | None = None
-    device: str | None = None
-    method_source_hash: str | None = None
-    # The sha256 of every input artifact, as verified before use.
-    input_sha256: list[str] = Field(default_factory=list)
-    notes: str | None = None
-
-
-class PosthocMeasured(Outcome):
-    """What the post-hoc runner returns for one cell."""
-
-    measurements: PosthocMeasurements = Field(default_factory=PosthocMeasurements)
-
-
-class ContinualMeasurements(BaseModel):
-    """A continual cell's accuracy matrix (suite/continual/) and what follows from it.
-
-    `scores[i][j]`: task j's primary test metric after training through task i (unseen
-    tasks included); `baseline[j]`: task j before any training. Both go to the
-    continual_scores table (stage 0 is the baseline, stage i + 1 the i-th task's)."""
-
-    sequence: list[str] = Field(default_factory=list)
-    metrics: list[str] = Field(default_factory=list)
-    scores: Annotated[list[list[float]], Elsewhere("continual_scores")] = Field(
-        default_factory=list
-    )
-    baseline: Annotated[list[float], Elsewhere("continual_scores")] = Field(default_factory=list)
-    avg_accuracy: float | None = None
-    bwt: float | None = None
-    fwt: float | None = None
-    eval_examples: list[int] = Field(default_factory=list)
-    # Each task's trivial predictor (majority class, or train mean) on the examples it is
-    # scored on: what the matrix's scores are read against (None: a task without one).
-    task_baselines: list[float | None] = Field(default_factory=list)
-    stage_steps: list[int] = Field(default_factory=list)
-    final_train_losses: list[float] = Field(default_factory=list)
-    train_wall_s: float | None = None
-    # The adapter and heads a model carries at the end (every task's, for one adapter per task).
-    trainable_params: int | None = None
-    peak_memory_bytes: int | None = None
-    method_source_hash: str | None = None
-    device: str | None = None
-
-
-class ContinualMeasured(Outcome):
-    """What the continual runner returns for one cell."""
-
-    measurements: ContinualMeasurements = Field(default_factory=ContinualMeasurements)
-
-
-class FederatedMeasurements(BaseModel):
-    """One round of a federated run (suite/federated/): the global adapter after it, on
-    the validation and test splits, and what the round cost in traffic and time.
-    Round 0 is the initial adapter (no traffic); it also records the client split."""
-
-    fed_run: str | None = None
-    round: int | None = None
-    metric: str | None = None
-    validation_score: float | None = None
-    test_score: float | None = None
-    validation_metrics: dict[str, Any] | None = None
-    test_metrics: dict[str, Any] | None = None
-    # The task's trivial predictor (majority class, or train mean) on test, in `metric`:
-    # what test_score is read against.
-    baseline_test_score: float | None = None
-    # Clients that trained this round, and the raw tensor bytes sent each way.
-    clients: int | None = None
-    bytes_down: int | None = None
-    bytes_up: int | None = None
-    client_sizes: list[int] = Field(default_factory=list)
-    label_skew: float | None = None
-    client_final_losses: list[float] = Field(default_factory=list)
-    clients_wall_s: float | None = None
-    # Where the clients ran: "ray" (one Ray task each) or "sequential" (the round's process).
-    client_executor: str | None = None
-    state_path: str | None = None
-    state_sha256: str | None = None
-    adapter_params: int | None = None
-    method_source_hash: str | None = None
-    device: str | None = None
-
-
-class FederatedMeasured(BaseModel):
-    """What the federated runner returns for one round."""
-
-    status: Status
-    error: str | None = None
-    _cut_error = field_validator("error")(_whole_lines)
-    started_at: str | None = None
-    cell_wall_s: float | None = None
-    measurements: FederatedMeasurements = Field(default_factory=FederatedMeasurements)
 
 
 class Placement(BaseModel):

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from suite.cells import Cell, PhaseCells, ResolvedMethod, apply_ties, implementation_chain
+from suite.cells import Cell, PhaseCells
 from suite.registry import Catalog
+from suite.resolve import ResolvedMethod, apply_ties, implementation_chain
 from suite.specs.matrix import MatrixSpec, TuningSpec
 from suite.specs.method import TRAINING_KEYS, SearchDim
 

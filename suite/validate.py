@@ -13,10 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from suite.cells import expand, resolve_method
+from suite.cells import expand
 from suite.checks import check_cells, check_method
 from suite.errors import SpecError, SpecIssue
 from suite.registry import Catalog, Entry
+from suite.resolve import resolve_method
 from suite.specs.load import load_with_includes, parse
 from suite.specs.matrix import MatrixSpec, MethodEntry
 from suite.specs.method import MethodSpec

@@ -388,3 +388,51 @@ def test_a_cell_another_matrix_stored_counts_for_this_protocol_too(tmp_path):
     spec = pagedata.method_data(Reader(store.path), "lora", MINE)["spec"]
     assert len(spec) == 1  # the Method page finds its YAML
     assert len(store.query("SELECT * FROM results")) == 4  # one latest row per cell
+
+
+def _write_cells(store: Store, cells, quality: dict[str, float]) -> None:
+    for cell in cells:
+        acc = quality[cell.method.label] + 0.004 * cell.seed
+        result = demo_result(cell).model_copy(
+            update={
+                "test_metrics": {"accuracy": acc, "macro_f1": acc - 0.2},
+                "predictions": {
+                    "test": demo_predictions(cell.task.name, cell.method.label, cell.seed, acc)
+                },
+            }
+        )
+        store.write(cell, result, {"run_id": cell.matrix})
+
+
+def test_a_borrowed_row_is_compared_with_the_borrowing_protocols_baseline(tmp_path):
+    """Two ad-hoc matrices share their cells (same budget) but not their baseline method
+    (`optimizers` compares with full, `lowrank` with lora). The rows read under each
+    protocol carry that protocol's baseline; a rerun by one never rewrites the other's."""
+    store = Store(tmp_path / "shared.duckdb")
+    store.init()
+    theirs = expand(matrix(name="theirs", budget=SHORT_BUDGET, baseline_method="head"), catalog())
+    mine = expand(matrix(name="mine", budget=SHORT_BUDGET, baseline_method="lora"), catalog())
+    assert [c.cell_id for c in theirs] == [c.cell_id for c in mine]  # one cell each
+    _write_cells(store, theirs, {"head": 0.75, "lora": 0.78})
+    store.join_protocols(mine)  # `mine` finds them stored and borrows them
+
+    def board(protocol: str) -> dict[str, tuple]:
+        rows = store.query(
+            "SELECT method, baseline_method, vs_baseline FROM leaderboard WHERE protocol = ?",
+            [protocol],
+        )
+        return {r.method: (r.baseline_method, r.vs_baseline) for r in rows.itertuples()}
+
+    their_protocol, my_protocol = theirs[0].protocol_name, mine[0].protocol_name
+    assert board(my_protocol)["lora"] == ("lora", "baseline")
+    assert board(my_protocol)["head"][0] == "lora" and board(my_protocol)["head"][1] != "baseline"
+    assert board(their_protocol)["head"] == ("head", "baseline")
+    assert board(their_protocol)["lora"][0] == "head"
+    # `mine` reruns its lora: the latest row is its own, and `theirs` still reads head.
+    _write_cells(store, [c for c in mine if c.method.label == "lora"], {"lora": 0.78})
+    assert board(their_protocol)["head"] == ("head", "baseline")
+    assert board(their_protocol)["lora"][0] == "head"
+    assert board(my_protocol)["lora"] == ("lora", "baseline")
+    # A run of schema-7 code (started before the upgrade) still records its memberships.
+    with duckdb.connect(str(store.path)) as con:
+        con.execute("INSERT INTO protocol_cells VALUES ('older@x', ?)", [mine[0].cell_id])

@@ -215,3 +215,74 @@ def test_embedded_ray_that_fails_to_start_says_why_and_what_to_do(tmp_path: Path
     said = str(failed.value)
     assert "did not start (The current node timed out during startup.)" in said
     assert "--executor local" in said and "verify --local" in said and "stack" not in said
+
+
+def test_two_recordings_differing_only_in_calibration_are_the_same_machine(tmp_path, monkeypatch):
+    """verify's "same hw": two workers of one machine calibrate to other FLOP/s, so their
+    profile ids differ (stored rows link to the ids, which stay as they are), and the
+    machine identity read back from the store says they are the same machine."""
+    import torch
+
+    from suite.store.store import Store, _insert_profile
+    from suite.verify import machine, same_machine
+
+    recorded = []
+    for flops, bandwidth in ((2.2e11, 9e9), (2.3e11, 8e9)):
+        monkeypatch.setattr(hardware, "matmul_flops", lambda device, dtype, f=flops: f)
+        monkeypatch.setattr(hardware, "memory_bandwidth", lambda device, b=bandwidth: b)
+        recorded.append(hardware.record(torch.device("cpu"), "bfloat16"))
+    first, second = recorded
+    assert first["profile_id"] != second["profile_id"]
+    store = Store(tmp_path / "r.duckdb")
+    store.init()
+    with store.connect() as con:
+        for profile in recorded:
+            _insert_profile(con, profile)
+    here, there = machine(store, first["profile_id"]), machine(store, second["profile_id"])
+    assert here and "matmul_flops" not in here and "memory_bandwidth_bytes_s" not in here
+    assert same_machine(here, there) is True
+    assert same_machine(here, {**there, "torch_threads": here["torch_threads"] + 1}) is False
+
+
+def test_a_profile_says_its_torch_threads_once():
+    assert HardwareProfile(name="x", resources={"num_cpus": 3}).threads() == 3
+    assert HardwareProfile(name="x", resources={"num_cpus": 0.5}).threads() == 1
+    assert HardwareProfile(name="x", resources={"num_cpus": 4}, torch_threads=2).threads() == 2
+    assert _profile("cpu-local").threads() == 1
+
+
+def test_the_local_executor_runs_a_cell_at_its_profiles_threads(
+    tiny_plugins: Path, tmp_path: Path, monkeypatch
+):
+    """`--executor local` ran cells at torch's default (every core) where Ray's workers ran
+    them at the profile's threads: one cell, two thread counts, two recorded machines."""
+    import torch
+
+    from suite.driver import in_process_executor, plan
+    from suite.registry import Catalog
+    from suite.results import Measured
+    from suite.scheduler import worker
+    from suite.store.store import Store
+    from tests.scheduler_helpers import write_matrix
+
+    store = Store(tmp_path / "r.duckdb")
+    cell = plan(Catalog.discover([tiny_plugins]), str(write_matrix(tmp_path, "t", ["head"])), store)
+    cell = cell.todo[0]
+    seen: list[int] = []
+
+    class Kind:  # the cell's own work: what it sees, nothing trained
+        def run(self, cell, step):
+            seen.append(torch.get_num_threads())
+            return Measured(status="failed", error="nothing trained")
+
+    monkeypatch.setattr(worker, "cell_kind", lambda cell: Kind())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        reports = []
+        in_process_executor()([cell], lambda c, report: reports.append(report))
+        assert torch.get_num_threads() == 2  # the process's own count comes back
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [cell.profile.threads()] == [1]
+    assert reports[0].placement.hardware_profile["torch_threads"] == 1

@@ -7,8 +7,9 @@ from suite.cells import Cell
 from suite.continual.cells import ContinualCell, continual_cells
 from suite.continual.strategies import STRATEGIES
 from suite.errors import SpecError
-from suite.results import CellReport, ContinualMeasured, StageOutcome
+from suite.results import CellReport, StageOutcome
 from suite.specs.matrix import MatrixSpec
+from suite.track_results import ContinualMeasured
 
 
 def _summary(measured: ContinualMeasured) -> str:

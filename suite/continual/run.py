@@ -10,7 +10,7 @@ from suite.continual.cells import ContinualCell
 from suite.continual.metrics import transfer
 from suite.continual.stages import Stages, StepCallback
 from suite.continual.strategies import STRATEGIES
-from suite.results import ContinualMeasured, ContinualMeasurements
+from suite.track_results import ContinualMeasured, ContinualMeasurements
 from suite.train.failure import failure
 from suite.train.load import load
 

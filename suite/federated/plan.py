@@ -16,7 +16,8 @@ from pathlib import Path
 
 from suite.cells import Cell, PhaseCells
 from suite.federated.cells import FederatedRound
-from suite.results import CellReport, FederatedMeasured
+from suite.results import CellReport
+from suite.track_results import FederatedMeasured
 
 
 @dataclass(frozen=True)

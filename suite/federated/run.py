@@ -28,7 +28,7 @@ from suite.federated.cells import FederatedRound
 from suite.federated.client import ClientTask, start_model
 from suite.federated.executor import ClientExecutor, default_executor
 from suite.federated.split import label_skew, partition
-from suite.results import FederatedMeasured, FederatedMeasurements
+from suite.track_results import FederatedMeasured, FederatedMeasurements
 from suite.train.batches import eval_batches
 from suite.train.caches import baselines
 from suite.train.evaluate import evaluate
@@ -96,7 +96,7 @@ def _train_round(rc: FederatedRound, state: State, parts, executor) -> tuple[Sta
     from suite.train.caches import disk_dir
 
     spec, agg = rc.spec, rule(rc.spec.aggregation)
-    threads = rc.cell.profile.torch_threads or torch.get_num_threads()
+    threads = rc.cell.profile.threads()
     cache = str(disk_dir()) if disk_dir() else None
     tasks = [
         ClientTask(

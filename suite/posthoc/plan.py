@@ -26,8 +26,9 @@ from suite.posthoc.cells import (
     resolve_posthoc,
 )
 from suite.registry import Catalog, Entry
-from suite.results import CellReport, PosthocMeasured, StageOutcome
+from suite.results import CellReport, StageOutcome
 from suite.specs.matrix import MatrixSpec
+from suite.track_results import PosthocMeasured
 
 
 def mark_saving(matrix: MatrixSpec, cells: list[Cell], folder: Path) -> list[Cell]:

@@ -24,7 +24,7 @@ from suite.posthoc.api import CompressContext, MergeContext, TaskUpdate
 from suite.posthoc.cells import PosthocCell
 from suite.posthoc.inputs import LoadedInput, build_model, load_input
 from suite.posthoc.sources import install, source_data
-from suite.results import PosthocMeasured, PosthocMeasurements, PosthocScore
+from suite.track_results import PosthocMeasured, PosthocMeasurements, PosthocScore
 from suite.train.batches import eval_batches
 from suite.train.evaluate import evaluate_cell
 from suite.train.failure import failure

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from suite.cells import Workload
-from suite.results import CellReport, Measured, Placement, error_tail
+from suite.outcome import error_tail
+from suite.results import CellReport, Measured, Placement
 
 
 class CellTimeout(BaseException):  # noqa: N818 - BaseException so the runner's `except Exception` lets it through

@@ -35,23 +35,33 @@ class LocalExecutor:
     def __call__(
         self, cells: list[Workload], on_result: Callable[[Workload, CellReport], None]
     ) -> None:
+        import torch
+
         from suite.scheduler.worker import CellWorker
 
         if self._worker is None:
             cache = str((self.results_dir / "cache").resolve()) if self.results_dir else None
             self._worker = CellWorker(cache_dir=cache)
-        for cell in cells:
-            if self.progress:
-                self.progress.start_cell(cell)
-            on_step = self.progress.step if self.progress else None
-            start = time.monotonic()
-            try:
-                with alarm(cell.timeout_s):
-                    report = self._worker.run(cell, on_step=on_step, submitted_unix=time.time())
-            except CellTimeout:
-                report = timeout_report(cell, time.monotonic() - start, self._where(), None)
-            on_result(cell, report)
+        # Each cell runs at its profile's threads (the worker sets them, as on Ray); this
+        # process gets its own count back afterwards.
+        threads = torch.get_num_threads()
+        try:
+            for cell in cells:
+                on_result(cell, self._run_one(cell))
+        finally:
+            torch.set_num_threads(threads)
         self.worker_stats = [self._worker.counts()]
+
+    def _run_one(self, cell: Workload) -> CellReport:
+        if self.progress:
+            self.progress.start_cell(cell)
+        on_step = self.progress.step if self.progress else None
+        start = time.monotonic()
+        try:
+            with alarm(cell.timeout_s):
+                return self._worker.run(cell, on_step=on_step, submitted_unix=time.time())
+        except CellTimeout:
+            return timeout_report(cell, time.monotonic() - start, self._where(), None)
 
     def _where(self) -> Placement:
         info = self._worker.info() if self._worker else {}

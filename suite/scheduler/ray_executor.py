@@ -85,9 +85,8 @@ class RayExecutor:
         if self._actor_cls is None:
             self._actor_cls = _actor_class()
         actor_cls = self._actor_cls
-        threads = max(1, int(profile.resources.num_cpus))
         actor = actor_cls.options(**resources.ray_options(profile)).remote(
-            str((self.results_dir / "cache").resolve()), threads
+            str((self.results_dir / "cache").resolve())
         )
         return _Slot(profile, actor, actor.info.remote())
 

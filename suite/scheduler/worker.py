@@ -22,6 +22,8 @@ class CellWorker:
     """One process's cell runner. Heavy imports happen here, not at module import."""
 
     def __init__(self, cache_dir: str | None = None, threads: int | None = None):
+        """`threads` overrides every cell's profile (`HardwareProfile.threads`), for the
+        benchmarks that sweep it; the executors leave it unset."""
         from suite.train import caches
 
         if cache_dir:
@@ -62,9 +64,7 @@ class CellWorker:
         entered, started = time.time(), time.perf_counter()
         import torch
 
-        threads = cell.profile.torch_threads or self.threads
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(self.threads or cell.profile.threads())
         placement = self.placement(cell)
         log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
 

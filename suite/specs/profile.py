@@ -36,6 +36,13 @@ class HardwareProfile(Frozen):
     expected: ExpectedDevice = ExpectedDevice()
     torch_threads: int | None = Field(default=None, ge=1)
 
+    def threads(self) -> int:
+        """The torch intra-op threads a cell on this profile runs with: `torch_threads`,
+        else one per CPU the profile asks for. Both executors' workers apply this one
+        number, so a cell runs at the same thread count locally and on Ray (and its
+        recorded profile, verify's "same hw", agrees)."""
+        return self.torch_threads or max(1, int(self.resources.num_cpus))
+
     def device(self):
         """The torch device a cell on this profile runs on here: CUDA where the profile
         expects it and this machine has it, else the CPU (the worker records the

@@ -1,8 +1,8 @@
 """A store table's columns, derived from the result type whose rows it holds.
 
-A result type's fields (suite/results.py) are the columns: every field its dump keeps,
-with the SQL type its annotation says, less those marked `Elsewhere` (they go to a table
-of their own). The store adds its own columns (the cell's identity, provenance), which no
+A result type's fields (suite/results.py, suite/track_results.py) are the columns: every
+field its dump keeps, with the SQL type its annotation says, less those marked
+`Elsewhere` (suite/result_columns.py: they go to a table of their own). The store adds its own columns (the cell's identity, provenance), which no
 result type has. `layout` puts them in the order stores already written have, and a
 field no layout names yet (a new measurement) after them: adding a field to a result
 type adds a column, and `Store.init` adds it to an older store in place.
@@ -22,8 +22,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from suite.cells import spec_hash
-from suite.results import CellReport, Elsewhere, SqlType
+from suite.hashing import spec_hash
+from suite.result_columns import Elsewhere, SqlType
+from suite.results import CellReport
 
 # A table's layout: the store's own columns as (name, SQL type), a result type's by name.
 Layout = tuple[str | tuple[str, str], ...]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite.results import CellReport, ContinualMeasured, ContinualMeasurements
+from suite.results import CellReport
 from suite.store import columns
+from suite.track_results import ContinualMeasured, ContinualMeasurements
 
 CONTINUAL_RUN_LAYOUT: columns.Layout = columns.attempt_layout(
     own=(

@@ -18,8 +18,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from suite.results import CellReport, FederatedMeasured, FederatedMeasurements
+from suite.results import CellReport
 from suite.store import columns
+from suite.track_results import FederatedMeasured, FederatedMeasurements
 
 FEDERATED_ROUND_LAYOUT: columns.Layout = columns.attempt_layout(
     identity=("fed_run", "round"),

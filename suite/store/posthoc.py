@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from suite.cells import Cell
-from suite.results import CellReport, PosthocMeasured, PosthocMeasurements
+from suite.results import CellReport
 from suite.specs.posthoc import STAGE_KINDS
 from suite.store import columns
+from suite.track_results import PosthocMeasured, PosthocMeasurements
 
 ARTIFACT_COLUMNS: dict[str, str] = {
     "cell_id": "VARCHAR PRIMARY KEY",
@@ -38,7 +39,7 @@ ARTIFACT_COLUMNS: dict[str, str] = {
 }
 
 # The posthoc_runs table: the store's own columns (name, SQL type) and, by bare name,
-# PosthocMeasurements' (suite/results.py), in the order of the stores already written;
+# PosthocMeasurements' (suite/track_results.py), in the order of the stores already written;
 # a new field of PosthocMeasurements is appended (suite/store/columns.py).
 POSTHOC_RUN_LAYOUT: columns.Layout = columns.attempt_layout(
     stage=(("stage", "VARCHAR"), ("stage_name", "VARCHAR")),

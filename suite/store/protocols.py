@@ -11,6 +11,13 @@ budget share cell ids (their default protocols stay out of the id), so the secon
 finds the first one's LoRA stored and skips it. `protocol_cells` records that the second
 protocol planned it, and `protocol_results` (the views' source) lists the cell's latest
 row once per protocol it belongs to.
+
+The row read under a protocol carries that protocol's `baseline_method`, not the one of
+whichever matrix ran the cell last: the method a protocol compares against is its
+matrix's (`optimizers` compares with `full`, `lowrank` with `lora`, and both hold the
+same 20-step LoRA cell). Nothing stored is rewritten: the baseline is recorded with the
+membership (the attempt's own under the protocol it ran under, `protocol_baselines` for
+the ones that planned it) and the view puts it on the row.
 """
 
 from __future__ import annotations
@@ -44,34 +51,49 @@ GROUP BY protocol"""
 # Which protocols planned which cells, beyond the one each row was run under.
 PROTOCOL_CELLS = """CREATE TABLE IF NOT EXISTS protocol_cells (
     protocol VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, PRIMARY KEY (protocol, cell_id))"""
+# The baseline method of the protocol that planned each of those cells (schema 8). A table
+# of its own, not a column of protocol_cells: a run of schema-7 code (a league run started
+# before an upgrade) goes on inserting its two columns there.
+PROTOCOL_BASELINES = """CREATE TABLE IF NOT EXISTS protocol_baselines (
+    protocol VARCHAR NOT NULL, cell_id VARCHAR NOT NULL, baseline_method VARCHAR,
+    PRIMARY KEY (protocol, cell_id))"""
 
 # The latest row of each cell once per protocol it belongs to: the ones its attempts were
-# run under, and the ones that planned it while it was stored (`protocol_cells`).
+# run under, and the ones that planned it while it was stored (`protocol_cells`), with
+# that protocol's baseline method (any_value skips the NULLs of memberships recorded
+# before `protocol_baselines`: those rows keep their own).
 PROTOCOL_RESULTS = """CREATE OR REPLACE VIEW protocol_results AS
-SELECT r.* REPLACE (m.protocol AS protocol)
+SELECT r.* REPLACE (m.protocol AS protocol,
+    coalesce(m.baseline_method, r.baseline_method) AS baseline_method)
 FROM results r
-JOIN (SELECT DISTINCT protocol, cell_id FROM cell_runs
-      UNION SELECT protocol, cell_id FROM protocol_cells) m USING (cell_id)"""
+JOIN (SELECT protocol, cell_id, any_value(baseline_method) AS baseline_method
+      FROM (SELECT protocol, cell_id, baseline_method FROM cell_runs
+            UNION ALL SELECT protocol, cell_id, b.baseline_method FROM protocol_cells
+                LEFT JOIN protocol_baselines b USING (protocol, cell_id))
+      GROUP BY protocol, cell_id) m USING (cell_id)"""
 
 
-def join_protocol(con, pairs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """Record that each (protocol, cell id) was planned; returns the comparison scopes
-    (task hash, model, profile) of the stored cells that gained a protocol."""
+def join_protocol(con, planned: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Record that each (protocol, cell id) was planned, with the protocol's baseline
+    method; returns the comparison scopes (task hash, model, profile) of the stored cells
+    that gained a protocol or whose membership's baseline changed."""
     new = [
-        p for p in dict.fromkeys(pairs)
+        p for p in dict.fromkeys(planned)
         if not con.execute(
             "SELECT 1 FROM cell_runs WHERE protocol = ? AND cell_id = ? "
-            "UNION ALL SELECT 1 FROM protocol_cells WHERE protocol = ? AND cell_id = ?",
-            [p[0], p[1], p[0], p[1]],
+            "UNION ALL SELECT 1 FROM protocol_baselines WHERE protocol = ? AND cell_id = ? "
+            "AND baseline_method IS NOT DISTINCT FROM ?",
+            [p[0], p[1], p[0], p[1], p[2]],
         ).fetchone()
     ]  # fmt: skip
     if not new:
         return []
-    con.executemany("INSERT OR IGNORE INTO protocol_cells VALUES (?, ?)", new)
+    con.executemany("INSERT OR IGNORE INTO protocol_cells VALUES (?, ?)", [p[:2] for p in new])
+    con.executemany("INSERT OR REPLACE INTO protocol_baselines VALUES (?, ?, ?)", new)
     rows = con.execute(
         "SELECT DISTINCT task_hash, model, profile FROM latest_results "
         "WHERE cell_id IN (SELECT unnest(?))",
-        [[cell_id for _, cell_id in new]],
+        [[cell_id for _, cell_id, _ in new]],
     ).fetchall()
     return [tuple(r) for r in rows]
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from suite.results import PHASES, CellResult, phase_column
 from suite.store.columns import Layout, create_table, layout
-from suite.store.protocols import PROTOCOL_CELLS, PROTOCOL_RESULTS
+from suite.store.protocols import PROTOCOL_BASELINES, PROTOCOL_CELLS, PROTOCOL_RESULTS
 from suite.store.references import REFERENCE_TABLE
 from suite.store.views import ANALYSIS_TABLES, ANALYSIS_VIEWS
 from suite.tasks.metrics import METRICS
 
 # 7: protocol_cells and protocol_results (a cell belongs to every protocol that planned it)
-SCHEMA_VERSION = 7
+# 8: protocol_baselines (a row read under a protocol has that protocol's baseline method)
+SCHEMA_VERSION = 8
 
 # The cell_runs table: the store's own columns (name, SQL type) and, by bare name, the
 # columns of CellResult (suite/results.py: their types come from its fields), in the
@@ -195,6 +196,7 @@ MACHINE_KEY = (
 TABLES = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
     PROTOCOL_CELLS,
+    PROTOCOL_BASELINES,
     create_table("cell_runs", CELL_RUN_COLUMNS),
     """CREATE TABLE IF NOT EXISTS metrics (
         result_id VARCHAR NOT NULL, split VARCHAR NOT NULL, metric VARCHAR NOT NULL,

@@ -211,12 +211,14 @@ class Store:
     def join_protocols(self, cells: Iterable[Cell]) -> int:
         """Record that the cells' protocols planned them (a matrix that finds a cell stored
         under another protocol lists it too); returns the comparison scopes refreshed."""
-        pairs = [(c.protocol_name, c.cell_id) for c in cells if isinstance(c, Cell)]
-        if not pairs:
+        planned = [
+            (c.protocol_name, c.cell_id, c.baseline_method) for c in cells if isinstance(c, Cell)
+        ]
+        if not planned:
             return 0
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            scopes = join_protocol(con, pairs)
+            scopes = join_protocol(con, planned)
             for scope in scopes:
                 refresh_comparisons(con, scope)
             con.execute("COMMIT")

@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from suite.cells import Cell, spec_hash
+from suite.cells import Cell
+from suite.hashing import spec_hash
 from suite.results import CellResult
 from suite.store.columns import method_fields, spec_yaml
 

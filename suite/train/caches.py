@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from suite.cells import spec_hash
+from suite.hashing import spec_hash
 from suite.models import loading
 from suite.models.taskmodel import TaskModel
 from suite.specs.model import ModelPreset

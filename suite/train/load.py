@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from suite.cells import Cell, spec_hash
+from suite.cells import Cell
+from suite.hashing import spec_hash
 from suite.tasks.forgetting import ReferenceProbe
 from suite.tasks.types import task_type
 from suite.train import caches
