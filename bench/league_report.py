@@ -55,11 +55,16 @@ def _p(value) -> str:
     return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
 
 
-def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
-    rows = con.execute(
+def _rows(con, protocol: str, task: str) -> pd.DataFrame:
+    """The protocol's current leaderboard rows on one task, best first."""
+    return con.execute(
         'SELECT * FROM leaderboard WHERE protocol = ? AND task = ? AND NOT stale ORDER BY "rank"',
         [protocol, task],
     ).df()
+
+
+def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
+    rows = _rows(con, protocol, task)
     lines = [
         "| rank | method | family | accuracy (95% interval) | seeds | vs LoRA (95% interval) "
         "| p (Holm) | verdict | trainable | train time |",
@@ -218,10 +223,7 @@ def _league(protocol: str) -> tuple[str, list[str], int]:
 
 def complete_rows(con, protocol: str, task: str, seeds: int) -> pd.DataFrame:
     """The leaderboard rows of the entries that finished every seed."""
-    rows = con.execute(
-        'SELECT * FROM leaderboard WHERE protocol = ? AND task = ? AND NOT stale ORDER BY "rank"',
-        [protocol, task],
-    ).df()
+    rows = _rows(con, protocol, task)
     return rows[(rows.n_seeds >= seeds) & (rows.n_failed.fillna(0) == 0)]
 
 
