@@ -13,7 +13,7 @@ leaderboard's. Usage:
 `--write` rewrites the generated parts of README.md (the results table) and docs/league.md
 (the status line and the report), between their `<!-- league-report:NAME begin/end -->`
 markers, so what the repository says is what its published dataset holds
-(tests/test_published.py checks that they agree).
+(tests/test_league_report.py checks that they agree).
 """
 
 from __future__ import annotations

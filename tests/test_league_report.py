@@ -1,0 +1,33 @@
+"""bench/league_report.py: what a protocol found, written into README.md and docs/league.md
+from the published dataset."""
+
+from __future__ import annotations
+
+import pytest
+
+from suite.paths import CHECKOUT
+from tests.helpers import load_script
+
+report = load_script(CHECKOUT / "bench" / "league_report.py")
+LEAGUE = CHECKOUT / "leaderboard" / "published" / "league-v1"
+
+
+def test_readme_and_league_doc_say_what_the_published_league_holds(tmp_path):
+    """The README's results table and docs/league.md's status and report are generated from
+    the committed dataset (bench/league_report.py --published ... --write): a publish that
+    forgets to regenerate them, or a hand edit of a number, fails here."""
+    db = report.store_of(LEAGUE, tmp_path)
+    for name, parts in report.generated(db, "league-v1").items():
+        text = (CHECKOUT / name).read_text()
+        for marker, body in parts.items():
+            assert report.splice(text, marker, body) == text, (
+                f"{name}'s {marker} differs from the published dataset: run "
+                "bench/league_report.py --published leaderboard/published/league-v1 --write"
+            )
+
+
+def test_league_report_splice_needs_its_markers():
+    text = "a\n<!-- league-report:t begin -->\nold\n<!-- league-report:t end -->\nb"
+    assert report.splice(text, "t", "new") == text.replace("old", "new")
+    with pytest.raises(SystemExit, match="no <!-- league-report:x begin -->"):
+        report.splice(text, "x", "new")
