@@ -145,8 +145,18 @@ def failures(con, protocol: str) -> str:
     return "\n".join(out)
 
 
+def _connect(db: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection, for a `with` block: closed when the block ends, so a store
+    the report read can be opened for writing again in the same process."""
+    return duckdb.connect(str(db), read_only=True)
+
+
 def report(db: Path, protocol: str) -> str:
-    con = duckdb.connect(str(db), read_only=True)
+    with _connect(db) as con:
+        return _report(con, protocol)
+
+
+def _report(con, protocol: str) -> str:
     tasks = [
         t
         for (t,) in con.execute(
@@ -271,11 +281,11 @@ def splice(text: str, name: str, body: str) -> str:
 
 def generated(db: Path, protocol: str) -> dict[str, dict[str, str]]:
     """Each file's generated parts, by marker name."""
-    con = duckdb.connect(str(db), read_only=True)
-    return {
-        "README.md": {"table": readme_table(con, protocol)},
-        "docs/league.md": {"status": status(con, protocol), "report": report(db, protocol)},
-    }
+    with _connect(db) as con:
+        return {
+            "README.md": {"table": readme_table(con, protocol)},
+            "docs/league.md": {"status": status(con, protocol), "report": _report(con, protocol)},
+        }
 
 
 def store_of(folder: Path, into: Path) -> Path:

@@ -31,3 +31,27 @@ def test_league_report_splice_needs_its_markers():
     assert report.splice(text, "t", "new") == text.replace("old", "new")
     with pytest.raises(SystemExit, match="no <!-- league-report:x begin -->"):
         report.splice(text, "x", "new")
+
+
+def test_the_report_closes_its_connections(tmp_path, monkeypatch):
+    """Every connection the report opens is closed when it returns, so the store can be
+    opened for writing again in the same process (DuckDB refuses a second configuration
+    of a file that is still open)."""
+    import duckdb
+
+    db = report.store_of(LEAGUE, tmp_path)
+    opened, real = [], duckdb.connect
+
+    def connect(*args, **kwargs):
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(report.duckdb, "connect", connect)
+    report.generated(db, "league-v1")
+    report.report(db, "league-v1")
+    monkeypatch.undo()
+    assert opened
+    for con in opened:
+        with pytest.raises(duckdb.ConnectionException, match="closed"):
+            con.execute("SELECT 1")
+    duckdb.connect(str(db)).close()
