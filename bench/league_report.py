@@ -226,7 +226,11 @@ def _league(protocol: str) -> tuple[str, list[str], int]:
     """The first task of the matrix that defines the protocol, its entries and its seeds."""
     from suite.registry import Catalog
 
-    spec = next(e.spec for e in Catalog.discover().matrices if e.spec.protocol == protocol)
+    specs = [e.spec for e in Catalog.discover().matrices]
+    spec = next((s for s in specs if s.protocol_name == protocol), None)
+    if spec is None:
+        known = ", ".join(sorted({s.protocol_name for s in specs}))
+        raise SystemExit(f"no matrix defines protocol {protocol!r}; the matrices define: {known}")
     labels = [m if isinstance(m, str) else m.display for m in spec.methods]
     return spec.tasks[0], labels, len(spec.seeds)
 

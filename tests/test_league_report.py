@@ -55,3 +55,11 @@ def test_the_report_closes_its_connections(tmp_path, monkeypatch):
         with pytest.raises(duckdb.ConnectionException, match="closed"):
             con.execute("SELECT 1")
     duckdb.connect(str(db)).close()
+
+
+def test_a_protocol_no_matrix_defines_is_named_with_those_that_exist():
+    with pytest.raises(SystemExit) as error:
+        report.readme_table(None, "league-v9")
+    said = str(error.value)
+    assert said.startswith("no matrix defines protocol 'league-v9'; the matrices define: ")
+    assert "league-v1" in said and "smoke@" in said
