@@ -181,26 +181,6 @@ def _report(con, protocol: str) -> str:
     return "\n\n".join(parts)
 
 
-# The README's names for the league's entries (how their papers write them); an entry
-# not listed here appears under its label.
-DISPLAY = {
-    "full": "full fine-tuning", "lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA",
-    "pissa": "PiSSA", "vera": "VeRA", "nola": "NoLA", "randlora": "RandLoRA",
-    "lora-xs": "LoRA-XS", "lora-sb": "LoRA-SB", "loldu": "LoLDU", "svfit": "SVFit",
-    "salt": "SALT", "hydra": "HydraLoRA", "allora": "ALLoRA", "block-lora": "Block-LoRA",
-    "comp-lora": "CompLoRA", "peft-loha": "LoHa", "peft-lokr": "LoKr", "peft-oft": "OFT",
-    "peft-ia3": "(IA)3", "fourierft": "FourierFT", "loca": "LoCA", "wara": "WaRA",
-    "adalora": "AdaLoRA", "peft-adalora": "AdaLoRA (PEFT)", "increlora": "IncreLoRA",
-    "diffora": "DiffoRA", "colora": "CoLoRA", "sora": "SoRA", "shira": "SHiRA",
-    "shira-snip": "SHiRA (SNIP mask)", "spiel": "SpIEL", "lt-sft": "LT-SFT", "s2ft": "S2FT",
-    "snell": "SNELL", "snella": "SNELLA", "sara": "SaRA", "adapter": "Adapter (Houlsby)",
-    "mosa": "MoSA", "mos": "MoS", "smora": "SMoRA", "mole": "MoLE", "lora-mixer": "LoRA-Mixer",
-    "qlora": "QLoRA", "lq-lora": "LQ-LoRA", "loram": "LoRAM", "pela": "PELA",
-    "sketch-to-adapt": "Sketch to Adapt", "galore": "GaLore", "frugal": "FRUGAL",
-    "dct-adamw": "DCT-AdamW", "bitfit": "BitFit",
-}  # fmt: skip
-
-
 def _compact(n) -> str:
     """A parameter count as the README writes it: 770, 6.1k, 148k, 22.7M."""
     if n < 1_000:
@@ -222,17 +202,21 @@ def _stored(con, protocol: str) -> tuple[int, float]:
     return n, hours or 0.0
 
 
-def _league(protocol: str) -> tuple[str, list[str], int]:
-    """The first task of the matrix that defines the protocol, its entries and its seeds."""
+def _league(protocol: str) -> tuple[str, dict[str, str], int]:
+    """The first task of the matrix that defines the protocol, its entries (each label and
+    its name as the papers write it: `display` in the method's YAML) and its seeds."""
     from suite.registry import Catalog
 
-    specs = [e.spec for e in Catalog.discover().matrices]
+    catalog = Catalog.discover()
+    specs = [e.spec for e in catalog.matrices]
     spec = next((s for s in specs if s.protocol_name == protocol), None)
     if spec is None:
         known = ", ".join(sorted({s.protocol_name for s in specs}))
         raise SystemExit(f"no matrix defines protocol {protocol!r}; the matrices define: {known}")
-    labels = [m if isinstance(m, str) else m.display for m in spec.methods]
-    return spec.tasks[0], labels, len(spec.seeds)
+    names = {
+        e.display: e.written(catalog.methods.get(e.method).spec.display) for e in spec.entries()
+    }
+    return spec.tasks[0], names, len(spec.seeds)
 
 
 def complete_rows(con, protocol: str, task: str, seeds: int) -> pd.DataFrame:
@@ -243,11 +227,11 @@ def complete_rows(con, protocol: str, task: str, seeds: int) -> pd.DataFrame:
 
 def readme_table(con, protocol: str) -> str:
     """The README's results table: the complete entries of the first task, best first."""
-    task, labels, seeds = _league(protocol)
+    task, names, seeds = _league(protocol)
     rows = complete_rows(con, protocol, task, seeds)
     n, hours = _stored(con, protocol)
     lines = [
-        f"**{len(rows)} of {len(labels)} entries are complete on `{task}`** ({n} cells, "
+        f"**{len(rows)} of {len(names)} entries are complete on `{task}`** ({n} cells, "
         f"{hours:.1f} CPU-hours).",
         "",
         "| method | accuracy (95% interval) | vs LoRA (95% interval) | Holm p | trainable |",
@@ -257,7 +241,7 @@ def readme_table(con, protocol: str) -> str:
         diff = _diff(r, _points, " points")
         p = _p(r.p_holm if pd.notna(r.p_holm) else None)
         lines.append(
-            f"| {DISPLAY.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
+            f"| {names.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
             f"| {diff} | {p} | {_compact(r.trainable_params)} |"
         )
     return "\n".join(lines)
@@ -265,11 +249,11 @@ def readme_table(con, protocol: str) -> str:
 
 def status(con, protocol: str) -> str:
     """docs/league.md's status line: how many entries are complete and what is stored."""
-    task, labels, seeds = _league(protocol)
+    task, names, seeds = _league(protocol)
     rows = complete_rows(con, protocol, task, seeds)
     n, hours = _stored(con, protocol)
     return (
-        f"**{len(rows)} of its {len(labels)} entries are complete on `{task}`** ({seeds} seeds "
+        f"**{len(rows)} of its {len(names)} entries are complete on `{task}`** ({seeds} seeds "
         f"after the tuning trials; {n} cells in all, {hours:.1f} CPU-hours)."
     )
 
