@@ -45,14 +45,8 @@ FRONT_AXES = {
 def _diff(r, number, unit: str = "") -> str:
     """A row's paired difference from the baseline method with its interval."""
     if pd.isna(r.item_diff):
-        return "–"
+        return fmt.MISSING
     return f"{number(r.item_diff)} ({number(r.item_diff_low)}, {number(r.item_diff_high)}){unit}"
-
-
-def _p(value) -> str:
-    if value is None or pd.isna(value):
-        return "–"
-    return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
 
 
 def _rows(con, protocol: str, task: str) -> pd.DataFrame:
@@ -75,7 +69,7 @@ def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
         lines.append(
             f"| {r.rank} | {r.method} | {r.family} | {r.mean:.4f} ({r.ci_low:.4f}, "
             f"{r.ci_high:.4f}) | {r.n_seeds}{'' if not r.n_failed else f' ({r.n_failed} failed)'} "
-            f"| {diff} | {_p(r.p_holm if pd.notna(r.p_holm) else None)} | {r.vs_baseline or '–'} "
+            f"| {diff} | {fmt.p_value(r.p_holm)} | {r.vs_baseline or fmt.MISSING} "
             f"| {fmt.count(r.trainable_params)} | {fmt.duration(r.train_wall_s)} |"
         )
     return "\n".join(lines), rows
@@ -109,7 +103,7 @@ def fronts(con, protocol: str, task: str) -> str:
         points = ", ".join(
             f"{m} ({cost_text(c)}, {q:.4f})" for m, c, q in front.itertuples(index=False)
         )
-        lines.append(f"- {words}: {points or '–'}")
+        lines.append(f"- {words}: {points or fmt.MISSING}")
     return "\n".join(lines)
 
 
@@ -239,7 +233,7 @@ def readme_table(con, protocol: str) -> str:
     ]
     for r in rows.itertuples():
         diff = _diff(r, _points, " points")
-        p = _p(r.p_holm if pd.notna(r.p_holm) else None)
+        p = fmt.p_value(r.p_holm)
         lines.append(
             f"| {names.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
             f"| {diff} | {p} | {_compact(r.trainable_params)} |"

@@ -21,7 +21,14 @@ def test_each_kind_of_number_reads_in_its_units():
     assert fmt.duration(0.044) == "44 ms" and fmt.duration(105.4) == "1 min 45 s"
     assert fmt.duration(60.3) == "1 min 0 s" and fmt.duration(3.2) == "3.2 s"
     assert fmt.duration(119.6) == "2 min 0 s"  # was "1 min 60 s"
-    assert fmt.p_value(0.00005) == "<0.001" and fmt.score(0.76284) == "0.7628"
+    assert fmt.score(0.76284) == "0.7628"
+    # One way everywhere, the league's docs included: "1", never "1.000".
+    assert [fmt.p_value(p) for p in (1.0, 0.021, 0.0077, 0.00005)] == [
+        "1",
+        "0.021",
+        "0.0077",
+        "<1e-4",
+    ]
     assert fmt.flops(5.09e13) == "50.9 TFLOP/s"
     assert fmt.percent(12.345) == "12.3 %" and fmt.share(0.5) == "50 %"
     assert fmt.bandwidth(2.5e10) == "25 GB/s" and fmt.score.__name__ != "formatted"
