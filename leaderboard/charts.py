@@ -36,9 +36,11 @@ def _baseline_rule(value: float | None, axis: str = "y") -> alt.Chart | None:
 
 
 def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
-    """Each method's mean with its 95% CI, the task's baseline as a dashed reference line."""
+    """Each method's mean with its 95% CI, the task's baseline as a dashed reference line.
+    A row's label names its hardware profile only when the rows span several."""
+    several = rows["profile"].nunique() > 1
     data = rows.assign(
-        label=rows["method"] + " (" + rows["profile"] + ")",
+        label=rows["method"] + (" (" + rows["profile"] + ")" if several else ""),
         seeds=rows["n_seeds"].astype(int),
     )[["label", "method", "profile", "mean", "ci_low", "ci_high", "seeds", "baseline_value"]]
     order = data.sort_values("mean", ascending=not metric.higher_is_better)["label"].tolist()
@@ -66,7 +68,8 @@ def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
 
 
 def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
-    """Quality against one cost: error bars from seeds, the Pareto front joined and marked."""
+    """Quality against one cost: error bars from seeds, the Pareto front joined, marked and
+    named (the other points are named in their tooltips)."""
     label, _, unit, log = COST_AXES[axis]
     x_title = f"{label} ({unit})" if unit else label
     data = points.assign(
@@ -122,7 +125,13 @@ def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
         size=alt.condition("datum.on_front", alt.value(160), alt.value(60)),
         tooltip=tooltip,
     )
-    names = base.mark_text(align="left", dx=7, dy=-7, fontSize=11).encode(x=x, y=y, text="method:N")
+    # Only the front's points are named: a dominated method's name is in its tooltip, so
+    # the dense middle of the cloud (where most methods land) stays readable.
+    names = (
+        base.transform_filter("datum.on_front")
+        .mark_text(align="left", dx=7, dy=-7, fontSize=11)
+        .encode(x=x, y=y, text="method:N")
+    )
     layers = [errors, front, dots, names]
     rule = _baseline_rule(points["baseline_value"].dropna().max())
     if rule is not None:

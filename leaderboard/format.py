@@ -81,7 +81,7 @@ bandwidth = _scaled(".3g", " GB/s", per=1e9)
 @_or_missing
 def p_value(value) -> str:
     """Two significant digits, as docs/league.md and the README write them: 1, 0.021,
-    0.0077, and "<1e-4" below that."""
+    0.0077; "<1e-4" below 1e-4."""
     p = float(value)
     return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
 

@@ -8,6 +8,7 @@ import math
 import re
 
 import pandas as pd
+import pytest
 
 from leaderboard import format as fmt
 from leaderboard import pagedata, tables
@@ -115,3 +116,51 @@ def test_the_method_page_shows_the_overviews_holm_p(tmp_path):
     for column in ("p (Holm)", "Holm over", "vs baseline method"):
         assert mine[column].to_dict() == theirs[column].to_dict(), column
     assert (mine["p (Holm)"] != "–").all()
+
+
+@pytest.fixture(scope="module")
+def demo_reader(tmp_path_factory) -> Reader:
+    return Reader(demo_db_copy(tmp_path_factory.mktemp("charts") / "demo.duckdb"))
+
+
+def test_overview_labels_name_the_profile_only_when_the_rows_span_several(demo_reader):
+    """The published league's Overview read "lora (cpu-local)", "dora (cpu-local)", ..."""
+    from leaderboard.charts import overview_chart
+
+    reader = demo_reader
+    metric = pagedata.primary_metric(reader, "drug-condition")
+
+    def labels(profile: str) -> set[str]:
+        rows = pagedata.leaderboard_rows(
+            reader, pagedata.Filters("drug-condition", "minilm-l6", profile)
+        )
+        spec = overview_chart(rows, metric).to_dict()
+        return {r["label"] for d in spec["datasets"].values() for r in d if "label" in r}
+
+    one = labels("cpu-local")
+    assert "lora" in one and not any("(" in label for label in one)
+    both = labels(pagedata.ALL_PROFILES)
+    assert {"lora (cpu-local)", "lora (gpu-a100)"} <= both
+
+
+def test_pareto_names_only_the_front(demo_reader):
+    """ia3, nola and dora's names overlapped in the published league's dense middle: only
+    the front's points are named; every point keeps its tooltip."""
+    from leaderboard.charts import pareto_chart
+
+    reader = demo_reader
+    filters = pagedata.Filters("drug-condition", "minilm-l6", "cpu-local")
+    points = pagedata.pareto_data(reader, filters, "trainable_params")
+    metric = pagedata.primary_metric(reader, "drug-condition")
+    spec = pareto_chart(points, "trainable_params", metric).to_dict()
+    layers = [layer for layer in spec["layer"] if "mark" in layer]  # a nested layer: baseline
+    names = [
+        layer
+        for layer in layers
+        if layer["mark"]["type"] == "text" and layer["encoding"]["text"]["field"] == "method"
+    ]
+    assert len(names) == 1 and {"filter": "datum.on_front"} in names[0]["transform"]
+    dots = next(layer for layer in layers if layer["mark"]["type"] == "point")
+    assert "transform" not in dots
+    assert any(t["field"] == "method" for t in dots["encoding"]["tooltip"])
+    assert points["on_front"].any() and not points["on_front"].all()
