@@ -159,7 +159,12 @@ def test_pareto_names_only_the_front(demo_reader):
         for layer in layers
         if layer["mark"]["type"] == "text" and layer["encoding"]["text"]["field"] == "method"
     ]
-    assert len(names) == 1 and {"filter": "datum.on_front"} in names[0]["transform"]
+    filters = {t["filter"] for layer in names for t in layer["transform"]}
+    assert filters == {"datum.on_front && datum.name_above", "datum.on_front && !datum.name_above"}
+    # Along the front by cost, names alternate above and below their points.
+    drawn = pd.DataFrame(spec["datasets"][names[0]["data"]["name"]])
+    front = drawn[drawn["on_front"]].sort_values("cost_display")
+    assert list(front["name_above"]) == [i % 2 == 0 for i in range(len(front))]
     dots = next(layer for layer in layers if layer["mark"]["type"] == "point")
     assert "transform" not in dots
     assert any(t["field"] == "method" for t in dots["encoding"]["tooltip"])
