@@ -13,7 +13,7 @@ leaderboard's. Usage:
 `--write` rewrites the generated parts of README.md (the results table) and docs/league.md
 (the status line and the report), between their `<!-- league-report:NAME begin/end -->`
 markers, so what the repository says is what its published dataset holds
-(tests/test_published.py checks that they agree).
+(tests/test_league_report.py checks that they agree).
 """
 
 from __future__ import annotations
@@ -45,21 +45,20 @@ FRONT_AXES = {
 def _diff(r, number, unit: str = "") -> str:
     """A row's paired difference from the baseline method with its interval."""
     if pd.isna(r.item_diff):
-        return "–"
+        return fmt.MISSING
     return f"{number(r.item_diff)} ({number(r.item_diff_low)}, {number(r.item_diff_high)}){unit}"
 
 
-def _p(value) -> str:
-    if value is None or pd.isna(value):
-        return "–"
-    return f"{value:.2g}" if value >= 1e-4 else "<1e-4"
-
-
-def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
-    rows = con.execute(
+def _rows(con, protocol: str, task: str) -> pd.DataFrame:
+    """The protocol's current leaderboard rows on one task, best first."""
+    return con.execute(
         'SELECT * FROM leaderboard WHERE protocol = ? AND task = ? AND NOT stale ORDER BY "rank"',
         [protocol, task],
     ).df()
+
+
+def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
+    rows = _rows(con, protocol, task)
     lines = [
         "| rank | method | family | accuracy (95% interval) | seeds | vs LoRA (95% interval) "
         "| p (Holm) | verdict | trainable | train time |",
@@ -70,7 +69,7 @@ def results_table(con, protocol: str, task: str) -> tuple[str, pd.DataFrame]:
         lines.append(
             f"| {r.rank} | {r.method} | {r.family} | {r.mean:.4f} ({r.ci_low:.4f}, "
             f"{r.ci_high:.4f}) | {r.n_seeds}{'' if not r.n_failed else f' ({r.n_failed} failed)'} "
-            f"| {diff} | {_p(r.p_holm if pd.notna(r.p_holm) else None)} | {r.vs_baseline or '–'} "
+            f"| {diff} | {fmt.p_value(r.p_holm)} | {r.vs_baseline or fmt.MISSING} "
             f"| {fmt.count(r.trainable_params)} | {fmt.duration(r.train_wall_s)} |"
         )
     return "\n".join(lines), rows
@@ -104,7 +103,7 @@ def fronts(con, protocol: str, task: str) -> str:
         points = ", ".join(
             f"{m} ({cost_text(c)}, {q:.4f})" for m, c, q in front.itertuples(index=False)
         )
-        lines.append(f"- {words}: {points or '–'}")
+        lines.append(f"- {words}: {points or fmt.MISSING}")
     return "\n".join(lines)
 
 
@@ -140,8 +139,18 @@ def failures(con, protocol: str) -> str:
     return "\n".join(out)
 
 
+def _connect(db: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection, for a `with` block: closed when the block ends, so a store
+    the report read can be opened for writing again in the same process."""
+    return duckdb.connect(str(db), read_only=True)
+
+
 def report(db: Path, protocol: str) -> str:
-    con = duckdb.connect(str(db), read_only=True)
+    with _connect(db) as con:
+        return _report(con, protocol)
+
+
+def _report(con, protocol: str) -> str:
     tasks = [
         t
         for (t,) in con.execute(
@@ -166,26 +175,6 @@ def report(db: Path, protocol: str) -> str:
     return "\n\n".join(parts)
 
 
-# The README's names for the league's entries (how their papers write them); an entry
-# not listed here appears under its label.
-DISPLAY = {
-    "full": "full fine-tuning", "lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA",
-    "pissa": "PiSSA", "vera": "VeRA", "nola": "NoLA", "randlora": "RandLoRA",
-    "lora-xs": "LoRA-XS", "lora-sb": "LoRA-SB", "loldu": "LoLDU", "svfit": "SVFit",
-    "salt": "SALT", "hydra": "HydraLoRA", "allora": "ALLoRA", "block-lora": "Block-LoRA",
-    "comp-lora": "CompLoRA", "peft-loha": "LoHa", "peft-lokr": "LoKr", "peft-oft": "OFT",
-    "peft-ia3": "(IA)3", "fourierft": "FourierFT", "loca": "LoCA", "wara": "WaRA",
-    "adalora": "AdaLoRA", "peft-adalora": "AdaLoRA (PEFT)", "increlora": "IncreLoRA",
-    "diffora": "DiffoRA", "colora": "CoLoRA", "sora": "SoRA", "shira": "SHiRA",
-    "shira-snip": "SHiRA (SNIP mask)", "spiel": "SpIEL", "lt-sft": "LT-SFT", "s2ft": "S2FT",
-    "snell": "SNELL", "snella": "SNELLA", "sara": "SaRA", "adapter": "Adapter (Houlsby)",
-    "mosa": "MoSA", "mos": "MoS", "smora": "SMoRA", "mole": "MoLE", "lora-mixer": "LoRA-Mixer",
-    "qlora": "QLoRA", "lq-lora": "LQ-LoRA", "loram": "LoRAM", "pela": "PELA",
-    "sketch-to-adapt": "Sketch to Adapt", "galore": "GaLore", "frugal": "FRUGAL",
-    "dct-adamw": "DCT-AdamW", "bitfit": "BitFit",
-}  # fmt: skip
-
-
 def _compact(n) -> str:
     """A parameter count as the README writes it: 770, 6.1k, 148k, 22.7M."""
     if n < 1_000:
@@ -207,31 +196,36 @@ def _stored(con, protocol: str) -> tuple[int, float]:
     return n, hours or 0.0
 
 
-def _league(protocol: str) -> tuple[str, list[str], int]:
-    """The first task of the matrix that defines the protocol, its entries and its seeds."""
+def _league(protocol: str) -> tuple[str, dict[str, str], int]:
+    """The first task of the matrix that defines the protocol, its entries (each label and
+    its name as the papers write it: `display` in the method's YAML) and its seeds."""
     from suite.registry import Catalog
 
-    spec = next(e.spec for e in Catalog.discover().matrices if e.spec.protocol == protocol)
-    labels = [m if isinstance(m, str) else m.display for m in spec.methods]
-    return spec.tasks[0], labels, len(spec.seeds)
+    catalog = Catalog.discover()
+    specs = [e.spec for e in catalog.matrices]
+    spec = next((s for s in specs if s.protocol_name == protocol), None)
+    if spec is None:
+        known = ", ".join(sorted({s.protocol_name for s in specs}))
+        raise SystemExit(f"no matrix defines protocol {protocol!r}; the matrices define: {known}")
+    names = {
+        e.display: e.written(catalog.methods.get(e.method).spec.display) for e in spec.entries()
+    }
+    return spec.tasks[0], names, len(spec.seeds)
 
 
 def complete_rows(con, protocol: str, task: str, seeds: int) -> pd.DataFrame:
     """The leaderboard rows of the entries that finished every seed."""
-    rows = con.execute(
-        'SELECT * FROM leaderboard WHERE protocol = ? AND task = ? AND NOT stale ORDER BY "rank"',
-        [protocol, task],
-    ).df()
+    rows = _rows(con, protocol, task)
     return rows[(rows.n_seeds >= seeds) & (rows.n_failed.fillna(0) == 0)]
 
 
 def readme_table(con, protocol: str) -> str:
     """The README's results table: the complete entries of the first task, best first."""
-    task, labels, seeds = _league(protocol)
+    task, names, seeds = _league(protocol)
     rows = complete_rows(con, protocol, task, seeds)
     n, hours = _stored(con, protocol)
     lines = [
-        f"**{len(rows)} of {len(labels)} entries are complete on `{task}`** ({n} cells, "
+        f"**{len(rows)} of {len(names)} entries are complete on `{task}`** ({n} cells, "
         f"{hours:.1f} CPU-hours).",
         "",
         "| method | accuracy (95% interval) | vs LoRA (95% interval) | Holm p | trainable |",
@@ -239,9 +233,9 @@ def readme_table(con, protocol: str) -> str:
     ]
     for r in rows.itertuples():
         diff = _diff(r, _points, " points")
-        p = _p(r.p_holm if pd.notna(r.p_holm) else None)
+        p = fmt.p_value(r.p_holm)
         lines.append(
-            f"| {DISPLAY.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
+            f"| {names.get(r.method, r.method)} | {r.mean:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) "
             f"| {diff} | {p} | {_compact(r.trainable_params)} |"
         )
     return "\n".join(lines)
@@ -249,11 +243,11 @@ def readme_table(con, protocol: str) -> str:
 
 def status(con, protocol: str) -> str:
     """docs/league.md's status line: how many entries are complete and what is stored."""
-    task, labels, seeds = _league(protocol)
+    task, names, seeds = _league(protocol)
     rows = complete_rows(con, protocol, task, seeds)
     n, hours = _stored(con, protocol)
     return (
-        f"**{len(rows)} of its {len(labels)} entries are complete on `{task}`** ({seeds} seeds "
+        f"**{len(rows)} of its {len(names)} entries are complete on `{task}`** ({seeds} seeds "
         f"after the tuning trials; {n} cells in all, {hours:.1f} CPU-hours)."
     )
 
@@ -269,11 +263,11 @@ def splice(text: str, name: str, body: str) -> str:
 
 def generated(db: Path, protocol: str) -> dict[str, dict[str, str]]:
     """Each file's generated parts, by marker name."""
-    con = duckdb.connect(str(db), read_only=True)
-    return {
-        "README.md": {"table": readme_table(con, protocol)},
-        "docs/league.md": {"status": status(con, protocol), "report": report(db, protocol)},
-    }
+    with _connect(db) as con:
+        return {
+            "README.md": {"table": readme_table(con, protocol)},
+            "docs/league.md": {"status": status(con, protocol), "report": _report(con, protocol)},
+        }
 
 
 def store_of(folder: Path, into: Path) -> Path:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,14 +153,26 @@ class Reader:
         return read.frame
 
 
+# The store's tables of runs, each with how it counts them and its runs' name (a federated
+# run is many rounds); a store older than one lacks it.
+RUN_TABLES = {
+    "cell_runs": ("count(*)", "cell"),
+    "posthoc_runs": ("count(*)", "post-hoc"),
+    "continual_runs": ("count(*)", "continual"),
+    "federated_rounds": ("count(DISTINCT fed_run)", "federated"),
+}
+
+
 @dataclass(frozen=True)
 class Freshness:
-    """How fresh the shown data is: when it was read, the newest result, and the run state."""
+    """How fresh the shown data is: when it was read, the newest result, the runs stored
+    (cell runs, and the other kinds that have any), and the run state."""
 
     read_at: datetime
     newest_result: datetime | None
     n_runs: int
     busy: bool
+    other_runs: dict[str, int] = field(default_factory=dict)
 
     def describe(self, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
@@ -168,20 +180,35 @@ class Freshness:
         newest = (
             self.newest_result.strftime("%Y-%m-%d %H:%M:%S UTC") if self.newest_result else "none"
         )
-        text = f"Data read {age} s ago ({self.n_runs:,} cell runs; newest result {newest})."
+        cells = f"{self.n_runs:,} cell runs" if self.n_runs or not self.other_runs else ""
+        others = " / ".join(f"{n:,} {kind}" for kind, n in self.other_runs.items())
+        noun = "run" if list(self.other_runs.values()) == [1] else "runs"
+        runs = "; ".join([cells or "no training cells", *([f"{others} {noun}"] if others else [])])
+        text = f"Data read {age} s ago ({runs}; newest result {newest})."
         if self.busy:
             text += " A matrix is writing the database: showing the last complete read."
         return text
 
 
 def freshness(reader: Reader) -> Freshness:
-    """When the data was read and the newest stored result (cell_runs.finished_at, UTC)."""
-    read = reader.read("SELECT max(finished_at) AS newest, count(*) AS n FROM cell_runs")
-    newest = read.frame["newest"].iloc[0]
+    """When the data was read, the runs the store holds of each kind and the newest of
+    them (finished_at, UTC)."""
+    present = set(reader.frame("SELECT table_name FROM information_schema.tables")["table_name"])
+    read = reader.read(
+        " UNION ALL ".join(
+            f"SELECT '{kind}' AS kind, max(finished_at) AS newest, {count} AS n FROM {table}"
+            for table, (count, kind) in RUN_TABLES.items()
+            if table in present
+        )
+    )
+    newest = read.frame["newest"].max()
     newest = None if pd.isna(newest) else pd.Timestamp(newest).to_pydatetime()
+    found = dict(zip(read.frame["kind"], read.frame["n"], strict=True))
+    runs = {kind: int(found[kind]) for _, kind in RUN_TABLES.values() if kind in found}
     return Freshness(
         read_at=read.read_at,
         newest_result=newest,
-        n_runs=int(read.frame["n"].iloc[0]),
+        n_runs=runs.pop("cell", 0),
         busy=read.busy or reader.last_busy,
+        other_runs={kind: n for kind, n in runs.items() if n},
     )

@@ -80,8 +80,10 @@ bandwidth = _scaled(".3g", " GB/s", per=1e9)
 
 @_or_missing
 def p_value(value) -> str:
+    """Two significant digits, as docs/league.md and the README write them: 1, 0.021,
+    0.0077; "<1e-4" below 1e-4."""
     p = float(value)
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
 
 
 @_or_missing
@@ -204,8 +206,9 @@ def auto_kinds(frame: pd.DataFrame) -> dict[str, str]:
 
 # The kinds above as d3 formats, for chart axes and tooltips (Vega formats in the
 # browser): scores to 3 places on an axis (a tick is coarser than a table cell) and to 4 in
-# a tooltip, as `score` does; other measures to 4 significant digits, as `number` does.
-_D3 = {"score": (".3f", ".4f"), "p": (".3f", ".3f"), "count": (",d", ",d")}
+# a tooltip, as `score` does; p-values to 2 significant digits, as `p_value` does; other
+# measures to 4 significant digits, as `number` does.
+_D3 = {"score": (".3f", ".4f"), "p": (".2~g", ".2~g"), "count": (",d", ",d")}
 
 
 def d3_format(values: pd.Series, kind: str | None = None, axis: bool = True) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 
 from suite import conformance_bench
 from suite.conformance import Bench
@@ -39,3 +42,12 @@ def minilm_backbone():
 def minilm_bench() -> Bench:
     preset = catalog().models.get("minilm-l6").spec
     return bench_from_backbone(minilm_backbone(), preset, vocab=30522)
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script that is not part of a package (bench/*.py, a golden fixture's generate.py),
+    imported from its file under its stem's name."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -84,6 +84,27 @@ def test_the_continual_page(db, monkeypatch):
     assert list(matrix.columns) == ["Stage", "drug-condition", "drug-sentiment"]
     assert list(matrix.iloc[-1])[1:] == ["0.4000", "0.6500"]
     assert list(matrix.iloc[1])[1:] == ["0.8000", "0.3000"]  # per-task, the first cell listed
+    # The sidebar counts what the store holds (it said "0 cell runs" here).
+    said = " ".join(c.value for c in at.sidebar.caption)
+    assert "(no training cells; 2 continual runs; newest result 20" in said, said
+
+
+def test_the_freshness_note_counts_every_kind_of_run():
+    from datetime import UTC, datetime
+
+    from leaderboard.data import Freshness
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def said(cells: int, **others: int) -> str:
+        return Freshness(at, None, cells, False, others).describe(now=at)
+
+    assert said(0) == "Data read 0 s ago (0 cell runs; newest result none)."
+    assert "(12 cell runs; newest" in said(12)
+    assert "(12 cell runs; 3 continual / 1 federated runs; newest" in said(
+        12, continual=3, federated=1
+    )
+    assert "(no training cells; 1 federated run; newest" in said(0, federated=1)
 
 
 def test_a_store_older_than_the_majority_class_shows_none(db, tmp_path):

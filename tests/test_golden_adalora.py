@@ -4,7 +4,6 @@ schedule, lambda masks and tensors with update_and_allocate after each optimizer
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 import pytest
@@ -14,22 +13,14 @@ from torch import nn
 from suite.methods.api import PrepareContext
 from suite.plugins import load_object
 from suite.registry import Catalog
+from tests.helpers import load_script
 from tests.support.golden import GOLDEN_DIR, assert_close, load_fixture
 
 FIX = load_fixture("adalora")
 CFG = FIX.config
 
 
-def _generator_module():
-    spec = importlib.util.spec_from_file_location(
-        "adalora_golden", GOLDEN_DIR / "adalora" / "generate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _generator_module()
+GEN = load_script(GOLDEN_DIR / "adalora" / "generate.py")
 
 
 def _ours():

@@ -8,6 +8,7 @@ import math
 import re
 
 import pandas as pd
+import pytest
 
 from leaderboard import format as fmt
 from leaderboard import pagedata, tables
@@ -21,7 +22,14 @@ def test_each_kind_of_number_reads_in_its_units():
     assert fmt.duration(0.044) == "44 ms" and fmt.duration(105.4) == "1 min 45 s"
     assert fmt.duration(60.3) == "1 min 0 s" and fmt.duration(3.2) == "3.2 s"
     assert fmt.duration(119.6) == "2 min 0 s"  # was "1 min 60 s"
-    assert fmt.p_value(0.00005) == "<0.001" and fmt.score(0.76284) == "0.7628"
+    assert fmt.score(0.76284) == "0.7628"
+    # One way everywhere, the league's docs included: "1", never "1.000".
+    assert [fmt.p_value(p) for p in (1.0, 0.021, 0.0077, 0.00005)] == [
+        "1",
+        "0.021",
+        "0.0077",
+        "<1e-4",
+    ]
     assert fmt.flops(5.09e13) == "50.9 TFLOP/s"
     assert fmt.percent(12.345) == "12.3 %" and fmt.share(0.5) == "50 %"
     assert fmt.bandwidth(2.5e10) == "25 GB/s" and fmt.score.__name__ != "formatted"
@@ -108,3 +116,56 @@ def test_the_method_page_shows_the_overviews_holm_p(tmp_path):
     for column in ("p (Holm)", "Holm over", "vs baseline method"):
         assert mine[column].to_dict() == theirs[column].to_dict(), column
     assert (mine["p (Holm)"] != "–").all()
+
+
+@pytest.fixture(scope="module")
+def demo_reader(tmp_path_factory) -> Reader:
+    return Reader(demo_db_copy(tmp_path_factory.mktemp("charts") / "demo.duckdb"))
+
+
+def test_overview_labels_name_the_profile_only_when_the_rows_span_several(demo_reader):
+    """The published league's Overview read "lora (cpu-local)", "dora (cpu-local)", ..."""
+    from leaderboard.charts import overview_chart
+
+    reader = demo_reader
+    metric = pagedata.primary_metric(reader, "drug-condition")
+
+    def labels(profile: str) -> set[str]:
+        rows = pagedata.leaderboard_rows(
+            reader, pagedata.Filters("drug-condition", "minilm-l6", profile)
+        )
+        spec = overview_chart(rows, metric).to_dict()
+        return {r["label"] for d in spec["datasets"].values() for r in d if "label" in r}
+
+    one = labels("cpu-local")
+    assert "lora" in one and not any("(" in label for label in one)
+    both = labels(pagedata.ALL_PROFILES)
+    assert {"lora (cpu-local)", "lora (gpu-a100)"} <= both
+
+
+def test_pareto_names_only_the_front(demo_reader):
+    """ia3, nola and dora's names overlapped in the published league's dense middle: only
+    the front's points are named; every point keeps its tooltip."""
+    from leaderboard.charts import pareto_chart
+
+    reader = demo_reader
+    filters = pagedata.Filters("drug-condition", "minilm-l6", "cpu-local")
+    points = pagedata.pareto_data(reader, filters, "trainable_params")
+    metric = pagedata.primary_metric(reader, "drug-condition")
+    spec = pareto_chart(points, "trainable_params", metric).to_dict()
+    layers = [layer for layer in spec["layer"] if "mark" in layer]  # a nested layer: baseline
+    names = [
+        layer
+        for layer in layers
+        if layer["mark"]["type"] == "text" and layer["encoding"]["text"]["field"] == "method"
+    ]
+    filters = {t["filter"] for layer in names for t in layer["transform"]}
+    assert filters == {"datum.on_front && datum.name_above", "datum.on_front && !datum.name_above"}
+    # Along the front by cost, names alternate above and below their points.
+    drawn = pd.DataFrame(spec["datasets"][names[0]["data"]["name"]])
+    front = drawn[drawn["on_front"]].sort_values("cost_display")
+    assert list(front["name_above"]) == [i % 2 == 0 for i in range(len(front))]
+    dots = next(layer for layer in layers if layer["mark"]["type"] == "point")
+    assert "transform" not in dots
+    assert any(t["field"] == "method" for t in dots["encoding"]["tooltip"])
+    assert points["on_front"].any() and not points["on_front"].all()

@@ -1,6 +1,6 @@
 """Method versions and fidelity: a version bump moves only that method's cell ids and
-makes its older rows stale; version 1 methods keep their ids; fidelity reaches every row,
-the leaderboard and its reference-only filter."""
+makes its older rows stale; version 1 methods keep their ids, and a display name moves
+none; fidelity reaches every row, the leaderboard and its reference-only filter."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.helpers import catalog
 from tests.test_views import _row
 
 
-def _plugin_method(root, version: int) -> Catalog:
+def _plugin_method(root, version: int, extra: str = "") -> Catalog:
     folder = root / "methods" / "lora-v"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "method.yaml").write_text(
@@ -26,6 +26,7 @@ def _plugin_method(root, version: int) -> Catalog:
         fidelity: reference
         version: {version}
         """)
+        + extra
     )
     return Catalog.discover([root])
 
@@ -48,6 +49,44 @@ def test_a_version_bump_moves_only_that_methods_cell_ids(tmp_path):
         _plugin_method(tmp_path / "c", 3),
     )
     assert cells[0].method.method_version == 3 and cells[0].method.fidelity == "reference"
+
+
+def test_display_names_move_no_cell_id_or_method_hash(tmp_path):
+    """Stored league results are keyed on cell ids: the name a method's paper writes
+    (`display` in its YAML, `display_name` on a matrix entry) changes none of them."""
+    from suite.cells import spec_hash
+    from suite.specs.matrix import MethodEntry
+
+    plain, shown = (
+        _plugin_method(tmp_path / "a", 1),
+        _plugin_method(tmp_path / "b", 1, "display: LoRA-V\n"),
+    )
+    assert shown.methods.get("lora-v").spec.display == "LoRA-V"
+    assert spec_hash(plain.methods.get("lora-v").spec) == spec_hash(
+        shown.methods.get("lora-v").spec
+    )
+
+    def cells(cat: Catalog, **entry) -> dict[str, tuple[str, str]]:
+        methods = [
+            "lora-v",
+            MethodEntry(method="lora", label="rs", params={"rslora": True}, **entry),
+        ]
+        matrix = MatrixSpec(
+            name="v", models=["minilm-l6"], methods=methods, tasks=["drug-condition"]
+        )
+        return {c.method.label: (c.cell_id, spec_hash(c.method)) for c in expand(matrix, cat)}
+
+    assert cells(plain) == cells(shown, display_name="rsLoRA")
+
+
+def test_an_entry_is_written_as_its_paper_writes_it():
+    from suite.specs.matrix import MethodEntry
+
+    assert MethodEntry(method="lora").written("LoRA") == "LoRA"
+    assert MethodEntry(method="lora").written(None) == "lora"
+    # A labelled entry is another configuration: not the method's name, its own or its label.
+    assert MethodEntry(method="lora", label="rs").written("LoRA") == "rs"
+    assert MethodEntry(method="lora", label="rs", display_name="rsLoRA").written("LoRA") == "rsLoRA"
 
 
 def test_version_one_is_not_hashed():

@@ -32,10 +32,10 @@ if points.empty:
     st.stop()
 st.caption(
     "Diamonds joined by the red line are Pareto-optimal (no other method is at least as good "
-    "and at most as costly). Bars: 95% bootstrap interval (over examples, and seeds where "
-    "there are 3 or more). Dashed line: the majority/mean baseline. "
-    "Hover a point for its hyperparameters and cell ids. P(on front): the share of bootstrap "
-    "replicates of quality (over test examples and seeds, costs at their medians) in which "
+    "and at most as costly), and only they are named. Bars: 95% bootstrap interval (over "
+    "examples, and seeds where there are 3 or more). Dashed line: the majority/mean baseline. "
+    "Hover a point for its method, hyperparameters and cell ids. P(on front): the share of "
+    "bootstrap replicates of quality (over test examples and seeds, costs at their medians) in which "
     "the method is on the front; every method's replicate is scored on the same drawn "
     "examples, so a method no better and dearer than another is never on it."
 )

@@ -53,6 +53,9 @@ class MethodEntry(Frozen):
 
     method: Name
     label: Name | None = None
+    # A labelled entry's name as people write it ("rsLoRA" for lora with rslora: true),
+    # where the method's own `display` would not fit it. The row keeps `label`.
+    display_name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     lr: PositiveFloat | None = None
     # Only these of the matrix's tasks (default: all); e.g. a full fine-tune that only a
@@ -61,7 +64,14 @@ class MethodEntry(Frozen):
 
     @property
     def display(self) -> str:
+        """The entry's row label (what the store keys its rows on)."""
         return self.label or self.method
+
+    def written(self, method_display: str | None) -> str:
+        """The entry's name as people write it, given its method's `display`: its own
+        `display_name`, else the method's (only under the method's own name: a labelled
+        entry is another configuration), else its label."""
+        return self.display_name or (None if self.label else method_display) or self.display
 
 
 class MatrixSpec(Frozen):

@@ -73,6 +73,9 @@ class MethodSpec(Frozen):
     """A PEFT method: either its own implementation or a built-in `kind` plus hyperparameters."""
 
     name: Name
+    # The method's name as its paper writes it ("LoRA", "(IA)3"), for tables people read
+    # (the league's README table); rows stay keyed on `name`. Prose: never hashed.
+    display: str | None = None
     family: str = "other"
     description: str = ""
     kind: Name | None = None
