@@ -36,15 +36,18 @@ def zero_shot(
     catalog: Catalog | None = None,
     on_split=None,
     reference: ReferenceSpec | None = None,
+    autocast: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """{split: metrics (+ n, interval, seconds)} of the preset's untrained base; `limit`
     scores only each split's first examples; `on_split(split, metrics)` is told each
     split's as soon as it is scored (a long run keeps what it finished); with a
-    `reference`, also the base's loss on those texts (a cell's reference_loss_before)."""
+    `reference`, also the base's loss on those texts (a cell's reference_loss_before);
+    `autocast` ("bf16") scores under autocast, as a cell with that budget evaluates."""
     from suite.models.loading import load_backbone, load_tokenizer
     from suite.models.taskmodel import TaskModel
     from suite.train.batches import eval_batches
     from suite.train.evaluate import predict, score
+    from suite.train.precision import autocast_context
 
     catalog = catalog or Catalog.discover()
     entry = catalog.tasks.get(task_name)
@@ -60,7 +63,8 @@ def zero_shot(
         encoded = kind.function("encoder")(task, frame, tokenizer)
         pad = tokenizer.pad_token_id or 0
         batches = eval_batches(encoded, task.eval_batch_size, pad, kind.function("collator"))
-        metrics = score(task, predict(model, batches, task, tokenizer))
+        with autocast_context(torch.device("cpu"), autocast):
+            metrics = score(task, predict(model, batches, task, tokenizer))
         n = len(frame)
         half = item_interval(task, metrics[task.primary_metric], n)
         out[split] = {**metrics, "n": n, "interval": half, "seconds": time.perf_counter() - start,
@@ -90,8 +94,14 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--splits", nargs="+", default=["validation", "test"])
     parser.add_argument("--limit", type=int, default=None, help="first N examples per split")
-    parser.add_argument("--reference-of", metavar="MATRIX", default=None,
-                        help="also the base's loss on this matrix's reference texts")  # fmt: skip
+    parser.add_argument(
+        "--reference-of",
+        metavar="MATRIX",
+        default=None,
+        help="also the base's loss on this matrix's reference texts",
+    )
+    parser.add_argument("--autocast", choices=["bf16"], default=None,
+                        help="score under bf16 autocast (default: the weights' dtype)")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -103,7 +113,9 @@ def main() -> None:
     reference = (
         catalog.matrices.get(args.reference_of).spec.reference if args.reference_of else None
     )
-    result = zero_shot(args.task, args.model, args.splits, args.limit, catalog, show, reference)
+    result = zero_shot(
+        args.task, args.model, args.splits, args.limit, catalog, show, reference, args.autocast
+    )
     show("majority", result["majority"])
     if reference is not None:
         show(f"reference texts of {args.reference_of}", result["reference_loss"])
