@@ -19,6 +19,7 @@ from suite.cell_kinds import cell_kind
 from suite.cells import Cell, PhaseCells, Workload, expand_matrix
 from suite.checks import check_cells
 from suite.errors import SpecError
+from suite.paths import cell_log
 from suite.registry import Catalog
 from suite.results import CellReport, CellResult
 from suite.slices import Slice
@@ -185,6 +186,10 @@ def _finals(cells: list[Cell], trials: list[Cell], store: Store) -> list[Cell]:
 class Executor(Protocol):
     """Runs cells and calls back with each cell's report as it arrives."""
 
+    # The run's log folder (run_plan sets it): workers write each cell's log there as the
+    # cell runs (suite/paths.py: cell_log).
+    log_dir: Path | None
+
     def prepare(self, cells: list[Workload]) -> None:
         """Connect and check resources; called before anything is written."""
 
@@ -236,6 +241,8 @@ def run_plan(the_plan: Plan, store: Store, executor: Executor, progress=None) ->
     logs = store.path.parent.resolve() / "logs" / summary.run_id
     with RunLock(store.path):
         try:
+            logs.mkdir(parents=True, exist_ok=True)
+            executor.log_dir = logs
             executor.prepare(the_plan.todo)
             store.init()
             store.join_protocols(the_plan.cells)  # stored cells count for this protocol too
@@ -305,7 +312,9 @@ def matrix_cell_ids(catalog: Catalog, matrix_ref: str, store: Store) -> list[str
 def write_cell_log(folder: Path, cell: Workload, report: CellReport) -> Path:
     """The cell's log (steps, losses, errors, as its worker recorded them) under results/."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{cell.cell_id}.log"
+    path = cell_log(folder, cell.cell_id)
+    if report.live_log == str(path) and path.is_file():
+        return path  # the worker wrote it as the cell ran
     measured = report.measured
     text = report.log or f"{cell.title()}\nstatus {measured.status}\n{measured.error or ''}\n"
     with open(path, "a") as f:  # a retried cell appends to its earlier attempts

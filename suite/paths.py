@@ -24,6 +24,12 @@ PUBLISHED = Path(os.environ.get("PEFTBENCH_PUBLISHED") or CHECKOUT / "leaderboar
 DEFAULT_DB = Path("results") / "peftbench.duckdb"
 
 
+def cell_log(folder: Path | None, cell_id: str) -> Path | None:
+    """A cell's log file in a run's log folder (results/logs/<run_id>/): the worker writes
+    it as the cell runs, the driver completes it (suite/driver.py: write_cell_log)."""
+    return None if folder is None else folder / f"{cell_id}.log"
+
+
 def in_checkout() -> bool:
     return (CHECKOUT / "methods").is_dir() and (CHECKOUT / "hardware_profiles").is_dir()
 

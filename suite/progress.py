@@ -2,7 +2,7 @@
 
 With the in-process executor a second bar follows the running cell's steps; with Ray,
 cells run in other processes, so each cell's steps go to its log file instead
-(results/logs/<run_id>/<cell_id>.log), and the bar counts cells.
+(results/logs/<run_id>/<cell_id>.log, written as the cell runs), and the bar counts cells.
 """
 
 from __future__ import annotations

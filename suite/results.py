@@ -184,6 +184,9 @@ class CellReport(BaseModel):
     placement: Placement = Field(default_factory=Placement)
     attempts: int = 1
     log: str = ""
+    # Where the worker wrote `log` line by line as the cell ran (suite/scheduler/worker.py),
+    # when the run's log folder was on its machine; the driver then leaves the file as is.
+    live_log: str | None = None
     # Scheduling (suite/scheduler/worker.py): Ray's dispatch (submitted to the worker's
     # start), the worker's time outside the runner, and when it finished (epoch seconds),
     # from which the driver's result-to-row time is counted.

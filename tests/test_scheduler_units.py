@@ -286,3 +286,50 @@ def test_the_local_executor_runs_a_cell_at_its_profiles_threads(
         torch.set_num_threads(before)
     assert seen == [cell.profile.threads()] == [1]
     assert reports[0].placement.hardware_profile["torch_threads"] == 1
+
+
+def test_a_cell_writes_its_log_as_it_runs(tiny_plugins: Path, tmp_path: Path, monkeypatch):
+    """A long cell (a continual or LLM cell runs for half an hour) could not be followed:
+    its log appeared when it ended. The worker now appends each line as it comes, and the
+    driver leaves that file as it is (each line once); without the run's log folder on the
+    worker's machine, the driver writes the whole log at the end, as before."""
+    from suite.driver import in_process_executor, plan, write_cell_log
+    from suite.registry import Catalog
+    from suite.results import Measured
+    from suite.scheduler import worker
+    from suite.store.store import Store
+    from tests.scheduler_helpers import write_matrix
+
+    store = Store(tmp_path / "r.duckdb")
+    cell = plan(Catalog.discover([tiny_plugins]), str(write_matrix(tmp_path, "t", ["head"])), store)
+    cell = cell.todo[0]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / f"{cell.cell_id}.log"
+    during: list[str] = []
+
+    class Kind:  # two steps; reads the log between them, as `tail -f` would
+        def run(self, cell, step):
+            step(1, 2, 0.5)
+            during.append(path.read_text())
+            step(2, 2, 0.25)
+            return Measured(status="failed", error="nothing trained")
+
+    monkeypatch.setattr(worker, "cell_kind", lambda cell: Kind())
+    executor = in_process_executor()
+    executor.log_dir = logs
+    reports = []
+    executor([cell], lambda c, report: reports.append(report))
+    assert "step 1/2 loss 0.500000" in during[0] and "step 2/2" not in during[0]
+    assert reports[0].live_log == str(path)
+    assert write_cell_log(logs, cell, reports[0]) == path
+    text = path.read_text()
+    assert text == reports[0].log and text.count("step 1/2") == 1
+    assert "status failed" in text and "nothing trained" in text
+
+    elsewhere = in_process_executor()  # no log folder here: the report carries the log
+    elsewhere.log_dir = tmp_path / "not-on-this-node"
+    reports.clear()
+    elsewhere([cell], lambda c, report: reports.append(report))
+    assert reports[0].live_log is None and not elsewhere.log_dir.exists()
+    assert "step 2/2 loss 0.250000" in reports[0].log

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.cells import Workload
+from suite.paths import cell_log
 from suite.results import CellReport, Placement
 from suite.scheduler.faults import CellTimeout, alarm, timeout_report
 
@@ -23,6 +24,7 @@ class LocalExecutor:
     def __init__(self, progress: Any = None, results_dir: Path | None = None):
         self.progress = progress
         self.results_dir = results_dir
+        self.log_dir: Path | None = None
         self.worker_stats: list[dict[str, Any]] = []
         self._worker = None
 
@@ -59,7 +61,10 @@ class LocalExecutor:
         start = time.monotonic()
         try:
             with alarm(cell.timeout_s):
-                return self._worker.run(cell, on_step=on_step, submitted_unix=time.time())
+                live = cell_log(self.log_dir, cell.cell_id)
+                return self._worker.run(
+                    cell, on_step=on_step, submitted_unix=time.time(), live_log=live and str(live)
+                )
         except CellTimeout:
             return timeout_report(cell, time.monotonic() - start, self._where(), None)
 

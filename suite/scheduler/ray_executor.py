@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.cells import Workload
+from suite.paths import cell_log
 from suite.results import CellReport, Placement
 from suite.scheduler import cluster, resources
 from suite.scheduler.faults import crashed_report, failed_report, timeout_report
@@ -52,6 +53,7 @@ class RayExecutor:
     workers: int | None = None
     max_retries: int = 2
     progress: Any = None
+    log_dir: Path | None = None
     poll_s: float = 0.2
     worker_stats: list[dict[str, Any]] = field(default_factory=list)
     _owned: bool = False
@@ -138,7 +140,10 @@ class RayExecutor:
             queue.remove(cell)
             slot.cell, slot.started = cell, time.monotonic()
             slot.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-            slot.ref = slot.actor.run.remote(cell, submitted_unix=time.time())
+            live = cell_log(self.log_dir, cell.cell_id)
+            slot.ref = slot.actor.run.remote(
+                cell, submitted_unix=time.time(), live_log=live and str(live)
+            )
             if self.progress:
                 self.progress.start_cell(cell)
 

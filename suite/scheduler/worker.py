@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 from suite.cell_kinds import cell_kind
@@ -55,29 +56,43 @@ class CellWorker:
             self.profiles[key] = hardware.record(device, dtype, self.node_id)
         return self.profiles[key]
 
-    def run(self, cell: Workload, on_step=None, submitted_unix: float | None = None) -> CellReport:
+    def run(
+        self,
+        cell: Workload,
+        on_step=None,
+        submitted_unix: float | None = None,
+        live_log: str | None = None,
+    ) -> CellReport:
         """Run a cell; never raises for the cell's own errors (the runner catches them).
 
         `submitted_unix` (epoch seconds) is when the executor handed the cell over: the
         time to here is Ray's dispatch; what this method spends outside the runner (the
-        first cell's hardware calibration among it) is the worker's phase."""
+        first cell's hardware calibration among it) is the worker's phase. `live_log`:
+        the file the driver will keep the cell's log in; written line by line as the cell
+        runs (`tail -f` follows a long cell) when its folder exists on this machine."""
         entered, started = time.time(), time.perf_counter()
         import torch
 
         torch.set_num_threads(self.threads or cell.profile.threads())
         placement = self.placement(cell)
-        log: list[str] = [f"{cell.title()} on {platform.node()} pid {os.getpid()}"]
+        log = _Log(live_log)
+        log.append(f"{cell.title()} on {platform.node()} pid {os.getpid()}")
 
         def step(i: int, total: int, loss: float) -> None:
             log.append(f"step {i}/{total} loss {loss:.6f}")
             if on_step:
                 on_step(i, total, loss)
 
-        measured = cell_kind(cell).run(cell, step)
-        log.append(f"status {measured.status} after {time.perf_counter() - started:.2f} s")
-        if measured.error:
-            log.append(measured.error)
-        report = CellReport(measured=measured, placement=placement, log="\n".join(log) + "\n")
+        try:
+            measured = cell_kind(cell).run(cell, step)
+            log.append(f"status {measured.status} after {time.perf_counter() - started:.2f} s")
+            if measured.error:
+                log.append(measured.error)
+        finally:
+            log.close()
+        report = CellReport(
+            measured=measured, placement=placement, log=log.text(), live_log=log.written
+        )
         report.dispatch_s = max(entered - submitted_unix, 0.0) if submitted_unix else 0.0
         report.worker_s = max(time.perf_counter() - started - (measured.cell_wall_s or 0.0), 0.0)
         report.finished_unix = time.time()
@@ -98,6 +113,29 @@ class CellWorker:
             device_mismatch_detail=mismatch,
             gpu_fraction=cell.profile.resources.num_gpus or None,
         )
+
+
+class _Log:
+    """A cell's log lines, also appended to `path` as they come when its folder exists
+    here (on another node of a cluster it does not: the driver writes the log there)."""
+
+    def __init__(self, path: str | None):
+        self.lines: list[str] = []
+        live = path is not None and Path(path).parent.is_dir()
+        self.written = path if live else None
+        self._file = open(path, "a", buffering=1) if live else None  # noqa: SIM115
+
+    def append(self, line: str) -> None:
+        self.lines.append(line)
+        if self._file is not None:
+            self._file.write(line + "\n")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _ray_node_id() -> str | None:
