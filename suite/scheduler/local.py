@@ -61,9 +61,11 @@ class LocalExecutor:
         start = time.monotonic()
         try:
             with alarm(cell.timeout_s):
-                live = cell_log(self.log_dir, cell.cell_id)
                 return self._worker.run(
-                    cell, on_step=on_step, submitted_unix=time.time(), live_log=live and str(live)
+                    cell,
+                    on_step=on_step,
+                    submitted_unix=time.time(),
+                    live_log=cell_log(self.log_dir, cell.cell_id),
                 )
         except CellTimeout:
             return timeout_report(cell, time.monotonic() - start, self._where(), None)

@@ -140,9 +140,8 @@ class RayExecutor:
             queue.remove(cell)
             slot.cell, slot.started = cell, time.monotonic()
             slot.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-            live = cell_log(self.log_dir, cell.cell_id)
             slot.ref = slot.actor.run.remote(
-                cell, submitted_unix=time.time(), live_log=live and str(live)
+                cell, submitted_unix=time.time(), live_log=cell_log(self.log_dir, cell.cell_id)
             )
             if self.progress:
                 self.progress.start_cell(cell)

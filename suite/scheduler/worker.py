@@ -61,7 +61,7 @@ class CellWorker:
         cell: Workload,
         on_step=None,
         submitted_unix: float | None = None,
-        live_log: str | None = None,
+        live_log: Path | None = None,
     ) -> CellReport:
         """Run a cell; never raises for the cell's own errors (the runner catches them).
 
@@ -119,10 +119,10 @@ class _Log:
     """A cell's log lines, also appended to `path` as they come when its folder exists
     here (on another node of a cluster it does not: the driver writes the log there)."""
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: Path | None):
         self.lines: list[str] = []
-        live = path is not None and Path(path).parent.is_dir()
-        self.written = path if live else None
+        live = path is not None and path.parent.is_dir()
+        self.written = str(path) if live else None
         self._file = open(path, "a", buffering=1) if live else None  # noqa: SIM115
 
     def append(self, line: str) -> None:
