@@ -88,6 +88,16 @@ class StopsOnSignals:
     def __init__(self, inner) -> None:
         self.inner = inner
 
+    # The driver sets the run's log folder on the executor it is given: this wrapper
+    # hands it to the executor that runs the cells, whose workers write the live logs.
+    @property
+    def log_dir(self):
+        return self.inner.log_dir
+
+    @log_dir.setter
+    def log_dir(self, folder) -> None:
+        self.inner.log_dir = folder
+
     def prepare(self, cells) -> None:
         self.inner.prepare(cells)
         _route_signals()

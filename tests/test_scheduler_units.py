@@ -333,3 +333,32 @@ def test_a_cell_writes_its_log_as_it_runs(tiny_plugins: Path, tmp_path: Path, mo
     elsewhere([cell], lambda c, report: reports.append(report))
     assert reports[0].live_log is None and not elsewhere.log_dir.exists()
     assert "step 2/2 loss 0.250000" in reports[0].log
+
+
+def test_the_cli_s_executor_writes_live_logs(tiny_plugins: Path, tmp_path: Path, monkeypatch):
+    """`peftbench run` wraps its executor (cli_run.StopsOnSignals); the driver set the log
+    folder on the wrapper, never on the executor that ran the cells, so no live log was
+    written through the CLI (an LLM cell's log stayed empty for its whole run)."""
+    from suite.cli_run import StopsOnSignals
+    from suite.driver import in_process_executor, plan, run_plan
+    from suite.registry import Catalog
+    from suite.results import Measured
+    from suite.scheduler import worker
+    from suite.store.store import Store
+    from tests.scheduler_helpers import write_matrix
+
+    store = Store(tmp_path / "r.duckdb")
+    the_plan = plan(
+        Catalog.discover([tiny_plugins]), str(write_matrix(tmp_path, "t", ["head"])), store
+    )
+    seen: list[list[str]] = []
+
+    class Kind:  # records which log files exist while the cell runs
+        def run(self, cell, step):
+            step(1, 1, 0.5)
+            seen.append([p.name for p in (tmp_path / "logs").rglob("*.log")])
+            return Measured(status="failed", error="nothing trained")
+
+    monkeypatch.setattr(worker, "cell_kind", lambda cell: Kind())
+    run_plan(the_plan, store, StopsOnSignals(in_process_executor()))
+    assert seen == [[f"{the_plan.todo[0].cell_id}.log"]]
