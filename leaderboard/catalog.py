@@ -127,6 +127,12 @@ def written_names(rows: pd.DataFrame, column: str = "method") -> pd.Series:
     )
 
 
+def with_names(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with `name`: each method as its paper writes it (`written_names`), what tables
+    and charts show; `method` stays the label that selectors, joins and CSVs key on."""
+    return rows.assign(name=written_names(rows))
+
+
 def distinct(names: dict[str, str]) -> dict[str, str]:
     """label -> written name, with the label added to every name two labels share."""
     counts = Counter(names.values())
