@@ -190,3 +190,15 @@ def test_pareto_names_only_the_front(demo_reader):
     assert any(t["field"] == "name" for t in dots["encoding"]["tooltip"])  # the written name
     assert {"LoRA", "full fine-tuning"} <= set(drawn["name"])
     assert points["on_front"].any() and not points["on_front"].all()
+
+
+def test_saved_queries_chart_names_beside_the_labels_they_select(demo_reader):
+    """The Ablations page's tables and charts read "LoRA" beside the label its SQL returns."""
+    from leaderboard.charts import ablation_chart
+    from leaderboard.saved import SAVED, run_saved
+
+    frame = run_saved(demo_reader, "seeds", "drug-condition", "minilm-l6")
+    assert list(frame.columns[:2]) == ["method", "name"]
+    assert frame.set_index("method").loc["lora", "name"].tolist() == ["LoRA", "LoRA"]  # 2 profiles
+    spec = ablation_chart(frame, SAVED["seeds"]).to_dict()
+    assert spec["encoding"]["x"]["field"] == "name"
