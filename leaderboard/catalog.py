@@ -117,14 +117,15 @@ def written_names(rows: pd.DataFrame, column: str = "method") -> pd.Series:
     its `matrix`, comma-separated where a row merges several). Two labels written alike in
     `rows` (a labelled variant sharing its method's name) each add their label, so every
     label shown stays distinct."""
-    matrices: dict[str, set[str]] = {}
+    labels = rows[column].astype(str)
     listed = rows["matrix"] if "matrix" in rows else pd.Series(None, index=rows.index)
-    for label, names in zip(rows[column], listed, strict=True):
-        found = matrices.setdefault(str(label), set())
+    matrices: dict[str, set[str]] = {}
+    # One pass over the distinct pairs: a page of 100k rows holds a few dozen.
+    pairs = pd.DataFrame({"label": labels, "matrix": listed}).drop_duplicates()
+    for label, names in zip(pairs["label"], pairs["matrix"], strict=True):
+        found = matrices.setdefault(label, set())
         found.update(n for n in (names.split(",") if isinstance(names, str) else []) if n)
-    return (
-        rows[column].astype(str).map(distinct({k: written_name(k, v) for k, v in matrices.items()}))
-    )
+    return labels.map(distinct({k: written_name(k, v) for k, v in matrices.items()}))
 
 
 def with_names(rows: pd.DataFrame) -> pd.DataFrame:
