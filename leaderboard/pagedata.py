@@ -218,9 +218,9 @@ def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
         views=["pareto"],
     )
     rows = leaderboard_rows(reader, filters)
-    # `name` as the Overview writes it (one name per label over all its rows).
+    # `name`: as the Overview writes it (one name per label over all its rows).
     wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value", "method_version"]
-    wanted += ["name"]
+    wanted.append("name")
     detail = rows[_KEY + [c for c in wanted if c not in points.columns]]
     merged = points.merge(detail, on=_KEY, how="left")
     label, factor, unit, _ = COST_AXES[axis]
@@ -300,14 +300,15 @@ def lost_to_baseline(
 
 def methods(reader: Reader, protocol: str | None = None) -> dict[str, str]:
     """The methods with leaderboard rows in one protocol (None: the default): each label
-    (what selectors key on) and its written name, by label."""
+    (what selectors key on) and its written name, in the order of the names."""
     frame = reader.frame(
         "SELECT method, string_agg(DISTINCT matrix, ',') AS matrix FROM leaderboard "
         "WHERE protocol IS NOT DISTINCT FROM ? GROUP BY method ORDER BY method",
         [protocol or chosen_protocol(reader, None)],
         views=["leaderboard"],
     )
-    return dict(zip(frame["method"], written_names(frame), strict=True))
+    names = zip(frame["method"], written_names(frame), strict=True)
+    return dict(sorted(names, key=lambda pair: (pair[1].casefold(), pair[0])))
 
 
 def long_curves(curves: pd.DataFrame) -> pd.DataFrame:
