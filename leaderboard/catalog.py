@@ -1,4 +1,5 @@
-"""What the Method page shows from a method's plugin: citation, source, conformance claims.
+"""What the pages show from the plugins: a method's citation, source and conformance
+claims (the Method page), and every method's name as its paper writes it (`written_names`).
 
 The stored `method_yaml` is the resolved spec that produced the results; the catalogue
 (the same plugin folders `peftbench run` sees, including $PEFTBENCH_PLUGINS) adds what
@@ -8,7 +9,8 @@ conformance checks it claims (tests/test_conformance.py runs them on every metho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -73,6 +75,69 @@ def method_info(name: str) -> MethodInfo | None:
         conformance=rows,
         note=spec.conformance.note,
     )
+
+
+@lru_cache(maxsize=1)
+def _entry_names() -> dict[tuple[str, str], str]:
+    """(matrix, row label) -> the entry's written name, for every matrix of the catalogue."""
+    catalog = _catalog()
+    return {
+        (entry.name, e.display): e.written(_display(e.method))
+        for entry in catalog.matrices
+        for e in entry.spec.entries()
+    }
+
+
+def _display(method: str) -> str | None:
+    """The registered method's `display`, or None (not registered here, or none declared)."""
+    methods = _catalog().methods
+    return methods.get(method).spec.display if method in methods else None
+
+
+def written_name(label: str, matrices: Iterable[str] = ()) -> str:
+    """A row's method as people write it, from what the row stores: its label and the
+    matrices that produced it. The entry of those matrices under that label gives its
+    name (`MethodEntry.written`: its `display_name`, or its method's `display` under the
+    method's own name); a row no matrix here explains is the registered method of that
+    name (an unlabelled entry's rows carry the method's name), written as its `display`.
+    Anything else (a user's method with no `display`, a labelled variant of an unknown
+    matrix, matrices that disagree) keeps its label."""
+    try:
+        entries = _entry_names()
+        found = {entries[(m, label)] for m in matrices if (m, label) in entries}
+        if found:
+            return found.pop() if len(found) == 1 else label
+        return _display(label) or label
+    except Exception:  # noqa: BLE001 - a broken plugin must not take the page down
+        return label
+
+
+def written_names(rows: pd.DataFrame, column: str = "method") -> pd.Series:
+    """Each row's written name (`written_name` of its label in `column` and the matrices in
+    its `matrix`, comma-separated where a row merges several). Two labels written alike in
+    `rows` (a labelled variant sharing its method's name) each add their label, so every
+    label shown stays distinct."""
+    labels = rows[column].astype(str)
+    listed = rows["matrix"] if "matrix" in rows else pd.Series(None, index=rows.index)
+    matrices: dict[str, set[str]] = {}
+    # One pass over the distinct pairs: a page of 100k rows holds a few dozen.
+    pairs = pd.DataFrame({"label": labels, "matrix": listed}).drop_duplicates()
+    for label, names in zip(pairs["label"], pairs["matrix"], strict=True):
+        found = matrices.setdefault(label, set())
+        found.update(n for n in (names.split(",") if isinstance(names, str) else []) if n)
+    return labels.map(distinct({k: written_name(k, v) for k, v in matrices.items()}))
+
+
+def with_names(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with `name`: each method as its paper writes it (`written_names`), what tables
+    and charts show; `method` stays the label that selectors, joins and CSVs key on."""
+    return rows.assign(name=written_names(rows))
+
+
+def distinct(names: dict[str, str]) -> dict[str, str]:
+    """label -> written name, with the label added to every name two labels share."""
+    counts = Counter(names.values())
+    return {k: v if counts[v] == 1 or v == k else f"{v} ({k})" for k, v in names.items()}
 
 
 @lru_cache(maxsize=32)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from leaderboard.saved import SavedQuery
 
 _HEIGHT = 380
+# A row's method in a tooltip: its written name (`leaderboard.catalog.written_names`).
+_METHOD = alt.Tooltip("name:N", title="method")
 
 
 def _baseline_rule(value: float | None, axis: str = "y") -> alt.Chart | None:
@@ -40,9 +42,9 @@ def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
     A row's label names its hardware profile only when the rows span several."""
     several = rows["profile"].nunique() > 1
     data = rows.assign(
-        label=rows["method"] + (" (" + rows["profile"] + ")" if several else ""),
+        label=rows["name"] + (" (" + rows["profile"] + ")" if several else ""),
         seeds=rows["n_seeds"].astype(int),
-    )[["label", "method", "profile", "mean", "ci_low", "ci_high", "seeds", "baseline_value"]]
+    )[["label", "name", "profile", "mean", "ci_low", "ci_high", "seeds", "baseline_value"]]
     order = data.sort_values("mean", ascending=not metric.higher_is_better)["label"].tolist()
     y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
     x_scale = alt.Scale(zero=False)
@@ -53,7 +55,7 @@ def overview_chart(rows: pd.DataFrame, metric: Metric) -> alt.Chart:
             x=alt.X("mean:Q", title=metric.label, scale=x_scale),
             y=y,
             color=alt.Color("profile:N", title="Profile"),
-            tooltip=["method", "profile", "mean", "ci_low", "ci_high", "seeds"],
+            tooltip=[_METHOD, "profile", "mean", "ci_low", "ci_high", "seeds"],
         )
     )
     whiskers = alt.Chart(data).mark_rule().encode(x="ci_low:Q", x2="ci_high:Q", y=y)
@@ -77,7 +79,7 @@ def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
         name_above=_alternating(points),
     )[
         [
-            "method",
+            "name",
             "family",
             "profile",
             "mean",
@@ -101,7 +103,7 @@ def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
     )
     y = alt.Y("mean:Q", title=metric.label, scale=alt.Scale(zero=False))
     tooltip = [
-        alt.Tooltip("method:N"),
+        _METHOD,
         alt.Tooltip("profile:N"),
         alt.Tooltip("mean:Q", format=".4f"),
         alt.Tooltip("ci_low:Q", format=".4f", title="95% CI low"),
@@ -132,7 +134,7 @@ def pareto_chart(points: pd.DataFrame, axis: str, metric: Metric) -> alt.Chart:
     names = [
         base.transform_filter(f"datum.on_front && {'' if above else '!'}datum.name_above")
         .mark_text(align="left", dx=7, dy=-7 if above else 12, fontSize=11)
-        .encode(x=x, y=y, text="method:N")
+        .encode(x=x, y=y, text="name:N")
         for above in (True, False)
     ]
     layers = [errors, front, dots, *names]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leaderboard.catalog import with_names
 from leaderboard.data import Reader
 from leaderboard.tables import Table
 
 MAJORITY_ROW = "majority class"
 
-_KEYS = ["method", "strategy", "model", "sequence_text"]
+# `name`: the method as its paper writes it (one per label: a key in name only).
+_KEYS = ["method", "name", "strategy", "model", "sequence_text"]
 
 
 def has_continual(reader: Reader) -> bool:
@@ -31,12 +33,13 @@ def continual_rows(reader: Reader) -> pd.DataFrame:
     """Every continual cell's latest attempt (failed ones too)."""
     if not has_continual(reader):
         return pd.DataFrame(columns=["cell_id", *_KEYS, "seed", "status"])
-    return reader.frame(
-        "SELECT cell_id, method, strategy, model, array_to_string(sequence, ' -> ') AS "
-        "sequence_text, seed, status, error, avg_accuracy, bwt, fwt, trainable_params, "
+    rows = reader.frame(
+        "SELECT cell_id, method, matrix, strategy, model, array_to_string(sequence, ' -> ') "
+        "AS sequence_text, seed, status, error, avg_accuracy, bwt, fwt, trainable_params, "
         f"train_wall_s, fidelity, protocol, {_trivial_acc(reader)} AS majority_acc "
         "FROM continual_results ORDER BY method, strategy, model, seed"
     )
+    return with_names(rows)
 
 
 def _trivial_acc(reader: Reader) -> str:
@@ -71,7 +74,7 @@ def continual_summary(rows: pd.DataFrame) -> pd.DataFrame:
 def summary_table(summary: pd.DataFrame) -> Table:
     """The page's table: words for the column names, each column's kind of number."""
     columns = {
-        "Method": ("method", "text"), "Strategy": ("strategy", "text"), "Model": ("model", "text"),
+        "Method": ("name", "text"), "Strategy": ("strategy", "text"), "Model": ("model", "text"),
         "Sequence": ("sequence_text", "text"), "Seeds ok": ("seeds", "text"),
         "Not ok": ("not_ok", "text"), "Average accuracy (ACC)": ("acc", "score"),
         "ACC, std over seeds": ("acc_sd", "score"), "ACC of the majority class": ("majority_acc", "score"),
@@ -85,7 +88,7 @@ def summary_table(summary: pd.DataFrame) -> Table:
 
 def problems_table(rows: pd.DataFrame) -> Table:
     """The cells not stored ok, with why."""
-    words = {"method": "Method", "strategy": "Strategy", "model": "Model", "seed": "Seed",
+    words = {"name": "Method", "strategy": "Strategy", "model": "Model", "seed": "Seed",
              "status": "Status", "error": "Error"}  # fmt: skip
     bad = rows[rows["status"] != "ok"]
     return Table(bad[list(words)].rename(columns=words).reset_index(drop=True))

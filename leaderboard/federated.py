@@ -15,12 +15,14 @@ import json
 import altair as alt
 import pandas as pd
 
+from leaderboard.catalog import with_names
 from leaderboard.data import Reader
 from leaderboard.tables import Table
 
-KEYS = ["method", "aggregation", "split_text", "dp_text", "model", "task"]
+# `name`: the method as its paper writes it (one per label: a key in name only).
+KEYS = ["method", "name", "aggregation", "split_text", "dp_text", "model", "task"]
 _SELECT = (
-    "fed_run, method, aggregation, CASE WHEN alpha IS NULL THEN upper(split) "
+    "fed_run, method, matrix, aggregation, CASE WHEN alpha IS NULL THEN upper(split) "
     "ELSE 'Dirichlet, alpha ' || CAST(alpha AS VARCHAR) END AS split_text, "
     "CAST(dp AS VARCHAR) AS dp_text, model, task, seed, metric"
 )
@@ -35,7 +37,7 @@ def dp_words(value: str | None) -> str:
 
 
 def _worded(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(dp_text=frame["dp_text"].map(dp_words))
+    return with_names(frame).assign(dp_text=frame["dp_text"].map(dp_words))
 
 
 def _per_run(reader: Reader) -> str:
@@ -105,7 +107,7 @@ def federated_summary(runs: pd.DataFrame) -> pd.DataFrame:
 def summary_table(summary: pd.DataFrame) -> Table:
     """The page's table: words for the column names, each column's kind of number."""
     columns = {
-        "Method": ("method", "text"), "Aggregation": ("aggregation", "text"),
+        "Method": ("name", "text"), "Aggregation": ("aggregation", "text"),
         "Client split": ("split_text", "text"), "Differential privacy": ("dp_text", "text"),
         "Model": ("model", "text"), "Task": ("task", "text"), "Metric": ("metric", "text"),
         "Seeds": ("seeds", "text"), "Rounds done": ("rounds_done", "text"),
@@ -127,7 +129,7 @@ def curve_chart(curves: pd.DataFrame, x: str, title: str) -> alt.LayerChart | al
     """Test score against `x` (round, or MiB communicated), one line per run; the
     majority class a dashed line."""
     data = curves.assign(mb=curves["bytes_total"] / 2**20)
-    data["setting"] = data["method"] + ", " + data["aggregation"] + ", " + data["split_text"]
+    data["setting"] = data["name"] + ", " + data["aggregation"] + ", " + data["split_text"]
     data.loc[data["dp_text"] != "none", "setting"] += ", DP " + data["dp_text"]
     metric = str(data["metric"].iloc[0]).replace("_", " ") if len(data) else "score"
     lines = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leaderboard.catalog import with_names
 from leaderboard.data import Reader
 from leaderboard.format import nbytes
 from leaderboard.pagedata import protocol_names
@@ -120,14 +121,14 @@ def results_on(reader: Reader, profile: str) -> pd.DataFrame:
     same method under two budgets is two rows, each naming its protocol, in words in
     `protocol_label`)."""
     rows = reader.frame(
-        "SELECT protocol, task, model, method, n_seeds, n_failed, mean, ci_low, ci_high, "
-        'peak_memory_bytes, train_wall_s, latency_unmerged_s, "rank" FROM leaderboard '
+        "SELECT protocol, task, model, method, matrix, n_seeds, n_failed, mean, ci_low, "
+        'ci_high, peak_memory_bytes, train_wall_s, latency_unmerged_s, "rank" FROM leaderboard '
         'WHERE profile = ? ORDER BY protocol, task, model, "rank"',
         [profile],
         views=["leaderboard"],
     )
     names = protocol_names(reader)
-    return rows.assign(protocol_label=rows["protocol"].map(lambda p: names.get(p, p)))
+    return with_names(rows).assign(protocol_label=rows["protocol"].map(lambda p: names.get(p, p)))
 
 
 def phases_on(reader: Reader, profile: str) -> pd.DataFrame:
@@ -140,13 +141,15 @@ def phases_on(reader: Reader, profile: str) -> pd.DataFrame:
     if not int(found["n"].iloc[0]):
         return pd.DataFrame()
     means = ", ".join(f"avg({phase_column(p)}) AS {phase_column(p)}" for p in PHASES)
-    return reader.frame(
-        "SELECT task, model, method, count(*) AS cells, avg(cell_total_s) AS cell_total_s, "
-        f"{means}, avg(scheduling_share) AS scheduling_share, "
-        "avg(model_cached::INTEGER) AS model_cached, avg(data_cached::INTEGER) AS data_cached "
+    rows = reader.frame(
+        "SELECT task, model, method, string_agg(DISTINCT matrix, ',') AS matrix, count(*) AS "
+        f"cells, avg(cell_total_s) AS cell_total_s, {means}, "
+        "avg(scheduling_share) AS scheduling_share, avg(model_cached::INTEGER) AS model_cached, "
+        "avg(data_cached::INTEGER) AS data_cached "
         "FROM cell_phases WHERE profile = ? GROUP BY ALL ORDER BY task, model, method",
         [profile],
     )
+    return with_names(rows)
 
 
 def hardware_data(reader: Reader, profile: str | None = None) -> dict[str, pd.DataFrame]:

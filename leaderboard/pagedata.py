@@ -14,6 +14,7 @@ from functools import lru_cache
 import pandas as pd
 import yaml
 
+from leaderboard.catalog import with_names, written_names
 from leaderboard.data import Reader
 from suite.specs.task import MetricSpec
 from suite.store.protocols import LEAGUE_PROTOCOL, describe, protocol_labels
@@ -121,12 +122,14 @@ def _profile_clause(reader: Reader, filters: Filters) -> tuple[str, list]:
 def leaderboard_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     """Leaderboard rows for one task and model (optionally one profile), best first."""
     clause, extra = _profile_clause(reader, filters)
-    return reader.frame(
-        "SELECT * FROM leaderboard WHERE task = ? AND model = ?"
-        + clause
-        + ' ORDER BY profile, budget, "rank", method',
-        [filters.task, filters.model, *extra],
-        views=["leaderboard"],
+    return with_names(
+        reader.frame(
+            "SELECT * FROM leaderboard WHERE task = ? AND model = ?"
+            + clause
+            + ' ORDER BY profile, budget, "rank", method',
+            [filters.task, filters.model, *extra],
+            views=["leaderboard"],
+        )
     )
 
 
@@ -148,10 +151,12 @@ def reference_rows(reader: Reader, task_types: list[str]) -> pd.DataFrame:
 def all_tasks_rows(reader: Reader, filters: Filters) -> pd.DataFrame:
     """The aggregate over tasks: mean score and mean rank per method (stale rows excluded)."""
     clause, extra = _profile_clause(reader, filters)
-    return reader.frame(
-        "SELECT * FROM aggregate WHERE model = ?" + clause + " ORDER BY mean_rank, method",
-        [filters.model, *extra],
-        views=["aggregate"],
+    return with_names(
+        reader.frame(
+            "SELECT * FROM aggregate WHERE model = ?" + clause + " ORDER BY mean_rank, method",
+            [filters.model, *extra],
+            views=["aggregate"],
+        )
     )
 
 
@@ -213,7 +218,9 @@ def pareto_data(reader: Reader, filters: Filters, axis: str) -> pd.DataFrame:
         views=["pareto"],
     )
     rows = leaderboard_rows(reader, filters)
+    # `name`: as the Overview writes it (one name per label over all its rows).
     wanted = ["family", "n_seeds", "lr", "params", "cell_ids", "baseline_value", "method_version"]
+    wanted.append("name")
     detail = rows[_KEY + [c for c in wanted if c not in points.columns]]
     merged = points.merge(detail, on=_KEY, how="left")
     label, factor, unit, _ = COST_AXES[axis]
@@ -281,24 +288,27 @@ def lost_to_baseline(
 ) -> pd.DataFrame:
     """Test examples the method gets wrong (most seeds) that its baseline method gets
     right, in one protocol (None: the default)."""
-    return reader.frame(
+    frame = reader.frame(
         "SELECT task, model, profile, baseline_method, example, gold, prediction, "
         "baseline_prediction, share_correct, baseline_share_correct FROM lost_to_baseline "
         "WHERE method = ? AND protocol IS NOT DISTINCT FROM ? "
         "ORDER BY task, model, profile, example LIMIT ?",
         [method, protocol or chosen_protocol(reader, None), limit],
     )
+    return frame.assign(baseline_name=written_names(frame, "baseline_method"))
 
 
-def methods(reader: Reader, protocol: str | None = None) -> list[str]:
-    """The methods with leaderboard rows in one protocol (None: the default)."""
+def methods(reader: Reader, protocol: str | None = None) -> dict[str, str]:
+    """The methods with leaderboard rows in one protocol (None: the default): each label
+    (what selectors key on) and its written name, in the order of the names."""
     frame = reader.frame(
-        "SELECT DISTINCT method FROM leaderboard WHERE protocol IS NOT DISTINCT FROM ? "
-        "ORDER BY method",
+        "SELECT method, string_agg(DISTINCT matrix, ',') AS matrix FROM leaderboard "
+        "WHERE protocol IS NOT DISTINCT FROM ? GROUP BY method ORDER BY method",
         [protocol or chosen_protocol(reader, None)],
         views=["leaderboard"],
     )
-    return frame["method"].tolist()
+    names = zip(frame["method"], written_names(frame), strict=True)
+    return dict(sorted(names, key=lambda pair: (pair[1].casefold(), pair[0])))
 
 
 def long_curves(curves: pd.DataFrame) -> pd.DataFrame:

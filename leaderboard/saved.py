@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from leaderboard.catalog import with_names
 from leaderboard.data import Reader
 from leaderboard.pagedata import chosen_protocol
 
@@ -68,9 +69,9 @@ SAVED: dict[str, SavedQuery] = {
         "AND protocol = ? ORDER BY method, k",
         x="k",
         y="expected_best_val",
-        color="method",
+        color="name",
         views=(),
-        facet="method",
+        facet="name",
     ),
     "seeds": SavedQuery(
         "Seed variance",
@@ -79,7 +80,7 @@ SAVED: dict[str, SavedQuery] = {
         "SELECT method, profile, n_seeds, n_failed, mean, std, ci_high - ci_low AS ci_width "
         "FROM leaderboard WHERE task = ? AND model = ? AND protocol = ? "
         "ORDER BY ci_width DESC NULLS LAST",
-        x="method",
+        x="name",
         y="std",
         color="profile",
         no_y="Every configuration here ran with a single seed, so there is no spread over "
@@ -96,4 +97,13 @@ def run_saved(
     the store's default) bound."""
     query = SAVED[name]
     protocol = protocol or chosen_protocol(reader, None)
-    return reader.frame(query.sql, [task, model, protocol], views=query.views)
+    return _named(reader.frame(query.sql, [task, model, protocol], views=query.views))
+
+
+def _named(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each method's written `name` beside its label (charts show the name)."""
+    if "method" not in frame:
+        return frame
+    columns = list(frame.columns)
+    columns.insert(columns.index("method") + 1, "name")
+    return with_names(frame)[columns]

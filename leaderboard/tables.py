@@ -47,7 +47,7 @@ def overview_table(rows: pd.DataFrame, metric: Metric) -> Table:
     return _table(
         {
             "Rank": (rows["rank"], "text"),
-            "Method": (rows["method"], "text"),
+            "Method": (rows["name"], "text"),
             "Source": (source_labels(rows), "text"),
             "Fidelity": (fidelity_labels(rows), "text"),
             "Family": (rows["family"], "text"),
@@ -128,7 +128,7 @@ def aggregate_table(rows: pd.DataFrame) -> Table:
     """All tasks: mean score and mean rank per method across tasks."""
     return _table(
         {
-            "Method": (rows["method"], "text"),
+            "Method": (rows["name"], "text"),
             "Fidelity": (fidelity_labels(rows), "text"),
             "Family": (rows["family"], "text"),
             "Profile": (rows["profile"], "text"),
@@ -147,7 +147,7 @@ def pareto_table(points: pd.DataFrame, cost_label: str, cost_kind: str) -> Table
     return _table(
         {
             "Pareto-optimal": (order["on_front"], "text"),
-            "Method": (order["method"], "text"),
+            "Method": (order["name"], "text"),
             "Fidelity": (fidelity_labels(order), "text"),
             "Profile": (order["profile"], "text"),
             "Mean": (order["mean"], "score"),
@@ -192,7 +192,7 @@ def lost_examples_table(rows: pd.DataFrame) -> Table:
             "Example": (rows["example"], "text"),
             "Gold": (rows["gold"], "text"),
             "Prediction": (rows["prediction"], "text"),
-            "Baseline method": (rows["baseline_method"], "text"),
+            "Baseline method": (rows["baseline_name"], "text"),
             "Its prediction": (rows["baseline_prediction"], "text"),
             "Seeds right": (rows["share_correct"], "percent_share"),
             "Baseline's seeds right": (rows["baseline_share_correct"], "percent_share"),
@@ -271,7 +271,7 @@ def results_on_table(rows: pd.DataFrame) -> Table:
             "Protocol": (_optional(rows, "protocol_label").fillna(rows["protocol"]), "text"),
             "Task": (rows["task"], "text"),
             "Model": (rows["model"], "text"),
-            "Method": (rows["method"], "text"),
+            "Method": (rows["name"], "text"),
             "Seeds": (rows["n_seeds"], "text"),
             "Failed": (rows["n_failed"], "text"),
             "Mean": (rows["mean"], "score"),
@@ -290,7 +290,7 @@ def phases_table(rows: pd.DataFrame) -> Table:
     columns: dict[str, tuple[pd.Series, str]] = {
         "Task": (rows["task"], "text"),
         "Model": (rows["model"], "text"),
-        "Method": (rows["method"], "text"),
+        "Method": (rows["name"], "text"),
         "Cells": (rows["cells"], "count"),
         "Total": (rows["cell_total_s"], "duration"),
     }

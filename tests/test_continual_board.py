@@ -69,6 +69,7 @@ def test_the_continual_page(db, monkeypatch):
     table = at.dataframe[0].value.set_index("Strategy")
     assert list(table.index) == ["per-task", "sequential"]  # best ACC first
     assert table.loc["per-task", "Backward transfer (BWT)"] == "0.0000"
+    assert set(table["Method"]) == {"LoRA"}  # as its paper writes it; the rows keep `lora`
     assert table.loc["sequential", "Forward transfer (FWT)"] == f"{0.35 - 0.3:.4f}"
     assert table.loc["sequential", "Sequence"] == "drug-condition -> drug-sentiment"
     # Read against the majority class; units and words, not the store's column names.

@@ -70,6 +70,7 @@ def test_the_federated_page(db, monkeypatch):
     table = at.dataframe[0].value.set_index("Aggregation")
     assert list(table.index) == ["fedsvd", "fedavg"]  # best test score first
     assert table.loc["fedsvd", "Test score"] == "0.5000"
+    assert set(table["Method"]) == {"LoRA"}  # as its paper writes it; the rows keep `lora`
     # Read against the majority class; units and words, not the store's column names.
     assert table.loc["fedsvd", "Majority class (test)"] == "0.1500"
     assert table.loc["fedavg", "Communicated (up + down)"] == "600 B"

@@ -48,7 +48,9 @@ def test_overview_one_task(app):
     assert len(table) == 11
     assert set(table["Profile"]) == {"cpu-local", "gpu-a100"}
     assert "Accuracy" in table.columns  # display name from the task YAML
-    full = table[(table["Method"] == "full") & (table["Profile"] == "cpu-local")].iloc[0]
+    # Methods as their papers write them (method.yaml's `display`); a variant keeps its label.
+    full = table[(table["Method"] == "full fine-tuning") & (table["Profile"] == "cpu-local")]
+    full = full.iloc[0]
     # One seed: the interval is over its test examples only, and says so.
     assert full["Seeds"] == "1" and full["Interval over"] == "examples"
     assert float(full["CI low (95%)"]) < float(full["Accuracy"]) < float(full["CI high (95%)"])
@@ -57,7 +59,8 @@ def test_overview_one_task(app):
     low, mean, high = (float(lora16[c]) for c in ("CI low (95%)", "Accuracy", "CI high (95%)"))
     assert low < mean < high
     assert full["Peak memory"].endswith("GiB") and full["Train time"].endswith("s")
-    assert "0.4020" in " ".join(m.value for m in app.main.markdown)  # the baseline
+    notes = " ".join(m.value for m in app.main.markdown)
+    assert "0.4020" in notes and "against **LoRA**" in notes  # the baseline and its method
     assert len(app.get("vega_lite_chart")) == 1
     assert app.get("download_button")
 
@@ -94,7 +97,7 @@ def test_pareto_every_axis(app):
         assert len(at.get("vega_lite_chart")) == 1
         table = at.dataframe[0].value
         front = set(table[table["Pareto-optimal"] == "yes"]["Method"])
-        assert "full" in front  # the best score is always on the front
+        assert "full fine-tuning" in front  # the best score is always on the front
         if axis != "train_wall_s":  # same params/memory/latency/size as lora, worse score
             assert "lora-lr1e-4" not in front
 
@@ -103,7 +106,7 @@ def test_method_page(app):
     at = _page(app, "method")
     at.selectbox(key="method").select("lora").run()
     assert not at.exception
-    assert _titles(at) == ["Method: lora"]
+    assert _titles(at) == ["Method: LoRA"]  # the selector's value stays the label
     assert "r: 8" in at.code[0].value
     text = " ".join(m.value for m in at.markdown)
     assert "2106.09685" in text  # citation from the plugin
@@ -116,7 +119,7 @@ def test_method_page(app):
     at.selectbox(key="method").select("head").run()
     assert not at.exception
     lost = at.dataframe[-1].value  # test examples head gets wrong that lora gets right
-    assert len(lost) > 0 and set(lost["Baseline method"]) == {"lora"}
+    assert len(lost) > 0 and set(lost["Baseline method"]) == {"LoRA"}
     assert (lost["Prediction"] != lost["Gold"]).mean() > 0.5  # most seeds' usual answer
     # classes by the task's label names, not the stored class ids ("Gold 3")
     from leaderboard.catalog import class_names
@@ -184,16 +187,16 @@ def test_hardware_page(app):
     assert a100["Device memory"] == "40 GiB"
     at.selectbox(key="hw_profile").select("gpu-a100").run()
     rows = at.dataframe[-2].value
-    assert set(rows["Method"]) == {"full", "lora", "head"}
+    assert set(rows["Method"]) == {"full fine-tuning", "LoRA", "head"}
     # Where the time goes: one row per method on the profile, every phase a column.
     phases = at.dataframe[-1].value
-    assert set(phases["Method"]) == {"full", "lora", "head"}
+    assert set(phases["Method"]) == {"full fine-tuning", "LoRA", "head"}
     phases = phases[phases["Task"] == "drug-condition"].set_index("Method")
     assert {"Dispatch", "Train", "Evaluate", "Result to row", "Scheduling share"} <= set(
         phases.columns
     )
-    assert phases.loc["lora", "Cells"] == "1"
-    assert phases.loc["lora", "Model cached"] in ("0 %", "100 %")
+    assert phases.loc["LoRA", "Cells"] == "1"
+    assert phases.loc["LoRA", "Model cached"] in ("0 %", "100 %")
 
 
 def test_merging_page(app):

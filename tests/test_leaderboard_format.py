@@ -138,9 +138,29 @@ def test_overview_labels_name_the_profile_only_when_the_rows_span_several(demo_r
         return {r["label"] for d in spec["datasets"].values() for r in d if "label" in r}
 
     one = labels("cpu-local")
-    assert "lora" in one and not any("(" in label for label in one)
+    assert "LoRA" in one and not any("(" in label for label in one)
     both = labels(pagedata.ALL_PROFILES)
-    assert {"lora (cpu-local)", "lora (gpu-a100)"} <= both
+    assert {"LoRA (cpu-local)", "LoRA (gpu-a100)"} <= both
+
+
+def test_pages_write_methods_as_papers_do_and_key_on_labels(demo_reader):
+    """The Overview read "lora", "full", "bitfit": the names papers use are "LoRA", "full
+    fine-tuning", "BitFit"; a labelled variant of the fixture's own matrix keeps its label,
+    and the rows (CSV, joins, selectors) keep the labels."""
+    reader = demo_reader
+    filters = pagedata.Filters("drug-condition", "minilm-l6", "cpu-local")
+    rows = pagedata.leaderboard_rows(reader, filters)
+    names = dict(zip(rows["method"], rows["name"], strict=True))
+    assert names["lora"] == "LoRA" and names["full"] == "full fine-tuning"
+    assert names["bitfit"] == "BitFit" and names["lora-r16"] == "lora-r16"
+    shown = tables.overview_table(rows, pagedata.primary_metric(reader, filters.task)).frame
+    assert {"LoRA", "full fine-tuning", "lora-r16"} <= set(shown["Method"])
+    assert "lora" not in set(shown["Method"])
+    agg = tables.aggregate_table(pagedata.all_tasks_rows(reader, filters)).frame
+    assert "LoRA" in set(agg["Method"])
+    points = pagedata.pareto_data(reader, filters, "trainable_params")
+    assert set(tables.pareto_table(points, "cost", "count").frame["Method"]) == set(names.values())
+    assert pagedata.methods(reader)["lora"] == "LoRA"  # the Method page's selector: label -> name
 
 
 def test_pareto_names_only_the_front(demo_reader):
@@ -157,7 +177,7 @@ def test_pareto_names_only_the_front(demo_reader):
     names = [
         layer
         for layer in layers
-        if layer["mark"]["type"] == "text" and layer["encoding"]["text"]["field"] == "method"
+        if layer["mark"]["type"] == "text" and layer["encoding"]["text"]["field"] == "name"
     ]
     filters = {t["filter"] for layer in names for t in layer["transform"]}
     assert filters == {"datum.on_front && datum.name_above", "datum.on_front && !datum.name_above"}
@@ -167,5 +187,18 @@ def test_pareto_names_only_the_front(demo_reader):
     assert list(front["name_above"]) == [i % 2 == 0 for i in range(len(front))]
     dots = next(layer for layer in layers if layer["mark"]["type"] == "point")
     assert "transform" not in dots
-    assert any(t["field"] == "method" for t in dots["encoding"]["tooltip"])
+    assert any(t["field"] == "name" for t in dots["encoding"]["tooltip"])  # the written name
+    assert {"LoRA", "full fine-tuning"} <= set(drawn["name"])
     assert points["on_front"].any() and not points["on_front"].all()
+
+
+def test_saved_queries_chart_names_beside_the_labels_they_select(demo_reader):
+    """The Ablations page's tables and charts read "LoRA" beside the label its SQL returns."""
+    from leaderboard.charts import ablation_chart
+    from leaderboard.saved import SAVED, run_saved
+
+    frame = run_saved(demo_reader, "seeds", "drug-condition", "minilm-l6")
+    assert list(frame.columns[:2]) == ["method", "name"]
+    assert frame.set_index("method").loc["lora", "name"].tolist() == ["LoRA", "LoRA"]  # 2 profiles
+    spec = ablation_chart(frame, SAVED["seeds"]).to_dict()
+    assert spec["encoding"]["x"]["field"] == "name"

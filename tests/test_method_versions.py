@@ -87,6 +87,8 @@ def test_an_entry_is_written_as_its_paper_writes_it():
     # A labelled entry is another configuration: not the method's name, its own or its label.
     assert MethodEntry(method="lora", label="rs").written("LoRA") == "rs"
     assert MethodEntry(method="lora", label="rs", display_name="rsLoRA").written("LoRA") == "rsLoRA"
+    # A label that repeats the method's name is still the method under its own name.
+    assert MethodEntry(method="lora", label="lora").written("LoRA") == "LoRA"
 
 
 def test_version_one_is_not_hashed():

@@ -202,7 +202,7 @@ def test_leaderboard_pages_show_one_protocol(two):
             assert not found.index.duplicated().any(), name
             assert found.loc["lora", "mean"] == pytest.approx(lora), name
         assert len(pagedata.method_data(reader, "lora", protocol)["rows"]) == 1
-        assert pagedata.methods(reader, protocol) == ["head", "lora"]
+        assert pagedata.methods(reader, protocol) == {"head": "head", "lora": "LoRA"}
 
 
 def test_a_protocol_reads_as_its_name_and_budget_never_a_hex_tag(two):
@@ -320,16 +320,16 @@ def test_the_app_opens_on_the_league_and_switches_protocol(two, monkeypatch):
     assert not any(MINE in c.value for c in [*at.sidebar.caption, *at.caption, *at.markdown])
     assert any("3 epochs, batch 32" in c.value for c in at.sidebar.caption)
     table = at.dataframe[0].value
-    assert sorted(table["Method"]) == ["head", "lora"]  # one lora: the league's
-    assert float(table.set_index("Method").loc["lora", "Accuracy"]) == pytest.approx(0.782)
+    assert sorted(table["Method"]) == ["LoRA", "head"]  # one lora: the league's
+    assert float(table.set_index("Method").loc["LoRA", "Accuracy"]) == pytest.approx(0.782)
     at.sidebar.selectbox(key="protocol").select(MINE).run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert sorted(table["Method"]) == ["head", "lora"]
-    assert float(table.set_index("Method").loc["lora", "Accuracy"]) == pytest.approx(0.404)
+    assert sorted(table["Method"]) == ["LoRA", "head"]
+    assert float(table.set_index("Method").loc["LoRA", "Accuracy"]) == pytest.approx(0.404)
     at.switch_page("app_pages/pareto.py").run()
     assert not at.exception, at.exception
-    assert sorted(at.dataframe[0].value["Method"]) == ["head", "lora"]  # the chosen protocol's
+    assert sorted(at.dataframe[0].value["Method"]) == ["LoRA", "head"]  # the chosen protocol's
 
 
 def test_post_hoc_rows_carry_their_inputs_protocol(tmp_path):
@@ -384,7 +384,7 @@ def test_a_cell_another_matrix_stored_counts_for_this_protocol_too(tmp_path):
     assert by[(MINE, "lora")].mean == by[(other.protocol_name, "lora")].mean
     assert store.query("SELECT count(*) AS n FROM comparisons WHERE protocol = ?", [MINE])["n"][0]
     assert MINE in set(store.query("SELECT protocol FROM protocols")["protocol"])
-    assert pagedata.methods(Reader(store.path), MINE) == ["lora"]
+    assert list(pagedata.methods(Reader(store.path), MINE)) == ["lora"]
     spec = pagedata.method_data(Reader(store.path), "lora", MINE)["spec"]
     assert len(spec) == 1  # the Method page finds its YAML
     assert len(store.query("SELECT * FROM results")) == 4  # one latest row per cell

@@ -42,7 +42,7 @@ if not ok.empty:
         "training label scores on the same examples."
     )
     labels = {
-        r.cell_id: f"{r.method} ({r.strategy}) x {r.model}, seed {r.seed}" for r in ok.itertuples()
+        r.cell_id: f"{r.name} ({r.strategy}) x {r.model}, seed {r.seed}" for r in ok.itertuples()
     }
     chosen = st.selectbox("Cell", list(labels), format_func=labels.get)
     matrix = accuracy_matrix(reader, chosen)

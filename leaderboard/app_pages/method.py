@@ -11,16 +11,18 @@ from leaderboard.catalog import method_info, with_class_names
 from leaderboard.pagedata import long_curves, lost_to_baseline, method_data, methods, tuning_curve
 
 reader, protocol = ui.protocol_page_setup()
-names = ui.guarded(methods, reader, protocol) if protocol else []
+names = ui.guarded(methods, reader, protocol) if protocol else {}
 if not names:
     st.info("No successful results yet.")
     st.stop()
-method = st.selectbox("Method", names, key="method")
+# The selector keys on labels (a saved selection stays valid) and shows written names.
+method = st.selectbox("Method", list(names), format_func=names.get, key="method")
 data = ui.guarded(method_data, reader, method, protocol)
 spec = data["spec"]
-st.title(f"Method: {method}")
+st.title(f"Method: {names[method]}")
 st.caption(
-    f"Results of protocol **{ui.protocol_words(reader, protocol)}** (chosen in the sidebar)."
+    f"Results of protocol **{ui.protocol_words(reader, protocol)}** (chosen in the sidebar); "
+    f"stored under the label `{method}`."
 )
 fidelity = data["rows"]["fidelity"].dropna() if "fidelity" in data["rows"] else []
 if len(fidelity):

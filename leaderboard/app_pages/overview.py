@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from leaderboard import charts, tables, ui
+from leaderboard.catalog import written_names
 from leaderboard.pagedata import (
     ALL_TASKS,
     Filters,
@@ -51,7 +52,8 @@ def _one_task(r, filters: Filters) -> None:
     )
     if len(baseline):
         note += f" Majority/mean baseline on test: **{baseline.max():.4f}** (dashed line)."
-    base_methods = sorted(rows["baseline_method"].dropna().unique())
+    compared = rows.dropna(subset=["baseline_method"])
+    base_methods = sorted(set(written_names(compared, "baseline_method")))
     if base_methods:
         note += (
             f" *vs baseline method*: against **{', '.join(base_methods)}** on the same test "

@@ -71,7 +71,8 @@ class MethodEntry(Frozen):
         """The entry's name as people write it, given its method's `display`: its own
         `display_name`, else the method's (only under the method's own name: a labelled
         entry is another configuration), else its label."""
-        return self.display_name or (None if self.label else method_display) or self.display
+        own = self.display == self.method  # no label, or a label that repeats the name
+        return self.display_name or (method_display if own else None) or self.display
 
 
 class MatrixSpec(Frozen):

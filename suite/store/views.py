@@ -222,6 +222,8 @@ WHERE TRY_CAST(json_extract_string(params, '$.' || sweep_param) AS DOUBLE) IS NO
 AGGREGATE = """CREATE OR REPLACE VIEW aggregate AS
 SELECT model, method, any_value(family) AS family, any_value(fidelity) AS fidelity,
     budget, profile, protocol,
+    -- The matrices behind its rows: the pages write each label as its matrix entry does.
+    string_agg(DISTINCT matrix, ',' ORDER BY matrix) AS matrix,
     count(DISTINCT task) AS n_tasks, list(DISTINCT task ORDER BY task) AS tasks,
     avg(mean) AS mean_score, avg("rank") AS mean_rank,
     sum(CASE WHEN vs_baseline = 'better' THEN 1 ELSE 0 END) AS n_better,
