@@ -16,7 +16,7 @@ import altair as alt
 import pandas as pd
 
 from leaderboard.data import Reader
-from leaderboard.tables import Table
+from leaderboard.tables import Table, joined_origins, source_labels
 
 KEYS = ["method", "aggregation", "split_text", "dp_text", "model", "task"]
 _SELECT = (
@@ -41,11 +41,8 @@ def _worded(frame: pd.DataFrame) -> pd.DataFrame:
 def _per_run(reader: Reader) -> str:
     """SQL for what a run stores once: its label skew (round 0) and its majority-class
     test score (NULL in stores older than it)."""
-    found = reader.frame(
-        "SELECT count(*) AS n FROM information_schema.columns "
-        "WHERE table_name = 'federated_rounds' AND column_name = 'baseline_test_score'"
-    )
-    majority = "max(baseline_test_score)" if int(found["n"].iloc[0]) else "NULL::DOUBLE"
+    found = reader.has_column("federated_rounds", "baseline_test_score")
+    majority = "max(baseline_test_score)" if found else "NULL::DOUBLE"
     return (
         f"(SELECT fed_run, {majority} AS majority, max(label_skew) AS run_label_skew "
         "FROM federated_rounds WHERE status = 'ok' GROUP BY fed_run)"
@@ -63,10 +60,12 @@ def has_federated(reader: Reader) -> bool:
 def federated_runs(reader: Reader) -> pd.DataFrame:
     """Every run's last stored round."""
     if not has_federated(reader):
-        return pd.DataFrame(columns=["fed_run", *KEYS, "seed"])
+        return pd.DataFrame(columns=["fed_run", *KEYS, "seed", "origin"])
+    # The published dataset the shown (last) round came from.
+    origin = "origin" if reader.has_column("federated_results", "origin") else "NULL::VARCHAR"
     frame = reader.frame(
         f"SELECT {_SELECT}, rounds_done, rounds, complete, validation_score, test_score, "
-        "bytes_total, wall_s_total, run_label_skew AS label_skew, majority "
+        f"bytes_total, wall_s_total, run_label_skew AS label_skew, majority, {origin} AS origin "
         f"FROM federated_results LEFT JOIN {_per_run(reader)} USING (fed_run) "
         "ORDER BY task, model, method, aggregation, split_text, seed"
     )
@@ -98,14 +97,17 @@ def federated_summary(runs: pd.DataFrame) -> pd.DataFrame:
         label_skew=("label_skew", "mean"),
         bytes_total=("bytes_total", "mean"),
         wall_s=("wall_s_total", "mean"),
+        origin=("origin", joined_origins),
     ).reset_index()
     return out.sort_values("test", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def summary_table(summary: pd.DataFrame) -> Table:
     """The page's table: words for the column names, each column's kind of number."""
+    summary = summary.assign(source=source_labels(summary))
     columns = {
-        "Method": ("method", "text"), "Aggregation": ("aggregation", "text"),
+        "Method": ("method", "text"), "Source": ("source", "text"),
+        "Aggregation": ("aggregation", "text"),
         "Client split": ("split_text", "text"), "Differential privacy": ("dp_text", "text"),
         "Model": ("model", "text"), "Task": ("task", "text"), "Metric": ("metric", "text"),
         "Seeds": ("seeds", "text"), "Rounds done": ("rounds_done", "text"),
