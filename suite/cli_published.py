@@ -133,13 +133,13 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
         from suite.driver import make_executor
         from suite.scheduler.resources import SchedulingError
         from suite.store.protocols import LEAGUE_PROTOCOL
-        from suite.store.published import PublishedError, read_manifest
-        from suite.verify import TOLERANCE
+        from suite.store.published import PublishedError
+        from suite.verify import TOLERANCE, training_manifest
         from suite.verify import verify as run_verify
 
         where = folder or PUBLISHED / LEAGUE_PROTOCOL
         try:  # before anything starts: a folder that is not a published dataset is exit 2
-            read_manifest(where)
+            training_manifest(where)
         except PublishedError as exc:
             fail("error:", exc, 2)
         scratch = keep or Path(tempfile.mkdtemp(prefix="peftbench-verify-"))

@@ -268,3 +268,13 @@ def test_the_league_publication_without_a_track_still_loads_as_training(tmp_path
     published = duckdb.sql(f"SELECT count(*) FROM '{LEAGUE / 'cell_runs.parquet'}'").fetchall()
     assert published[0][0] == manifest["cells"]
     assert json.loads((LEAGUE / "manifest.json").read_text()) == manifest
+
+
+def test_verify_refuses_a_continual_publication_before_running_anything(stores, tmp_path):
+    source, _ = stores["continual"]
+    folder = tmp_path / "cont-v1"
+    publish(source, _protocol(source, "continual_runs"), folder)
+    out = CliRunner().invoke(app, ["verify", "--published", "1", "--folder", str(folder)])
+    assert out.exit_code == 2, out.output
+    said = " ".join(out.output.split())
+    assert "publishes the continual track; verify reruns training cells only" in said
