@@ -17,7 +17,13 @@ from suite.cli import app
 from suite.driver import plan
 from suite.registry import Catalog
 from suite.results import CellReport
-from suite.store.published import PublishedError, load_published, publish, read_manifest
+from suite.store.published import (
+    TRACKS,
+    PublishedError,
+    load_published,
+    publish,
+    read_manifest,
+)
 from suite.store.store import Store
 from tests import test_continual_board as continual
 from tests import test_federated_board as federated
@@ -69,6 +75,20 @@ def _same(a: Store, b: Store, sql: str) -> None:
     assert len(left) > 0 and left.equals(right), (left, right)
 
 
+def _loaded(source: Store, folder: Path, manifest: dict, *views: str):
+    """The folder loaded into a fresh store: its attempt rows all new and marked with the
+    folder's name, the views' rows as in the source; loading again adds nothing."""
+    fresh = Store(folder.parent / f"{folder.name}-fresh.duckdb")
+    report = load_published(fresh, folder)
+    track = TRACKS[manifest["track"]]
+    assert (report.track, report.rows) == (track.track, manifest[track.unit])
+    for sql in views:
+        _same(source, fresh, sql)
+    assert set(fresh.query(f"SELECT origin FROM {track.runs}").origin) == {folder.name}
+    assert set(load_published(fresh, folder).added.values()) == {0}
+    return fresh, report
+
+
 def _dry_run(matrix: Path, db: Path, plugins: Path) -> str:
     args = ["run", str(matrix), "--db", str(db), "--plugins", str(plugins), "--dry-run"]
     out = CliRunner().invoke(app, args)
@@ -92,14 +112,12 @@ def test_a_continual_protocol_published_and_loaded_has_the_same_cells_and_resume
     }  # fmt: skip
     assert read_manifest(tmp_path / "cont-v1") == manifest
 
-    fresh = Store(tmp_path / "fresh.duckdb")
-    report = load_published(fresh, tmp_path / "cont-v1")
-    assert (report.track, report.rows) == ("continual", 2)
+    fresh, report = _loaded(
+        source, tmp_path / "cont-v1", manifest,
+        "SELECT * EXCLUDE (origin) FROM continual_results ORDER BY cell_id",
+        "SELECT * FROM continual_matrix ORDER BY cell_id, stage, position",
+    )  # fmt: skip
     assert report.added["continual_scores"] == 2 * 6  # (baseline + 2 stages) x 2 tasks
-    _same(source, fresh, "SELECT * EXCLUDE (origin) FROM continual_results ORDER BY cell_id")
-    _same(source, fresh, "SELECT * FROM continual_matrix ORDER BY cell_id, stage, position")
-    assert set(fresh.query("SELECT origin FROM continual_runs").origin) == {"cont-v1"}
-    assert set(load_published(fresh, tmp_path / "cont-v1").added.values()) == {0}
     # A run of the matrix resumes from the published cells: nothing left to run.
     said = _dry_run(matrix, fresh.path, tiny_plugins)
     assert "2 cells, 2 already stored ok, 0 to run" in said, said
@@ -118,13 +136,11 @@ def test_a_federated_protocol_published_and_loaded_has_the_same_rounds_and_resum
     assert manifest["methods"]["lora"]["method_version"] == "1"
     assert set(manifest["files"]) == {"federated_rounds.parquet", "hardware_profiles.parquet"}
 
-    fresh = Store(tmp_path / "fresh.duckdb")
-    report = load_published(fresh, tmp_path / "fed-v1")
-    assert (report.track, report.rows) == ("federated", 8)
-    _same(source, fresh, "SELECT * EXCLUDE (origin) FROM federated_curve ORDER BY fed_run, round")
-    _same(source, fresh, "SELECT * EXCLUDE (origin) FROM federated_results ORDER BY fed_run")
-    assert set(fresh.query("SELECT origin FROM federated_curve").origin) == {"fed-v1"}
-    assert set(load_published(fresh, tmp_path / "fed-v1").added.values()) == {0}
+    fresh, _ = _loaded(
+        source, tmp_path / "fed-v1", manifest,
+        "SELECT * EXCLUDE (origin) FROM federated_curve ORDER BY fed_run, round",
+        "SELECT * EXCLUDE (origin) FROM federated_results ORDER BY fed_run",
+    )  # fmt: skip
     said = _dry_run(matrix, fresh.path, tiny_plugins)
     assert "8 already stored ok, 0 to run" in said, said
 
