@@ -294,3 +294,45 @@ def test_verify_refuses_a_continual_publication_before_running_anything(stores, 
     assert out.exit_code == 2, out.output
     said = " ".join(out.output.split())
     assert "publishes the continual track; verify reruns training cells only" in said
+
+
+def test_an_unfinished_federated_run_ships_its_last_adapter_and_goes_on_from_it(
+    tiny_plugins, tmp_path
+):
+    """Rounds 0 and 1 of 3 stored: the folder carries each run's round-1 adapter (where
+    its bytes are the ones stored), a store loading it resumes at round 2."""
+    from suite.artifacts import federated_root, sha256_file
+    from suite.results import FederatedMeasured
+
+    (tmp_path / "src").mkdir()
+    matrix = write_federated_matrix(tmp_path / "src")
+    source = Store(tmp_path / "src" / "f.duckdb")
+    source.init()
+    for cell in plan(Catalog.discover([tiny_plugins]), str(matrix), source).cells:
+        if cell.round > 1:
+            continue
+        path = cell.state_path(cell.round)  # below federated_root(source.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"{cell.fed_run} {cell.round}".encode())
+        made = federated._measured(cell)
+        m = made.measurements.model_copy(
+            update={"state_path": str(path), "state_sha256": sha256_file(path)}
+        )
+        report = CellReport(measured=FederatedMeasured(status="ok", measurements=m))
+        source.write_federated(cell, report, {}, None)
+    runs = sorted(source.query("SELECT DISTINCT fed_run FROM federated_rounds").fed_run)
+    (federated_root(source.path) / runs[1] / "round-0001.safetensors").write_bytes(b"changed")
+    manifest = publish(source, _protocol(source, "federated_rounds"), tmp_path / "fed-v1")
+    assert [f for f in manifest["files"] if f.startswith("files/")] == [
+        f"files/{runs[0]}/round-0001.safetensors"
+    ]
+    assert manifest["files_left_out"] == [f"{runs[1]}/round-0001.safetensors"]
+
+    fresh = Store(tmp_path / "dst" / "f.duckdb")
+    assert load_published(fresh, tmp_path / "fed-v1").added["files"] == 1
+    placed = federated_root(fresh.path) / runs[0] / "round-0001.safetensors"
+    assert placed.read_bytes() == f"{runs[0]} 1".encode()
+    # The run with its adapter goes on at round 2; the one without starts again at 0.
+    said = _dry_run(matrix, fresh.path, tiny_plugins)
+    assert "8 cells" in said and "2 already stored ok, 6 to run" in said, said
+    assert load_published(fresh, tmp_path / "fed-v1").added["files"] == 0

@@ -87,11 +87,10 @@ def next_rounds(starts: list[FederatedRound], store, since: datetime | None) -> 
 def plan_federated(entry, cells: list[Cell], store, rerun: bool):
     """The federated plan's parts: every round cell, the first wave, the later waves
     (one per round a run can still need), and how many rounds are stored already."""
-    from suite.artifacts import artifacts_dir
+    from suite.artifacts import federated_root
 
     check_rules(entry)
-    root = artifacts_dir(store.path).resolve() / "federated"
-    starts = federated_starts(entry, cells, root)
+    starts = federated_starts(entry, cells, federated_root(store.path))
     since = datetime.now(UTC).replace(tzinfo=None) if rerun else None
     first = next_rounds(starts, store, since)
     waves = max((s.spec.rounds for s in starts), default=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -43,6 +44,12 @@ class TrackExport:
     describe: Callable[[pd.DataFrame], dict[str, Any]] = lambda runs: {}
     # What a store needs done once rows were inserted behind its writer's back.
     after_load: Callable[[Any], None] | None = None
+    # Files the rows need beyond themselves (an unfinished federated run's last global
+    # adapter, to go on from): SQL over the published rows (`ids`) giving each file's name
+    # (a path below the folder's files/ and below `file_root`), its source path and its
+    # stored sha256; `file_root(store path)`: where a loaded store keeps them.
+    files: str | None = None
+    file_root: Callable[[Path], Path] | None = None
 
     def parts(self) -> dict[str, Part]:
         """table -> its part, in load order: the runs first, the hardware profiles last."""

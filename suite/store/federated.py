@@ -18,6 +18,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from suite.artifacts import federated_root
 from suite.results import CellReport
 from suite.store import columns
 from suite.store.export import TrackExport, distinct
@@ -95,6 +96,13 @@ FEDERATED_EXPORT = TrackExport(
     unit="rounds",
     described=("fed_run", "task", "aggregation", "rule_fidelity"),
     describe=_describe,
+    # An unfinished run's last stored adapter, so that a store loading the folder goes on
+    # from the round after it (a complete run needs none: suite/federated/plan.py).
+    files="SELECT fed_run || '/' || parse_filename(state_path), state_path, state_sha256 "
+    "FROM federated_rounds JOIN ids USING (result_id) WHERE status = 'ok' "
+    "AND state_path IS NOT NULL QUALIFY row_number() OVER (PARTITION BY fed_run "
+    "ORDER BY round DESC) = 1 AND round < rounds",
+    file_root=federated_root,
 )
 
 

@@ -18,13 +18,14 @@ The folder is plain data: DuckDB, pandas or any Parquet reader opens it without 
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from suite.artifacts import sha256_file
 from suite.store.continual import CONTINUAL_EXPORT
 from suite.store.export import TrackExport, distinct
 from suite.store.federated import FEDERATED_EXPORT
@@ -33,6 +34,8 @@ from suite.store.store import Store, _sql_path
 from suite.store.trained import TRAINING_EXPORT
 
 MANIFEST = "manifest.json"
+# The folder's subfolder for the files a track's rows need beyond themselves.
+FILES = "files"
 # Still 1: a manifest without `track` (league-v1, written before the tracks were
 # publishable) is a training publication, so every folder written so far loads as it is.
 FORMAT_VERSION = 1
@@ -105,14 +108,6 @@ def _choose(con, protocol: str, track: str | None, path: Path) -> tuple[TrackExp
     return found[0]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _summary(con, track: TrackExport) -> dict[str, Any]:
     """What the manifest says of the rows: counts, methods, commits, hardware, CPU-hours."""
     have = {r[0] for r in con.execute(f"DESCRIBE {track.runs}").fetchall()}
@@ -176,7 +171,8 @@ def publish(
             con.execute(
                 f"COPY ({select}) TO '{_sql_path(path)}' (FORMAT parquet, COMPRESSION zstd)"
             )
-            files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        copied, left_out = _copy_files(con, chosen, out)
         summary = _summary(con, chosen)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -186,10 +182,43 @@ def publish(
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "note": note,
         **summary,
-        "files": files,
+        **({"files_left_out": left_out} if left_out else {}),
+        "files": {**files, **copied},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+def _copy_files(con, track: TrackExport, out: Path) -> tuple[dict, list[str]]:
+    """The files the track's rows need, copied under out/files/ where the source still
+    holds the bytes the store recorded; returns their manifest entries and the names of
+    those left out (missing or changed)."""
+    shutil.rmtree(out / FILES, ignore_errors=True)
+    if track.files is None:
+        return {}, []
+    copied, left_out = {}, []
+    for name, source, sha in con.execute(track.files).fetchall():
+        if not Path(source).is_file() or (sha and sha256_file(source) != sha):
+            left_out.append(name)
+            continue
+        target = out / FILES / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        copied[f"{FILES}/{name}"] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
+    return copied, sorted(left_out)
+
+
+def _place_files(root: Path, folder: Path, manifest: dict) -> int:
+    """The folder's files put below `root`, where the store keeps them (those there
+    already kept); returns how many were added."""
+    added = 0
+    for name in manifest["files"]:
+        target = root / name.removeprefix(f"{FILES}/")
+        if name.startswith(f"{FILES}/") and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, target)
+            added += 1
+    return added
 
 
 def track_of(manifest: dict[str, Any]) -> TrackExport:
@@ -213,7 +242,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         file = folder / name
         if not file.is_file():
             raise PublishedError(f"{file} is missing (listed in {path})")
-        if _sha256(file) != meta["sha256"]:
+        if sha256_file(file) != meta["sha256"]:
             raise PublishedError(f"{file} differs from the checksum in {path}")
     return manifest
 
@@ -233,6 +262,8 @@ def load_published(store: Store, folder: Path) -> LoadReport:
             track.after_load(con)
         # Loaded before: nothing was added, nothing to keep.
         con.execute("COMMIT" if any(added.values()) else "ROLLBACK")
+    if track.file_root is not None:
+        added[FILES] = _place_files(track.file_root(store.path), folder, manifest)
     return LoadReport(manifest["name"], added, track.track, added[track.runs])
 
 
