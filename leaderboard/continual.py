@@ -13,7 +13,7 @@ import pandas as pd
 
 from leaderboard.catalog import with_names
 from leaderboard.data import Reader
-from leaderboard.tables import Table
+from leaderboard.tables import Table, joined_origins, source_labels
 
 MAJORITY_ROW = "majority class"
 
@@ -32,23 +32,21 @@ def has_continual(reader: Reader) -> bool:
 def continual_rows(reader: Reader) -> pd.DataFrame:
     """Every continual cell's latest attempt (failed ones too)."""
     if not has_continual(reader):
-        return pd.DataFrame(columns=["cell_id", *_KEYS, "seed", "status"])
+        return pd.DataFrame(columns=["cell_id", *_KEYS, "seed", "status", "origin"])
+    origin = "origin" if reader.has_column("continual_results", "origin") else "NULL::VARCHAR"
     rows = reader.frame(
         "SELECT cell_id, method, matrix, strategy, model, array_to_string(sequence, ' -> ') "
         "AS sequence_text, seed, status, error, avg_accuracy, bwt, fwt, trainable_params, "
-        f"train_wall_s, fidelity, protocol, {_trivial_acc(reader)} AS majority_acc "
-        "FROM continual_results ORDER BY method, strategy, model, seed"
+        f"train_wall_s, fidelity, protocol, {_trivial_acc(reader)} AS majority_acc, "
+        f"{origin} AS origin FROM continual_results ORDER BY method, strategy, model, seed"
     )
     return with_names(rows)
 
 
 def _trivial_acc(reader: Reader) -> str:
     """SQL for the mean of the tasks' trivial scores (NULL in stores older than them)."""
-    found = reader.frame(
-        "SELECT count(*) AS n FROM information_schema.columns "
-        "WHERE table_name = 'continual_runs' AND column_name = 'task_baselines'"
-    )
-    return "list_avg(task_baselines)" if int(found["n"].iloc[0]) else "NULL::DOUBLE"
+    found = reader.has_column("continual_runs", "task_baselines")
+    return "list_avg(task_baselines)" if found else "NULL::DOUBLE"
 
 
 def continual_summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +63,7 @@ def continual_summary(rows: pd.DataFrame) -> pd.DataFrame:
         majority_acc=("majority_acc", "mean"),
         trainable_params=("trainable_params", "max"),
         train_wall_s=("train_wall_s", "mean"),
+        origin=("origin", joined_origins),
     ).reset_index()
     failed = rows[rows["status"] != "ok"].groupby(_KEYS).size().rename("not_ok").reset_index()
     out = out.merge(failed, on=_KEYS, how="left").fillna({"not_ok": 0})
@@ -73,8 +72,10 @@ def continual_summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 def summary_table(summary: pd.DataFrame) -> Table:
     """The page's table: words for the column names, each column's kind of number."""
+    summary = summary.assign(source=source_labels(summary))
     columns = {
-        "Method": ("name", "text"), "Strategy": ("strategy", "text"), "Model": ("model", "text"),
+        "Method": ("name", "text"), "Source": ("source", "text"),
+        "Strategy": ("strategy", "text"), "Model": ("model", "text"),
         "Sequence": ("sequence_text", "text"), "Seeds ok": ("seeds", "text"),
         "Not ok": ("not_ok", "text"), "Average accuracy (ACC)": ("acc", "score"),
         "ACC, std over seeds": ("acc_sd", "score"), "ACC of the majority class": ("majority_acc", "score"),

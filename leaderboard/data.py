@@ -152,6 +152,15 @@ class Reader:
         self.last_busy = self.last_busy or read.busy
         return read.frame
 
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether the store's `table` (or view) has `column` (older stores lack some)."""
+        found = self.frame(
+            "SELECT count(*) AS n FROM information_schema.columns "
+            "WHERE table_name = ? AND column_name = ?",
+            [table, column],
+        )
+        return bool(int(found["n"].iloc[0]))
+
 
 # The store's tables of runs, each with how it counts them and its runs' name (a federated
 # run is many rounds); a store older than one lacks it.

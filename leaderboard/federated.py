@@ -17,7 +17,7 @@ import pandas as pd
 
 from leaderboard.catalog import with_names
 from leaderboard.data import Reader
-from leaderboard.tables import Table
+from leaderboard.tables import Table, joined_origins, source_labels
 
 # `name`: the method as its paper writes it (one per label: a key in name only).
 KEYS = ["method", "name", "aggregation", "split_text", "dp_text", "model", "task"]
@@ -43,11 +43,8 @@ def _worded(frame: pd.DataFrame) -> pd.DataFrame:
 def _per_run(reader: Reader) -> str:
     """SQL for what a run stores once: its label skew (round 0) and its majority-class
     test score (NULL in stores older than it)."""
-    found = reader.frame(
-        "SELECT count(*) AS n FROM information_schema.columns "
-        "WHERE table_name = 'federated_rounds' AND column_name = 'baseline_test_score'"
-    )
-    majority = "max(baseline_test_score)" if int(found["n"].iloc[0]) else "NULL::DOUBLE"
+    found = reader.has_column("federated_rounds", "baseline_test_score")
+    majority = "max(baseline_test_score)" if found else "NULL::DOUBLE"
     return (
         f"(SELECT fed_run, {majority} AS majority, max(label_skew) AS run_label_skew "
         "FROM federated_rounds WHERE status = 'ok' GROUP BY fed_run)"
@@ -65,10 +62,12 @@ def has_federated(reader: Reader) -> bool:
 def federated_runs(reader: Reader) -> pd.DataFrame:
     """Every run's last stored round."""
     if not has_federated(reader):
-        return pd.DataFrame(columns=["fed_run", *KEYS, "seed"])
+        return pd.DataFrame(columns=["fed_run", *KEYS, "seed", "origin"])
+    # The published dataset the shown (last) round came from.
+    origin = "origin" if reader.has_column("federated_results", "origin") else "NULL::VARCHAR"
     frame = reader.frame(
         f"SELECT {_SELECT}, rounds_done, rounds, complete, validation_score, test_score, "
-        "bytes_total, wall_s_total, run_label_skew AS label_skew, majority "
+        f"bytes_total, wall_s_total, run_label_skew AS label_skew, majority, {origin} AS origin "
         f"FROM federated_results LEFT JOIN {_per_run(reader)} USING (fed_run) "
         "ORDER BY task, model, method, aggregation, split_text, seed"
     )
@@ -100,14 +99,17 @@ def federated_summary(runs: pd.DataFrame) -> pd.DataFrame:
         label_skew=("label_skew", "mean"),
         bytes_total=("bytes_total", "mean"),
         wall_s=("wall_s_total", "mean"),
+        origin=("origin", joined_origins),
     ).reset_index()
     return out.sort_values("test", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def summary_table(summary: pd.DataFrame) -> Table:
     """The page's table: words for the column names, each column's kind of number."""
+    summary = summary.assign(source=source_labels(summary))
     columns = {
-        "Method": ("name", "text"), "Aggregation": ("aggregation", "text"),
+        "Method": ("name", "text"), "Source": ("source", "text"),
+        "Aggregation": ("aggregation", "text"),
         "Client split": ("split_text", "text"), "Differential privacy": ("dp_text", "text"),
         "Model": ("model", "text"), "Task": ("task", "text"), "Metric": ("metric", "text"),
         "Seeds": ("seeds", "text"), "Rounds done": ("rounds_done", "text"),

@@ -94,6 +94,11 @@ def source_labels(rows: pd.DataFrame) -> pd.Series:
     return origin.map(lambda o: f"published: {o}" if isinstance(o, str) and o else "your run")
 
 
+def joined_origins(values: pd.Series) -> str | None:
+    """The published datasets a group of rows came from, as `origin` reads (None: none)."""
+    return ",".join(sorted({v for v in values.dropna() if v})) or None
+
+
 def reference_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Numbers reported in papers, each with its source (never ranked with measured rows)."""
     return pd.DataFrame(

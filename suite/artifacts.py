@@ -25,6 +25,12 @@ def artifacts_dir(db_path: Path | str) -> Path:
     return Path(db_path).parent / ARTIFACTS_DIR
 
 
+def federated_root(db_path: Path | str) -> Path:
+    """Where a results database keeps its federated runs' global adapters, one folder per
+    run (suite/federated/cells.py names the files)."""
+    return artifacts_dir(db_path).resolve() / "federated"
+
+
 def artifact_file(folder: Path | str, cell_id: str) -> Path:
     return Path(folder) / f"{cell_id}.safetensors"
 

@@ -32,9 +32,9 @@ def load_published_into(db: Path) -> None:
     except PublishedError as exc:
         fail("error:", exc, 2)
     for report in reports:
-        if report.added.get("cell_runs"):
+        if report.rows:
             err_console.print(
-                f"loaded published {report.name}: {report.added['cell_runs']} rows "
+                f"loaded published {report.name}: {report.rows} rows "
                 f"(--no-published leaves them out)"
             )
 
@@ -51,22 +51,33 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
             typer.Option(help="Folder to write (default: leaderboard/published/PROTOCOL)."),
         ] = None,
         note: Annotated[str, typer.Option(help="A line for the manifest.")] = "",
+        track: Annotated[
+            str | None,
+            typer.Option(
+                help="training, continual or federated: the track whose rows to "
+                "publish, where the protocol has rows in several (default: the "
+                "one that holds it)."
+            ),
+        ] = None,
     ) -> None:
-        """Write a protocol's rows, metrics, per-example predictions and hardware profiles
-        as Parquet with a manifest (commits, method versions, CPU-hours, checksums)."""
-        from suite.store.published import PublishedError, publish
+        """Write a protocol's rows as Parquet with a manifest (commits, method versions,
+        CPU-hours, checksums): a training protocol's cells with their metrics, per-example
+        predictions and hardware profiles; a continual protocol's cells with their accuracy
+        matrices; a federated protocol's rounds."""
+        from suite.store.published import PublishedError, publish, track_of
         from suite.store.store import Store
 
         if not db.exists():
             fail("error:", f"no results database at {db}", 1)
         folder = out or PUBLISHED / protocol
         try:
-            manifest = publish(Store(db), protocol, folder, note=note)
+            manifest = publish(Store(db), protocol, folder, note=note, track=track)
         except PublishedError as exc:
             fail("error:", exc, 1)
         size = sum(f["bytes"] for f in manifest["files"].values())
+        unit = track_of(manifest).unit
         console.print(
-            f"published {manifest['cells']} cells of {protocol} "
+            f"published {manifest[unit]} {manifest['track']} {unit} of {protocol} "
             f"({', '.join(f'{v} {k}' for k, v in manifest['status'].items())}; "
             f"{manifest['cpu_hours']} CPU-hours; {size / 1e6:.2f} MB) -> {folder}"
         )
@@ -122,13 +133,13 @@ def register_verify(app: typer.Typer, console: Console, err_console: Console) ->
         from suite.driver import make_executor
         from suite.scheduler.resources import SchedulingError
         from suite.store.protocols import LEAGUE_PROTOCOL
-        from suite.store.published import PublishedError, read_manifest
-        from suite.verify import TOLERANCE
+        from suite.store.published import PublishedError
+        from suite.verify import TOLERANCE, training_manifest
         from suite.verify import verify as run_verify
 
         where = folder or PUBLISHED / LEAGUE_PROTOCOL
         try:  # before anything starts: a folder that is not a published dataset is exit 2
-            read_manifest(where)
+            training_manifest(where)
         except PublishedError as exc:
             fail("error:", exc, 2)
         scratch = keep or Path(tempfile.mkdtemp(prefix="peftbench-verify-"))

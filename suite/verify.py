@@ -20,7 +20,13 @@ import pandas as pd
 
 from suite.cells import Cell
 from suite.registry import Catalog
-from suite.store.published import load_published, read_manifest
+from suite.store.published import (
+    DEFAULT_TRACK,
+    PublishedError,
+    load_published,
+    read_manifest,
+    track_of,
+)
 from suite.store.schema import MACHINE_KEY
 from suite.store.store import Store
 
@@ -50,6 +56,17 @@ class Moved:
         return self.rerun - self.published
 
 
+def training_manifest(folder: Path) -> dict:
+    """The folder's checked manifest, if it publishes trained cells (what verify reruns)."""
+    manifest = read_manifest(folder)
+    track = track_of(manifest).track
+    if track != DEFAULT_TRACK:
+        raise PublishedError(
+            f"{folder} publishes the {track} track; verify reruns {DEFAULT_TRACK} cells only"
+        )
+    return manifest
+
+
 def pick(folder: Path, n: int, seed: int) -> list[dict]:
     """N published ok cells drawn at random (seeded), as dicts of their published rows.
 
@@ -59,7 +76,7 @@ def pick(folder: Path, n: int, seed: int) -> list[dict]:
     on its own."""
     import duckdb
 
-    read_manifest(folder)
+    training_manifest(folder)
     rows = duckdb.sql(
         f"SELECT * FROM read_parquet('{folder / 'cell_runs.parquet'}') WHERE status = 'ok' "
         "ORDER BY cell_id"

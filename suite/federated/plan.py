@@ -4,8 +4,9 @@ The first wave is every run's next round (round 0 when it has none stored, else 
 round after its last stored one); each later wave (a phase of the driver, built from
 what the store holds then) is the next round again. A run resumes at the round after
 the last one stored ok whose global adapter is still on disk, so a killed run loses
-only the rounds in flight. There are as many waves as a run has rounds, so every run
-finishes in one `peftbench run`, however far it had got.
+only the rounds in flight; a run whose last round is stored ok is complete, adapters on
+disk or not (a published run's are not). There are as many waves as a run has rounds,
+so every run finishes in one `peftbench run`, however far it had got.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def next_rounds(starts: list[FederatedRound], store, since: datetime | None) -> 
     stored = stored_rounds(store, [s.fed_run for s in starts], since)
     todo = []
     for start in starts:
-        kept = [k for k in stored.get(start.fed_run, ()) if start.state_path(k).exists()]
+        done = stored.get(start.fed_run, set())
+        if start.spec.rounds in done:  # complete: its adapters are needed by no next round
+            continue
+        kept = [k for k in done if start.state_path(k).exists()]
         k = max(kept) + 1 if kept else 0
         if k <= start.spec.rounds:
             todo.append(start.model_copy(update={"round": k}))
@@ -83,11 +87,10 @@ def next_rounds(starts: list[FederatedRound], store, since: datetime | None) -> 
 def plan_federated(entry, cells: list[Cell], store, rerun: bool):
     """The federated plan's parts: every round cell, the first wave, the later waves
     (one per round a run can still need), and how many rounds are stored already."""
-    from suite.artifacts import artifacts_dir
+    from suite.artifacts import federated_root
 
     check_rules(entry)
-    root = artifacts_dir(store.path).resolve() / "federated"
-    starts = federated_starts(entry, cells, root)
+    starts = federated_starts(entry, cells, federated_root(store.path))
     since = datetime.now(UTC).replace(tzinfo=None) if rerun else None
     first = next_rounds(starts, store, since)
     waves = max((s.spec.rounds for s in starts), default=0)

@@ -16,6 +16,7 @@ from typing import Any
 
 from suite.results import CellReport
 from suite.store import columns
+from suite.store.export import TrackExport, distinct
 from suite.track_results import ContinualMeasured, ContinualMeasurements
 
 CONTINUAL_RUN_LAYOUT: columns.Layout = columns.attempt_layout(
@@ -32,7 +33,9 @@ CONTINUAL_RUN_LAYOUT: columns.Layout = columns.attempt_layout(
         ("budget", "JSON"),
         ("protocol", "VARCHAR"),
     ),
-    tail=(("versions", "JSON"), ("log_path", "VARCHAR")),
+    # origin: NULL for a row this store's runs wrote, else the published dataset's name
+    # (suite/store/published.py), as in cell_runs.
+    tail=(("versions", "JSON"), ("log_path", "VARCHAR"), ("origin", "VARCHAR")),
 )
 CONTINUAL_RUN_COLUMNS: dict[str, str] = columns.layout(CONTINUAL_RUN_LAYOUT, ContinualMeasurements)
 
@@ -54,6 +57,34 @@ SELECT r.cell_id, r.matrix, r.method, r.strategy, r.model, r.seed, r.protocol,
 FROM continual_results r JOIN continual_scores s ON s.result_id = r.result_id"""
 
 CONTINUAL_VIEWS = [_LATEST, _MATRIX]
+
+
+def _describe(runs) -> dict[str, Any]:
+    return {
+        "tasks": sorted({str(t) for seq in runs["sequence"].dropna() for t in seq}),
+        "strategies": distinct(runs["strategy"]),
+    }
+
+
+# A continual protocol as a publication (suite/store/published.py): the latest attempt of
+# each continual cell and its accuracy matrix. The pages read the majority class from the
+# row itself (`task_baselines`), so no baselines rows go with it.
+CONTINUAL_EXPORT = TrackExport(
+    track="continual",
+    runs="continual_runs",
+    columns=CONTINUAL_RUN_COLUMNS,
+    latest="SELECT result_id FROM continual_results WHERE protocol = ? ORDER BY cell_id",
+    unit="cells",
+    extra={
+        "continual_scores": (
+            "SELECT s.* FROM continual_scores s JOIN ids USING (result_id) "
+            "ORDER BY s.result_id, s.stage, s.position",
+            ["result_id", "stage", "position"],
+        )
+    },
+    described=("sequence", "strategy"),
+    describe=_describe,
+)
 
 
 def continual_attempt(

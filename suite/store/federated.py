@@ -18,8 +18,10 @@ import json
 from datetime import datetime
 from typing import Any
 
+from suite.artifacts import federated_root
 from suite.results import CellReport
 from suite.store import columns
+from suite.store.export import TrackExport, distinct
 from suite.track_results import FederatedMeasured, FederatedMeasurements
 
 FEDERATED_ROUND_LAYOUT: columns.Layout = columns.attempt_layout(
@@ -41,18 +43,20 @@ FEDERATED_ROUND_LAYOUT: columns.Layout = columns.attempt_layout(
         ("dp", "JSON"),
         ("spec", "JSON"),
     ),
-    tail=(("log_path", "VARCHAR"),),
+    # origin: NULL for a row this store's runs wrote, else the published dataset's name
+    # (suite/store/published.py), as in cell_runs; method_version: as in cell_runs.
+    tail=(("log_path", "VARCHAR"), ("method_version", "INTEGER"), ("origin", "VARCHAR")),
 )
 FEDERATED_ROUND_COLUMNS: dict[str, str] = columns.layout(
     FEDERATED_ROUND_LAYOUT, FederatedMeasurements
 )
 
 FEDERATED_TABLES = [columns.create_table("federated_rounds", FEDERATED_ROUND_COLUMNS)]
-_CURVE = """CREATE OR REPLACE VIEW federated_curve AS
-WITH latest AS (
-    SELECT * FROM federated_rounds
-    QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY finished_at DESC, result_id DESC) = 1
-)
+# The latest attempt of each round (failed ones too).
+_LATEST_ROUNDS = """SELECT * FROM federated_rounds
+    QUALIFY row_number() OVER (PARTITION BY cell_id ORDER BY finished_at DESC, result_id DESC) = 1"""
+_CURVE = f"""CREATE OR REPLACE VIEW federated_curve AS
+WITH latest AS ({_LATEST_ROUNDS})
 SELECT fed_run, matrix, protocol, model, task, method, fidelity, seed, aggregation,
     rule_fidelity, split, alpha,
     n_clients, rounds, local_steps, dp, round, status, metric, validation_score, test_score,
@@ -61,7 +65,7 @@ SELECT fed_run, matrix, protocol, model, task, method, fidelity, seed, aggregati
         OVER (PARTITION BY fed_run ORDER BY round) AS bytes_total,
     cell_wall_s AS round_wall_s,
     sum(cell_wall_s) OVER (PARTITION BY fed_run ORDER BY round) AS wall_s_total,
-    label_skew, client_sizes, client_final_losses, state_path
+    label_skew, client_sizes, client_final_losses, state_path, origin
 FROM latest WHERE status = 'ok'"""
 
 _RESULTS = """CREATE OR REPLACE VIEW federated_results AS
@@ -71,6 +75,35 @@ FROM federated_curve
 QUALIFY row_number() OVER (PARTITION BY fed_run ORDER BY round DESC) = 1"""
 
 FEDERATED_VIEWS = [_CURVE, _RESULTS]
+
+
+def _describe(runs) -> dict[str, Any]:
+    return {
+        "runs": int(runs["fed_run"].nunique()),
+        "tasks": distinct(runs["task"]),
+        "aggregations": runs.groupby("aggregation")["rule_fidelity"].first().astype(str).to_dict(),
+    }
+
+
+# A federated protocol as a publication (suite/store/published.py): the latest attempt of
+# every round of every run, failed ones too. The pages read the majority class from the
+# rounds themselves (`baseline_test_score`), so no baselines rows go with them.
+FEDERATED_EXPORT = TrackExport(
+    track="federated",
+    runs="federated_rounds",
+    columns=FEDERATED_ROUND_COLUMNS,
+    latest=f"SELECT result_id FROM ({_LATEST_ROUNDS}) WHERE protocol = ? ORDER BY fed_run, round",
+    unit="rounds",
+    described=("fed_run", "task", "aggregation", "rule_fidelity"),
+    describe=_describe,
+    # An unfinished run's last stored adapter, so that a store loading the folder goes on
+    # from the round after it (a complete run needs none: suite/federated/plan.py).
+    files="SELECT fed_run || '/' || parse_filename(state_path), state_path, state_sha256 "
+    "FROM federated_rounds JOIN ids USING (result_id) WHERE status = 'ok' "
+    "AND state_path IS NOT NULL QUALIFY row_number() OVER (PARTITION BY fed_run "
+    "ORDER BY round DESC) = 1 AND round < rounds",
+    file_root=federated_root,
+)
 
 
 def federated_attempt(

@@ -1,10 +1,13 @@
 """Published results: a protocol's rows as a versioned dataset in the repository.
 
-`publish` writes the latest attempt of every cell of one protocol, with its metrics, its
-per-example predictions, the baselines of its tasks and the hardware profiles it ran on,
-as Parquet files plus a `manifest.json` (protocol, commits, method versions, hardware,
-CPU-hours, date, and a sha256 of every file). `load_published` reads such a folder into a
-store, marking every row it adds with `origin` (the dataset's name), so that:
+`publish` writes the latest attempt of every cell of one protocol, with what hangs off
+it and the hardware profiles it ran on, as Parquet files plus a `manifest.json`
+(protocol, track, commits, method versions, hardware, CPU-hours, date, and a sha256 of
+every file). Which tables that is, is the track's (suite/store/export.py): a training
+protocol's cells with their metrics, per-example predictions and their tasks'
+baselines; a continual protocol's cells with their accuracy matrices; a federated
+protocol's rounds. `load_published` reads such a folder into a store, marking every
+attempt row it adds with `origin` (the dataset's name), so that:
 
 - a run of the same protocol skips the published cells (the store resumes from them: a
   league too long for one session is carried from one to the next in git), and
@@ -15,38 +18,32 @@ The folder is plain data: DuckDB, pandas or any Parquet reader opens it without 
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from suite.store.schema import CELL_RUN_COLUMNS, HARDWARE_PROFILE_COLUMNS, rebuild_latest
+from suite.artifacts import sha256_file
+from suite.store.continual import CONTINUAL_EXPORT
+from suite.store.export import TrackExport, distinct
+from suite.store.federated import FEDERATED_EXPORT
+from suite.store.schema import HARDWARE_PROFILE_COLUMNS
 from suite.store.store import Store, _sql_path
+from suite.store.trained import TRAINING_EXPORT
 
 MANIFEST = "manifest.json"
+# The folder's subfolder for the files a track's rows need beyond themselves.
+FILES = "files"
+# Still 1: a manifest without `track` (league-v1, written before the tracks were
+# publishable) is a training publication, so every folder written so far loads as it is.
 FORMAT_VERSION = 1
-# Table -> the query that selects the protocol's part of it, given `ids` (the published
-# result ids) registered as a relation. Order matters on load: runs first.
-_PARTS: dict[str, str] = {
-    "cell_runs": "SELECT r.* FROM cell_runs r JOIN ids USING (result_id)",
-    "metrics": "SELECT m.* FROM metrics m JOIN ids USING (result_id)",
-    "predictions": "SELECT p.* FROM predictions p JOIN ids USING (result_id) "
-    "ORDER BY p.result_id, p.split, p.example",
-    "baselines": "SELECT * FROM baselines WHERE task_hash IN (SELECT DISTINCT task_hash "
-    "FROM cell_runs JOIN ids USING (result_id))",
-    "hardware_profiles": "SELECT * FROM hardware_profiles WHERE profile_id IN (SELECT DISTINCT "
-    "hardware_profile_id FROM cell_runs JOIN ids USING (result_id))",
+# Every track that can be published, by the manifest's `track`; the first is the default.
+TRACKS: dict[str, TrackExport] = {
+    t.track: t for t in (TRAINING_EXPORT, CONTINUAL_EXPORT, FEDERATED_EXPORT)
 }
-# What makes a row of each table unique, so loading twice adds nothing the second time.
-_KEYS = {
-    "cell_runs": ["result_id"],
-    "metrics": ["result_id", "split", "metric"],
-    "predictions": ["result_id", "split", "example"],
-    "baselines": ["task_hash", "split", "metric"],
-    "hardware_profiles": ["profile_id"],
-}
+DEFAULT_TRACK = TRAINING_EXPORT.track
 
 
 class PublishedError(RuntimeError):
@@ -57,55 +54,93 @@ class PublishedError(RuntimeError):
 class LoadReport:
     name: str
     added: dict[str, int]
+    # The publication's track and how many of its attempt rows (cells, rounds) were new.
+    track: str = DEFAULT_TRACK
+    rows: int = 0
 
 
-def _protocol_ids(con, protocol: str) -> list[str]:
-    """The latest attempt of each cell of the protocol (failed ones too: a failure is a
-    result the league explains)."""
-    rows = con.execute(
-        "SELECT result_id FROM latest_results WHERE protocol = ? ORDER BY cell_id", [protocol]
-    ).fetchall()
-    return [r[0] for r in rows]
+def _has_table(con, table: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+        ).fetchone()[0]
+    )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _latest_ids(con, track: TrackExport, protocol: str) -> list[str]:
+    """The latest attempt of each cell (round) of the protocol in one track."""
+    if not _has_table(con, track.runs):
+        return []
+    return [r[0] for r in con.execute(track.latest, [protocol]).fetchall()]
 
 
-def _summary(con) -> dict[str, Any]:
-    """What the manifest says of the rows: commits, method versions, hardware, CPU-hours."""
+def _stored_protocols(con) -> str:
+    """Every protocol the store holds, by track, in words (for a name that is not there)."""
+    said = []
+    for track in TRACKS.values():
+        if _has_table(con, track.runs):
+            names = con.execute(
+                f"SELECT DISTINCT protocol FROM {track.runs} WHERE protocol IS NOT NULL "
+                "ORDER BY protocol"
+            ).fetchall()
+            if names:
+                said.append(f"{track.track}: {', '.join(n[0] for n in names)}")
+    return "; ".join(said) or "none"
+
+
+def _choose(con, protocol: str, track: str | None, path: Path) -> tuple[TrackExport, list[str]]:
+    """The track holding the protocol's rows (`track` names one) and its latest ids."""
+    if track is not None and track not in TRACKS:
+        raise PublishedError(f"unknown track {track!r}; tracks: {', '.join(TRACKS)}")
+    candidates = [TRACKS[track]] if track else list(TRACKS.values())
+    found = [(t, ids) for t in candidates if (ids := _latest_ids(con, t, protocol))]
+    if not found:
+        where = f" of the {track} track" if track else ""
+        raise PublishedError(
+            f"no rows of protocol {protocol!r}{where} in {path}; the store holds "
+            f"{_stored_protocols(con)}"
+        )
+    if len(found) > 1:
+        names = ", ".join(t.track for t, _ in found)
+        raise PublishedError(
+            f"protocol {protocol!r} has rows in several tracks ({names}): name one with --track"
+        )
+    return found[0]
+
+
+def _summary(con, track: TrackExport) -> dict[str, Any]:
+    """What the manifest says of the rows: counts, methods, commits, hardware, CPU-hours."""
+    have = {r[0] for r in con.execute(f"DESCRIBE {track.runs}").fetchall()}
+    # As text ("1"), and NULL where the rows do not record it (stores older than it).
+    version = "method_version" if "method_version" in have else "NULL"
     runs = con.execute(
-        "SELECT method, method_version, fidelity, git_sha, git_dirty, hardware_profile_id, "
-        "status, phase, cell_wall_s, finished_at, task FROM cell_runs JOIN ids USING (result_id)"
+        f"SELECT method, CAST({version} AS VARCHAR) AS method_version, fidelity, git_sha, git_dirty, hardware_profile_id, "
+        f"status, cell_wall_s, finished_at, {', '.join(track.described)} "
+        f"FROM {track.runs} JOIN ids USING (result_id)"
     ).df()
     threads = dict(
         con.execute(
             "SELECT profile_id, torch_threads FROM hardware_profiles WHERE profile_id IN "
-            "(SELECT hardware_profile_id FROM cell_runs JOIN ids USING (result_id))"
+            f"(SELECT hardware_profile_id FROM {track.runs} JOIN ids USING (result_id))"
         ).fetchall()
     )
     # A profile that did not record its threads counts as one; a failed cell's wall time
     # may be missing (NULL), and counts as nothing.
     per_cell = runs["hardware_profile_id"].map(lambda p: threads.get(p) or 1).astype(float)
     cpu_s = float((runs["cell_wall_s"].fillna(0.0) * per_cell).sum())
-    methods = (
-        runs.groupby("method")[["method_version", "fidelity"]].first().astype(str).to_dict("index")
-    )
+    methods = {
+        str(name): {"method_version": _first(group["method_version"]),
+                    "fidelity": _first(group["fidelity"])}
+        for name, group in runs.groupby("method")
+    }  # fmt: skip
     return {
-        "cells": int(len(runs)),
+        track.unit: int(len(runs)),
         "status": {str(k): int(v) for k, v in runs["status"].value_counts().items()},
-        "phases": {
-            str(k): int(v) for k, v in runs["phase"].fillna("single").value_counts().items()
-        },
-        "tasks": sorted(map(str, runs["task"].dropna().unique())),
+        **track.describe(runs),
         "methods": methods,
-        "commits": sorted(map(str, runs["git_sha"].dropna().unique())),
+        "commits": distinct(runs["git_sha"]),
         "any_dirty": bool(runs["git_dirty"].fillna(False).any()),
-        "hardware_profiles": sorted(map(str, runs["hardware_profile_id"].dropna().unique())),
+        "hardware_profiles": distinct(runs["hardware_profile_id"]),
         "cell_wall_hours": round(float(runs["cell_wall_s"].fillna(0).sum()) / 3600, 3),
         # Wall time x the torch threads of the worker that ran the cell.
         "cpu_hours": round(cpu_s / 3600, 3),
@@ -114,33 +149,87 @@ def _summary(con) -> dict[str, Any]:
     }
 
 
-def publish(store: Store, protocol: str, out: Path, *, note: str = "") -> dict[str, Any]:
-    """Write the protocol's rows under `out` (replacing what was there); returns the manifest."""
-    out.mkdir(parents=True, exist_ok=True)
+def _first(values) -> str | None:
+    """A column's first recorded value, as text (None: none recorded)."""
+    kept = values.dropna()
+    return str(kept.iloc[0]) if len(kept) else None
+
+
+def publish(
+    store: Store, protocol: str, out: Path, *, note: str = "", track: str | None = None
+) -> dict[str, Any]:
+    """Write the protocol's rows under `out` (replacing what was there); returns the
+    manifest. The track is the one whose tables hold the protocol (`track` names it
+    where several do)."""
     with store.connect(read_only=True) as con:
-        ids = _protocol_ids(con, protocol)
-        if not ids:
-            raise PublishedError(f"no rows of protocol {protocol!r} in {store.path}")
+        chosen, ids = _choose(con, protocol, track, store.path)
+        out.mkdir(parents=True, exist_ok=True)
         con.execute("CREATE TEMP TABLE ids AS SELECT unnest(?) AS result_id", [ids])
         files = {}
-        for table, select in _PARTS.items():
+        for table, (select, _) in chosen.parts().items():
             path = out / f"{table}.parquet"
             con.execute(
                 f"COPY ({select}) TO '{_sql_path(path)}' (FORMAT parquet, COMPRESSION zstd)"
             )
-            files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
-        summary = _summary(con)
+            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        copied, left_out = _copy_files(con, chosen, out)
+        summary = _summary(con, chosen)
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": out.name,
         "protocol": protocol,
+        "track": chosen.track,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "note": note,
         **summary,
-        "files": files,
+        **({"files_left_out": left_out} if left_out else {}),
+        "files": {**files, **copied},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+def _copy_files(con, track: TrackExport, out: Path) -> tuple[dict, list[str]]:
+    """The files the track's rows need, copied under out/files/ where the source still
+    holds the bytes the store recorded; returns their manifest entries and the names of
+    those left out (missing or changed)."""
+    shutil.rmtree(out / FILES, ignore_errors=True)
+    if track.files is None:
+        return {}, []
+    copied, left_out = {}, []
+    for name, source, sha in con.execute(track.files).fetchall():
+        if not Path(source).is_file() or (sha and sha256_file(source) != sha):
+            left_out.append(name)
+            continue
+        target = out / FILES / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        copied[f"{FILES}/{name}"] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
+    return copied, sorted(left_out)
+
+
+def _place_files(root: Path, folder: Path, manifest: dict) -> int:
+    """The folder's files put below `root`, where the store keeps them (those there
+    already kept); returns how many were added."""
+    added = 0
+    for name in manifest["files"]:
+        target = root / name.removeprefix(f"{FILES}/")
+        if name.startswith(f"{FILES}/") and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, target)
+            added += 1
+    return added
+
+
+def track_of(manifest: dict[str, Any]) -> TrackExport:
+    """The track a manifest publishes (none named: training, as every folder before)."""
+    name = manifest.get("track", DEFAULT_TRACK)
+    if name not in TRACKS:
+        raise PublishedError(
+            f"{manifest.get('name')} publishes track {name!r}, which this code does not know "
+            f"({', '.join(TRACKS)})"
+        )
+    return TRACKS[name]
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -153,7 +242,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         file = folder / name
         if not file.is_file():
             raise PublishedError(f"{file} is missing (listed in {path})")
-        if _sha256(file) != meta["sha256"]:
+        if sha256_file(file) != meta["sha256"]:
             raise PublishedError(f"{file} differs from the checksum in {path}")
     return manifest
 
@@ -161,21 +250,21 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def load_published(store: Store, folder: Path) -> LoadReport:
     """Add a published folder's rows to the store (rows already there are kept as they are)."""
     manifest = read_manifest(folder)
+    track = track_of(manifest)
     store.init()
     added = {}
     with store.connect() as con:
         con.execute("BEGIN TRANSACTION")
-        for table in _PARTS:
-            added[table] = _load_table(con, table, folder / f"{table}.parquet", manifest["name"])
-        if not any(added.values()):  # loaded before: nothing to refresh
-            con.execute("ROLLBACK")
-            return LoadReport(name=manifest["name"], added=added)
-        rebuild_latest(con)
-        from suite.store.comparisons import refresh_comparisons
-
-        refresh_comparisons(con)
-        con.execute("COMMIT")
-    return LoadReport(name=manifest["name"], added=added)
+        for table, (_, keys) in track.parts().items():
+            path = folder / f"{table}.parquet"
+            added[table] = _load_table(con, track, table, keys, path, manifest["name"])
+        if any(added.values()) and track.after_load is not None:
+            track.after_load(con)
+        # Loaded before: nothing was added, nothing to keep.
+        con.execute("COMMIT" if any(added.values()) else "ROLLBACK")
+    if track.file_root is not None:
+        added[FILES] = _place_files(track.file_root(store.path), folder, manifest)
+    return LoadReport(manifest["name"], added, track.track, added[track.runs])
 
 
 def published_folders(root: Path) -> list[Path]:
@@ -189,27 +278,25 @@ def load_all_published(store: Store, root: Path) -> list[LoadReport]:
     return [load_published(store, folder) for folder in published_folders(root)]
 
 
-def _load_table(con, table: str, path: Path, origin: str) -> int:
-    columns = {
-        "cell_runs": list(CELL_RUN_COLUMNS),
-        "hardware_profiles": list(HARDWARE_PROFILE_COLUMNS),
-    }.get(table)
+def _load_table(
+    con, track: TrackExport, table: str, keys: list[str], path: Path, origin: str
+) -> int:
+    """Insert the file's rows the table lacks (by `keys`); the attempt table's are marked
+    with `origin`. Returns how many were added."""
+    columns = {track.runs: track.columns, "hardware_profiles": HARDWARE_PROFILE_COLUMNS}.get(table)
     source = f"read_parquet('{_sql_path(path)}')"
-    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    keys = _KEYS[table]
-    new = (
-        f"SELECT s.* FROM {source} s ANTI JOIN {table} t USING ({', '.join(keys)})"
-    )  # fmt: skip
-    if columns is None:
-        before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        con.execute(f"INSERT INTO {table} BY NAME {new}")
-        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
-    # Columns an older publication lacks stay NULL; the origin marks the imported rows.
-    picked = [c for c in columns if c in have and c != "origin"]
-    extra = ", ? AS origin" if table == "cell_runs" else ""
+    new = f"SELECT s.* FROM {source} s ANTI JOIN {table} t USING ({', '.join(keys)})"
     before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    con.execute(
-        f"INSERT INTO {table} BY NAME SELECT {', '.join(picked)}{extra} FROM ({new})",
-        [origin] if extra else [],
-    )
+    if columns is None:
+        con.execute(f"INSERT INTO {table} BY NAME {new}")
+    else:
+        # Columns an older publication lacks stay NULL, and a column this code does not
+        # know is left out; the origin marks the imported rows.
+        have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        picked = [c for c in columns if c in have and c != "origin"]
+        mark = ", ? AS origin" if table == track.runs else ""
+        con.execute(
+            f"INSERT INTO {table} BY NAME SELECT {', '.join(picked)}{mark} FROM ({new})",
+            [origin] if mark else [],
+        )
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before

@@ -327,7 +327,7 @@ def _has_table(con, name: str) -> bool:
 
 def _lacks_columns(con) -> bool:
     """Whether the store's row tables lack a column the result types now have."""
-    for table, columns in (("cell_runs", CELL_RUN_COLUMNS), ("posthoc_runs", POSTHOC_RUN_COLUMNS)):
+    for table, columns in _derived().items():
         have = existing(con, table)
         if have and not set(columns) <= have:
             return True

@@ -12,6 +12,9 @@ from suite.cells import Cell
 from suite.hashing import spec_hash
 from suite.results import CellResult
 from suite.store.columns import method_fields, spec_yaml
+from suite.store.comparisons import refresh_comparisons
+from suite.store.export import TrackExport, distinct
+from suite.store.schema import CELL_RUN_COLUMNS, rebuild_latest
 
 
 def result_row(cell: Cell, result: CellResult, provenance: dict[str, Any]) -> dict[str, Any]:
@@ -124,3 +127,41 @@ def baseline_rows(cell: Cell, result: CellResult) -> list[tuple]:
         for split, values in (("validation", result.baseline_val), ("test", result.baseline_test))
         for name, value in values.items()
     ]
+
+
+def _describe(runs) -> dict[str, Any]:
+    return {
+        "phases": {
+            str(k): int(v) for k, v in runs["phase"].fillna("single").value_counts().items()
+        },
+        "tasks": distinct(runs["task"]),
+    }
+
+
+def _after_load(con) -> None:
+    """`latest_results` and the comparisons are kept by Store.write; loaded rows bypass it."""
+    rebuild_latest(con)
+    refresh_comparisons(con)
+
+
+# A training protocol as a publication (suite/store/published.py): the latest attempt of
+# each cell with its metrics, per-example predictions and its tasks' baselines.
+TRAINING_EXPORT = TrackExport(
+    track="training",
+    runs="cell_runs",
+    columns=CELL_RUN_COLUMNS,
+    latest="SELECT result_id FROM latest_results WHERE protocol = ? ORDER BY cell_id",
+    unit="cells",
+    extra={
+        "metrics": ("SELECT m.* FROM metrics m JOIN ids USING (result_id)",
+                    ["result_id", "split", "metric"]),
+        "predictions": ("SELECT p.* FROM predictions p JOIN ids USING (result_id) "
+                        "ORDER BY p.result_id, p.split, p.example",
+                        ["result_id", "split", "example"]),
+        "baselines": ("SELECT * FROM baselines WHERE task_hash IN (SELECT DISTINCT task_hash "
+                      "FROM cell_runs JOIN ids USING (result_id))", ["task_hash", "split", "metric"]),
+    },
+    described=("phase", "task"),
+    describe=_describe,
+    after_load=_after_load,
+)  # fmt: skip
