@@ -204,11 +204,13 @@ def test_the_cli_refuses_a_folder_that_is_not_published_before_running_anything(
 
 
 def test_every_committed_published_folder_is_intact():
-    """The datasets shipped in the repository (the league, the learning curves): every
-    file present and matching its manifest's checksum, the manifest's counts true."""
+    """The datasets shipped in the repository (the league, the continual track, the
+    learning curves): every file present and matching its manifest's checksum, the
+    manifest's counts (cells, or a federated publication's rounds) true."""
     import duckdb
 
     from suite.paths import CHECKOUT
+    from suite.store.published import DEFAULT_TRACK, TRACKS
 
     folders = [
         p.parent
@@ -218,8 +220,10 @@ def test_every_committed_published_folder_is_intact():
     assert folders, "bench/curves ships the learning-curve points"
     for folder in folders:
         manifest = read_manifest(folder)
-        runs = duckdb.sql(f"SELECT status FROM read_parquet('{folder / 'cell_runs.parquet'}')")
-        assert len(runs.fetchall()) == manifest["cells"], folder
+        track = TRACKS[manifest.get("track", DEFAULT_TRACK)]
+        rows = folder / f"{track.runs}.parquet"
+        runs = duckdb.sql(f"SELECT status FROM read_parquet('{rows}')")
+        assert len(runs.fetchall()) == manifest[track.unit], folder
 
 
 def test_verify_whose_ray_does_not_start_exits_1_with_one_sentence(monkeypatch):
