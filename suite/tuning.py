@@ -105,10 +105,19 @@ def sample_configs(space: dict[str, SearchDim], tuning: TuningSpec, key: str) ->
     log_uniform), subsampled to K without replacement when larger. random: K independent
     draws. latin: K draws stratified along every dimension (`_latin`). All are seeded by
     the tuning seed and `key` (the method's label), so every task and model sees the same
-    configurations of a method.
+    configurations of a method. With `default_first`, the first configuration is the
+    method's own ({}: nothing changed) and the sampler draws the other K - 1.
     """
     if not space:
         return [{}]
+    if tuning.default_first:
+        rest = tuning.model_copy(update={"trials": tuning.trials - 1, "default_first": None})
+        return [{}, *(_sampled(space, rest, key) if rest.trials else [])]
+    return _sampled(space, tuning, key)
+
+
+def _sampled(space: dict[str, SearchDim], tuning: TuningSpec, key: str) -> list[Config]:
+    """`tuning.trials` configurations drawn by its sampler (`sample_configs`)."""
     names = sorted(space)
     rng = _rng(tuning, key)
     if tuning.sampler == "random":

@@ -193,3 +193,42 @@ def test_pinned_entry_params_are_not_tuned():
     assert {t.method.params["r"] for t in pinned} == {4}
     assert len({t.method.lr for t in pinned}) == 3  # lr is still tuned
     assert {t.seed for t in trials} == {0}
+
+
+def test_default_first_tries_the_method_s_own_configuration_then_draws_the_rest():
+    """league-v1's random draws can all miss where a method works (LT-SFT, AdaLoRA,
+    PiSSA: docs/league.md); with `default_first` trial 0 is the method as its authors
+    ship it, and the sampler draws K - 1 more, exactly as it would draw K - 1 alone."""
+    latin = TuningSpec(trials=4, sampler="latin", seed=0)
+    first = TuningSpec(trials=4, sampler="latin", seed=0, default_first=True)
+    drawn = sample_configs(SPACE, first, "lora")
+    assert drawn[0] == {} and len(drawn) == 4
+    assert drawn[1:] == sample_configs(SPACE, latin.model_copy(update={"trials": 3}), "lora")
+    one = TuningSpec(trials=1, sampler="random", default_first=True)
+    assert sample_configs(SPACE, one, "lora") == [{}]
+    assert sample_configs({}, first, "lora") == [{}]
+
+
+def test_default_first_trial_0_is_the_default_method_and_unset_moves_no_cell_id():
+    from suite.cells import expand
+    from suite.specs.matrix import MatrixSpec
+    from suite.store.protocols import budget_words
+    from suite.tuning import trial_cells
+
+    catalog = Catalog.discover()
+
+    def matrix(**tuning):
+        return MatrixSpec(
+            name="m", models=["minilm-l6"], tasks=["drug-condition"], seeds=[0],
+            methods=["lora"], tuning=TuningSpec(trials=3, **tuning),
+        )  # fmt: skip
+
+    cells = expand(matrix(), catalog)
+    plain = trial_cells(catalog, matrix(), cells)
+    unset = trial_cells(catalog, matrix(default_first=None), cells)
+    assert [t.cell_id for t in plain] == [t.cell_id for t in unset]
+    ours = trial_cells(catalog, matrix(default_first=True), cells)
+    assert ours[0].method == cells[0].method and ours[0].selection == {"config": {}}
+    assert {t.method.lr for t in ours[1:]}.isdisjoint({cells[0].method.lr})
+    words = budget_words({"epochs": 2}, {"trials": 3, "default_first": True}, [0])
+    assert "(trial 0: each method's defaults)" in words

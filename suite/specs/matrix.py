@@ -22,6 +22,10 @@ class TuningSpec(Frozen):
     # dimension, so K trials cannot all miss a region of the space (suite/tuning.py).
     sampler: Literal["grid", "random", "latin"] = "random"
     seed: int = 0
+    # true: trial 0 is the method's own configuration (its default lr and params, as its
+    # authors ship it) and the sampler draws the other trials - 1, so no method is ranked
+    # only on draws that miss where it works. Unset (None) is off, and moves no cell id.
+    default_first: bool | None = None
 
 
 class ReferenceSpec(Frozen):

@@ -162,6 +162,8 @@ def budget_words(
         trials = int(tuning.get("trials", 0))
         # Each method draws from its own search space (the learning rate at least).
         parts.append(f"lr tuned over {trials} trial{'s' if trials != 1 else ''} on validation")
+        if tuning.get("default_first"):
+            parts[-1] += " (trial 0: each method's defaults)"
     else:
         parts.append("untuned (each method's default learning rate)")
     parts.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
