@@ -128,6 +128,21 @@ def written_names(rows: pd.DataFrame, column: str = "method") -> pd.Series:
     return labels.map(distinct({k: written_name(k, v) for k, v in matrices.items()}))
 
 
+def posthoc_names(labels: pd.Series, methods: pd.Series) -> pd.Series:
+    """Each post-hoc row's method as its paper writes it: the merge or compress method's
+    `display` where the row's label is the method's own name; a labelled stage entry
+    ("magnitude-50") keeps its label, and so does a method with no `display`."""
+    try:
+        registry = _catalog().posthoc
+        shown = {
+            m: registry.get(m).spec.display or m for m in set(methods.dropna()) if m in registry
+        }
+    except Exception:  # noqa: BLE001 - a broken plugin must not take the page down
+        shown = {}
+    own = labels.astype(str) == methods.astype(str)
+    return labels.where(~own, methods.map(lambda m: shown.get(m, m)))
+
+
 def with_names(rows: pd.DataFrame) -> pd.DataFrame:
     """`rows` with `name`: each method as its paper writes it (`written_names`), what tables
     and charts show; `method` stays the label that selectors, joins and CSVs key on."""

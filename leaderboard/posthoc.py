@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leaderboard.catalog import posthoc_names
 from leaderboard.data import Reader
 
 _EMPTY_MERGING = ["stage_name", "method", "model", "status", "task", "normalised"]
@@ -69,6 +70,7 @@ def merging_summary(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         )
         out = out.join(costs)
     out = out.reset_index()
+    out["name"] = posthoc_names(out["method"], out["method_name"])
     if "norm_mean" in out:
         out = out.sort_values("norm_mean", ascending=False, na_position="last")
     return out.reset_index(drop=True), tasks
@@ -113,9 +115,11 @@ def compression_rows(
     if rows.empty:
         return rows
     pattern = rows["level_label"].fillna("").str.contains(":")
-    series = rows["method_name"].where(~pattern, rows["method_name"] + " " + rows["level_label"])
+    # A method's series is named as its paper writes it (its label is a level's).
+    written = posthoc_names(rows["method_name"], rows["method_name"])
+    series = written.where(~pattern, written + " " + rows["level_label"])
     speedup = rows["dense_latency_s"] / rows["latency_s"]
-    return rows.assign(series=series, speedup=speedup)
+    return rows.assign(series=series, speedup=speedup, name=written)
 
 
 def compression_problems(reader: Reader) -> pd.DataFrame:

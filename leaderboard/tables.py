@@ -312,7 +312,7 @@ def merging_table(summary: pd.DataFrame, tasks: list[str]) -> Table:
     adapter), its spread over seeds, the scores behind it, the size kept, the merge time."""
     columns: dict[str, tuple[pd.Series, str]] = {
         "Stage": (summary["stage_name"], "text"),
-        "Merge": (summary["method"], "text"),
+        "Merge": (summary["name"] if "name" in summary else summary["method"], "text"),
         "Fidelity": (summary["fidelity"], "text"),
         "Inputs": (summary["inputs"], "text"),
         "Model": (summary["model"], "text"),
@@ -337,7 +337,7 @@ def compression_table(rows: pd.DataFrame) -> Table:
     the sparsity reached, stored size and latency against the dense model's."""
     return _table(
         {
-            "Method": (rows["method"], "text"),
+            "Method": (rows["name"] if "name" in rows else rows["method"], "text"),
             "Fidelity": (rows["fidelity"], "text"),
             "Level": (rows["level_label"], "text"),
             "Sparsity reached": (rows["sparsity"], "percent_share"),

@@ -203,8 +203,11 @@ def test_merging_page(app):
     at = _page(app, "merging")
     assert _titles(at) == ["Merging"]
     table = at.dataframe[0].value
-    assert set(table["Merge"]) == {"linear", "task-arithmetic", "ties", "lora-lego", "rmm"}
-    rmm = table.set_index("Merge").loc["rmm"]
+    # Each merge as its paper writes it (posthoc.yaml's `display`).
+    assert set(table["Merge"]) == {
+        "linear average", "task arithmetic", "TIES-merging", "LoRA-LEGO", "RMM"
+    }  # fmt: skip
+    rmm = table.set_index("Merge").loc["RMM"]
     # seeds 0 and 1 ok; seed 2 refused (input missing): counted, not averaged in
     assert rmm["Seeds ok"] == "2" and rmm["Not ok"] == "1"
     assert rmm["Fidelity"] == "reconstructed"
@@ -234,7 +237,7 @@ def test_compression_page(app):
     assert len(table) == 11
     assert set(table["Level"]) == {"30%", "50%", "70%", "2:4"}
     two_four = table[table["Level"] == "2:4"]
-    assert set(two_four["Method"]) == {"magnitude-2of4", "wanda-2of4"}
+    assert set(two_four["Method"]) == {"magnitude pruning", "Wanda"}
     assert set(two_four["Pattern holds"]) == {"yes"}
     dense = set(table["Dense score"])
     assert len(dense) == 1  # one source model: one dense reference
@@ -257,6 +260,6 @@ def test_compression_reference_line_is_the_dense_score(db):
     assert dense["dense"] == pytest.approx(rows["dense_value"].iloc[0])
     lines = spec["datasets"][spec["layer"][0]["data"]["name"]]
     assert {p["series"] for p in lines} == {
-        "magnitude", "wanda", "magnitude 2:4", "wanda 2:4", "dsnot", "welore",
-        "sparse-model-soups",
+        "magnitude pruning", "Wanda", "magnitude pruning 2:4", "Wanda 2:4", "DSnoT", "WeLore",
+        "Sparse Model Soups",
     }  # fmt: skip

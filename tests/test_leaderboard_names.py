@@ -47,3 +47,16 @@ def test_two_labels_written_alike_each_add_their_label(monkeypatch):
         "LoRA (lora)", "LoRA (lora-big)", "LoRA (lora)", "(IA)3", "mine",
     ]  # fmt: skip
     assert distinct({"a": "A", "b": "b", "c": "b"}) == {"a": "A", "b": "b", "c": "b (c)"}
+
+
+def test_posthoc_rows_show_their_method_s_display_and_labelled_stages_keep_their_label():
+    """The Merging and Compression pages showed "ties" and "magnitude"; a merge or
+    compress method's `display` (posthoc.yaml) is what they show now."""
+    import pandas as pd
+
+    from leaderboard.catalog import posthoc_names
+
+    labels = pd.Series(["ties", "magnitude-50", "linear", "mine"])
+    methods = pd.Series(["ties", "magnitude", "linear", "mine"])
+    shown = posthoc_names(labels, methods).tolist()
+    assert shown == ["TIES-merging", "magnitude-50", "linear average", "mine"]

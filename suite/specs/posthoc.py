@@ -51,6 +51,8 @@ class PosthocMethodSpec(Frozen):
     """A post-hoc method: its stage, implementation, hyperparameters and what it may claim."""
 
     name: Name
+    # The name papers use ("TIES-merging"), what the leaderboard shows; not hashed.
+    display: str | None = None
     stage: Stage
     family: str = "other"
     description: str = ""
