@@ -270,20 +270,27 @@ def test_the_pages_mark_published_rows_as_published(stores, tmp_path):
     assert set(continual_page.summary_table(own).frame["Source"]) == {"your run"}
 
 
-def test_the_league_publication_without_a_track_still_loads_as_training(tmp_path):
-    """league-v1 was written before the tracks: its manifest names none, and it loads as
-    the training publication it is, unchanged."""
-    manifest = read_manifest(LEAGUE)
+def test_a_publication_without_a_track_still_loads_as_training(tmp_path):
+    """Folders written before the tracks (league-v1 until 2026-12-06) name no track: they
+    load as the training publications they are. The committed league, its manifest's
+    `track` taken out, stands for them."""
+    import shutil
+
+    old = tmp_path / "league-v1"
+    shutil.copytree(LEAGUE, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("track", None)
+    (old / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = read_manifest(old)
     assert "track" not in manifest and manifest["format_version"] == 1
     store = Store(tmp_path / "league.duckdb")
-    report = load_published(store, LEAGUE)
+    report = load_published(store, old)
     assert (report.track, report.rows) == ("training", manifest["cells"])
     assert report.added["cell_runs"] == manifest["cells"] and report.added["predictions"] > 0
     rows = store.query("SELECT origin, protocol FROM results")
     assert set(rows.origin) == {"league-v1"} and set(rows.protocol) == {manifest["protocol"]}
-    published = duckdb.sql(f"SELECT count(*) FROM '{LEAGUE / 'cell_runs.parquet'}'").fetchall()
+    published = duckdb.sql(f"SELECT count(*) FROM '{old / 'cell_runs.parquet'}'").fetchall()
     assert published[0][0] == manifest["cells"]
-    assert json.loads((LEAGUE / "manifest.json").read_text()) == manifest
 
 
 def test_verify_refuses_a_continual_publication_before_running_anything(stores, tmp_path):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.artifacts import sha256_file
+from suite.store import columns
 from suite.store.continual import CONTINUAL_EXPORT
 from suite.store.export import TrackExport, distinct
 from suite.store.federated import FEDERATED_EXPORT
@@ -59,17 +60,9 @@ class LoadReport:
     rows: int = 0
 
 
-def _has_table(con, table: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-        ).fetchone()[0]
-    )
-
-
 def _latest_ids(con, track: TrackExport, protocol: str) -> list[str]:
     """The latest attempt of each cell (round) of the protocol in one track."""
-    if not _has_table(con, track.runs):
+    if not columns.existing(con, track.runs):
         return []
     return [r[0] for r in con.execute(track.latest, [protocol]).fetchall()]
 
@@ -78,7 +71,7 @@ def _stored_protocols(con) -> str:
     """Every protocol the store holds, by track, in words (for a name that is not there)."""
     said = []
     for track in TRACKS.values():
-        if _has_table(con, track.runs):
+        if columns.existing(con, track.runs):
             names = con.execute(
                 f"SELECT DISTINCT protocol FROM {track.runs} WHERE protocol IS NOT NULL "
                 "ORDER BY protocol"
@@ -283,17 +276,17 @@ def _load_table(
 ) -> int:
     """Insert the file's rows the table lacks (by `keys`); the attempt table's are marked
     with `origin`. Returns how many were added."""
-    columns = {track.runs: track.columns, "hardware_profiles": HARDWARE_PROFILE_COLUMNS}.get(table)
+    known = {track.runs: track.columns, "hardware_profiles": HARDWARE_PROFILE_COLUMNS}.get(table)
     source = f"read_parquet('{_sql_path(path)}')"
     new = f"SELECT s.* FROM {source} s ANTI JOIN {table} t USING ({', '.join(keys)})"
     before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    if columns is None:
+    if known is None:
         con.execute(f"INSERT INTO {table} BY NAME {new}")
     else:
         # Columns an older publication lacks stay NULL, and a column this code does not
         # know is left out; the origin marks the imported rows.
         have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        picked = [c for c in columns if c in have and c != "origin"]
+        picked = [c for c in known if c in have and c != "origin"]
         mark = ", ? AS origin" if table == track.runs else ""
         con.execute(
             f"INSERT INTO {table} BY NAME SELECT {', '.join(picked)}{mark} FROM ({new})",
