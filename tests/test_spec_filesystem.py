@@ -65,36 +65,32 @@ def test_a_looped_plugin_method_is_an_error_not_an_omission(tmp_path, shape):
     assert "Traceback" not in result.output
 
 
-def test_a_plugin_folder_that_cannot_be_read_is_an_error(tmp_path, monkeypatch):
+def _deny_reading(monkeypatch, folder: str) -> None:
+    """os.scandir refuses every folder named `folder`, as for a folder without read rights."""
     import os
 
-    (tmp_path / "methods" / "m").mkdir(parents=True)
     real = os.scandir
 
     def scandir(path="."):
-        if str(path).endswith("methods"):
+        if str(path).endswith(folder):
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_plugin_folder_that_cannot_be_read_is_an_error(tmp_path, monkeypatch):
+    (tmp_path / "methods" / "m").mkdir(parents=True)
+    _deny_reading(monkeypatch, "methods")
     with pytest.raises(SpecError, match="cannot read folder: Permission denied"):
         Catalog.discover([tmp_path], builtin=False)
 
 
 def test_validate_on_a_folder_that_cannot_be_read_is_a_spec_error(tmp_path, monkeypatch):
-    import os
-
     from suite.validate import validate_paths
 
     (tmp_path / "matrices").mkdir()
-    real = os.scandir
-
-    def scandir(path="."):
-        if str(path).endswith("matrices"):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    _deny_reading(monkeypatch, "matrices")
     with pytest.raises(SpecError, match="cannot read folder: Permission denied"):
         validate_paths([tmp_path], [])
 
