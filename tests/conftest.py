@@ -47,6 +47,14 @@ def generated(tmp_path_factory) -> Path:
     return write_generated_tasks(tmp_path_factory.mktemp("generated"))
 
 
+@pytest.fixture()
+def fast_catalog(monkeypatch) -> None:
+    """`validate` discovers the built-in catalogue once for all the spec files it reads."""
+    from tests.support.spec_files import reuse_builtin_catalog
+
+    reuse_builtin_catalog(monkeypatch)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked gpu skip themselves where no CUDA device is present."""
     import torch

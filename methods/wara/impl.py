@@ -17,7 +17,7 @@ cancels: IDWT_tokens(DWT_tokens(Z)) = Z, so the update is the per-token linear m
 dependence on sequence length or padding, and mergeable. v1's abstract ("the weight
 update matrix decomposed in the wavelet domain, low-rank factorisation there,
 reconstructed by an inverse transform") describes the same dW. The layer computes
-that form; tests/test_methods_new.py checks it equals the figure's literal 2-D
+that form; tests/test_methods_wara.py checks it equals the figure's literal 2-D
 computation over tokens and features.
 """
 
