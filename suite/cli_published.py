@@ -76,10 +76,12 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
             fail("error:", exc, 1)
         size = sum(f["bytes"] for f in manifest["files"].values())
         unit = track_of(manifest).unit
+        # How many rows' CPU time was measured, how many estimated as wall x threads.
+        basis = ", ".join(f"{n} {k}" for k, n in manifest["cpu_hours_basis"].items())
         console.print(
             f"published {manifest[unit]} {manifest['track']} {unit} of {protocol} "
             f"({', '.join(f'{v} {k}' for k, v in manifest['status'].items())}; "
-            f"{manifest['cpu_hours']} CPU-hours; {size / 1e6:.2f} MB) -> {folder}"
+            f"{manifest['cpu_hours']} CPU-hours ({basis}); {size / 1e6:.2f} MB) -> {folder}"
         )
 
     @app.command("import-published")

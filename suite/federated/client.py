@@ -7,10 +7,18 @@ rate with a fresh optimiser (local SGD-style FedAvg: no optimiser state crosses 
 Its random stream is seeded by (cell seed, round, client), so a resumed run repeats it.
 Tensors the aggregation rule freezes (`frozen`, by name) are not trained and not sent
 back; with `dp` set the local steps are DP-SGD (suite/federated/private.py).
+
+A client reports the CPU time its process spent on it (`time.process_time`, which counts
+torch's intra-op threads, where a thread clock would miss them) and which process that
+was: a process runs one client at a time (a Ray worker one task, the sequential executor
+one client after another), so the difference is the client's alone, and the round can
+tell a client that ran in its own process from one that ran elsewhere.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +61,9 @@ class ClientUpdate:
     examples: int
     state: State
     losses: list[float]
+    # CPU seconds the client's process spent on it, and that process's id.
+    cpu_s: float
+    pid: int
 
 
 def client_seed(cell_seed: int, round_: int, client: int) -> int:
@@ -71,6 +82,7 @@ def start_model(cell: Cell) -> tuple[Setup, Ready]:
 
 
 def train_client(task: ClientTask) -> ClientUpdate:
+    cpu0 = time.process_time()
     cell = task.cell
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -104,4 +116,5 @@ def train_client(task: ClientTask) -> ClientUpdate:
 
         losses = private_train(prepared, stream, loss, cfg, task.dp, seed)
     state = {k: v.detach().cpu().clone() for k, v in prepared.adapter_state().items()}
-    return ClientUpdate(task.client, len(task.indices), state, losses)
+    cpu_s = time.process_time() - cpu0
+    return ClientUpdate(task.client, len(task.indices), state, losses, cpu_s, os.getpid())
