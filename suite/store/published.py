@@ -144,7 +144,7 @@ def _cpu_hours(con, track: TrackExport, have: set[str]) -> dict[str, Any]:
     )
     rows = (
         f"SELECT CAST({measured} AS DOUBLE) AS m, "
-        "coalesce(r.cell_wall_s, 0) * coalesce(h.torch_threads, 1) AS wall_x_threads "
+        "coalesce(r.cell_wall_s, 0) * coalesce(nullif(h.torch_threads, 0), 1) AS wall_x_threads "
         f"FROM {track.runs} r JOIN ids USING (result_id) "
         "LEFT JOIN hardware_profiles h ON h.profile_id = r.hardware_profile_id"
     )
