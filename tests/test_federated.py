@@ -233,3 +233,21 @@ def test_a_rounds_cpu_counts_every_client_once_wherever_it_ran():
     in_process = [update(3.0, here), update(4.0, here)]
     assert round_cpu(9.0, in_process) == {"clients_cpu_s": 7.0, "server_cpu_s": 2.0}
     assert round_cpu(1.5, []) == {"clients_cpu_s": 0, "server_cpu_s": 1.5}
+
+
+def test_a_worker_started_for_its_client_counts_its_start_and_no_other_client_twice(
+    monkeypatch,
+):
+    """A process started after the round submitted the client (a Ray worker spawned for
+    it) counts from its start, once; one older than the submission (a reused worker, the
+    round's own process) counts from the client's start."""
+    import time
+
+    from suite.federated import client
+
+    monkeypatch.setattr(client, "_RAN_A_CLIENT", False)
+    assert client.cpu_start(0.0) == 0.0  # this process started after "submission" at 1970
+    assert client.cpu_start(0.0) > 0.0  # its second client: from that client's start
+    monkeypatch.setattr(client, "_RAN_A_CLIENT", False)
+    assert client.cpu_start(time.time()) > 0.0  # a process older than the submission
+    assert client.cpu_start(None) > 0.0  # a task that does not say when it was submitted

@@ -18,6 +18,7 @@ import os
 import time
 import traceback
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +118,12 @@ def _train_round(
     spec, agg = rc.spec, rule(rc.spec.aggregation)
     threads = rc.cell.profile.threads()
     cache = str(disk_dir()) if disk_dir() else None
-    tasks = [
-        ClientTask(
-            rc.cell, c, rc.round, idx, state, spec.local_steps, agg.frozen, spec.dp, threads, cache
-        )  # fmt: skip
-        for c, idx in enumerate(parts)
-        if len(idx)
-    ]
+    task = partial(
+        ClientTask, cell=rc.cell, round=rc.round, global_state=state,
+        local_steps=spec.local_steps, frozen=agg.frozen, dp=spec.dp, threads=threads,
+        cache_dir=cache, submitted_at=time.time(),
+    )  # fmt: skip
+    tasks = [task(client=c, indices=idx) for c, idx in enumerate(parts) if len(idx)]
     t0 = time.perf_counter()
     executor = executor or default_executor()
     updates = executor.run(tasks)
