@@ -39,6 +39,11 @@ def load_published_into(db: Path) -> None:
             )
 
 
+def _basis(manifest: dict) -> str:
+    """How many rows' CPU time was measured, how many counted as wall x threads."""
+    return ", ".join(f"{n} {k}" for k, n in manifest["cpu_hours_basis"].items())
+
+
 def register(app: typer.Typer, console: Console, err_console: Console) -> None:
     """Add the two commands to the CLI."""
 
@@ -79,7 +84,7 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
         console.print(
             f"published {manifest[unit]} {manifest['track']} {unit} of {protocol} "
             f"({', '.join(f'{v} {k}' for k, v in manifest['status'].items())}; "
-            f"{manifest['cpu_hours']} CPU-hours; {size / 1e6:.2f} MB) -> {folder}"
+            f"{manifest['cpu_hours']} CPU-hours ({_basis(manifest)}); {size / 1e6:.2f} MB) -> {folder}"
         )
 
     @app.command("import-published")

@@ -140,6 +140,15 @@ class FederatedMeasurements(BaseModel):
     adapter_params: int | None = None
     method_source_hash: str | None = None
     device: str | None = None
+    # The round's CPU seconds, measured (time.process_time, torch's intra-op threads
+    # included): its clients' together (each timed in the process it ran in; as Ray
+    # tasks they run in parallel, so this can be several times clients_wall_s), and the
+    # round's own process's (the server: model, aggregation, scoring), less any client
+    # that ran in it, so none counts twice. NULL in rows stored before they were
+    # measured, and in a failed round's. Last, so an older store gains them in place in
+    # the order a new one has them.
+    clients_cpu_s: float | None = None
+    server_cpu_s: float | None = None
 
 
 class FederatedMeasured(Outcome):

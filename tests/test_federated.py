@@ -214,3 +214,40 @@ def test_a_private_step_is_sgd_on_the_clipped_and_noised_mean_gradient():
     noise = torch.normal(0.0, 0.35, size=(1, 3), generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(model.weight.detach(), w0 - 0.1 * (clipped + noise) / 4)
     assert losses == pytest.approx([float(((x @ w0.T).squeeze(-1) - y).pow(2).mean())])
+
+
+def test_a_rounds_cpu_counts_every_client_once_wherever_it_ran():
+    """Clients that ran in the round's own process (the sequential executor) are in its
+    process CPU already: the server's share leaves them out, so none counts twice."""
+    import os
+
+    from suite.federated.client import ClientUpdate
+    from suite.federated.run import round_cpu
+
+    def update(cpu_s: float, pid: int) -> ClientUpdate:
+        return ClientUpdate(0, 1, {}, [0.0], cpu_s, pid)
+
+    here, elsewhere = os.getpid(), os.getpid() + 1
+    on_ray = [update(3.0, elsewhere), update(4.0, elsewhere + 1)]
+    assert round_cpu(2.0, on_ray) == {"clients_cpu_s": 7.0, "server_cpu_s": 2.0}
+    in_process = [update(3.0, here), update(4.0, here)]
+    assert round_cpu(9.0, in_process) == {"clients_cpu_s": 7.0, "server_cpu_s": 2.0}
+    assert round_cpu(1.5, []) == {"clients_cpu_s": 0, "server_cpu_s": 1.5}
+
+
+def test_a_worker_started_for_its_client_counts_its_start_and_no_other_client_twice(
+    monkeypatch,
+):
+    """A process started after the round submitted the client (a Ray worker spawned for
+    it) counts from its start, once; one older than the submission (a reused worker, the
+    round's own process) counts from the client's start."""
+    import time
+
+    from suite.federated import client
+
+    monkeypatch.setattr(client, "_RAN_A_CLIENT", False)
+    assert client.cpu_start(0.0) == 0.0  # this process started after "submission" at 1970
+    assert client.cpu_start(0.0) > 0.0  # its second client: from that client's start
+    monkeypatch.setattr(client, "_RAN_A_CLIENT", False)
+    assert client.cpu_start(time.time()) > 0.0  # a process older than the submission
+    assert client.cpu_start(None) > 0.0  # a task that does not say when it was submitted

@@ -17,6 +17,8 @@ from tests.test_federated_run import write_matrix
 MADE = {"fedavg": [0.1, 0.2, 0.3, 0.35], "fedsvd": [0.1, 0.25, 0.4, 0.5]}
 UP = {"fedavg": 100, "fedsvd": 60}
 MAJORITY = 0.15  # the task's majority class on test
+# A training round's 3 clients, 1.5 CPU seconds each, in parallel within its 2 s wall.
+CLIENTS_CPU_S = 3 * 1.5
 
 
 def _measured(cell) -> FederatedMeasured:
@@ -26,6 +28,7 @@ def _measured(cell) -> FederatedMeasured:
         test_score=MADE[rule][k], clients=3 if k else 0, bytes_up=UP[rule] if k else 0,
         bytes_down=100 if k else 0, client_sizes=[5, 3, 2] if k == 0 else [],
         baseline_test_score=MAJORITY, label_skew=0.25 if k == 0 else None,
+        clients_cpu_s=CLIENTS_CPU_S if k else 0.0, server_cpu_s=0.5 if k else 2.0,
     )  # fmt: skip
     return FederatedMeasured(status="ok", measurements=m, cell_wall_s=2.0)
 

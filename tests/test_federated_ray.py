@@ -8,7 +8,7 @@ import pytest
 
 from suite.registry import Catalog
 from tests.test_cli_e2e import cli
-from tests.test_federated_run import MATRIX, _run, rounds, write_matrix
+from tests.test_federated_run import MATRIX, _run, measured_cpu, rounds, write_matrix
 
 ONE_ROUND = MATRIX.replace("rounds: 3", "rounds: 1").replace(
     "aggregations: [fedavg, fedsvd]", "aggregations: [fedsvd]"
@@ -25,6 +25,9 @@ def test_clients_run_as_ray_tasks_with_the_numbers_of_a_local_run(tiny_plugins, 
     on_ray = rounds(db)
     assert list(on_ray["round"]) == [0, 1]
     assert list(on_ray["client_executor"].fillna("-")) == ["-", "ray"]
+    # Each client timed itself in its Ray worker; the round, its own process.
+    trained = measured_cpu(db).query("round == 1").iloc[0]
+    assert trained["clients_cpu_s"] > 0 and trained["server_cpu_s"] > 0
 
     local = tmp_path / "local" / "r.duckdb"
     _run(Catalog.discover([tiny_plugins]), path, local)

@@ -99,6 +99,7 @@ def test_a_stopped_federated_run_resumes_at_the_next_round_with_the_same_numbers
     done = rounds(whole)
     assert list(done["round"]) == [0, 1, 2, 3] * 2
     _check_traffic(done)
+    _check_cpu(whole)
 
     cut = tmp_path / "cut" / "r.duckdb"
     with pytest.raises(KeyboardInterrupt):
@@ -132,6 +133,19 @@ def _check_traffic(done) -> None:
     assert one.loc["fedavg", "bytes_up"] == one.loc["fedavg", "bytes_down"]
     assert 0 < one.loc["fedsvd", "bytes_up"] < one.loc["fedsvd", "bytes_down"]
     assert one.loc["fedavg", "bytes_down"] == one.loc["fedsvd", "bytes_down"]
+
+
+def measured_cpu(db: Path):
+    return Store(db).query(
+        "SELECT round, clients_cpu_s, server_cpu_s FROM federated_rounds WHERE status = 'ok'"
+    )
+
+
+def _check_cpu(db: Path) -> None:
+    """Every round measured its CPU: round 0 trains no client, round k its clients."""
+    cpu = measured_cpu(db)
+    assert set(cpu[cpu["round"] == 0]["clients_cpu_s"]) == {0.0}
+    assert (cpu[cpu["round"] > 0]["clients_cpu_s"] > 0).all() and (cpu["server_cpu_s"] > 0).all()
 
 
 @pytest.mark.parametrize(

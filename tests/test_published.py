@@ -43,6 +43,8 @@ def test_publish_writes_the_protocols_latest_rows_and_a_checked_manifest(publish
     }  # fmt: skip
     assert manifest["methods"]["lora"]["fidelity"] == "reference"
     assert manifest["cpu_hours"] >= manifest["cell_wall_hours"] >= 0
+    # A training cell is one process: its wall time x its threads, every row.
+    assert manifest["cpu_hours_basis"] == {"wall_x_threads": manifest["cells"]}
     assert manifest["commits"] == ["demo"]
     assert read_manifest(folder) == json.loads((folder / "manifest.json").read_text())
     # The other protocol's rows (the demo's second profile ran as matrix demo-gpu) stay out.

@@ -105,6 +105,8 @@ def test_a_continual_protocol_published_and_loaded_has_the_same_cells_and_resume
     assert manifest["track"] == "continual" and manifest["cells"] == 2
     assert manifest["status"] == {"ok": 2} and manifest["commits"] == ["abc"]
     assert manifest["strategies"] == ["per-task", "sequential"]
+    # A continual cell is one process: its wall time x its threads.
+    assert manifest["cpu_hours_basis"] == {"wall_x_threads": 2}
     assert manifest["tasks"] == ["drug-condition", "drug-sentiment"]
     assert manifest["methods"]["lora"]["method_version"] == "1"
     assert set(manifest["files"]) == {
@@ -135,6 +137,7 @@ def test_a_federated_protocol_published_and_loaded_has_the_same_rounds_and_resum
     assert manifest["runs"] == 2 and manifest["aggregations"].keys() == {"fedavg", "fedsvd"}
     assert manifest["methods"]["lora"]["method_version"] == "1"
     assert set(manifest["files"]) == {"federated_rounds.parquet", "hardware_profiles.parquet"}
+    assert manifest["cpu_hours_basis"] == {"measured": 8}
 
     fresh, _ = _loaded(
         source, tmp_path / "fed-v1", manifest,
@@ -160,6 +163,44 @@ def test_the_federated_export_keeps_every_rounds_latest_attempt_failed_ones_too(
         )
     manifest = publish(copy, _protocol(copy, "federated_rounds"), tmp_path / "fed-v2")
     assert manifest["rounds"] == 8 and manifest["status"] == {"ok": 7, "failed": 1}
+
+
+def _cpu(store: Store, folder: Path) -> tuple[float, dict[str, int]]:
+    manifest = publish(store, _protocol(store, "federated_rounds"), folder)
+    return manifest["cpu_hours"], manifest["cpu_hours_basis"]
+
+
+def test_a_federated_rounds_cpu_hours_count_its_parallel_clients(stores, tmp_path):
+    """Round k > 0: 3 clients train in parallel (Ray tasks, one thread each) for 800 s of
+    the round's 1000 s, then the server aggregates and scores for 200 s: 2,600 CPU
+    seconds, where its wall time x the round's one thread said 1,000 (the manifest's
+    number before the rounds measured their CPU). A row without the measurement (a
+    failed round, a store older than it) counts wall x threads, and the manifest says
+    how many rows counted which way."""
+    import shutil
+
+    copy = Store(tmp_path / "f.duckdb")
+    shutil.copy(stores["federated"][0].path, copy.path)
+    with copy.connect() as con:
+        con.execute(
+            "UPDATE federated_rounds SET cell_wall_s = 1000, hardware_profile_id = NULL, "
+            "clients_wall_s = CASE WHEN round > 0 THEN 800 END, "
+            "clients_cpu_s = CASE WHEN round > 0 THEN 3 * 800 ELSE 0 END, "
+            "server_cpu_s = CASE WHEN round > 0 THEN 200 ELSE 1000 END"
+        )
+    # 2 runs x (round 0 + 3 training rounds).
+    assert _cpu(copy, tmp_path / "a") == (round((2 * 1000 + 6 * 2600) / 3600, 3), {"measured": 8})
+    with copy.connect() as con:
+        con.execute("UPDATE federated_rounds SET clients_cpu_s = NULL WHERE round = 3 "
+                    "AND aggregation = 'fedavg'")  # fmt: skip
+    mixed = (round((3 * 1000 + 5 * 2600) / 3600, 3), {"measured": 7, "wall_x_threads": 1})
+    assert _cpu(copy, tmp_path / "b") == mixed
+    with copy.connect() as con:
+        for view in ("federated_results", "federated_curve"):
+            con.execute(f"DROP VIEW {view}")
+        for column in ("clients_cpu_s", "server_cpu_s"):
+            con.execute(f"ALTER TABLE federated_rounds DROP COLUMN {column}")
+    assert _cpu(copy, tmp_path / "c") == (round(8 * 1000 / 3600, 3), {"wall_x_threads": 8})
 
 
 def test_an_altered_track_folder_is_refused(stores, tmp_path):

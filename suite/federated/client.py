@@ -7,13 +7,24 @@ rate with a fresh optimiser (local SGD-style FedAvg: no optimiser state crosses 
 Its random stream is seeded by (cell seed, round, client), so a resumed run repeats it.
 Tensors the aggregation rule freezes (`frozen`, by name) are not trained and not sent
 back; with `dp` set the local steps are DP-SGD (suite/federated/private.py).
+
+A client reports the CPU time its process spent on it (`time.process_time`, which counts
+torch's intra-op threads, where a thread clock would miss them) and which process that
+was: a process runs one client at a time (a Ray worker one task, the sequential executor
+one client after another), so the difference is the client's alone, and the round can
+tell a client that ran in its own process from one that ran elsewhere. A Ray worker
+started for the client (after the round submitted it) counts from its own start: its
+spawn and imports (about 2 CPU seconds here) are the client's cost too.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 import torch
 
 from suite.cells import Cell
@@ -45,6 +56,9 @@ class ClientTask:
     threads: int | None = None
     # The worker's disk cache of tokenised splits (a Ray task's process has none set).
     cache_dir: str | None = None
+    # When the round submitted the client (time.time()): a process started after it was
+    # started for the client.
+    submitted_at: float | None = None
 
 
 @dataclass
@@ -53,6 +67,30 @@ class ClientUpdate:
     examples: int
     state: State
     losses: list[float]
+    # CPU seconds the client's process spent on it, and that process's id.
+    cpu_s: float
+    pid: int
+
+
+# Whether this process has run a client: only its first may count from the process's start.
+_RAN_A_CLIENT = False
+# psutil dates a process from the boot time, which Linux gives in whole seconds: a worker
+# spawned for a client can look up to a second older than the submission (0.14 s here).
+# Ray's prestarted workers are older than that by the time a round submits its clients.
+_START_SLACK_S = 1.0
+
+
+def cpu_start(submitted_at: float | None) -> float:
+    """Where a client's CPU time starts on this process's clock (`time.process_time`):
+    0, the process's start, for the first client of a process started after the client
+    was submitted (a Ray worker spawned for it); else now (a reused worker, the round's
+    own process, whose earlier CPU belongs to others)."""
+    global _RAN_A_CLIENT
+    fresh = not _RAN_A_CLIENT and submitted_at is not None
+    _RAN_A_CLIENT = True
+    if fresh and psutil.Process().create_time() >= submitted_at - _START_SLACK_S:
+        return 0.0
+    return time.process_time()
 
 
 def client_seed(cell_seed: int, round_: int, client: int) -> int:
@@ -71,6 +109,7 @@ def start_model(cell: Cell) -> tuple[Setup, Ready]:
 
 
 def train_client(task: ClientTask) -> ClientUpdate:
+    cpu0 = cpu_start(task.submitted_at)
     cell = task.cell
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -104,4 +143,5 @@ def train_client(task: ClientTask) -> ClientUpdate:
 
         losses = private_train(prepared, stream, loss, cfg, task.dp, seed)
     state = {k: v.detach().cpu().clone() for k, v in prepared.adapter_state().items()}
-    return ClientUpdate(task.client, len(task.indices), state, losses)
+    cpu_s = time.process_time() - cpu0
+    return ClientUpdate(task.client, len(task.indices), state, losses, cpu_s, os.getpid())

@@ -7,7 +7,8 @@ it to every non-empty client (suite/federated/executor.py: Ray tasks when this p
 runs in Ray), combines their adapters with the run's rule weighted by their example
 counts, stores the result as round k's global adapter and scores it on the validation
 and test splits. Everything a round draws is seeded by (cell seed, round, client), so a
-round run again, or after a resume, gives the same numbers.
+round run again, or after a resume, gives the same numbers. The round records the CPU
+time it used, its clients' and its own (`round_cpu`), beside its wall time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import time
 import traceback
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from suite.federated.aggregate import State, rule
 from suite.federated.cells import FederatedRound
-from suite.federated.client import ClientTask, start_model
+from suite.federated.client import ClientTask, ClientUpdate, start_model
 from suite.federated.executor import ClientExecutor, default_executor
 from suite.federated.split import label_skew, partition
 from suite.track_results import FederatedMeasured, FederatedMeasurements
@@ -64,20 +66,24 @@ def _round(rc: FederatedRound, executor: ClientExecutor | None) -> FederatedMeas
     from suite.methods.source import source_hash
     from suite.train.prepare import method_class
 
+    cpu0 = time.process_time()
     cell, spec, k = rc.cell, rc.spec, rc.round
     setup, ready = start_model(cell)
     labels = setup.encoded["train"].labels
     parts = partition(labels, spec.clients, spec.split, spec.split_seed)
     fields: dict[str, Any] = {"clients": 0, "bytes_down": 0, "bytes_up": 0}
+    updates: list[ClientUpdate] = []
     if k == 0:
         state = {n: v.detach().cpu().clone() for n, v in ready.prepared.adapter_state().items()}
         fields |= {"client_sizes": [len(p) for p in parts], "label_skew": label_skew(labels, parts)}
     else:
-        state, traffic = _train_round(rc, load_file(str(rc.state_path(k - 1))), parts, executor)
+        prior = load_file(str(rc.state_path(k - 1)))
+        state, traffic, updates = _train_round(rc, prior, parts, executor)
         fields |= traffic
     path = rc.state_path(k)
     sha = save_state(path, state)
     scores = _scores(cell, setup, ready, state)
+    fields |= round_cpu(time.process_time() - cpu0, updates)
     metric = cell.task.primary_metric
     trivial = baselines(cell.task, cell.task_dir).get("test", {})
     return FederatedMeasurements(
@@ -91,26 +97,39 @@ def _round(rc: FederatedRound, executor: ClientExecutor | None) -> FederatedMeas
     )  # fmt: skip
 
 
-def _train_round(rc: FederatedRound, state: State, parts, executor) -> tuple[State, dict]:
-    """Round k's client training and aggregation: the new global adapter, its traffic."""
+def round_cpu(process_cpu_s: float, updates: list[ClientUpdate]) -> dict[str, float]:
+    """The round's CPU seconds: its clients' together, and its own process's
+    (`process_cpu_s`) less those of the clients that ran in this process (the sequential
+    executor's), which it already counts."""
+    here = sum(u.cpu_s for u in updates if u.pid == os.getpid())
+    return {
+        "clients_cpu_s": sum(u.cpu_s for u in updates),
+        "server_cpu_s": process_cpu_s - here,
+    }
+
+
+def _train_round(
+    rc: FederatedRound, state: State, parts, executor
+) -> tuple[State, dict, list[ClientUpdate]]:
+    """Round k's client training and aggregation: the new global adapter, its traffic,
+    the clients' updates."""
     from suite.train.caches import disk_dir
 
     spec, agg = rc.spec, rule(rc.spec.aggregation)
     threads = rc.cell.profile.threads()
     cache = str(disk_dir()) if disk_dir() else None
-    tasks = [
-        ClientTask(
-            rc.cell, c, rc.round, idx, state, spec.local_steps, agg.frozen, spec.dp, threads, cache
-        )  # fmt: skip
-        for c, idx in enumerate(parts)
-        if len(idx)
-    ]
+    task = partial(
+        ClientTask, cell=rc.cell, round=rc.round, global_state=state,
+        local_steps=spec.local_steps, frozen=agg.frozen, dp=spec.dp, threads=threads,
+        cache_dir=cache, submitted_at=time.time(),
+    )  # fmt: skip
+    tasks = [task(client=c, indices=idx) for c, idx in enumerate(parts) if len(idx)]
     t0 = time.perf_counter()
     executor = executor or default_executor()
     updates = executor.run(tasks)
     wall = time.perf_counter() - t0
     new = agg.aggregate(state, [u.state for u in updates], [u.examples for u in updates], rc.round)
-    return new, {
+    traffic = {
         "clients": len(tasks),
         "bytes_down": len(tasks) * state_bytes(state),
         "bytes_up": sum(state_bytes(u.state) for u in updates),
@@ -118,6 +137,7 @@ def _train_round(rc: FederatedRound, state: State, parts, executor) -> tuple[Sta
         "clients_wall_s": wall,
         "client_executor": executor.name,
     }
+    return new, traffic, updates
 
 
 def save_state(path: Path, state: State) -> str:

@@ -50,6 +50,13 @@ class TrackExport:
     # stored sha256; `file_root(store path)`: where a loaded store keeps them.
     files: str | None = None
     file_root: Callable[[Path], Path] | None = None
+    # The columns whose sum is a row's CPU seconds, where the track measures them (a
+    # federated round: its clients' and its server's, which ran in several processes at
+    # once). A row lacking any of them (a store older than they are, a failed round), and
+    # every row of a track that names none (one process per cell), counts its wall time
+    # x the torch threads of its hardware profile instead; the manifest says how many
+    # rows counted which way (`cpu_hours_basis`).
+    cpu_seconds: tuple[str, ...] = ()
 
     def parts(self) -> dict[str, Part]:
         """table -> its part, in load order: the runs first, the hardware profiles last."""

@@ -4,7 +4,8 @@
   its run (`fed_run`: the trained cell and the federated spec), the split, the rule,
   the global adapter's validation and test scores after the round, the bytes sent down
   (global adapter to each client) and up (each client's trained tensors), the round's
-  wall time, the stored adapter's path and sha256, provenance. A round counts as stored
+  wall time and CPU time (its clients' and its server's, measured: they ran in several
+  processes at once), the stored adapter's path and sha256, provenance. A round counts as stored
   once its row says ok; the next run of the matrix starts after the last such round.
 
 Views (the leaderboard's Federated page, `peftbench query`): `federated_curve` (the
@@ -65,6 +66,7 @@ SELECT fed_run, matrix, protocol, model, task, method, fidelity, seed, aggregati
         OVER (PARTITION BY fed_run ORDER BY round) AS bytes_total,
     cell_wall_s AS round_wall_s,
     sum(cell_wall_s) OVER (PARTITION BY fed_run ORDER BY round) AS wall_s_total,
+    clients_cpu_s, server_cpu_s,
     label_skew, client_sizes, client_final_losses, state_path, origin
 FROM latest WHERE status = 'ok'"""
 
@@ -103,6 +105,9 @@ FEDERATED_EXPORT = TrackExport(
     "AND state_path IS NOT NULL QUALIFY row_number() OVER (PARTITION BY fed_run "
     "ORDER BY round DESC) = 1 AND round < rounds",
     file_root=federated_root,
+    # A round's clients train in parallel, each in its own process with its own threads:
+    # its wall time x the round's threads would count them once at most.
+    cpu_seconds=("server_cpu_s", "clients_cpu_s"),
 )
 
 

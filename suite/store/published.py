@@ -2,8 +2,8 @@
 
 `publish` writes the latest attempt of every cell of one protocol, with what hangs off
 it and the hardware profiles it ran on, as Parquet files plus a `manifest.json`
-(protocol, track, commits, method versions, hardware, CPU-hours, date, and a sha256 of
-every file). Which tables that is, is the track's (suite/store/export.py): a training
+(protocol, track, commits, method versions, hardware, CPU-hours and how they were
+counted, date, and a sha256 of every file). Which tables that is, is the track's (suite/store/export.py): a training
 protocol's cells with their metrics, per-example predictions and their tasks'
 baselines; a continual protocol's cells with their accuracy matrices; a federated
 protocol's rounds. `load_published` reads such a folder into a store, marking every
@@ -111,16 +111,6 @@ def _summary(con, track: TrackExport) -> dict[str, Any]:
         f"status, cell_wall_s, finished_at, {', '.join(track.described)} "
         f"FROM {track.runs} JOIN ids USING (result_id)"
     ).df()
-    threads = dict(
-        con.execute(
-            "SELECT profile_id, torch_threads FROM hardware_profiles WHERE profile_id IN "
-            f"(SELECT hardware_profile_id FROM {track.runs} JOIN ids USING (result_id))"
-        ).fetchall()
-    )
-    # A profile that did not record its threads counts as one; a failed cell's wall time
-    # may be missing (NULL), and counts as nothing.
-    per_cell = runs["hardware_profile_id"].map(lambda p: threads.get(p) or 1).astype(float)
-    cpu_s = float((runs["cell_wall_s"].fillna(0.0) * per_cell).sum())
     methods = {
         str(name): {"method_version": _first(group["method_version"]),
                     "fidelity": _first(group["fidelity"])}
@@ -135,10 +125,36 @@ def _summary(con, track: TrackExport) -> dict[str, Any]:
         "any_dirty": bool(runs["git_dirty"].fillna(False).any()),
         "hardware_profiles": distinct(runs["hardware_profile_id"]),
         "cell_wall_hours": round(float(runs["cell_wall_s"].fillna(0).sum()) / 3600, 3),
-        # Wall time x the torch threads of the worker that ran the cell.
-        "cpu_hours": round(cpu_s / 3600, 3),
+        **_cpu_hours(con, track, have),
         "first_finished": str(runs["finished_at"].min()),
         "last_finished": str(runs["finished_at"].max()),
+    }
+
+
+def _cpu_hours(con, track: TrackExport, have: set[str]) -> dict[str, Any]:
+    """The rows' CPU-hours, and how many rows counted which way (`cpu_hours_basis`):
+    "measured" (the track's `cpu_seconds` columns, where the rows have them all) or
+    "wall_x_threads" (the row's wall time x the torch threads of the hardware profile it
+    ran on: a profile that did not record its threads counts as one, a failed cell's
+    missing wall time as nothing)."""
+    measured = (
+        " + ".join(f"r.{c}" for c in track.cpu_seconds)
+        if track.cpu_seconds and set(track.cpu_seconds) <= have
+        else "NULL"
+    )
+    rows = (
+        f"SELECT CAST({measured} AS DOUBLE) AS m, "
+        "coalesce(r.cell_wall_s, 0) * coalesce(nullif(h.torch_threads, 0), 1) AS wall_x_threads "
+        f"FROM {track.runs} r JOIN ids USING (result_id) "
+        "LEFT JOIN hardware_profiles h ON h.profile_id = r.hardware_profile_id"
+    )
+    cpu_s, n_measured, n_rows = con.execute(
+        f"SELECT sum(coalesce(m, wall_x_threads)), count(m), count(*) FROM ({rows})"
+    ).fetchone()
+    basis = {"measured": n_measured, "wall_x_threads": n_rows - n_measured}
+    return {
+        "cpu_hours": round(float(cpu_s or 0.0) / 3600, 3),
+        "cpu_hours_basis": {k: int(n) for k, n in basis.items() if n},
     }
 
 
