@@ -160,6 +160,10 @@ class Measured(Outcome):
     measurements: Measurements = Field(default_factory=Measurements)
     # Seconds per runner phase (RUNNER_PHASES), also for a cell that failed part-way.
     phases: dict[str, float] = Field(default_factory=dict)
+    # CPU seconds of the process while the cell ran (`time.process_time`, every thread):
+    # a cell has its worker process to itself, so on a shared machine this is what it
+    # used, where wall time x threads counts the time it waited for a core too.
+    cell_cpu_s: float | None = None
     model_cached: bool | None = None
     data_cached: bool | None = None
 
@@ -225,6 +229,7 @@ class CellResult(Measurements, Placement, Phases):
     error: str | None = None
     started_at: str | None = None
     cell_wall_s: float | None = None
+    cell_cpu_s: float | None = None
     hardware_profile: dict[str, Any] | None = Field(default=None, exclude=True)
     achieved_flops_per_s: float | None = None
     flops_fraction_of_peak: float | None = None
@@ -253,6 +258,7 @@ class CellResult(Measurements, Placement, Phases):
             error=measured.error,
             started_at=measured.started_at,
             cell_wall_s=measured.cell_wall_s,
+            cell_cpu_s=measured.cell_cpu_s,
             achieved_flops_per_s=achieved,
             flops_fraction_of_peak=peak_fraction,
             achieved_flops_per_s_real=achieved_real,

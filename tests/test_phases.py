@@ -67,6 +67,15 @@ def test_every_row_has_phases_that_add_up_to_its_total(stored):
     assert totals == pytest.approx(sorted(rows["cell_total_s"].tolist()))
 
 
+def test_every_row_stores_the_cpu_time_its_process_used(stored):
+    """Measured, not wall x threads: a cell's process time (every thread) while it ran."""
+    store, _ = stored
+    rows = store.query("SELECT cell_cpu_s, cell_wall_s FROM cell_runs")
+    assert len(rows) == 3 and (rows.cell_cpu_s > 0).all()
+    # One worker thread here: CPU can exceed wall only by the process's other threads.
+    assert (rows.cell_cpu_s < 4 * rows.cell_wall_s + 1.0).all()
+
+
 def test_real_tokens_and_their_peak_fraction_are_stored(stored):
     store, _ = stored
     rows = store.query(

@@ -43,7 +43,7 @@ def test_publish_writes_the_protocols_latest_rows_and_a_checked_manifest(publish
     }  # fmt: skip
     assert manifest["methods"]["lora"]["fidelity"] == "reference"
     assert manifest["cpu_hours"] >= manifest["cell_wall_hours"] >= 0
-    # A training cell is one process: its wall time x its threads, every row.
+    # The demo's rows predate measured CPU: each counts its wall time x its threads.
     assert manifest["cpu_hours_basis"] == {"wall_x_threads": manifest["cells"]}
     assert manifest["commits"] == ["demo"]
     assert read_manifest(folder) == json.loads((folder / "manifest.json").read_text())
@@ -52,6 +52,27 @@ def test_publish_writes_the_protocols_latest_rows_and_a_checked_manifest(publish
 
     runs = duckdb.sql(f"SELECT * FROM '{folder / 'cell_runs.parquet'}'").df()
     assert set(runs.protocol) == {protocol} and runs.cell_id.is_unique
+
+
+def test_a_training_row_that_measured_its_cpu_counts_that(tmp_path):
+    """Wall x threads counts the time a cell waited for a core on a shared machine: a row
+    that measured its process's CPU (`cell_cpu_s`) counts that instead."""
+    store = Store(demo_db_copy(tmp_path / "demo.duckdb"))
+    protocol = _protocol(store)
+    before = publish(store, protocol, tmp_path / "before", note="test")
+    row = store.query(
+        "SELECT r.result_id, coalesce(r.cell_wall_s, 0) * coalesce(nullif(h.torch_threads, 0), 1) AS wxt "
+        "FROM latest_results r LEFT JOIN hardware_profiles h ON h.profile_id = r.hardware_profile_id "
+        "WHERE r.protocol = $p ORDER BY r.cell_id LIMIT 1",
+        {"p": protocol},
+    ).iloc[0]
+    with store.connect() as con:
+        con.execute("UPDATE cell_runs SET cell_cpu_s = 1800 WHERE result_id = ?", [row.result_id])
+    after = publish(store, protocol, tmp_path / "after", note="test")
+    assert after["cpu_hours_basis"] == {"measured": 1, "wall_x_threads": after["cells"] - 1}
+    assert after["cpu_hours"] - before["cpu_hours"] == pytest.approx(
+        (1800 - row.wxt) / 3600, abs=2e-3
+    )
 
 
 def test_loading_a_published_folder_marks_its_rows_and_makes_the_cells_count_as_stored(

@@ -164,4 +164,7 @@ TRAINING_EXPORT = TrackExport(
     described=("phase", "task"),
     describe=_describe,
     after_load=_after_load,
+    # A cell is one worker process: its measured CPU where the row has it (rows from
+    # before the column count wall x threads, which on a shared machine counts waiting).
+    cpu_seconds=("cell_cpu_s",),
 )  # fmt: skip

@@ -8,6 +8,7 @@ phases add up to the cell's wall time.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ __all__ = ["Ready", "Setup", "load", "prepare", "run_cell", "seed_everything"]
 def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = None) -> Measured:
     """Run a cell; any exception becomes its outcome (status and error text)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    clock = PhaseClock()
+    clock, cpu0 = PhaseClock(), time.process_time()
     try:
         outcome = {"status": "ok", "measurements": Measurements(**_run(cell, on_step, clock))}
     except NonFiniteLoss as exc:
@@ -47,6 +48,7 @@ def run_cell(cell: Cell, on_step: Callable[[int, int, float], None] | None = Non
     wall = clock.elapsed()
     return Measured(
         **outcome, started_at=started, cell_wall_s=wall, phases=clock.finish(wall),
+        cell_cpu_s=time.process_time() - cpu0,
         model_cached=clock.cached.get("model"), data_cached=clock.cached.get("data"),
     )  # fmt: skip
 
