@@ -188,12 +188,19 @@ def _points(diff: float) -> str:
     return f"{100 * diff:+.1f}"
 
 
-def _stored(con, protocol: str) -> tuple[int, float]:
-    """The protocol's stored cells and their hours (one torch thread each: CPU-hours)."""
-    n, hours = con.execute(
-        "SELECT count(*), sum(cell_wall_s) / 3600 FROM results WHERE protocol = ?", [protocol]
+def _stored(con, protocol: str) -> tuple[int, str]:
+    """The protocol's stored cells, and their time in words: wall time (one torch thread
+    a cell, on a machine shared with other jobs it counts waiting for a core too), and the
+    CPU time the cells that measured it (`cell_cpu_s`) used."""
+    n, wall, cpu, measured = con.execute(
+        "SELECT count(*), sum(cell_wall_s) / 3600, sum(cell_cpu_s) / 3600, count(cell_cpu_s) "
+        "FROM results WHERE protocol = ?",
+        [protocol],
     ).fetchone()
-    return n, hours or 0.0
+    words = f"{wall or 0.0:.1f} cell-hours of wall time"
+    if measured:
+        words += f"; {cpu:.1f} CPU-hours measured on the {measured} cells that record it"
+    return n, words
 
 
 def _league(protocol: str) -> tuple[str, dict[str, str], int]:
@@ -225,8 +232,7 @@ def readme_table(con, protocol: str) -> str:
     rows = complete_rows(con, protocol, task, seeds)
     n, hours = _stored(con, protocol)
     lines = [
-        f"**{len(rows)} of {len(names)} entries are complete on `{task}`** ({n} cells, "
-        f"{hours:.1f} CPU-hours).",
+        f"**{len(rows)} of {len(names)} entries are complete on `{task}`** ({n} cells, {hours}).",
         "",
         "| method | accuracy (95% interval) | vs LoRA (95% interval) | Holm p | trainable |",
         "|---|---|---|---|---|",
@@ -248,7 +254,7 @@ def status(con, protocol: str) -> str:
     n, hours = _stored(con, protocol)
     return (
         f"**{len(rows)} of its {len(names)} entries are complete on `{task}`** ({seeds} seeds "
-        f"after the tuning trials; {n} cells in all, {hours:.1f} CPU-hours)."
+        f"after the tuning trials; {n} cells in all, {hours})."
     )
 
 
