@@ -44,6 +44,26 @@ def _basis(manifest: dict) -> str:
     return ", ".join(f"{n} {k}" for k, n in manifest["cpu_hours_basis"].items())
 
 
+def _published_words(manifest: dict, protocol: str, folder: Path) -> str:
+    """What `publish` wrote, in words: rows, statuses, CPU-hours and how they were counted,
+    size, and any rows left out as stale."""
+    from suite.store.published import track_of
+
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    unit = track_of(manifest).unit
+    lines = [
+        f"published {manifest[unit]} {manifest['track']} {unit} of {protocol} "
+        f"({', '.join(f'{v} {k}' for k, v in manifest['status'].items())}; "
+        f"{manifest['cpu_hours']} CPU-hours ({_basis(manifest)}); {size / 1e6:.2f} MB) -> {folder}"
+    ]
+    for method, left in manifest.get("left_out_outdated", {}).items():
+        lines.append(
+            f"left out {left['rows']} rows of {method} version {left['version']}: today's "
+            f"is {left['current']}, so they are stale (run its cells again)"
+        )
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer, console: Console, err_console: Console) -> None:
     """Add the two commands to the CLI."""
 
@@ -69,23 +89,20 @@ def register(app: typer.Typer, console: Console, err_console: Console) -> None:
         CPU-hours, checksums): a training protocol's cells with their metrics, per-example
         predictions and hardware profiles; a continual protocol's cells with their accuracy
         matrices; a federated protocol's rounds."""
-        from suite.store.published import PublishedError, publish, track_of
+        from suite.store.published import PublishedError, publish
         from suite.store.store import Store
 
         if not db.exists():
             fail("error:", f"no results database at {db}", 1)
         folder = out or PUBLISHED / protocol
+        versions = {e.name: e.spec.version for e in catalog(None).methods if e.spec.version}
         try:
-            manifest = publish(Store(db), protocol, folder, note=note, track=track)
+            manifest = publish(
+                Store(db), protocol, folder, note=note, track=track, versions=versions
+            )
         except PublishedError as exc:
             fail("error:", exc, 1)
-        size = sum(f["bytes"] for f in manifest["files"].values())
-        unit = track_of(manifest).unit
-        console.print(
-            f"published {manifest[unit]} {manifest['track']} {unit} of {protocol} "
-            f"({', '.join(f'{v} {k}' for k, v in manifest['status'].items())}; "
-            f"{manifest['cpu_hours']} CPU-hours ({_basis(manifest)}); {size / 1e6:.2f} MB) -> {folder}"
-        )
+        console.print(_published_words(manifest, protocol, folder))
 
     @app.command("import-published")
     def import_published(

@@ -75,6 +75,26 @@ def test_a_training_row_that_measured_its_cpu_counts_that(tmp_path):
     )
 
 
+def test_rows_of_a_method_whose_version_moved_on_are_left_out_and_said(published, tmp_path):
+    """A row of an older method version is stale the moment it is published (today's code
+    no longer expands to its cell): publish leaves it out and the manifest says so."""
+    store, protocol, _, everything = published
+    n_lora = store.query(
+        "SELECT count(*) AS n FROM latest_results WHERE protocol = $p AND method_name = 'lora'",
+        {"p": protocol},
+    ).n.item()
+    assert n_lora > 0
+    manifest = publish(store, protocol, tmp_path / "v", note="test", versions={"lora": 99})
+    assert manifest["cells"] == everything["cells"] - n_lora
+    assert set(manifest["left_out_outdated"]) == {"lora"}
+    left = manifest["left_out_outdated"]["lora"]
+    assert left["rows"] == n_lora and left["current"] == 99 and left["version"] < 99
+    assert "lora" not in manifest["methods"]
+    # Today's versions (or none given) leave everything in.
+    same = publish(store, protocol, tmp_path / "w", note="test", versions={"lora": 1})
+    assert same["cells"] == everything["cells"] and "left_out_outdated" not in same
+
+
 def test_loading_a_published_folder_marks_its_rows_and_makes_the_cells_count_as_stored(
     published, tmp_path
 ):

@@ -164,14 +164,50 @@ def _first(values) -> str | None:
     return str(kept.iloc[0]) if len(kept) else None
 
 
+def _drop_outdated(
+    con, track: TrackExport, ids: list[str], versions: dict[str, int]
+) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """`ids` less the rows of a method whose version has moved on (`versions`: each
+    registered method's version today): such a row is stale the moment it is published,
+    since today's code no longer expands to its cell. Returns the ids kept and, by
+    method, how many rows were left out and their version against today's."""
+    have = {r[0] for r in con.execute(f"DESCRIBE {track.runs}").fetchall()}
+    if not versions or "method_version" not in have:
+        return ids, {}
+    # The registered method's name (a labelled entry's `method` is its label).
+    name = "method_name" if "method_name" in have else "method"
+    rows = con.execute(
+        f"SELECT result_id, {name}, method_version FROM {track.runs} "
+        "WHERE result_id IN (SELECT unnest(?))",
+        [ids],
+    ).fetchall()
+    left: dict[str, dict[str, int]] = {}
+    dropped = set()
+    for result_id, method, version in rows:
+        today = versions.get(method)
+        if today is not None and version is not None and version < today:
+            entry = left.setdefault(method, {"rows": 0, "version": version, "current": today})
+            entry["rows"] += 1
+            dropped.add(result_id)
+    return [i for i in ids if i not in dropped], left
+
+
 def publish(
-    store: Store, protocol: str, out: Path, *, note: str = "", track: str | None = None
+    store: Store,
+    protocol: str,
+    out: Path,
+    *,
+    note: str = "",
+    track: str | None = None,
+    versions: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Write the protocol's rows under `out` (replacing what was there); returns the
     manifest. The track is the one whose tables hold the protocol (`track` names it
-    where several do)."""
+    where several do). With `versions` (each registered method's version today), rows of
+    an older method version are left out, and the manifest says so (`left_out_outdated`)."""
     with store.connect(read_only=True) as con:
         chosen, ids = _choose(con, protocol, track, store.path)
+        ids, outdated = _drop_outdated(con, chosen, ids, versions or {})
         out.mkdir(parents=True, exist_ok=True)
         con.execute("CREATE TEMP TABLE ids AS SELECT unnest(?) AS result_id", [ids])
         files = {}
@@ -192,6 +228,7 @@ def publish(
         "note": note,
         **summary,
         **({"files_left_out": left_out} if left_out else {}),
+        **({"left_out_outdated": outdated} if outdated else {}),
         "files": {**files, **copied},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
