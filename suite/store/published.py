@@ -3,10 +3,10 @@
 `publish` writes the latest attempt of every cell of one protocol, with what hangs off
 it and the hardware profiles it ran on, as Parquet files plus a `manifest.json`
 (protocol, track, commits, method versions, hardware, CPU-hours and how they were
-counted, date, and a sha256 of every file). Which tables that is, is the track's (suite/store/export.py): a training
-protocol's cells with their metrics, per-example predictions and their tasks'
-baselines; a continual protocol's cells with their accuracy matrices; a federated
-protocol's rounds. `load_published` reads such a folder into a store, marking every
+counted, date, and a sha256 of every file). Which tables that is, is the track's
+(suite/store/export.py): a training protocol's cells with their metrics, per-example
+predictions and their tasks' baselines; a continual protocol's cells with their accuracy
+matrices; a federated protocol's rounds. `load_published` reads such a folder into a store, marking every
 attempt row it adds with `origin` (the dataset's name), so that:
 
 - a run of the same protocol skips the published cells (the store resumes from them: a
@@ -103,7 +103,7 @@ def _choose(con, protocol: str, track: str | None, path: Path) -> tuple[TrackExp
 
 def _summary(con, track: TrackExport) -> dict[str, Any]:
     """What the manifest says of the rows: counts, methods, commits, hardware, CPU-hours."""
-    have = {r[0] for r in con.execute(f"DESCRIBE {track.runs}").fetchall()}
+    have = columns.existing(con, track.runs)
     # As text ("1"), and NULL where the rows do not record it (stores older than it).
     version = "method_version" if "method_version" in have else "NULL"
     runs = con.execute(
@@ -171,7 +171,7 @@ def _drop_outdated(
     registered method's version today): such a row is stale the moment it is published,
     since today's code no longer expands to its cell. Returns the ids kept and, by
     method, how many rows were left out and their version against today's."""
-    have = {r[0] for r in con.execute(f"DESCRIBE {track.runs}").fetchall()}
+    have = columns.existing(con, track.runs)
     if not versions or "method_version" not in have:
         return ids, {}
     # The registered method's name (a labelled entry's `method` is its label).
